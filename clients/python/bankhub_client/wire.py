@@ -1,0 +1,251 @@
+"""Protocol v1 wire frames as the SDK sees them, and their encoding. No I/O.
+
+Client frames are encoded exactly as the hub expects. Server frames are decoded
+leniently: extra fields are ignored, a frame of an unknown ``type`` decodes to None
+(a newer server may add frame types), and a body of an unknown ``kind`` becomes an
+:class:`~bankhub_client.models.UnknownBody` instead of failing the whole frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+from .models import Body, Conversation, Hello, Limits, Message, Receipt, TextBody, UnknownBody
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOL",
+    "SendFrame",
+    "ReadFrame",
+    "SyncFrame",
+    "PingFrame",
+    "ClientFrame",
+    "WireMessage",
+    "HelloFrame",
+    "SentFrame",
+    "MessageFrame",
+    "ReceiptFrame",
+    "WireConversationSync",
+    "SyncedFrame",
+    "ErrorFrame",
+    "PongFrame",
+    "ServerFrame",
+    "encode",
+    "decode_server_frame",
+    "decode_body",
+    "to_message",
+    "to_hello",
+    "to_receipt",
+    "Problem",
+    "ConversationList",
+    "ConversationEnvelope",
+    "WireHistory",
+]
+
+PROTOCOL_VERSION = 1
+SUBPROTOCOL = "bankhub.v1"
+
+
+# --- client frames ----------------------------------------------------------------
+
+
+class SendFrame(Struct, tag="send", tag_field="type"):
+    id: str
+    conversation_id: str
+    client_msg_id: str
+    body: TextBody
+
+
+class ReadFrame(Struct, tag="read", tag_field="type"):
+    id: str
+    conversation_id: str
+    seq: int
+
+
+class SyncFrame(Struct, tag="sync", tag_field="type"):
+    id: str
+    since: dict[str, int]
+    limit: int
+
+
+class PingFrame(Struct, tag="ping", tag_field="type"):
+    id: str
+
+
+ClientFrame = SendFrame | ReadFrame | SyncFrame | PingFrame
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(frame: ClientFrame) -> bytes:
+    """The JSON wire form of a client frame."""
+    return _encoder.encode(frame)
+
+
+# --- server frames ----------------------------------------------------------------
+
+
+class WireMessage(Struct):
+    conversation_id: str
+    message_id: str
+    seq: int
+    sender_id: str
+    client_msg_id: str
+    body: msgspec.Raw
+    ts: int
+
+
+class HelloFrame(Struct, tag="hello", tag_field="type"):
+    protocol: int
+    session_id: str
+    user_id: str
+    username: str
+    role: str
+    node: str
+    server_time: int
+    limits: Limits = Limits()
+
+
+class SentFrame(Struct, tag="sent", tag_field="type"):
+    id: str
+    conversation_id: str
+    client_msg_id: str
+    message_id: str
+    seq: int
+    ts: int
+    duplicate: bool = False
+
+
+class MessageFrame(Struct, tag="message", tag_field="type"):
+    message: WireMessage
+
+
+class ReceiptFrame(Struct, tag="receipt", tag_field="type"):
+    conversation_id: str
+    user_id: str
+    read_seq: int
+    id: str | None = None
+    unread: int | None = None
+
+
+class WireConversationSync(Struct):
+    conversation_id: str
+    last_seq: int
+    read_seq: int
+    unread: int
+    messages: list[WireMessage]
+    has_more: bool
+
+
+class SyncedFrame(Struct, tag="synced", tag_field="type"):
+    id: str
+    conversations: list[WireConversationSync]
+
+
+class ErrorFrame(Struct, tag="error", tag_field="type"):
+    code: str
+    message: str
+    id: str | None = None
+    retry_after_ms: int | None = None
+
+
+class PongFrame(Struct, tag="pong", tag_field="type"):
+    server_time: int
+    id: str | None = None
+
+
+ServerFrame = HelloFrame | SentFrame | MessageFrame | ReceiptFrame | SyncedFrame | ErrorFrame | PongFrame
+
+_SERVER_TYPES = frozenset({"hello", "sent", "message", "receipt", "synced", "error", "pong"})
+_frame_decoder: msgspec.json.Decoder[ServerFrame] = msgspec.json.Decoder(ServerFrame)
+
+
+class _TypeOnly(Struct):
+    type: Any = None
+
+
+_type_decoder = msgspec.json.Decoder(_TypeOnly)
+
+
+def decode_server_frame(data: str | bytes) -> ServerFrame | None:
+    """Decode one server frame. None for a frame ``type`` this SDK does not know.
+
+    Raises ``msgspec.DecodeError`` (a subclass of ``ValueError``) for invalid JSON or a
+    known frame type with missing or ill-typed fields.
+    """
+    try:
+        return _frame_decoder.decode(data)
+    except msgspec.ValidationError:
+        peek = _type_decoder.decode(data)  # raises DecodeError itself if not an object
+        if isinstance(peek.type, str) and peek.type not in _SERVER_TYPES:
+            return None
+        raise
+
+
+def decode_body(raw: bytes | msgspec.Raw) -> Body:
+    """Decode a message body: a :class:`TextBody`, else an :class:`UnknownBody`."""
+    obj = msgspec.json.decode(raw)
+    if not isinstance(obj, dict):
+        raise msgspec.ValidationError("message body must be a JSON object")
+    kind = obj.get("kind")
+    if kind == "text" and isinstance(obj.get("text"), str):
+        return TextBody(text=obj["text"])
+    return UnknownBody(kind=kind if isinstance(kind, str) else "", data=obj)
+
+
+def to_message(w: WireMessage) -> Message:
+    return Message(
+        conversation_id=w.conversation_id,
+        message_id=w.message_id,
+        seq=w.seq,
+        sender_id=w.sender_id,
+        client_msg_id=w.client_msg_id,
+        body=decode_body(w.body),
+        ts=w.ts,
+    )
+
+
+def to_hello(h: HelloFrame) -> Hello:
+    return Hello(
+        protocol=h.protocol,
+        session_id=h.session_id,
+        user_id=h.user_id,
+        username=h.username,
+        role=h.role,
+        node=h.node,
+        server_time=h.server_time,
+        limits=h.limits,
+    )
+
+
+def to_receipt(r: ReceiptFrame) -> Receipt:
+    return Receipt(conversation_id=r.conversation_id, user_id=r.user_id, read_seq=r.read_seq, unread=r.unread, id=r.id)
+
+
+# --- HTTP bodies ------------------------------------------------------------------
+
+
+class Problem(Struct):
+    """An ``application/problem+json`` error body (every field optional on decode)."""
+
+    type: str | None = None
+    title: str | None = None
+    status: int | None = None
+    code: str | None = None
+    detail: str | None = None
+
+
+class ConversationList(Struct):
+    conversations: list[Conversation]
+
+
+class ConversationEnvelope(Struct):
+    conversation: Conversation
+
+
+class WireHistory(Struct):
+    messages: list[WireMessage]
+    has_more: bool = False

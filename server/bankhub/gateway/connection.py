@@ -1,0 +1,151 @@
+"""One live WebSocket connection: its bounded outbound queue and delivery cursors.
+
+Frames for the client are queued with :meth:`Connection.push` (never blocks). A single
+writer task drains the queue onto the socket. If the client does not keep up and the
+queue reaches ``outbound_queue`` frames, the connection is closed with 4008 (slow
+consumer) — that client reconnects and syncs; nobody else waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from starlette.websockets import WebSocket, WebSocketState
+
+from ..models import Session
+from ..protocol.cursors import DeliveryCursors, Verdict
+from ..protocol.frames import CloseCode, Message, MessageEvent, encode
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("bankhub.gateway")
+
+GapFiller = Callable[[str, int, int], Awaitable[list[Message]]]
+
+
+class Connection:
+    def __init__(self, conn_id: str, ws: WebSocket, session: Session, *, queue_limit: int, fill_gap: GapFiller) -> None:
+        self.id = conn_id
+        self.ws = ws
+        self.session = session
+        self.user = session.user
+        self.cursors = DeliveryCursors()
+        self._queue: deque[str] = deque()
+        self._limit = queue_limit
+        self._wake = asyncio.Event()
+        self._fill_gap = fill_gap
+        self._filling: dict[str, list[Message]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.closed = asyncio.Event()
+        self._writer: asyncio.Task[object] | None = None
+        self._sending = False
+
+    # --- outbound ---------------------------------------------------------------
+
+    def push(self, text: str) -> None:
+        """Queue one encoded frame. Overflow closes the connection (4008)."""
+        if self.close_code is not None:
+            return
+        if len(self._queue) >= self._limit:
+            self.close(CloseCode.SLOW_CONSUMER, "outbound queue overflow: reconnect and sync")
+            return
+        self._queue.append(text)
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after nothing more is sent; interrupts a send blocked on a peer that stopped reading."""
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+            self._queue.clear()
+            self._wake.set()
+            if self._sending and self._writer is not None:
+                self._writer.cancel()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def writer(self) -> None:
+        """Drain the queue onto the socket until :meth:`close`; then close the socket."""
+        self._writer = asyncio.current_task()
+        try:
+            while self.close_code is None:
+                if not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                self._sending = True
+                await self.ws.send_text(self._queue.popleft())
+                self._sending = False
+        except asyncio.CancelledError:
+            if self.close_code is None:  # not our own interruption: the task is being torn down
+                raise
+        except Exception:  # the peer went away mid-send
+            if self.close_code is None:
+                self.close_code = CloseCode.GOING_AWAY
+        finally:
+            self._sending = False
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                try:
+                    await self.ws.close(self.close_code or CloseCode.NORMAL, self.close_reason[:120])
+                except Exception:
+                    pass
+            self.closed.set()
+
+    # --- delivery of committed messages ------------------------------------------------
+
+    def deliver(self, message: Message, text: str | None, origin: str | None) -> None:
+        """Hand over a signalled message: in order, once, filling gaps from storage."""
+        conv = message.conversation_id
+        if conv in self._filling:
+            self._filling[conv].append(message)
+            return
+        verdict = self.cursors.offer(conv, message.seq)
+        if verdict is Verdict.DELIVER:
+            if origin != self.id:  # the sender's own connection already has its ``sent``
+                self.push(text if text is not None else encode(MessageEvent(message=message)).decode())
+        elif verdict is Verdict.GAP:
+            self._filling[conv] = [message]
+            held = self.cursors.get(conv) or 0
+            self._spawn(self._fill(conv, held, message.seq))
+
+    async def _fill(self, conv: str, held: int, upto: int) -> None:
+        try:
+            fetched = await self._fill_gap(conv, held, upto)
+        except Exception:
+            log.warning("gap fill failed for connection %s; client will resync", self.id, exc_info=True)
+            fetched = []
+        buffered = self._filling.pop(conv, [])
+        for m in sorted(fetched + buffered, key=lambda m: m.seq):
+            if self.cursors.get(conv) is None or m.seq == (self.cursors.get(conv) or 0) + 1:
+                self.cursors.advance(conv, m.seq)
+                self.push(encode(MessageEvent(message=m)).decode())
+            elif m.seq > (self.cursors.get(conv) or 0) + 1:
+                # still a hole (storage lagging behind the signal): go through offer() again
+                self.deliver(m, None, None)
+
+    def catch_up(self, fetch: Callable[[dict[str, int]], Awaitable[list[Message]]]) -> None:
+        """After a broker outage: fetch whatever came after our cursors and deliver it."""
+
+        async def run() -> None:
+            try:
+                for m in await fetch(self.cursors.snapshot()):
+                    self.deliver(m, None, None)
+            except Exception:
+                log.warning("catch-up failed for connection %s", self.id, exc_info=True)
+
+        self._spawn(run())
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel_tasks(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()

@@ -1,0 +1,112 @@
+"""The node's connections by user, and the dispatch of broker signals to them.
+
+The registry subscribes a user's channel when that user's first connection arrives on
+this node and unsubscribes it when the last one leaves. Each received signal is decoded
+once and its frame encoded once, however many of the user's devices are connected here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..broker import Broker, user_channel
+from ..protocol.frames import CloseCode, Message, MessageEvent, Receipt, encode
+from ..signals import MessageSignal, ReceiptSignal, RevokeSignal, decode_signal
+from .connection import Connection
+
+__all__ = ["ConnectionRegistry"]
+
+log = logging.getLogger("bankhub.gateway")
+
+_PREFIX = user_channel("")
+
+
+class ConnectionRegistry:
+    def __init__(self, broker: Broker, catch_up: Callable[[str, dict[str, int]], Awaitable[list[Message]]]) -> None:
+        self.broker = broker
+        self._catch_up = catch_up
+        self.by_user: dict[str, set[Connection]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.by_user.values())
+
+    def connections(self) -> list[Connection]:
+        return [c for conns in self.by_user.values() for c in conns]
+
+    async def add(self, conn: Connection) -> None:
+        """Register ``conn``; returns once its user's channel is subscribed on this node."""
+        uid = conn.user.id
+        lock = self._locks.setdefault(uid, asyncio.Lock())
+        async with lock:
+            conns = self.by_user.setdefault(uid, set())
+            first = not conns
+            conns.add(conn)
+            if first:
+                try:
+                    await self.broker.subscribe(user_channel(uid))
+                except BaseException:
+                    conns.discard(conn)
+                    if not conns:
+                        del self.by_user[uid]
+                    raise
+
+    async def remove(self, conn: Connection) -> None:
+        uid = conn.user.id
+        lock = self._locks.setdefault(uid, asyncio.Lock())
+        async with lock:
+            conns = self.by_user.get(uid)
+            if conns is None or conn not in conns:
+                return
+            conns.discard(conn)
+            if not conns:
+                del self.by_user[uid]
+                self._locks.pop(uid, None)
+                try:
+                    await self.broker.unsubscribe(user_channel(uid))
+                except Exception:
+                    log.debug("unsubscribe failed for %s", uid, exc_info=True)
+
+    # --- broker callbacks (plain functions: must not block) ----------------------------
+
+    def on_signal(self, channel: str, payload: bytes) -> None:
+        if not channel.startswith(_PREFIX):
+            return
+        conns = self.by_user.get(channel[len(_PREFIX) :])
+        if not conns:
+            return
+        try:
+            signal = decode_signal(payload)
+        except Exception:
+            log.warning("undecodable signal on %s dropped", channel)
+            return
+        if isinstance(signal, MessageSignal):
+            text = encode(MessageEvent(message=signal.message)).decode()
+            for conn in list(conns):
+                conn.deliver(signal.message, text, signal.origin)
+        elif isinstance(signal, ReceiptSignal):
+            for conn in list(conns):
+                mine = signal.user_id == conn.user.id
+                frame = Receipt(
+                    conversation_id=signal.conversation_id,
+                    user_id=signal.user_id,
+                    read_seq=signal.read_seq,
+                    unread=signal.last_seq - signal.read_seq if mine else None,
+                )
+                conn.push(encode(frame).decode())
+        elif isinstance(signal, RevokeSignal):
+            for conn in list(conns):
+                if signal.session_id is None or signal.session_id == conn.session.id:
+                    conn.close(CloseCode.POLICY_VIOLATION, signal.reason)
+
+    def on_resync(self) -> None:
+        """The broker was away: every connection catches up from storage."""
+        for conn in self.connections():
+            uid = conn.user.id
+            conn.catch_up(lambda cursors, uid=uid: self._catch_up(uid, cursors))  # type: ignore[misc]
+
+    def close_all(self, code: int, reason: str) -> None:
+        for conn in self.connections():
+            conn.close(code, reason)

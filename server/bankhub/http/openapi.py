@@ -1,0 +1,131 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``.
+
+Request and response schemas are generated from the same msgspec types the handlers
+decode and encode, so the document cannot drift from the code's shapes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from ..models import ConversationSummary
+from ..protocol.frames import Message
+from .routes import DirectBody, GroupBody, LoginBody
+
+__all__ = ["openapi_document"]
+
+
+class UserOut(msgspec.Struct):
+    id: str
+    username: str
+    display_name: str
+    role: str
+    org_id: str
+    rm_id: str | None
+
+
+class LoginOut(msgspec.Struct):
+    token: str
+    session_id: str
+    expires_at: str
+    user: UserOut
+
+
+class TicketOut(msgspec.Struct):
+    ticket: str
+    expires_in: int
+
+
+class ConversationList(msgspec.Struct):
+    conversations: list[ConversationSummary]
+
+
+class ConversationOut(msgspec.Struct):
+    conversation: ConversationSummary
+
+
+class MessagePage(msgspec.Struct):
+    messages: list[Message]
+    has_more: bool
+
+
+class Problem(msgspec.Struct):
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _op(summary: str, ok: int, out: str | None, *, body: dict[str, Any] | None = None, auth: bool = True, extra: tuple[int, ...] = ()) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(ok): {"description": "OK", **(_json(out) if out else {})}}
+    for status in ((401,) if auth else ()) + extra:
+        responses[str(status)] = {
+            "description": "Problem",
+            "content": {"application/problem+json": {"schema": _ref("Problem")}},
+        }
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if not auth:
+        op["security"] = []
+    return op
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    types = [LoginBody, DirectBody, GroupBody, LoginOut, TicketOut, UserOut, ConversationList, ConversationOut, MessagePage, Problem]
+    _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    conv_id = {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    history = _op("A page of history, newest first", 200, "MessagePage", extra=(400, 404))
+    history["parameters"] = [
+        conv_id,
+        {"name": "before_seq", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "bankhub HTTP API",
+            "version": "1",
+            "description": "Sessions, conversations and history. Real-time messaging is the WebSocket "
+            "protocol v1 at /v1/ws (subprotocol bankhub.v1), specified in docs/protocol.md.",
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": _op("Liveness", 200, None, auth=False)},
+            "/readyz": {"get": _op("Readiness: Postgres and broker reachable", 200, None, auth=False, extra=(503,))},
+            "/v1/sessions": {
+                "post": _op("Sign in; returns a bearer token", 201, "LoginOut", body=_ref("LoginBody"), auth=False, extra=(400, 401))
+            },
+            "/v1/sessions/current": {"delete": {"summary": "Sign out (revoke this session)", "responses": {"204": {"description": "Revoked"}}}},
+            "/v1/ws-tickets": {"post": _op("A single-use 30-second ticket for a browser WebSocket", 201, "TicketOut")},
+            "/v1/me": {"get": _op("The signed-in user", 200, "UserOut")},
+            "/v1/conversations": {
+                "get": _op("My conversations with unread counts", 200, "ConversationList"),
+                "post": _op(
+                    "Open a direct conversation (200 if it existed) or create a group",
+                    201,
+                    "ConversationOut",
+                    body={"oneOf": [_ref("DirectBody"), _ref("GroupBody")]},
+                    extra=(400, 403, 404),
+                ),
+            },
+            "/v1/conversations/{conversation_id}/messages": {"get": history},
+        },
+    }

@@ -1,0 +1,61 @@
+"""Records passed between storage, policy and actions. Plain data, no behaviour."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import msgspec
+
+__all__ = ["Role", "STAFF_ROLES", "User", "Session", "Membership", "ConversationSummary"]
+
+
+class Role(str, enum.Enum):
+    CUSTOMER = "customer"
+    RM = "rm"
+    AGENT = "agent"
+    STAFF = "staff"
+    BRANCH_ADMIN = "branch_admin"
+    HEAD_OFFICE_ADMIN = "head_office_admin"
+    COMPLIANCE = "compliance"
+
+
+STAFF_ROLES = frozenset(r for r in Role if r is not Role.CUSTOMER)
+
+
+class User(msgspec.Struct, frozen=True):
+    id: str
+    username: str
+    display_name: str
+    role: Role
+    org_id: str
+    rm_id: str | None = None
+    disabled: bool = False
+
+
+class Session(msgspec.Struct, frozen=True):
+    id: str
+    user: User
+    expires_at: dt.datetime
+
+
+class Membership(msgspec.Struct, frozen=True):
+    """One user's place in one conversation: the facts the policy decides on."""
+
+    conversation_id: str
+    kind: str
+    user_id: str
+    role: str
+    read_seq: int
+    last_seq: int
+
+
+class ConversationSummary(msgspec.Struct):
+    id: str
+    kind: str
+    title: str | None
+    last_seq: int
+    read_seq: int
+    unread: int
+    members: list[str]
+    last_message_ts: int | None = None

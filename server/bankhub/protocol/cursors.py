@@ -1,0 +1,61 @@
+"""Per-connection delivery cursors: exactly-once, in-order delivery over a lossy signal bus.
+
+Broker signals may arrive late, out of order, twice or never. Each connection keeps,
+per conversation, the highest seq it has handed to its client. For each signalled
+message :meth:`DeliveryCursors.offer` answers:
+
+* ``DELIVER``   — it is the next seq: send it (the cursor advances);
+* ``DUPLICATE`` — the client already has it: drop it;
+* ``GAP``       — seqs are missing in between: fetch ``(cursor, seq]`` from storage, then
+  call :meth:`advance` for each fetched message in order.
+
+A conversation the connection has no cursor for yet starts at the first seq it sees,
+unless the client declared its position through ``sync`` (:meth:`set`).
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Verdict", "DeliveryCursors"]
+
+
+class Verdict(enum.Enum):
+    DELIVER = "deliver"
+    DUPLICATE = "duplicate"
+    GAP = "gap"
+
+
+class DeliveryCursors:
+    __slots__ = ("_pos",)
+
+    def __init__(self) -> None:
+        self._pos: dict[str, int] = {}
+
+    def get(self, conversation_id: str) -> int | None:
+        return self._pos.get(conversation_id)
+
+    def set(self, conversation_id: str, seq: int) -> None:
+        """Declare that the client holds everything up to ``seq`` (never moves backwards)."""
+        if seq > self._pos.get(conversation_id, -1):
+            self._pos[conversation_id] = seq
+
+    def offer(self, conversation_id: str, seq: int) -> Verdict:
+        pos = self._pos.get(conversation_id)
+        if pos is None or seq == pos + 1:
+            self._pos[conversation_id] = seq
+            return Verdict.DELIVER
+        if seq <= pos:
+            return Verdict.DUPLICATE
+        return Verdict.GAP
+
+    def advance(self, conversation_id: str, seq: int) -> bool:
+        """Record a message fetched to fill a gap. True if it is new to the client."""
+        pos = self._pos.get(conversation_id, 0)
+        if seq <= pos:
+            return False
+        self._pos[conversation_id] = seq
+        return True
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._pos)

@@ -1,0 +1,248 @@
+"""Protocol v1 frames: the typed shape of every JSON frame on ``/v1/ws``.
+
+Every frame is a JSON object with a ``type``. Client frames that expect an answer
+carry an ``id`` (a client-chosen string); the answer echoes it. The JSON Schema in
+``schema/protocol.v1.json`` is generated from these classes (``bankhub schema``) and a
+test keeps the two identical, so this module is the single source of the wire format.
+``docs/protocol.md`` is the prose specification.
+
+Timestamps are integers: milliseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOL",
+    "FrameId",
+    "ConversationId",
+    "TextBody",
+    "Body",
+    "Send",
+    "Read",
+    "Sync",
+    "Ping",
+    "ClientFrame",
+    "Limits",
+    "Message",
+    "Hello",
+    "Sent",
+    "MessageEvent",
+    "Receipt",
+    "ConversationSync",
+    "Synced",
+    "Error",
+    "Pong",
+    "ServerFrame",
+    "ErrorCode",
+    "CloseCode",
+    "encode",
+]
+
+PROTOCOL_VERSION = 1
+SUBPROTOCOL = "bankhub.v1"
+
+FrameId = Annotated[str, Meta(min_length=1, max_length=64, description="Client-chosen request id, echoed in the answer")]
+ConversationId = Annotated[str, Meta(min_length=1, max_length=64)]
+ClientMsgId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        description="Client-chosen idempotency key: resending the same value never stores a second message",
+    ),
+]
+Seq = Annotated[int, Meta(ge=0, le=2**62)]
+MAX_TEXT_CHARS = 4000
+
+
+class ErrorCode:
+    """Stable error codes carried by ``error`` frames (and HTTP problem responses)."""
+
+    MALFORMED = "malformed"  # not a JSON object / not UTF-8 / binary frame
+    UNKNOWN_TYPE = "unknown_type"  # ``type`` missing or not a client frame type
+    INVALID_FRAME = "invalid_frame"  # a known type with missing/extra/ill-typed fields
+    RATE_LIMITED = "rate_limited"  # too many frames; slow down and retry later
+    FORBIDDEN = "forbidden"  # the policy denies this action
+    NOT_FOUND = "not_found"  # no such conversation (or not visible to you)
+    UNAVAILABLE = "unavailable"  # storage is unreachable; nothing was stored, retry
+    INTERNAL = "internal"  # an unexpected server fault; nothing was stored
+
+
+class CloseCode:
+    """WebSocket close codes used by the hub (documented in docs/protocol.md)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008  # sustained abuse, session revoked or expired
+    MESSAGE_TOO_BIG = 1009  # a frame over ``limits.max_frame_bytes``
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # node draining: reconnect (to another node) and sync
+    SLOW_CONSUMER = 4008  # outbound queue overflowed: reconnect and sync
+
+
+# --- message bodies ---------------------------------------------------------------
+
+
+class TextBody(Struct, tag="text", tag_field="kind", forbid_unknown_fields=True):
+    """A plain-text message body. Later kinds (image, voice, card) join the ``Body`` union."""
+
+    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+Body = TextBody
+
+
+# --- client frames ----------------------------------------------------------------
+
+
+class Send(Struct, tag="send", tag_field="type", forbid_unknown_fields=True):
+    """Store a message in a conversation. Answered by ``sent`` (after commit) or ``error``."""
+
+    id: FrameId
+    conversation_id: ConversationId
+    client_msg_id: ClientMsgId
+    body: Body
+
+
+class Read(Struct, tag="read", tag_field="type", forbid_unknown_fields=True):
+    """Move my read position in a conversation up to ``seq``. Answered by ``receipt``."""
+
+    id: FrameId
+    conversation_id: ConversationId
+    seq: Seq
+
+
+class Sync(Struct, tag="sync", tag_field="type", forbid_unknown_fields=True):
+    """Fetch what I missed: for each of my conversations the messages after my cursor.
+
+    ``since`` maps conversation id to the last seq the client holds; a conversation not
+    listed is read from its beginning. Answered by ``synced``; repeat with the new
+    cursors while any conversation says ``has_more``.
+    """
+
+    id: FrameId
+    since: dict[ConversationId, Seq] = {}
+    limit: Annotated[int, Meta(ge=1, le=500)] = 100
+
+
+class Ping(Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
+    """Application-level keep-alive. Answered by ``pong``."""
+
+    id: FrameId | None = None
+
+
+ClientFrame = Send | Read | Sync | Ping
+
+
+# --- server frames ----------------------------------------------------------------
+
+
+class Limits(Struct, forbid_unknown_fields=True):
+    """The limits this server enforces, announced in ``hello``."""
+
+    max_frame_bytes: int
+    max_text_chars: int
+    max_sync_limit: int
+    frames_per_second: float
+    frame_burst: int
+    outbound_queue: int
+
+
+class Message(Struct, forbid_unknown_fields=True):
+    """A committed message as clients see it."""
+
+    conversation_id: str
+    message_id: str
+    seq: int
+    sender_id: str
+    client_msg_id: str
+    body: Body
+    ts: int
+
+
+class Hello(Struct, tag="hello", tag_field="type"):
+    """First frame on every connection."""
+
+    protocol: int
+    session_id: str
+    user_id: str
+    username: str
+    role: str
+    node: str
+    server_time: int
+    limits: Limits
+
+
+class Sent(Struct, tag="sent", tag_field="type", omit_defaults=True):
+    """A ``send`` was committed. Never sent before the transaction committed."""
+
+    id: str
+    conversation_id: str
+    client_msg_id: str
+    message_id: str
+    seq: int
+    ts: int
+    duplicate: bool = False  # true when this client_msg_id had been stored before
+
+
+class MessageEvent(Struct, tag="message", tag_field="type"):
+    """A message in one of my conversations (including my own, sent from another device)."""
+
+    message: Message
+
+
+class Receipt(Struct, tag="receipt", tag_field="type", omit_defaults=True):
+    """A member's read position moved. ``id`` is set when it answers my own ``read``."""
+
+    conversation_id: str
+    user_id: str
+    read_seq: int
+    id: str | None = None
+    unread: int | None = None  # my own unread count, on receipts about me
+
+
+class ConversationSync(Struct):
+    conversation_id: str
+    last_seq: int
+    read_seq: int
+    unread: int
+    messages: list[Message]
+    has_more: bool
+
+
+class Synced(Struct, tag="synced", tag_field="type"):
+    """Answer to ``sync``: missed messages per conversation, in seq order, no gaps."""
+
+    id: str
+    conversations: list[ConversationSync]
+
+
+class Error(Struct, tag="error", tag_field="type", omit_defaults=True):
+    """A request failed, or a frame could not be understood. The connection stays open."""
+
+    code: str
+    message: str
+    id: str | None = None
+    retry_after_ms: int | None = None
+
+
+class Pong(Struct, tag="pong", tag_field="type", omit_defaults=True):
+    server_time: int
+    id: str | None = None
+
+
+ServerFrame = Hello | Sent | MessageEvent | Receipt | Synced | Error | Pong
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(frame: ServerFrame | ClientFrame) -> bytes:
+    """Serialise a frame to its JSON wire form."""
+    return _encoder.encode(frame)
+

@@ -1,0 +1,84 @@
+"""Serving a hub with uvicorn: the one place that sets the transport limits.
+
+WebSocket frames over the protocol's ``max_frame_bytes`` are refused by the transport
+with close code 1009; permessage-deflate is off (compression of secrets alongside
+attacker-controlled text leaks them, and it costs memory per connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from .app import create_app
+from .gateway.transport import HubWebSocketProtocol
+from .hub import Hub
+
+__all__ = ["uvicorn_config", "RunningNode", "start_node"]
+
+
+def uvicorn_config(hub: Hub, *, host: str, port: int, manage_hub: bool = True, log_level: str = "info") -> uvicorn.Config:
+    s = hub.settings
+    return uvicorn.Config(
+        create_app(hub, manage_hub=manage_hub),
+        host=host,
+        port=port,
+        ws=HubWebSocketProtocol,
+        http="httptools",
+        loop="none" if not manage_hub else "auto",
+        ws_max_size=hub.session_limits.max_frame_bytes,
+        ws_per_message_deflate=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        ssl_certfile=s.tls_cert,
+        ssl_keyfile=s.tls_key,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+
+
+@dataclass
+class RunningNode:
+    """A hub served in the current event loop (tests, benchmarks). ``stop`` drains it."""
+
+    hub: Hub
+    server: uvicorn.Server
+    port: int
+    task: asyncio.Task[None] = field(repr=False)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 30)
+
+
+async def start_node(hub: Hub, *, port: int = 0, log_level: str = "warning") -> RunningNode:
+    """Serve ``hub`` on 127.0.0.1 in this loop; returns once it accepts connections."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn_config(hub, host="127.0.0.1", port=sock.getsockname()[1], log_level=log_level)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(500):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    else:
+        raise TimeoutError("node did not start")
+    return RunningNode(hub, server, sock.getsockname()[1], task)

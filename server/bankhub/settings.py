@@ -1,0 +1,59 @@
+"""Settings, read from ``BANKHUB_*`` environment variables (see README, "Production settings")."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["Settings"]
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"BANKHUB_{name}")
+    return value if value not in (None, "") else default
+
+
+@dataclass
+class Settings:
+    database_url: str = ""
+    redis_url: str | None = None
+    # base64 of 32 bytes; seals payloads on Redis. Required with redis_url.
+    cluster_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    node_name: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    session_ttl_hours: float = 12.0
+    ws_ticket_ttl_seconds: int = 30
+    allowed_origins: tuple[str, ...] = ()
+    db_pool_size: int = 10
+    commit_batch_max: int = 256
+    commit_writers: int = 3
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        s = cls()
+        s.database_url = _env("DATABASE_URL", "") or ""
+        s.redis_url = _env("REDIS_URL")
+        s.cluster_key = _env("CLUSTER_KEY")
+        s.host = _env("HOST", s.host) or s.host
+        s.port = int(_env("PORT", str(s.port)) or s.port)
+        s.tls_cert = _env("TLS_CERT")
+        s.tls_key = _env("TLS_KEY")
+        s.node_name = _env("NODE_NAME", s.node_name) or s.node_name
+        s.session_ttl_hours = float(_env("SESSION_TTL_HOURS", str(s.session_ttl_hours)) or s.session_ttl_hours)
+        origins = _env("ALLOWED_ORIGINS", "") or ""
+        s.allowed_origins = tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip())
+        s.db_pool_size = int(_env("DB_POOL_SIZE", str(s.db_pool_size)) or s.db_pool_size)
+        s.log_level = _env("LOG_LEVEL", s.log_level) or s.log_level
+        return s
+
+    def validate(self) -> None:
+        if not self.database_url:
+            raise ValueError("BANKHUB_DATABASE_URL is required")
+        if self.redis_url and not self.cluster_key:
+            raise ValueError("BANKHUB_CLUSTER_KEY is required with BANKHUB_REDIS_URL (generate one: bankhub keygen)")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("BANKHUB_TLS_CERT and BANKHUB_TLS_KEY go together")

@@ -1,0 +1,132 @@
+"""Storage for conversations and their members (``conversations``, ``conversation_members``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from ..models import ConversationSummary, Membership
+from .db import Database
+
+__all__ = ["ConversationStore", "direct_key"]
+
+
+def direct_key(a: str, b: str) -> str:
+    """The unique key of the direct conversation between two users (order-independent)."""
+    return ":".join(sorted((a, b)))
+
+
+class ConversationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_or_create_direct(self, creator_id: str, peer_id: str) -> tuple[str, bool]:
+        """The direct conversation between two users, created on first use. Returns ``(id, created)``."""
+        key = direct_key(creator_id, peer_id)
+        async with self.db.transaction("conversation_open_direct") as conn:
+            new_id = uuid.uuid4()
+            row = await conn.fetchrow(
+                """INSERT INTO conversations (id, kind, created_by, direct_key) VALUES ($1, 'direct', $2, $3)
+                   ON CONFLICT (direct_key) DO NOTHING RETURNING id""",
+                new_id,
+                uuid.UUID(creator_id),
+                key,
+            )
+            if row is None:
+                existing = await conn.fetchval("SELECT id FROM conversations WHERE direct_key = $1", key)
+                return str(existing), False
+            await conn.executemany(
+                "INSERT INTO conversation_members (conversation_id, user_id, role) VALUES ($1, $2, 'member')",
+                [(new_id, uuid.UUID(creator_id)), (new_id, uuid.UUID(peer_id))],
+            )
+        return str(new_id), True
+
+    async def create_group(self, creator_id: str, title: str, member_ids: Sequence[str]) -> str:
+        conv_id = uuid.uuid4()
+        others = [m for m in dict.fromkeys(member_ids) if m != creator_id]
+        async with self.db.transaction("conversation_create_group") as conn:
+            await conn.execute(
+                "INSERT INTO conversations (id, kind, title, created_by) VALUES ($1, 'group', $2, $3)",
+                conv_id,
+                title,
+                uuid.UUID(creator_id),
+            )
+            await conn.executemany(
+                "INSERT INTO conversation_members (conversation_id, user_id, role) VALUES ($1, $2, $3)",
+                [(conv_id, uuid.UUID(creator_id), "owner")] + [(conv_id, uuid.UUID(m), "member") for m in others],
+            )
+        return str(conv_id)
+
+    async def membership(self, conversation_id: str, user_id: str) -> Membership | None:
+        try:
+            conv = uuid.UUID(conversation_id)
+        except ValueError:
+            return None
+        async with self.db.connection("conversation_membership") as conn:
+            row = await conn.fetchrow(
+                """SELECT c.kind, c.last_seq, m.role, m.read_seq
+                   FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
+                   WHERE m.conversation_id = $1 AND m.user_id = $2""",
+                conv,
+                uuid.UUID(user_id),
+            )
+        if row is None:
+            return None
+        return Membership(conversation_id, row["kind"], user_id, row["role"], row["read_seq"], row["last_seq"])
+
+    async def members(self, conversation_id: str) -> list[str]:
+        async with self.db.connection("conversation_members") as conn:
+            rows = await conn.fetch(
+                "SELECT user_id FROM conversation_members WHERE conversation_id = $1", uuid.UUID(conversation_id)
+            )
+        return [str(r["user_id"]) for r in rows]
+
+    async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> tuple[int, int, list[str]] | None:
+        """Raise the member's read position to ``seq`` (clamped to the last seq; never lowered).
+
+        Returns ``(read_seq, last_seq, member_ids)`` or None if the user is not a member.
+        """
+        async with self.db.transaction("conversation_mark_read") as conn:
+            row = await conn.fetchrow(
+                """UPDATE conversation_members m
+                   SET read_seq = GREATEST(m.read_seq, LEAST($3, c.last_seq))
+                   FROM conversations c
+                   WHERE c.id = m.conversation_id AND m.conversation_id = $1 AND m.user_id = $2
+                   RETURNING m.read_seq, c.last_seq""",
+                uuid.UUID(conversation_id),
+                uuid.UUID(user_id),
+                seq,
+            )
+            if row is None:
+                return None
+            members = await conn.fetch(
+                "SELECT user_id FROM conversation_members WHERE conversation_id = $1", uuid.UUID(conversation_id)
+            )
+        return row["read_seq"], row["last_seq"], [str(r["user_id"]) for r in members]
+
+    async def list_for_user(self, user_id: str) -> list[ConversationSummary]:
+        async with self.db.connection("conversations_for_user") as conn:
+            rows = await conn.fetch(
+                """SELECT c.id, c.kind, c.title, c.last_seq, m.read_seq,
+                          (SELECT array_agg(o.user_id::text ORDER BY o.user_id)
+                             FROM conversation_members o WHERE o.conversation_id = c.id) AS members,
+                          (SELECT x.created_at FROM messages x
+                             WHERE x.conversation_id = c.id AND x.seq = c.last_seq) AS last_at
+                   FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
+                   WHERE m.user_id = $1
+                   ORDER BY last_at DESC NULLS LAST, c.created_at DESC""",
+                uuid.UUID(user_id),
+            )
+        return [
+            ConversationSummary(
+                id=str(r["id"]),
+                kind=r["kind"],
+                title=r["title"],
+                last_seq=r["last_seq"],
+                read_seq=r["read_seq"],
+                unread=r["last_seq"] - r["read_seq"],
+                members=list(r["members"] or []),
+                last_message_ts=int(r["last_at"].timestamp() * 1000) if r["last_at"] else None,
+            )
+            for r in rows
+        ]

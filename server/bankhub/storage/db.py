@@ -1,0 +1,112 @@
+"""The Postgres connection pool and named transactions.
+
+Every store method runs its SQL through :meth:`Database.transaction` or
+:meth:`Database.connection` with a *name* (``"append_messages"``, ...), so slow or
+failing transactions show up by name in logs and metrics. Connection failures are
+raised as :class:`StorageUnavailable`, which callers turn into ``unavailable`` errors:
+nothing was committed, the client may retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+__all__ = ["Database", "StorageUnavailable", "Conn"]
+
+log = logging.getLogger("bankhub.storage")
+
+Conn = asyncpg.Connection
+"""The connection type handed to store code (``asyncpg.Connection``)."""
+
+# Errors that mean "the database is not there right now" rather than "your query is wrong".
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+    TimeoutError,
+)
+
+
+class StorageUnavailable(Exception):
+    """Postgres could not be reached; the operation was not committed."""
+
+
+class Database:
+    """An asyncpg pool with named transactions. Call :meth:`open` before use."""
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10, acquire_timeout: float = 1.0) -> None:
+        self.dsn = dsn
+        self._min = min_size
+        self._max = max_size
+        self.acquire_timeout = acquire_timeout
+        self._pool: asyncpg.Pool | None = None
+        self.slow_ms = 200.0
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=self._min,
+            max_size=self._max,
+            command_timeout=10,
+            # statements are prepared per connection; JIT costs more than it saves on short OLTP queries
+            server_settings={"jit": "off", "application_name": "bankhub"},
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("Database.open() has not been called")
+        return self._pool
+
+    @asynccontextmanager
+    async def connection(self, name: str) -> AsyncIterator[Conn]:
+        """A pooled connection in autocommit mode, for reads and single statements."""
+        start = time.perf_counter()
+        try:
+            async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"{name}: {type(exc).__name__}") from exc
+        finally:
+            self._observe(name, start)
+
+    @asynccontextmanager
+    async def transaction(self, name: str, *, isolation: str = "read_committed") -> AsyncIterator[Conn]:
+        """A pooled connection inside one transaction, committed when the block exits cleanly."""
+        start = time.perf_counter()
+        try:
+            async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+                async with conn.transaction(isolation=isolation):
+                    yield conn
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"{name}: {type(exc).__name__}") from exc
+        finally:
+            self._observe(name, start)
+
+    def _observe(self, name: str, start: float) -> None:
+        ms = (time.perf_counter() - start) * 1000
+        if ms > self.slow_ms:
+            log.warning("slow transaction %s took %.1f ms", name, ms)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.connection("ping") as conn:
+                return bool(await conn.fetchval("SELECT 1", timeout=1.0) == 1)
+        except (StorageUnavailable, *_UNAVAILABLE):
+            return False

@@ -1,0 +1,260 @@
+"""Storage for messages (``messages``) and the seq allocation on ``conversations.last_seq``.
+
+Writes go through :meth:`MessageStore.append_batch`, which stores many concurrent sends
+in one transaction (group commit):
+
+1. lock the touched ``conversations`` rows in id order (no deadlocks between batches);
+2. load their members and let the caller's ``authorize`` decide each send;
+3. look up ``client_msg_id``s already stored (idempotent resend);
+4. allocate consecutive seqs after ``last_seq`` and write ``last_seq`` back;
+5. insert the messages, raise each sender's read position to its own message.
+
+Because the seq is bumped under the row lock in the inserting transaction, seqs are
+gap-free: a rolled-back batch allocates nothing. The returned results carry the member
+list of each conversation so that the caller can publish after commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from ..bodies import BodyCodec, PlainBodyCodec
+from ..ids import uuid7
+from ..models import Membership, User
+from ..protocol.frames import Body, ConversationSync, Message
+from .db import Conn, Database
+
+__all__ = ["NewMessage", "Appended", "MessageStore", "Authorize"]
+
+_body_decoder = msgspec.json.Decoder(Body)
+_COLS = "conversation_id, seq, id, sender_id, client_msg_id, body, body_key_id, created_at"
+
+
+class NewMessage(msgspec.Struct):
+    """A send waiting to be committed."""
+
+    sender: User
+    conversation_id: str
+    client_msg_id: str
+    kind: str
+    body: bytes  # the body's JSON encoding
+
+
+class Appended(msgspec.Struct):
+    """The outcome of one :class:`NewMessage`, in input order.
+
+    ``status`` is ``"stored"``, ``"duplicate"`` (the client_msg_id was stored before;
+    ``message`` is the original) or ``"denied"`` (``code`` says why; nothing stored).
+    """
+
+    status: str
+    message: Message | None = None
+    recipients: list[str] = []
+    code: str | None = None
+    reason: str = ""
+
+
+Authorize = Callable[[User, Membership | None], tuple[bool, str | None, str]]
+"""Policy hook: ``(sender, membership) -> (allowed, error_code, reason)``."""
+
+
+def _ms(ts: dt.datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+class MessageStore:
+    def __init__(self, db: Database, codec: BodyCodec | None = None) -> None:
+        self.db = db
+        self.codec: BodyCodec = codec or PlainBodyCodec()
+
+    def _message(self, row: Mapping[str, Any]) -> Message:
+        conv, mid, seq = str(row["conversation_id"]), str(row["id"]), row["seq"]
+        body = self.codec.open(conv, mid, seq, row["body"], row["body_key_id"])
+        return Message(
+            conversation_id=conv,
+            message_id=mid,
+            seq=seq,
+            sender_id=str(row["sender_id"]),
+            client_msg_id=row["client_msg_id"],
+            body=_body_decoder.decode(body),
+            ts=_ms(row["created_at"]),
+        )
+
+    async def append_batch(self, batch: Sequence[NewMessage], authorize: Authorize) -> list[Appended]:
+        """Store a batch of sends in one transaction; see the module docstring."""
+        async with self.db.transaction("append_messages") as conn:
+            return await self._append(conn, batch, authorize)
+
+    async def _append(self, conn: Conn, batch: Sequence[NewMessage], authorize: Authorize) -> list[Appended]:
+        conv_ids = sorted({uuid.UUID(n.conversation_id) for n in batch})
+        locked = await conn.fetch(
+            "SELECT id, kind, last_seq FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", conv_ids
+        )
+        convs = {str(r["id"]): (r["kind"], r["last_seq"]) for r in locked}
+        member_rows = await conn.fetch(
+            "SELECT conversation_id, user_id, role, read_seq FROM conversation_members WHERE conversation_id = ANY($1::uuid[])",
+            conv_ids,
+        )
+        members: dict[str, dict[str, Any]] = {}
+        for r in member_rows:
+            members.setdefault(str(r["conversation_id"]), {})[str(r["user_id"])] = r
+
+        results: list[Appended | None] = [None] * len(batch)
+        allowed: list[int] = []
+        for i, n in enumerate(batch):
+            conv = convs.get(n.conversation_id)
+            row = members.get(n.conversation_id, {}).get(n.sender.id)
+            membership = None
+            if conv is not None and row is not None:
+                membership = Membership(n.conversation_id, conv[0], n.sender.id, row["role"], row["read_seq"], conv[1])
+            ok, code, reason = authorize(n.sender, membership)
+            if ok:
+                allowed.append(i)
+            else:
+                results[i] = Appended(status="denied", code=code, reason=reason)
+
+        if allowed:
+            existing = await conn.fetch(
+                f"""SELECT {_COLS} FROM messages
+                    WHERE (conversation_id, sender_id, client_msg_id) IN (
+                        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]))""",
+                [uuid.UUID(batch[i].conversation_id) for i in allowed],
+                [uuid.UUID(batch[i].sender.id) for i in allowed],
+                [batch[i].client_msg_id for i in allowed],
+            )
+            stored: dict[tuple[str, str, str], Message] = {}
+            for r in existing:
+                m = self._message(r)
+                stored[(m.conversation_id, m.sender_id, m.client_msg_id)] = m
+
+            now = dt.datetime.now(dt.timezone.utc)
+            ts = _ms(now)
+            next_seq = {cid: kind_last[1] for cid, kind_last in convs.items()}
+            rows: list[tuple[Any, ...]] = []
+            for i in allowed:
+                n = batch[i]
+                key = (n.conversation_id, n.sender.id, n.client_msg_id)
+                recipients = list(members[n.conversation_id])
+                if key in stored:
+                    # stored by an earlier batch, or earlier in this one: answer with the original
+                    results[i] = Appended(status="duplicate", message=stored[key], recipients=recipients)
+                    continue
+                seq = next_seq[n.conversation_id] + 1
+                next_seq[n.conversation_id] = seq
+                mid = uuid7()
+                body_stored, key_id = self.codec.seal(n.conversation_id, str(mid), seq, n.body)
+                message = Message(
+                    conversation_id=n.conversation_id,
+                    message_id=str(mid),
+                    seq=seq,
+                    sender_id=n.sender.id,
+                    client_msg_id=n.client_msg_id,
+                    body=_body_decoder.decode(n.body),
+                    ts=ts,
+                )
+                stored[key] = message
+                rows.append(
+                    (uuid.UUID(n.conversation_id), seq, mid, uuid.UUID(n.sender.id), n.client_msg_id, n.kind, body_stored, key_id, now)
+                )
+                results[i] = Appended(status="stored", message=message, recipients=recipients)
+
+            if rows:
+                bumped = [(uuid.UUID(c), s) for c, s in next_seq.items() if s != convs[c][1]]
+                await conn.execute(
+                    """UPDATE conversations c SET last_seq = v.last_seq
+                       FROM unnest($1::uuid[], $2::bigint[]) AS v(id, last_seq) WHERE c.id = v.id""",
+                    [b[0] for b in bumped],
+                    [b[1] for b in bumped],
+                )
+                await conn.executemany(
+                    """INSERT INTO messages (conversation_id, seq, id, sender_id, client_msg_id, kind, body, body_key_id, created_at)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                    rows,
+                )
+                # sending implies having read everything up to one's own message
+                await conn.execute(
+                    """UPDATE conversation_members m SET read_seq = GREATEST(m.read_seq, v.seq)
+                       FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS v(conversation_id, user_id, seq)
+                       WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id""",
+                    [r[0] for r in rows],
+                    [r[3] for r in rows],
+                    [r[1] for r in rows],
+                )
+        return [r for r in results if r is not None]
+
+    async def history(self, conversation_id: str, before_seq: int | None, limit: int) -> list[Message]:
+        """Up to ``limit`` messages before ``before_seq`` (newest first); None reads from the end."""
+        async with self.db.connection("message_history") as conn:
+            rows = await conn.fetch(
+                f"""SELECT {_COLS} FROM messages WHERE conversation_id = $1 AND seq < $2
+                    ORDER BY seq DESC LIMIT $3""",
+                uuid.UUID(conversation_id),
+                before_seq if before_seq is not None else 2**62,
+                limit,
+            )
+        return [self._message(r) for r in rows]
+
+    async def range(self, conversation_id: str, after_seq: int, upto_seq: int) -> list[Message]:
+        """Messages with ``after_seq < seq <= upto_seq`` in seq order (gap filling)."""
+        async with self.db.connection("message_range") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLS} FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                uuid.UUID(conversation_id),
+                after_seq,
+                upto_seq,
+            )
+        return [self._message(r) for r in rows]
+
+    async def since(self, user_id: str, cursors: Mapping[str, int], limit: int) -> list[ConversationSync]:
+        """What ``user_id`` missed, in one query: per conversation, up to ``limit`` messages after its cursor.
+
+        Conversations the client listed with nothing new are omitted; those it did not list
+        are always included (so it learns about them), read from seq 1.
+        """
+        valid = {}
+        for cid, seq in cursors.items():
+            try:
+                valid[uuid.UUID(cid)] = seq
+            except ValueError:
+                continue
+        async with self.db.connection("sync_since") as conn:
+            rows = await conn.fetch(
+                f"""SELECT c.id AS cid, c.last_seq, m.read_seq, s.cursor, x.*
+                    FROM conversation_members m
+                    JOIN conversations c ON c.id = m.conversation_id
+                    LEFT JOIN unnest($2::uuid[], $3::bigint[]) AS s(cid, cursor) ON s.cid = c.id
+                    LEFT JOIN LATERAL (
+                        SELECT {_COLS} FROM messages y
+                        WHERE y.conversation_id = c.id AND y.seq > COALESCE(s.cursor, 0)
+                        ORDER BY y.seq LIMIT $4) AS x ON true
+                    WHERE m.user_id = $1 AND (s.cursor IS NULL OR c.last_seq > s.cursor)
+                    ORDER BY c.id, x.seq""",
+                uuid.UUID(user_id),
+                list(valid.keys()),
+                list(valid.values()),
+                limit,
+            )
+        out: dict[str, ConversationSync] = {}
+        for r in rows:
+            cid = str(r["cid"])
+            entry = out.get(cid)
+            if entry is None:
+                entry = out[cid] = ConversationSync(
+                    conversation_id=cid,
+                    last_seq=r["last_seq"],
+                    read_seq=r["read_seq"],
+                    unread=r["last_seq"] - r["read_seq"],
+                    messages=[],
+                    has_more=False,
+                )
+            if r["seq"] is not None:
+                entry.messages.append(self._message(r))
+        for entry in out.values():
+            held = entry.messages[-1].seq if entry.messages else cursors.get(entry.conversation_id, 0)
+            entry.has_more = held < entry.last_seq
+        return list(out.values())

@@ -1,0 +1,81 @@
+"""Storage for bearer-token sessions and WebSocket tickets (``sessions``, ``ws_tickets``).
+
+Only SHA-256 hashes of tokens and tickets are stored. A session is *active* while it
+is neither expired nor revoked and its user is not disabled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from ..models import Session
+from .db import Database
+from .users import user_from_row
+
+__all__ = ["SessionStore"]
+
+_ACTIVE_SESSION = """
+    SELECT s.id AS session_id, s.expires_at, u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled
+    FROM sessions s JOIN users u ON u.id = s.user_id
+    WHERE {where} AND s.revoked_at IS NULL AND s.expires_at > now() AND NOT u.disabled
+"""
+
+
+class SessionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self, user_id: str, token_hash: bytes, ttl: dt.timedelta, *, user_agent: str | None, ip: str | None
+    ) -> tuple[str, dt.datetime]:
+        session_id = uuid.uuid4()
+        async with self.db.connection("session_create") as conn:
+            expires = await conn.fetchval(
+                """INSERT INTO sessions (id, user_id, token_hash, expires_at, user_agent, ip)
+                   VALUES ($1, $2, $3, now() + $4::interval, $5, $6) RETURNING expires_at""",
+                session_id,
+                uuid.UUID(user_id),
+                token_hash,
+                ttl,
+                (user_agent or "")[:256] or None,
+                ip,
+            )
+        return str(session_id), expires
+
+    async def active_by_token(self, token_hash: bytes) -> Session | None:
+        async with self.db.connection("session_by_token") as conn:
+            row = await conn.fetchrow(_ACTIVE_SESSION.format(where="s.token_hash = $1"), token_hash)
+        return None if row is None else Session(id=str(row["session_id"]), user=user_from_row(row), expires_at=row["expires_at"])
+
+    async def revoke(self, session_id: str) -> bool:
+        async with self.db.connection("session_revoke") as conn:
+            status = await conn.execute(
+                "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", uuid.UUID(session_id)
+            )
+        return bool(status.endswith(" 1"))
+
+    async def create_ticket(self, session_id: str, ticket_hash: bytes, ttl: dt.timedelta) -> None:
+        async with self.db.connection("ws_ticket_create") as conn:
+            await conn.execute(
+                "INSERT INTO ws_tickets (ticket_hash, session_id, expires_at) VALUES ($1, $2, now() + $3::interval)",
+                ticket_hash,
+                uuid.UUID(session_id),
+                ttl,
+            )
+            # tickets live seconds: sweep expired ones as new ones are issued
+            await conn.execute("DELETE FROM ws_tickets WHERE expires_at < now() - interval '1 minute'")
+
+    async def consume_ticket(self, ticket_hash: bytes) -> Session | None:
+        """Redeem a ticket once: the first caller gets the session, every later caller None."""
+        async with self.db.transaction("ws_ticket_consume") as conn:
+            session_id = await conn.fetchval(
+                """UPDATE ws_tickets SET used_at = now()
+                   WHERE ticket_hash = $1 AND used_at IS NULL AND expires_at > now()
+                   RETURNING session_id""",
+                ticket_hash,
+            )
+            if session_id is None:
+                return None
+            row = await conn.fetchrow(_ACTIVE_SESSION.format(where="s.id = $1"), session_id)
+        return None if row is None else Session(id=str(row["session_id"]), user=user_from_row(row), expires_at=row["expires_at"])

@@ -1,0 +1,105 @@
+"""Shared fixtures: a real Postgres and a real Valkey, started by the test run itself."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from bankhub.broker import MemoryBroker, RedisBroker, Sealer
+from bankhub.hub import Hub
+from bankhub.protocol.session import SessionLimits
+from bankhub.runner import RunningNode, start_node
+from bankhub.settings import Settings
+
+from .support.postgres import PostgresForTests
+from .support.valkey import start_valkey
+
+DEMO_PASSWORD = "bankhub-demo"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresForTests]:
+    pg = PostgresForTests()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    server = start_valkey()
+    yield server.connection_url
+    server.stop()
+
+
+@pytest.fixture
+async def dsn(postgres: PostgresForTests) -> AsyncIterator[str]:
+    url = await postgres.new_database()
+    yield url
+    await postgres.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def cluster_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+class Nodes:
+    """Starts hub nodes on loopback for one test and stops them all afterwards."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.running: list[RunningNode] = []
+
+    async def start(
+        self,
+        name: str = "n1",
+        *,
+        redis_url: str | None = None,
+        cluster_key: str | None = None,
+        limits: SessionLimits | None = None,
+    ) -> RunningNode:
+        settings = Settings(database_url=self.dsn, node_name=name, redis_url=redis_url, cluster_key=cluster_key)
+        broker = RedisBroker(redis_url, sealer=Sealer.from_b64(cluster_key) if cluster_key else None) if redis_url else MemoryBroker()
+        node = await start_node(Hub(settings, broker=broker, session_limits=limits))
+        self.running.append(node)
+        return node
+
+    async def stop_all(self) -> None:
+        for node in reversed(self.running):
+            if not node.task.done():
+                await node.stop()
+        self.running.clear()
+
+
+@pytest.fixture
+async def nodes(dsn: str) -> AsyncIterator[Nodes]:
+    n = Nodes(dsn)
+    yield n
+    await n.stop_all()
+
+
+@pytest.fixture
+async def node(nodes: Nodes) -> RunningNode:
+    """One node on the in-process broker (the single-node default)."""
+    return await nodes.start()
+
+
+async def login(node: RunningNode, username: str, password: str = DEMO_PASSWORD) -> str:
+    """Sign in over HTTP; returns the bearer token."""
+    async with httpx.AsyncClient(base_url=node.http_url) as http:
+        r = await http.post("/v1/sessions", json={"username": username, "password": password})
+        assert r.status_code == 201, r.text
+        token: str = r.json()["token"]
+        return token
+
+
+async def open_direct(node: RunningNode, token: str, peer: str) -> str:
+    async with httpx.AsyncClient(base_url=node.http_url, headers={"authorization": f"Bearer {token}"}) as http:
+        r = await http.post("/v1/conversations", json={"kind": "direct", "peer": peer})
+        assert r.status_code in (200, 201), r.text
+        cid: str = r.json()["conversation"]["id"]
+        return cid
