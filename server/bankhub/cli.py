@@ -59,7 +59,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
         config = uvicorn_config(hub, host=args.host, port=args.port, log_level="warning")
         server = uvicorn.Server(config)
         print(_banner(args.port, bool(args.tls)), flush=True)
-        server.run()
+        try:
+            server.run()
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+            pass
+        print("bankhub dev stopped", flush=True)
     finally:
         pg.stop()
     return 0

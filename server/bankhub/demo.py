@@ -5,11 +5,11 @@ Seeded once (skipped when any user exists). Every demo password is ``bankhub-dem
 
 from __future__ import annotations
 
-import asyncpg
 
 from .models import Role
 from .passwords import hash_password
 from .storage import ConversationStore, Database, UserStore
+from .storage.db import Conn
 
 __all__ = ["DEMO_PASSWORD", "DEMO_USERS", "seed_demo"]
 
@@ -61,7 +61,7 @@ async def seed_demo(dsn: str) -> bool:
         await db.close()
 
 
-async def _seed_orgs(users: UserStore, conn: asyncpg.Connection) -> dict[str, str]:
+async def _seed_orgs(users: UserStore, conn: Conn) -> dict[str, str]:
     ho = await users.create_org(conn, kind="head_office", code="HO", name="Head Office", parent_id=None)
     bj = await users.create_org(conn, kind="branch", code="BJ", name="Beijing Branch", parent_id=ho)
     sh = await users.create_org(conn, kind="branch", code="SH", name="Shanghai Branch", parent_id=ho)

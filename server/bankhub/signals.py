@@ -46,4 +46,5 @@ def encode_signal(signal: Signal) -> bytes:
 
 
 def decode_signal(data: bytes) -> Signal:
-    return _decoder.decode(data)
+    signal: Signal = _decoder.decode(data)
+    return signal

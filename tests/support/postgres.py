@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -18,10 +19,14 @@ from bankhub.demo import seed_demo
 from bankhub.embedded import EmbeddedPostgres, start_postgres
 from bankhub.storage.migrate import migrate
 
-__all__ = ["PostgresForTests"]
+__all__ = ["PostgresForTests", "database_name"]
 
 TEMPLATE = "bankhub_template"
 _counter = itertools.count()
+
+
+def database_name(dsn: str) -> str:
+    return urlsplit(dsn).path.lstrip("/")
 
 
 class PostgresForTests:
@@ -53,7 +58,7 @@ class PostgresForTests:
         return self.server.dsn(name)
 
     async def drop_database(self, dsn: str) -> None:
-        name = dsn.rsplit("/", 1)[1].split("?", 1)[0]
+        name = database_name(dsn)
         admin = await asyncpg.connect(self.server.dsn("postgres"))
         try:
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -13,15 +13,16 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Literal
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 __all__ = ["Database", "StorageUnavailable", "Conn"]
 
 log = logging.getLogger("bankhub.storage")
 
-Conn = asyncpg.Connection
+Conn = asyncpg.Connection | PoolConnectionProxy
 """The connection type handed to store code (``asyncpg.Connection``)."""
 
 # Errors that mean "the database is not there right now" rather than "your query is wrong".
@@ -87,7 +88,9 @@ class Database:
             self._observe(name, start)
 
     @asynccontextmanager
-    async def transaction(self, name: str, *, isolation: str = "read_committed") -> AsyncIterator[Conn]:
+    async def transaction(
+        self, name: str, *, isolation: Literal["read_committed", "repeatable_read", "serializable"] = "read_committed"
+    ) -> AsyncIterator[Conn]:
         """A pooled connection inside one transaction, committed when the block exits cleanly."""
         start = time.perf_counter()
         try:
@@ -108,5 +111,5 @@ class Database:
         try:
             async with self.connection("ping") as conn:
                 return bool(await conn.fetchval("SELECT 1", timeout=1.0) == 1)
-        except (StorageUnavailable, *_UNAVAILABLE):
+        except Exception:  # any failure means "not ready", whatever its kind
             return False

@@ -72,7 +72,7 @@ class MessageStore:
         self.db = db
         self.codec: BodyCodec = codec or PlainBodyCodec()
 
-    def _message(self, row: Mapping[str, Any]) -> Message:
+    def _message(self, row: Any) -> Message:
         conv, mid, seq = str(row["conversation_id"]), str(row["id"]), row["seq"]
         body = self.codec.open(conv, mid, seq, row["body"], row["body_key_id"])
         return Message(

@@ -1,0 +1,1 @@
+"""bankhub benchmarks: ``python -m bench.run`` (see bench/README.md)."""

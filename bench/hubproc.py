@@ -1,0 +1,95 @@
+"""The hub under test: ``bankhub serve`` in its own process, and process-level helpers."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+__all__ = ["HubProcess", "free_port", "raise_nofile_limit"]
+
+
+def raise_nofile_limit(want: int = 65536) -> int:
+    """Raise this process's open-file soft limit towards ``want`` (capped by the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class HubProcess:
+    """``bankhub serve`` on 127.0.0.1:``port``; stderr goes to ``log_path``."""
+
+    def __init__(self, dsn: str, port: int, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.log_path = log_path
+        env = dict(os.environ)
+        env.update(
+            BANKHUB_DATABASE_URL=dsn,
+            BANKHUB_PORT=str(port),
+            BANKHUB_HOST="127.0.0.1",
+            BANKHUB_LOG_LEVEL="warning",
+            BANKHUB_NODE_NAME="bench",
+        )
+        env.update(extra_env or {})
+        exe = Path(sys.executable).with_name("bankhub")
+        argv = [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "bankhub.cli", "serve"]
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # its own session: a Ctrl-C in the terminal reaches us, and we stop the hub in order
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Poll ``GET /readyz`` until it answers 200 (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        last = "no answer"
+        with httpx.Client(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"hub exited with {self.proc.returncode} before ready; see {self.log_path}")
+                try:
+                    r = client.get(url)
+                    if r.status_code == 200:
+                        return
+                    last = f"HTTP {r.status_code}"
+                except httpx.HTTPError as exc:
+                    last = type(exc).__name__
+                time.sleep(0.1)
+        raise TimeoutError(f"hub not ready after {timeout}s ({last}); see {self.log_path}")
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (uvicorn drains the hub), then SIGKILL after ``timeout``."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
+            return self.proc.returncode
+        finally:
+            self._log.close()

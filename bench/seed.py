@@ -1,0 +1,131 @@
+"""Direct-SQL set-up for the benchmark: bench users, direct conversations, sessions.
+
+Seeding goes around the API on purpose: signing in 2,000 users would mean 2,000
+argon2 hashes (deliberately slow). Rows are written with ``COPY`` in one transaction.
+Users come in pairs — a relationship manager and one customer of their book — and each
+pair shares one direct conversation, exactly as ``POST /v1/conversations`` would make it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import asyncpg
+
+from bankhub.ids import new_token, token_hash, uuid7
+
+from .model import BenchClient
+
+__all__ = ["seed_clients", "raw_insert_baseline"]
+
+# Any text does: nobody signs in with a password here (sessions are seeded directly).
+_PASSWORD_HASH = "bench-no-login"
+
+
+async def seed_clients(dsn: str, n_clients: int) -> list[BenchClient]:
+    """Create ``n_clients`` users (rounded up to even) in ``n/2`` direct conversations."""
+    n_pairs = (n_clients + 1) // 2
+    org_id = uuid.uuid4()
+    now = dt.datetime.now(dt.timezone.utc)
+    expires = now + dt.timedelta(days=1)
+
+    rms: list[tuple[object, ...]] = []
+    customers: list[tuple[object, ...]] = []
+    conversations: list[tuple[object, ...]] = []
+    members: list[tuple[object, ...]] = []
+    sessions: list[tuple[object, ...]] = []
+    clients: list[BenchClient] = []
+    for i in range(n_pairs):
+        rm, cust, conv = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        rms.append((rm, f"bench-rm-{i:06d}", f"Bench RM {i}", "rm", org_id, None, _PASSWORD_HASH))
+        customers.append((cust, f"bench-c-{i:06d}", f"Bench Customer {i}", "customer", org_id, rm, _PASSWORD_HASH))
+        direct_key = ":".join(sorted((str(rm), str(cust))))
+        conversations.append((conv, "direct", rm, direct_key))
+        members.append((conv, rm, "member"))
+        members.append((conv, cust, "member"))
+        for user, peer in ((rm, cust), (cust, rm)):
+            token = new_token()
+            sessions.append((uuid.uuid4(), user, token_hash(token), expires))
+            clients.append(BenchClient(str(user), token, str(conv), str(peer)))
+
+    user_cols = ["id", "username", "display_name", "role", "org_id", "rm_id", "password_hash"]
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO orgs (id, parent_id, kind, code, name) VALUES ($1, NULL, 'head_office', $2, 'Bench Head Office')",
+                org_id,
+                f"BENCH-{org_id.hex[:8]}",
+            )
+            # RMs first: customers reference them (rm_id)
+            await conn.copy_records_to_table("users", records=rms, columns=user_cols)
+            await conn.copy_records_to_table("users", records=customers, columns=user_cols)
+            await conn.copy_records_to_table(
+                "conversations", records=conversations, columns=["id", "kind", "created_by", "direct_key"]
+            )
+            await conn.copy_records_to_table(
+                "conversation_members", records=members, columns=["conversation_id", "user_id", "role"]
+            )
+            await conn.copy_records_to_table(
+                "sessions", records=sessions, columns=["id", "user_id", "token_hash", "expires_at"]
+            )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return clients
+
+
+_SCRATCH_DDL = """
+DROP TABLE IF EXISTS bench_raw_messages;
+CREATE TABLE bench_raw_messages (
+    conversation_id uuid NOT NULL,
+    seq             bigint NOT NULL,
+    id              uuid NOT NULL UNIQUE,
+    sender_id       uuid NOT NULL,
+    client_msg_id   text NOT NULL,
+    kind            text NOT NULL,
+    body            bytea NOT NULL,
+    body_key_id     text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (conversation_id, seq),
+    UNIQUE (conversation_id, sender_id, client_msg_id)
+);
+"""
+
+
+async def raw_insert_baseline(dsn: str, clients: list[BenchClient], rows: int, batch: int, body: bytes) -> dict[str, float]:
+    """Rows/s of plain ``executemany`` inserts into a ``messages``-shaped scratch table.
+
+    Same columns and the same three unique indexes as ``messages`` (no foreign keys),
+    ``batch`` rows per transaction, rows spread round-robin over the bench conversations
+    as the load generator spreads its sends. This is the ceiling for durably storing
+    messages from one Python process on this Postgres; the hub does more per batch
+    (row locks, membership check, seq allocation, read positions).
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(_SCRATCH_DDL)
+        next_seq: dict[str, int] = {}
+        records: list[tuple[object, ...]] = []
+        for k in range(rows):
+            c = clients[k % len(clients)]
+            seq = next_seq.get(c.conversation_id, 0) + 1
+            next_seq[c.conversation_id] = seq
+            records.append(
+                (uuid.UUID(c.conversation_id), seq, uuid7(), uuid.UUID(c.user_id), f"raw-{k}", "text", body, None)
+            )
+        insert = """INSERT INTO bench_raw_messages
+                    (conversation_id, seq, id, sender_id, client_msg_id, kind, body, body_key_id, created_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())"""
+        started = time.perf_counter()
+        for i in range(0, rows, batch):
+            async with conn.transaction():
+                await conn.executemany(insert, records[i : i + batch])
+        elapsed = time.perf_counter() - started
+        stored = await conn.fetchval("SELECT count(*) FROM bench_raw_messages")
+        await conn.execute("DROP TABLE bench_raw_messages")
+    finally:
+        await conn.close()
+    return {"rows": float(stored), "seconds": elapsed, "rows_per_s": stored / elapsed if elapsed > 0 else 0.0}

@@ -1,0 +1,103 @@
+"""Percentiles and CPU accounting per process group (hub, Postgres, load generators)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+__all__ = ["latency_summary", "CpuMeter", "CpuSnapshot", "postgres_pids"]
+
+
+def latency_summary(samples_us: Sequence[int]) -> dict[str, float | int | None]:
+    """p50/p95/p99/max in milliseconds (nearest rank) and the sample count."""
+    if not samples_us:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    s = sorted(samples_us)
+    n = len(s)
+
+    def pick(q: float) -> float:
+        rank = max(1, min(n, int(q * n + 0.999999)))  # nearest rank: ceil(q * n)
+        return round(s[rank - 1] / 1000, 3)
+
+    return {"n": n, "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": round(s[-1] / 1000, 3)}
+
+
+def postgres_pids(pgdata: Path) -> list[int]:
+    """The postmaster (first line of ``postmaster.pid``) and all its children."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        master = psutil.Process(pid)
+        return [pid, *(c.pid for c in master.children(recursive=True))]
+    except (OSError, ValueError, psutil.Error):
+        return []
+
+
+@dataclass
+class CpuSnapshot:
+    wall: float
+    by_group: dict[str, dict[int, float]]  # group -> pid -> user+system CPU seconds
+    machine_busy: float  # all cores' non-idle seconds since boot
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used between two snapshots, per named group of processes.
+
+    A group is a function returning its current pids (so Postgres backends that start
+    later are counted). A process that exits between two snapshots loses its share.
+    """
+
+    groups: dict[str, Callable[[], Iterable[int]]]
+    _procs: dict[int, psutil.Process] = field(default_factory=dict)
+
+    def _cpu(self, pid: int) -> float | None:
+        proc = self._procs.get(pid)
+        try:
+            if proc is None:
+                proc = self._procs[pid] = psutil.Process(pid)
+            t = proc.cpu_times()
+            return float(t.user + t.system)
+        except psutil.Error:
+            self._procs.pop(pid, None)
+            return None
+
+    def snapshot(self) -> CpuSnapshot:
+        by_group: dict[str, dict[int, float]] = {}
+        for name, pids in self.groups.items():
+            seen: dict[int, float] = {}
+            for pid in pids():
+                cpu = self._cpu(pid)
+                if cpu is not None:
+                    seen[pid] = cpu
+            by_group[name] = seen
+        total = psutil.cpu_times()
+        busy = float(sum(total) - total.idle - getattr(total, "iowait", 0.0))
+        return CpuSnapshot(time.monotonic(), by_group, busy)
+
+    @staticmethod
+    def delta(a: CpuSnapshot, b: CpuSnapshot) -> dict[str, float | dict[str, float]]:
+        """Per group: CPU seconds, % of one core, and the busiest single process's % of one core."""
+        wall = max(b.wall - a.wall, 1e-9)
+        out: dict[str, float | dict[str, float]] = {"wall_s": round(wall, 3)}
+        for name, now in b.by_group.items():
+            before = a.by_group.get(name, {})
+            per_pid = {pid: max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in now.items()}
+            total = sum(per_pid.values())
+            out[name] = {
+                "cpu_s": round(total, 3),
+                "pct_of_core": round(100 * total / wall, 1),
+                "busiest_process_pct_of_core": round(100 * max(per_pid.values(), default=0.0) / wall, 1),
+            }
+        cores = os.cpu_count() or 1
+        machine = b.machine_busy - a.machine_busy
+        ours = sum(g["cpu_s"] for g in out.values() if isinstance(g, dict))
+        # kernel work not charged to a process (loopback softirqs), and anything else running
+        out["other"] = {"cpu_s": round(max(0.0, machine - ours), 3), "pct_of_core": round(100 * max(0.0, machine - ours) / wall, 1)}
+        out["machine_busy_pct"] = round(100 * machine / (wall * cores), 1)
+        out["cores"] = float(cores)
+        return out

@@ -1,0 +1,133 @@
+"""Operations: `bankhub dev` as a new user runs it, migrations, health and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from bankhub.runner import RunningNode
+from bankhub.storage.migrate import MigrationError, migrate, pending
+
+from ..support.postgres import PostgresForTests, database_name
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_bankhub_dev_starts_seeds_once_and_prints_logins(tmp_path: Path) -> None:
+    port = _free_port()
+    bankhub = Path(sys.executable).with_name("bankhub")
+
+    async def run_once() -> str:
+        proc = await asyncio.create_subprocess_exec(
+            str(bankhub), "dev", "--port", str(port), "--data-dir", str(tmp_path / "var"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                for _ in range(300):
+                    try:
+                        if (await http.get("/readyz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+                r = await http.post("/v1/sessions", json={"username": "co.sun", "password": "bankhub-demo"})
+                assert r.status_code == 201 and r.json()["user"]["role"] == "compliance"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    first = await run_once()
+    assert "demo data seeded" in first
+    assert f"http://127.0.0.1:{port}/openapi.json" in first and f"ws://127.0.0.1:{port}/v1/ws" in first
+    for user in ("c.li", "c.zhang", "c.zhou", "rm.wang", "rm.chen", "agent.zhao", "ho.admin", "br.admin", "co.sun"):
+        assert user in first
+    second = await run_once()  # same data dir: reuses the database, does not seed again
+    assert "demo data seeded" not in second
+
+
+async def test_migrations_apply_once_under_concurrency_and_detect_edits(postgres: PostgresForTests, tmp_path: Path) -> None:
+    admin = await asyncpg.connect(postgres.server.dsn("postgres"))
+    await admin.execute("DROP DATABASE IF EXISTS migtest")
+    await admin.execute("CREATE DATABASE migtest")
+    await admin.close()
+    dsn = postgres.server.dsn("migtest")
+    assert [d.version for d in await pending(dsn)] == [1]
+    results = await asyncio.gather(*(migrate(dsn) for _ in range(4)))
+    assert sorted(len(r) for r in results) == [0, 0, 0, 1]  # exactly one runner applied the delta
+    assert await pending(dsn) == []
+    edited = tmp_path / "schema"
+    edited.mkdir()
+    for src in (Path(__file__).resolve().parents[2] / "schema").glob("*.sql"):
+        (edited / src.name).write_text(src.read_text() + "\n-- edited\n")
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        await migrate(dsn, edited)
+
+
+async def test_health_readiness_and_openapi(node: RunningNode) -> None:
+    async with httpx.AsyncClient(base_url=node.http_url) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        ready = (await http.get("/readyz")).json()
+        assert ready["checks"] == {"postgres": True, "broker": True, "draining": False}
+        doc = (await http.get("/openapi.json")).json()
+        assert doc["openapi"].startswith("3.1")
+        for path in ("/v1/sessions", "/v1/ws-tickets", "/v1/conversations", "/v1/conversations/{conversation_id}/messages", "/readyz"):
+            assert path in doc["paths"]
+        assert "LoginBody" in doc["components"]["schemas"]
+        missing = await http.get("/v1/nothing")
+        assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+        wrong = await http.post("/v1/sessions", json={"username": "c.li", "password": "wrong"})
+        assert wrong.status_code == 401 and wrong.json()["code"] == "unauthorized"
+        unknown = await http.post("/v1/sessions", json={"username": "nobody", "password": "x"})
+        assert unknown.json() == wrong.json()  # no hint which usernames exist
+        junk = await http.post("/v1/sessions", content=b"{", headers={"content-type": "application/json"})
+        assert junk.status_code == 400 and junk.json()["code"] == "invalid_request"
+        big = await http.post("/v1/sessions", content=b"x" * 70000, headers={"content-type": "application/json"})
+        assert big.status_code == 413
+        no_auth = await http.get("/v1/conversations")
+        assert no_auth.status_code == 401 and no_auth.headers["www-authenticate"] == "Bearer"
+
+
+async def test_readiness_fails_when_postgres_is_gone(node: RunningNode, postgres: PostgresForTests, dsn: str) -> None:
+    admin = await asyncpg.connect(postgres.server.dsn("postgres"))
+    try:
+        name = database_name(dsn)
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        await admin.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")
+        async with httpx.AsyncClient(base_url=node.http_url) as http:
+            r = await http.get("/readyz")
+            assert r.status_code == 503 and r.json()["code"] == "not_ready"
+        await admin.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")
+        async with httpx.AsyncClient(base_url=node.http_url) as http:
+            statuses = []
+            for _ in range(50):  # recovers by itself, within seconds
+                statuses.append((await http.get("/readyz")).status_code)
+                if statuses[-1] == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert statuses[-1] == 200, statuses
+    finally:
+        await admin.close()
+
+
+def test_serve_refuses_to_start_without_a_database_url() -> None:
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANKHUB_")}
+    proc = subprocess.run([str(Path(sys.executable).with_name("bankhub")), "serve"], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "BANKHUB_DATABASE_URL is required" in proc.stderr
