@@ -30,6 +30,7 @@ from typing import Any
 from .hubproc import HubProcess, free_port, raise_nofile_limit
 from .loadgen import worker_main
 from .model import BenchClient, ClosedLoopPlan, OpenLoopPlan, PhaseResult
+from .profile import Profiler
 from .seed import raw_insert_baseline, seed_clients
 from .stats import CpuMeter, CpuSnapshot, latency_summary, postgres_pids
 
@@ -60,6 +61,7 @@ class Config:
     out: Path
     hub_env: dict[str, str]
     quick: bool
+    profile: bool
 
 
 _FULL = {"clients": 2000, "rate": 2000.0, "duration": 10.0, "warmup": 2.0, "durable_duration": 10.0, "durable_warmup": 2.0, "drain": 5.0}
@@ -108,6 +110,7 @@ class Bench:
             log(f"bench: seeded {len(clients)} users, {len(clients) // 2} direct conversations, sessions in {seed_s:.2f}s")
             self.results["seed"] = {"clients": len(clients), "conversations": len(clients) // 2, "seconds": round(seed_s, 3)}
 
+            self.results["quiet_check"] = self._quiet_check()
             self.results["raw_baseline"] = self._raw_baseline(dsn, clients)
 
             self.hub = HubProcess(dsn, free_port(), cfg.out / "hub.log", cfg.hub_env)
@@ -133,6 +136,17 @@ class Bench:
                 except Exception as exc:  # a Ctrl-C may have reached it first
                     log(f"bench: Postgres stop: {exc!r}")
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _quiet_check(self, seconds: float = 1.0) -> dict[str, Any]:
+        """How busy the machine is before we load it: other work skews every figure here."""
+        meter = CpuMeter({})
+        before = meter.snapshot(every_process=True)
+        time.sleep(seconds)
+        cpu = CpuMeter.delta(before, meter.snapshot(every_process=True))
+        busy = cpu["machine_busy_pct"]
+        if isinstance(busy, float) and busy > 10:
+            log(f"bench: WARNING: the machine is {busy:.0f}% busy before the run (other processes: {cpu.get('top_other_processes')})")
+        return {"machine_busy_pct": busy, "top_other_processes": cpu.get("top_other_processes", {})}
 
     def _raw_baseline(self, dsn: str, clients: list[BenchClient]) -> dict[str, Any]:
         cfg = self.cfg
@@ -226,14 +240,22 @@ class Bench:
 
     # --- phases --------------------------------------------------------------------------------
 
-    def _run_phase(self, name: str, plans: list[Any], total_s: float) -> tuple[list[PhaseResult], dict[str, Any]]:
-        """Send each worker its plan; print progress each second; collect results and CPU."""
+    def _run_phase(self, name: str, plans: list[Any], warmup: float, duration: float) -> tuple[list[PhaseResult], dict[str, Any]]:
+        """Send each worker its plan; print progress each second; collect results and CPU.
+
+        CPU is measured over the whole phase (warm-up and drain included); the optional
+        py-spy profile covers the measured window only.
+        """
         meter = self._meter()
         start_ns: int = plans[0].start_ns
+        for (_, commands), plan in zip(self.workers, plans, strict=True):
+            commands.send((name, plan))
         while time.time_ns() < start_ns - 50_000_000:
             time.sleep(0.01)
-        cpu_start = meter.snapshot()
-        deadline = time.monotonic() + (start_ns - time.time_ns()) / _NS + total_s + 60
+        cpu_start = meter.snapshot(every_process=True)
+        deadline = time.monotonic() + (start_ns - time.time_ns()) / _NS + warmup + duration + self.cfg.drain + 60
+        profile_at = start_ns + int(warmup * _NS)
+        profiler: Profiler | None = None
         results: list[PhaseResult] = []
         last: dict[int, dict[str, int]] = {}
         shown: dict[str, int] = {}
@@ -246,6 +268,8 @@ class Bench:
                 if time.monotonic() >= deadline:
                     raise
                 msg = ("tick",)
+            if self.cfg.profile and profiler is None and time.time_ns() >= profile_at and self.hub is not None:
+                profiler = Profiler(self.hub.pid, duration, self.cfg.out / f"hub-{name}.collapsed.txt")
             if msg[0] == "progress":
                 last[msg[1]] = msg[4]
             elif msg[0] == "result":
@@ -254,7 +278,12 @@ class Bench:
                 next_line += 1.0
                 now_snap = meter.snapshot()
                 shown, tick = self._progress_line(name, start_ns, last, shown, tick, now_snap), now_snap
-        cpu = CpuMeter.delta(cpu_start, meter.snapshot())
+        cpu = CpuMeter.delta(cpu_start, meter.snapshot(every_process=True))
+        if profiler is not None:
+            summary = profiler.finish()
+            (self.cfg.out / f"hub-{name}.profile.json").write_text(json.dumps(summary, indent=2) + "\n")
+            cpu["hub_profile"] = summary
+            log(f"bench: hub profile ({name}) written to {self.cfg.out / f'hub-{name}.profile.json'}")
         return results, cpu
 
     def _progress_line(
@@ -285,9 +314,7 @@ class Bench:
             for share in self.shares
         ]
         log(f"bench: open loop: {cfg.rate:.0f} msg/s over {connected} clients, {cfg.warmup:g}s warm-up + {cfg.duration:g}s measured")
-        for (_, commands), plan in zip(self.workers, plans, strict=True):
-            commands.send(("open", plan))
-        results, cpu = self._run_phase("open", plans, cfg.warmup + cfg.duration + cfg.drain)
+        results, cpu = self._run_phase("open", plans, cfg.warmup, cfg.duration)
         merged = _merge(results)
         out = {
             "offered_rate": cfg.rate,
@@ -310,6 +337,7 @@ class Bench:
             "ack_ms": latency_summary(merged.ack_us),
             "send_lag_ms": latency_summary(merged.lag_us),
             "cpu": cpu,
+            "cpu_us_per_msg": _per_message(cpu, merged.acked),
         }
         return out
 
@@ -331,9 +359,7 @@ class Bench:
             f"bench: closed loop (durable throughput): {senders} clients x up to {cfg.inflight} in flight, "
             f"{cfg.durable_warmup:g}s warm-up + {cfg.durable_duration:g}s measured"
         )
-        for (_, commands), plan in zip(self.workers, plans, strict=True):
-            commands.send(("closed", plan))
-        results, cpu = self._run_phase("durable", plans, cfg.durable_warmup + cfg.durable_duration + cfg.drain)
+        results, cpu = self._run_phase("closed", plans, cfg.durable_warmup, cfg.durable_duration)
         merged = _merge(results)
         rate = merged.acked_in_window / cfg.durable_duration
         return {
@@ -354,7 +380,15 @@ class Bench:
             "ack_ms": latency_summary(merged.ack_us),
             "deliver_ms": latency_summary(merged.deliver_us),
             "cpu": cpu,
+            "cpu_us_per_msg": _per_message(cpu, merged.acked),
         }
+
+
+def _per_message(cpu: dict[str, Any], messages: int) -> dict[str, float]:
+    """CPU microseconds per acked message, per process group (whole phase, drain included)."""
+    if not messages:
+        return {}
+    return {g: round(1e6 * cpu[g]["cpu_s"] / messages, 1) for g in ("hub", "postgres", "loadgen") if isinstance(cpu.get(g), dict)}
 
 
 def _merge(results: list[PhaseResult]) -> PhaseResult:
@@ -407,6 +441,19 @@ def summarize(results: dict[str, Any], cfg: Config) -> dict[str, Any]:
     return results
 
 
+def _us(per_msg: dict[str, float]) -> str:
+    return "  ".join(f"{g} {v:.0f} us" for g, v in per_msg.items()) or "n/a"
+
+
+def _others(cpu: dict[str, Any]) -> list[str]:
+    """A warning line when processes outside the benchmark took a noticeable share of the CPU."""
+    other = cpu.get("other", {}).get("pct_of_core", 0.0)
+    if other < 15:
+        return []
+    top = ", ".join(f"{name.rsplit(' [', 1)[0]} {pct:.0f}%" for name, pct in cpu.get("top_other_processes", {}).items())
+    return [f"  NOTE           {other:.0f}% of a core went to processes outside the benchmark / kernel: {top or 'kernel'}"]
+
+
 def table(r: dict[str, Any]) -> str:
     o, d, raw, t = r["open_loop"], r["durable"], r["raw_baseline"], r["targets"]
 
@@ -429,6 +476,7 @@ def table(r: dict[str, Any]) -> str:
         "",
         "bankhub benchmark" + ("  (quick)" if r["config"]["quick"] else ""),
         "=" * 100,
+        f"machine        {r['machine']['cpus']} cores; {r['quiet_check']['machine_busy_pct']:.0f}% busy before the run",
         f"open loop        offered {o['offered_rate']:.0f} msg/s over {o['clients']} clients ({o['per_client_rate']:g} msg/s each), {o['duration_s']:g}s measured after {o['warmup_s']:g}s warm-up",
         f"  achieved       {o['acked_rate']:.0f} msg/s acked in window; sent {o['sent']}/{o['scheduled']} scheduled, late (>{o['late_threshold_ms']:g} ms) {o['late']}",
         f"  delivered      {o['delivered']}   lost (acked, never delivered) {o['lost']}  [target 0: {ok(o['lost'] == 0)}]   unacked {o['unacked']}   errors {o['errors'] or 0}",
@@ -436,7 +484,9 @@ def table(r: dict[str, Any]) -> str:
         f"  send->ack      ms  {lat(o['ack_ms'])}",
         f"  send lag       ms  {lat(o['send_lag_ms'])}   (load generator behind schedule)",
         f"  cpu            {cpu(o['cpu'])}",
+        f"  cpu per msg    {_us(o['cpu_us_per_msg'])}",
         f"  bottleneck     {r['bottleneck']['open_loop']}",
+        *_others(o["cpu"]),
         f"durable          {d['acked_per_s']:.0f} msg/s acked (closed loop, {d['clients']} clients x {d['inflight_per_client']} in flight, {d['duration_s']:g}s)",
         f"  raw baseline   {raw['rows_per_s']:.0f} rows/s (asyncpg executemany, {raw['batch']} rows/txn, {int(raw['rows'])} rows)",
         f"  ratio          {r['ratio']:.3f}   [target >= {TARGET_DURABLE_RATIO:g}: {ok(t['durable_ratio']['met'])}]",
@@ -444,7 +494,9 @@ def table(r: dict[str, Any]) -> str:
         f"  send->ack      ms  {lat(d['ack_ms'])}",
         f"  send->deliver  ms  {lat(d['deliver_ms'])}",
         f"  cpu            {cpu(d['cpu'])}",
+        f"  cpu per msg    {_us(d['cpu_us_per_msg'])}",
         f"  bottleneck     {r['bottleneck']['durable']}",
+        *_others(d["cpu"]),
         "=" * 100,
     ]
     return "\n".join(lines)
@@ -472,6 +524,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--raw-rows", type=int, default=0, help="raw baseline rows (default: the open loop's message count, at least 20000)")
     p.add_argument("--raw-batch", type=int, default=256, help="raw baseline rows per transaction (default 256)")
     p.add_argument("--hub-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for the hub (e.g. BANKHUB_DB_POOL_SIZE=20)")
+    p.add_argument("--profile", action="store_true", help="sample the hub with py-spy during each measured window (pip install py-spy)")
     p.add_argument("--out", type=Path, default=Path("bench/out"), help="output directory (default bench/out)")
     a = p.parse_args(argv)
     base = _QUICK if a.quick else _FULL
@@ -506,6 +559,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         out=a.out,
         hub_env=hub_env,
         quick=a.quick,
+        profile=a.profile,
     )
 
 

@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 __all__ = ["latency_summary", "CpuMeter", "CpuSnapshot", "postgres_pids"]
 
@@ -42,6 +43,7 @@ class CpuSnapshot:
     wall: float
     by_group: dict[str, dict[int, float]]  # group -> pid -> user+system CPU seconds
     machine_busy: float  # all cores' non-idle seconds since boot
+    everyone: dict[int, tuple[str, float]] | None = None  # every process: pid -> (name, CPU seconds)
 
 
 @dataclass
@@ -66,7 +68,7 @@ class CpuMeter:
             self._procs.pop(pid, None)
             return None
 
-    def snapshot(self) -> CpuSnapshot:
+    def snapshot(self, every_process: bool = False) -> CpuSnapshot:
         by_group: dict[str, dict[int, float]] = {}
         for name, pids in self.groups.items():
             seen: dict[int, float] = {}
@@ -76,14 +78,22 @@ class CpuMeter:
                     seen[pid] = cpu
             by_group[name] = seen
         total = psutil.cpu_times()
-        busy = float(sum(total) - total.idle - getattr(total, "iowait", 0.0))
-        return CpuSnapshot(time.monotonic(), by_group, busy)
+        busy = float(sum(total) - total.idle - getattr(total, "iowait", 0.0) - getattr(total, "steal", 0.0))
+        everyone = None
+        if every_process:
+            everyone = {}
+            for p in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+                t = p.info["cpu_times"]
+                if t is not None:
+                    label = " ".join((p.info["cmdline"] or [p.info["name"] or "?"])[:3])[:80]
+                    everyone[p.pid] = (label, float(t.user + t.system))
+        return CpuSnapshot(time.monotonic(), by_group, busy, everyone)
 
     @staticmethod
-    def delta(a: CpuSnapshot, b: CpuSnapshot) -> dict[str, float | dict[str, float]]:
+    def delta(a: CpuSnapshot, b: CpuSnapshot) -> dict[str, Any]:
         """Per group: CPU seconds, % of one core, and the busiest single process's % of one core."""
         wall = max(b.wall - a.wall, 1e-9)
-        out: dict[str, float | dict[str, float]] = {"wall_s": round(wall, 3)}
+        out: dict[str, Any] = {"wall_s": round(wall, 3)}
         for name, now in b.by_group.items():
             before = a.by_group.get(name, {})
             per_pid = {pid: max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in now.items()}
@@ -99,5 +109,14 @@ class CpuMeter:
         # kernel work not charged to a process (loopback softirqs), and anything else running
         out["other"] = {"cpu_s": round(max(0.0, machine - ours), 3), "pct_of_core": round(100 * max(0.0, machine - ours) / wall, 1)}
         out["machine_busy_pct"] = round(100 * machine / (wall * cores), 1)
+        if a.everyone is not None and b.everyone is not None:
+            mine = {pid for g in b.by_group.values() for pid in g} | {pid for g in a.by_group.values() for pid in g}
+            others = [
+                (cpu - a.everyone.get(pid, ("", 0.0))[1], label)
+                for pid, (label, cpu) in b.everyone.items()
+                if pid not in mine
+            ]
+            others.sort(reverse=True)
+            out["top_other_processes"] = {f"{label} [{i}]": round(100 * cpu / wall, 1) for i, (cpu, label) in enumerate(others[:4]) if cpu > 0.05 * wall}
         out["cores"] = float(cores)
         return out

@@ -109,6 +109,10 @@ async def test_readiness_fails_when_postgres_is_gone(node: RunningNode, postgres
         name = database_name(dsn)
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
         await admin.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")
+        for _ in range(100):  # termination is asynchronous: wait until the hub's sessions are gone
+            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name):
+                break
+            await asyncio.sleep(0.05)
         async with httpx.AsyncClient(base_url=node.http_url) as http:
             r = await http.get("/readyz")
             assert r.status_code == 503 and r.json()["code"] == "not_ready"
