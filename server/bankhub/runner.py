@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
+from . import logredact
 from .app import create_app
 from .gateway.transport import HubWebSocketProtocol
 from .hub import Hub
@@ -22,6 +23,7 @@ __all__ = ["uvicorn_config", "RunningNode", "start_node"]
 
 def uvicorn_config(hub: Hub, *, host: str, port: int, manage_hub: bool = True, log_level: str = "info") -> uvicorn.Config:
     s = hub.settings
+    logredact.install()
     return uvicorn.Config(
         create_app(hub, manage_hub=manage_hub),
         host=host,

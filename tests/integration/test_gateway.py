@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 
 import httpx
@@ -46,7 +47,9 @@ async def test_unauthenticated_upgrades_are_refused_before_accept(node: RunningN
     assert (status, body["code"]) == (403, "origin_not_allowed")
 
 
-async def test_browser_ticket_is_single_use(node: RunningNode) -> None:
+async def test_browser_ticket_is_single_use_and_never_logged(node: RunningNode, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="uvicorn.error")
     token = await login(node, "c.li")
     async with httpx.AsyncClient(base_url=node.http_url, headers={"authorization": f"Bearer {token}"}) as http:
         r = await http.post("/v1/ws-tickets")
@@ -58,6 +61,9 @@ async def test_browser_ticket_is_single_use(node: RunningNode) -> None:
         assert hello["type"] == "hello" and hello["username"] == "c.li"
     status, body = await _refused(f"{node.ws_url}?ticket={ticket}", subprotocols=["bankhub.v1"])
     assert (status, body["code"]) == (401, "unauthorized")
+    assert "WebSocket /v1/ws?ticket=[redacted]" in caplog.text
+    assert ticket not in caplog.text and token not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # a refusal is not an error
 
 
 async def test_bad_frames_get_error_frames_and_the_connection_lives(node: RunningNode) -> None:

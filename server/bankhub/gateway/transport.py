@@ -1,4 +1,6 @@
-"""uvicorn's sans-I/O WebSocket protocol, with one change: closing never waits on a reader.
+"""uvicorn's sans-I/O WebSocket protocol, with two changes.
+
+Closing never waits on a reader.
 
 uvicorn's ``send`` waits until the transport is writable, which is right for data
 frames (it is what bounds our per-connection memory) but wrong for the close frame of
@@ -6,6 +8,10 @@ a slow consumer: the peer stopped reading, so the transport never becomes writab
 the close would wait forever. Here a ``websocket.close`` skips that wait — the close
 frame is queued behind the data already buffered — and a peer that still has not
 drained it after ``close_timeout`` is aborted, releasing the buffers.
+
+A refused handshake is complete once its HTTP response is sent: uvicorn would otherwise
+log "ASGI callable returned without completing handshake" as an error for every
+refusal (401, 403, ...), drowning real errors.
 """
 
 from __future__ import annotations
@@ -31,3 +37,5 @@ class HubWebSocketProtocol(WebSocketsSansIOProtocol):
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
             return
         await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            self.handshake_complete = True

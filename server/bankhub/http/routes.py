@@ -133,8 +133,8 @@ def _int_param(request: Request, name: str, default: int | None) -> int | None:
         value = int(raw)
     except ValueError:
         raise ActionError("invalid_request", f"{name} must be an integer") from None
-    if value < 0:
-        raise ActionError("invalid_request", f"{name} must not be negative")
+    if not 0 <= value <= 2**62:
+        raise ActionError("invalid_request", f"{name} is out of range")
     return value
 
 
