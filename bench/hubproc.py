@@ -35,7 +35,14 @@ def free_port() -> int:
 class HubProcess:
     """``bankhub serve`` on 127.0.0.1:``port``; stderr goes to ``log_path``."""
 
-    def __init__(self, dsn: str, port: int, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        port: int,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        gc_threshold: tuple[int, ...] | None = None,
+    ) -> None:
         self.port = port
         self.log_path = log_path
         env = dict(os.environ)
@@ -49,6 +56,11 @@ class HubProcess:
         env.update(extra_env or {})
         exe = Path(sys.executable).with_name("bankhub")
         argv = [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "bankhub.cli", "serve"]
+        if gc_threshold:
+            # an experiment, not how the hub ships: the same `bankhub serve`, with other
+            # thresholds for Python's cyclic garbage collector
+            code = f"import gc, sys; gc.set_threshold(*{tuple(gc_threshold)!r}); from bankhub.cli import main; sys.exit(main(['serve']))"
+            argv = [sys.executable, "-c", code]
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         # its own session: a Ctrl-C in the terminal reaches us, and we stop the hub in order
         self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .hubproc import raise_nofile_limit
 from .model import BenchClient, ClosedLoopPlan, OpenLoopPlan, PhaseResult
@@ -33,6 +33,7 @@ from .model import BenchClient, ClosedLoopPlan, OpenLoopPlan, PhaseResult
 __all__ = ["worker_main"]
 
 _NS = 1_000_000_000
+_CONNECT_TRIES = 5  # pauses 0.25, 0.5, 1, 2 s between tries
 _IDLE_LIMIT_S = 900.0  # a worker never outlives a silent orchestrator by more than this
 
 
@@ -122,14 +123,20 @@ class Worker:
 
     # --- connections ------------------------------------------------------------------
 
-    async def connect_all(self, concurrency: int = 50, timeout: float = 120.0) -> tuple[int, int, float]:
+    async def connect_all(self, concurrency: int = 25, timeout: float = 120.0) -> tuple[int, int, float, dict[str, int]]:
+        """Open every client's socket (``concurrency`` handshakes at a time, up to
+        ``_CONNECT_TRIES`` tries each with a growing pause, as a real client would retry a 503).
+
+        Returns (connected, left out, seconds, failed attempts by reason).
+        """
         started = time.perf_counter()
         gate = asyncio.Semaphore(concurrency)
         by_index: dict[int, _Client] = {}
+        failures: Counter[str] = Counter()
 
         async def one(i: int, info: BenchClient) -> None:
             async with gate:
-                for attempt in range(3):
+                for attempt in range(_CONNECT_TRIES):
                     try:
                         ws = await connect(
                             self.ws_url,
@@ -145,10 +152,11 @@ class Worker:
                             raise RuntimeError(f"first frame was {hello.get('type')!r}, not hello")
                         by_index[i] = _Client(i, info, ws)
                         return
-                    except Exception:
-                        if attempt == 2:
+                    except Exception as exc:
+                        failures[_reason(exc)] += 1
+                        if attempt == _CONNECT_TRIES - 1:
                             return
-                        await asyncio.sleep(0.2 * (attempt + 1))
+                        await asyncio.sleep(0.25 * 2**attempt)
 
         await asyncio.wait_for(asyncio.gather(*(one(i, c) for i, c in enumerate(self.infos))), timeout)
         # a client whose peer did not connect would count every message as lost: leave the pair out
@@ -161,7 +169,7 @@ class Worker:
                 await c.ws.close()
         for c in self.clients:
             c.reader = asyncio.create_task(self._read(c))
-        return len(self.clients), len(self.infos) - len(self.clients), time.perf_counter() - started
+        return len(self.clients), len(self.infos) - len(self.clients), time.perf_counter() - started, dict(failures)
 
     async def close_all(self, timeout: float = 10.0) -> None:
         self.stopping = True
@@ -384,6 +392,13 @@ class Worker:
         }
 
 
+def _reason(exc: Exception) -> str:
+    """A short, countable description of a failed handshake."""
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code}: {exc.response.body[:120].decode(errors='replace') if exc.response.body else ''}"
+    return f"{type(exc).__name__}: {str(exc)[:80]}"
+
+
 # --- the process ----------------------------------------------------------------------------
 
 
@@ -398,8 +413,8 @@ async def _main(worker: int, ws_url: str, clients: list[BenchClient], commands: 
             if w.result.phase != "idle":
                 reports.put(("progress", worker, w.result.phase, time.time_ns(), w.progress()))
 
-    ok, failed, secs = await w.connect_all()
-    reports.put(("connected", worker, ok, failed, secs))
+    ok, failed, secs, reasons = await w.connect_all()
+    reports.put(("connected", worker, ok, failed, secs, reasons))
     ticker = asyncio.create_task(report_progress())
     idle_since = time.monotonic()
     try:

@@ -31,7 +31,7 @@ from .hubproc import HubProcess, free_port, raise_nofile_limit
 from .loadgen import worker_main
 from .model import BenchClient, ClosedLoopPlan, OpenLoopPlan, PhaseResult
 from .profile import Profiler
-from .seed import raw_insert_baseline, seed_clients
+from .seed import db_counters, raw_insert_baseline, seed_clients
 from .stats import CpuMeter, CpuSnapshot, latency_summary, postgres_pids
 
 __all__ = ["main"]
@@ -62,6 +62,8 @@ class Config:
     hub_env: dict[str, str]
     quick: bool
     profile: bool
+    wait_quiet: float
+    hub_gc_threshold: tuple[int, ...] | None
 
 
 _FULL = {"clients": 2000, "rate": 2000.0, "duration": 10.0, "warmup": 2.0, "durable_duration": 10.0, "durable_warmup": 2.0, "drain": 5.0}
@@ -83,7 +85,9 @@ class Bench:
         self.workers: list[tuple[BaseProcess, Connection]] = []
         self.hub: HubProcess | None = None
         self.pgdata: Path | None = None
-        self.meter: CpuMeter | None = None
+        self.dsn = ""
+        self.db_delta: dict[str, int] = {}
+        self.shares: list[int] = []  # connected clients per worker
         self.results: dict[str, Any] = {}
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -101,7 +105,7 @@ class Bench:
             log(f"bench: open-file limit {nofile}; starting embedded Postgres in {tmp}")
             pg = start_postgres(tmp, delete_on_stop=True)
             self.pgdata = pg.data_dir
-            dsn = pg.dsn()
+            dsn = self.dsn = pg.dsn()
             asyncio.run(migrate(dsn))
 
             t = time.perf_counter()
@@ -113,7 +117,7 @@ class Bench:
             self.results["quiet_check"] = self._quiet_check()
             self.results["raw_baseline"] = self._raw_baseline(dsn, clients)
 
-            self.hub = HubProcess(dsn, free_port(), cfg.out / "hub.log", cfg.hub_env)
+            self.hub = HubProcess(dsn, free_port(), cfg.out / "hub.log", cfg.hub_env, cfg.hub_gc_threshold)
             self.hub.wait_ready()
             log(f"bench: hub pid {self.hub.pid} ready on 127.0.0.1:{self.hub.port}")
             self._start_workers(clients)
@@ -137,16 +141,27 @@ class Bench:
                     log(f"bench: Postgres stop: {exc!r}")
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _quiet_check(self, seconds: float = 1.0) -> dict[str, Any]:
-        """How busy the machine is before we load it: other work skews every figure here."""
+    def _quiet_check(self, threshold: float = 10.0) -> dict[str, Any]:
+        """How busy the machine is before we load it: other work skews every figure here.
+
+        With ``--wait-quiet S`` this waits (up to S seconds) for a second under ``threshold`` % busy.
+        """
         meter = CpuMeter({})
-        before = meter.snapshot(every_process=True)
-        time.sleep(seconds)
-        cpu = CpuMeter.delta(before, meter.snapshot(every_process=True))
-        busy = cpu["machine_busy_pct"]
-        if isinstance(busy, float) and busy > 10:
+        deadline = time.monotonic() + self.cfg.wait_quiet
+        waited = 0.0
+        while True:
+            before = meter.snapshot(every_process=True)
+            time.sleep(1.0)
+            cpu = CpuMeter.delta(before, meter.snapshot(every_process=True))
+            busy: float = cpu["machine_busy_pct"]
+            if busy <= threshold or time.monotonic() >= deadline:
+                break
+            waited += 1.0
+            if waited % 10 == 1:
+                log(f"bench: waiting for a quiet machine ({busy:.0f}% busy: {cpu.get('top_other_processes')})")
+        if busy > threshold:
             log(f"bench: WARNING: the machine is {busy:.0f}% busy before the run (other processes: {cpu.get('top_other_processes')})")
-        return {"machine_busy_pct": busy, "top_other_processes": cpu.get("top_other_processes", {})}
+        return {"machine_busy_pct": busy, "waited_s": waited, "top_other_processes": cpu.get("top_other_processes", {})}
 
     def _raw_baseline(self, dsn: str, clients: list[BenchClient]) -> dict[str, Any]:
         cfg = self.cfg
@@ -193,21 +208,26 @@ class Bench:
     def _await_connected(self, timeout: float = 180.0) -> dict[str, Any]:
         ok = failed = 0
         slowest = 0.0
+        reasons: dict[str, int] = {}
         pending = len(self.workers)
         deadline = time.monotonic() + timeout
         while pending:
             msg = self._next_report(deadline)
             if msg[0] == "connected":
-                _, w, w_ok, w_failed, secs = msg
+                _, w, w_ok, w_failed, secs, w_reasons = msg
+                for reason, count in w_reasons.items():
+                    reasons[reason] = reasons.get(reason, 0) + count
                 ok += w_ok
                 failed += w_failed
                 slowest = max(slowest, secs)
                 self.shares[w] = w_ok
                 pending -= 1
-        log(f"bench: {ok} clients connected ({failed} failed) in {slowest:.1f}s")
+        log(f"bench: {ok} clients connected ({failed} left out) in {slowest:.1f}s")
+        if reasons:
+            log(f"bench: failed handshake attempts (a client tries up to 5 times): {reasons}")
         if ok == 0:
             raise RuntimeError("no client could connect; see hub.log")
-        return {"connected": ok, "failed": failed, "seconds": round(slowest, 2)}
+        return {"connected": ok, "failed": failed, "seconds": round(slowest, 2), "failed_attempts": reasons}
 
     def _next_report(self, deadline: float) -> tuple[Any, ...]:
         while True:
@@ -252,6 +272,7 @@ class Bench:
             commands.send((name, plan))
         while time.time_ns() < start_ns - 50_000_000:
             time.sleep(0.01)
+        db_start = asyncio.run(db_counters(self.dsn))
         cpu_start = meter.snapshot(every_process=True)
         deadline = time.monotonic() + (start_ns - time.time_ns()) / _NS + warmup + duration + self.cfg.drain + 60
         profile_at = start_ns + int(warmup * _NS)
@@ -279,6 +300,8 @@ class Bench:
                 now_snap = meter.snapshot()
                 shown, tick = self._progress_line(name, start_ns, last, shown, tick, now_snap), now_snap
         cpu = CpuMeter.delta(cpu_start, meter.snapshot(every_process=True))
+        db_end = asyncio.run(db_counters(self.dsn))
+        self.db_delta = {"write_transactions": db_end[0] - db_start[0], "wal_bytes": db_end[1] - db_start[1]}
         if profiler is not None:
             summary = profiler.finish()
             (self.cfg.out / f"hub-{name}.profile.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -338,6 +361,7 @@ class Bench:
             "send_lag_ms": latency_summary(merged.lag_us),
             "cpu": cpu,
             "cpu_us_per_msg": _per_message(cpu, merged.acked),
+            "db": _db_figures(self.db_delta, merged.acked),
         }
         return out
 
@@ -381,6 +405,7 @@ class Bench:
             "deliver_ms": latency_summary(merged.deliver_us),
             "cpu": cpu,
             "cpu_us_per_msg": _per_message(cpu, merged.acked),
+            "db": _db_figures(self.db_delta, merged.acked),
         }
 
 
@@ -389,6 +414,16 @@ def _per_message(cpu: dict[str, Any], messages: int) -> dict[str, float]:
     if not messages:
         return {}
     return {g: round(1e6 * cpu[g]["cpu_s"] / messages, 1) for g in ("hub", "postgres", "loadgen") if isinstance(cpu.get(g), dict)}
+
+
+def _db_figures(delta: dict[str, int], messages: int) -> dict[str, float]:
+    """Write transactions (≈ hub commit batches) and WAL volume over a phase."""
+    txns = delta["write_transactions"]
+    return {
+        "write_transactions": txns,
+        "msgs_per_transaction": round(messages / txns, 2) if txns else 0.0,
+        "wal_bytes_per_msg": round(delta["wal_bytes"] / messages, 1) if messages else 0.0,
+    }
 
 
 def _merge(results: list[PhaseResult]) -> PhaseResult:
@@ -445,6 +480,13 @@ def _us(per_msg: dict[str, float]) -> str:
     return "  ".join(f"{g} {v:.0f} us" for g, v in per_msg.items()) or "n/a"
 
 
+def _db(db: dict[str, float], seconds: float) -> str:
+    return (
+        f"db: {db['write_transactions']:.0f} write txns (~{db['write_transactions'] / seconds:.0f}/s), "
+        f"{db['msgs_per_transaction']:.1f} msgs/txn, {db['wal_bytes_per_msg']:.0f} WAL bytes/msg"
+    )
+
+
 def _others(cpu: dict[str, Any]) -> list[str]:
     """A warning line when processes outside the benchmark took a noticeable share of the CPU."""
     other = cpu.get("other", {}).get("pct_of_core", 0.0)
@@ -476,7 +518,9 @@ def table(r: dict[str, Any]) -> str:
         "",
         "bankhub benchmark" + ("  (quick)" if r["config"]["quick"] else ""),
         "=" * 100,
-        f"machine        {r['machine']['cpus']} cores; {r['quiet_check']['machine_busy_pct']:.0f}% busy before the run",
+        f"machine        {r['machine']['cpus']} cores; {r['quiet_check']['machine_busy_pct']:.0f}% busy before the run"
+        + (f"; EXPERIMENT: hub gc.set_threshold{tuple(r['config']['hub_gc_threshold'])}" if r["config"]["hub_gc_threshold"] else ""),
+        *([f"connect        {r['connect']['failed']} of {r['config']['clients']} clients could not connect: {r['connect']['failed_attempts']}"] if r["connect"]["failed"] else []),
         f"open loop        offered {o['offered_rate']:.0f} msg/s over {o['clients']} clients ({o['per_client_rate']:g} msg/s each), {o['duration_s']:g}s measured after {o['warmup_s']:g}s warm-up",
         f"  achieved       {o['acked_rate']:.0f} msg/s acked in window; sent {o['sent']}/{o['scheduled']} scheduled, late (>{o['late_threshold_ms']:g} ms) {o['late']}",
         f"  delivered      {o['delivered']}   lost (acked, never delivered) {o['lost']}  [target 0: {ok(o['lost'] == 0)}]   unacked {o['unacked']}   errors {o['errors'] or 0}",
@@ -484,7 +528,7 @@ def table(r: dict[str, Any]) -> str:
         f"  send->ack      ms  {lat(o['ack_ms'])}",
         f"  send lag       ms  {lat(o['send_lag_ms'])}   (load generator behind schedule)",
         f"  cpu            {cpu(o['cpu'])}",
-        f"  cpu per msg    {_us(o['cpu_us_per_msg'])}",
+        f"  cpu per msg    {_us(o['cpu_us_per_msg'])}   | {_db(o['db'], o['duration_s'] + o['warmup_s'])}",
         f"  bottleneck     {r['bottleneck']['open_loop']}",
         *_others(o["cpu"]),
         f"durable          {d['acked_per_s']:.0f} msg/s acked (closed loop, {d['clients']} clients x {d['inflight_per_client']} in flight, {d['duration_s']:g}s)",
@@ -494,7 +538,7 @@ def table(r: dict[str, Any]) -> str:
         f"  send->ack      ms  {lat(d['ack_ms'])}",
         f"  send->deliver  ms  {lat(d['deliver_ms'])}",
         f"  cpu            {cpu(d['cpu'])}",
-        f"  cpu per msg    {_us(d['cpu_us_per_msg'])}",
+        f"  cpu per msg    {_us(d['cpu_us_per_msg'])}   | {_db(d['db'], d['duration_s'] + d['warmup_s'])}",
         f"  bottleneck     {r['bottleneck']['durable']}",
         *_others(d["cpu"]),
         "=" * 100,
@@ -525,6 +569,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--raw-batch", type=int, default=256, help="raw baseline rows per transaction (default 256)")
     p.add_argument("--hub-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for the hub (e.g. BANKHUB_DB_POOL_SIZE=20)")
     p.add_argument("--profile", action="store_true", help="sample the hub with py-spy during each measured window (pip install py-spy)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S", help="wait up to S seconds for the machine to be idle (<10%% busy) before loading it")
+    p.add_argument(
+        "--hub-gc-threshold",
+        metavar="G0[,G1[,G2]]",
+        help="experiment: run the hub with gc.set_threshold(G0, G1, G2) (Python's default is 700,10,10)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/out"), help="output directory (default bench/out)")
     a = p.parse_args(argv)
     base = _QUICK if a.quick else _FULL
@@ -539,6 +589,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
         if not sep or not name.startswith("BANKHUB_"):
             p.error(f"--hub-env wants BANKHUB_NAME=VALUE, got {item!r}")
         hub_env[name] = value
+    gc_threshold = None
+    if a.hub_gc_threshold:
+        try:
+            gc_threshold = tuple(int(x) for x in a.hub_gc_threshold.split(","))
+        except ValueError:
+            p.error("--hub-gc-threshold wants up to three integers, e.g. 50000,20,100")
+        if not 1 <= len(gc_threshold) <= 3:
+            p.error("--hub-gc-threshold wants up to three integers, e.g. 50000,20,100")
     raw_rows = a.raw_rows or max(20_000, int(pick["rate"] * (pick["warmup"] + pick["duration"])))
     return Config(
         clients=clients,
@@ -560,6 +618,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         hub_env=hub_env,
         quick=a.quick,
         profile=a.profile,
+        wait_quiet=a.wait_quiet,
+        hub_gc_threshold=gc_threshold,
     )
 
 

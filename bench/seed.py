@@ -18,7 +18,7 @@ from bankhub.ids import new_token, token_hash, uuid7
 
 from .model import BenchClient
 
-__all__ = ["seed_clients", "raw_insert_baseline"]
+__all__ = ["seed_clients", "raw_insert_baseline", "db_counters"]
 
 # Any text does: nobody signs in with a password here (sessions are seeded directly).
 _PASSWORD_HASH = "bench-no-login"
@@ -129,3 +129,21 @@ async def raw_insert_baseline(dsn: str, clients: list[BenchClient], rows: int, b
     finally:
         await conn.close()
     return {"rows": float(stored), "seconds": elapsed, "rows_per_s": stored / elapsed if elapsed > 0 else 0.0}
+
+
+async def db_counters(dsn: str) -> tuple[int, int]:
+    """(next transaction id, WAL bytes written so far).
+
+    The difference between two readings counts the *writing* transactions in between —
+    nearly all of them the hub's group-commit batches — exactly and without the lag of
+    ``pg_stat_database`` (reading a snapshot assigns no transaction id).
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xid, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS wal"
+        )
+        assert row is not None
+        return int(row["xid"]), int(row["wal"])
+    finally:
+        await conn.close()

@@ -12,6 +12,7 @@ import pytest
 from bankhub.broker import MemoryBroker, RedisBroker, Sealer
 from bankhub.hub import Hub
 from bankhub.protocol.session import SessionLimits
+from bankhub.ratelimit import RateLimiter, RedisRateLimiter
 from bankhub.runner import RunningNode, start_node
 from bankhub.settings import Settings
 
@@ -61,10 +62,13 @@ class Nodes:
         redis_url: str | None = None,
         cluster_key: str | None = None,
         limits: SessionLimits | None = None,
+        limiter: RateLimiter | None = None,
     ) -> RunningNode:
         settings = Settings(database_url=self.dsn, node_name=name, redis_url=redis_url, cluster_key=cluster_key)
         broker = RedisBroker(redis_url, sealer=Sealer.from_b64(cluster_key) if cluster_key else None) if redis_url else MemoryBroker()
-        node = await start_node(Hub(settings, broker=broker, session_limits=limits))
+        if limiter is None and redis_url:
+            limiter = RedisRateLimiter(redis_url)
+        node = await start_node(Hub(settings, broker=broker, session_limits=limits, limiter=limiter))
         self.running.append(node)
         return node
 

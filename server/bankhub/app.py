@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import logging
 from collections.abc import AsyncIterator
 
@@ -32,8 +33,10 @@ _INDEX = """<!doctype html><meta charset="utf-8"><title>bankhub</title>
 
 async def _action_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ActionError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return problem(exc.status, exc.code, exc.message, headers)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return problem(exc.status, exc.code, exc.message, headers or None)
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

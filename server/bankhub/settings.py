@@ -26,6 +26,7 @@ class Settings:
     node_name: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
     session_ttl_hours: float = 12.0
     ws_ticket_ttl_seconds: int = 30
+    session_recheck_seconds: float = 30.0
     allowed_origins: tuple[str, ...] = ()
     db_pool_size: int = 10
     commit_batch_max: int = 256

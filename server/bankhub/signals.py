@@ -28,10 +28,10 @@ class ReceiptSignal(msgspec.Struct, tag="r", tag_field="t"):
 
 
 class RevokeSignal(msgspec.Struct, tag="x", tag_field="t"):
-    """Close the user's connections: one session's, or all when ``session_id`` is None."""
+    """Close the user's connections that belong to ``session_ids`` (all of them when None)."""
 
     user_id: str
-    session_id: str | None
+    session_ids: list[str] | None
     reason: str
 
 

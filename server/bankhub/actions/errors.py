@@ -20,12 +20,14 @@ class ActionError(Exception):
         "rate_limited": 429,
         "too_large": 413,
         "unsupported_media_type": 415,
+        "account_locked": 423,
     }
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
     @property
     def status(self) -> int:

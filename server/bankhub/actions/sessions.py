@@ -1,4 +1,9 @@
-"""Sign-in, sign-out and WebSocket tickets."""
+"""Sign-in, sessions and WebSocket tickets; password and role changes that cut sessions.
+
+Every revocation is followed by a :class:`~bankhub.signals.RevokeSignal` on the user's
+channel, so the sockets of the revoked sessions close (1008) on every node at once; each
+node's periodic re-check (:meth:`Hub.recheck_sessions`) is the safety net if a signal is lost.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,37 @@ from typing import TYPE_CHECKING
 
 from .. import policy
 from ..ids import new_token, token_hash
-from ..models import Session, User
+from ..models import Role, Session, User
 from ..passwords import hash_password, needs_rehash, verify_password
 from ..signals import RevokeSignal
+from ..storage.sessions import SessionInfo
+from . import audit
 from .errors import ActionError, require
+from .limits import LOGIN_PER_IP, LOGIN_PER_USERNAME, PASSWORD_PER_USER, TICKETS_PER_USER, enforce
 
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["login", "logout", "authenticate_token", "issue_ws_ticket", "redeem_ws_ticket", "LoginResult"]
+__all__ = [
+    "LoginResult",
+    "login",
+    "logout",
+    "refresh",
+    "list_sessions",
+    "revoke_session",
+    "revoke_all_sessions",
+    "change_password",
+    "change_role",
+    "authenticate_token",
+    "issue_ws_ticket",
+    "redeem_ws_ticket",
+    "MAX_FAILED_LOGINS",
+    "LOCKOUT",
+]
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = dt.timedelta(minutes=15)
+MIN_PASSWORD_CHARS = 12
 
 
 class LoginResult:
@@ -26,19 +53,55 @@ class LoginResult:
         self.user = user
 
 
-async def login(hub: Hub, username: str, password: str, *, user_agent: str | None, ip: str | None) -> LoginResult:
-    """Check the password; on success open a session and return its bearer token (shown once)."""
-    found = await hub.users.credentials(username)
-    ok = await verify_password(found[1] if found else None, password)
-    if not ok or found is None or found[0].disabled:
-        raise ActionError("unauthorized", "wrong username or password")
-    user, stored = found
-    if needs_rehash(stored):
-        await hub.users.set_password_hash(user.id, hash_password(password))
+async def _open_session(hub: Hub, user: User, *, user_agent: str | None, ip: str | None) -> LoginResult:
     token = new_token()
     ttl = dt.timedelta(hours=hub.settings.session_ttl_hours)
     session_id, expires = await hub.sessions.create(user.id, token_hash(token), ttl, user_agent=user_agent, ip=ip)
     return LoginResult(token, session_id, expires, user)
+
+
+async def _audit_login_failed(hub: Hub, username: str, user: User | None, outcome: str, ip: str | None) -> None:
+    attempted = username[:128]  # never the password
+    await audit.record(
+        hub,
+        actor=audit.ANONYMOUS,
+        action=audit.SESSION_LOGIN_FAILED,
+        target=audit.user_target(user) if user else f"username:{attempted}",
+        ip=ip,
+        details={"username": attempted, "outcome": outcome},
+    )
+
+
+async def login(hub: Hub, username: str, password: str, *, user_agent: str | None, ip: str | None) -> LoginResult:
+    """Check the password; on success open a session and return its bearer token (shown once).
+
+    Rate-limited per address and per username (failing closed), and the account locks for
+    :data:`LOCKOUT` after :data:`MAX_FAILED_LOGINS` failures in a row.
+    """
+    await enforce(hub, f"login:ip:{ip}", LOGIN_PER_IP, fail_closed=True)
+    await enforce(hub, f"login:user:{username.lower()[:64]}", LOGIN_PER_USERNAME, fail_closed=True)
+    found = await hub.users.credentials(username)
+    ok = await verify_password(found.password_hash if found else None, password)
+    if found is not None and found.locked:
+        await _audit_login_failed(hub, username, found.user, "locked", ip)
+        raise ActionError("account_locked", "too many failed sign-ins; try again later or contact the bank")
+    if not ok or found is None or found.user.disabled:
+        if found is not None:
+            await hub.users.login_failed(found.user.id, max_failures=MAX_FAILED_LOGINS, lock_for=LOCKOUT)
+        outcome = "unknown_user" if found is None else "disabled" if found.user.disabled else "bad_password"
+        await _audit_login_failed(hub, username, found.user if found else None, outcome, ip)
+        raise ActionError("unauthorized", "wrong username or password")
+    user = found.user
+    await hub.users.login_succeeded(user.id)
+    if needs_rehash(found.password_hash):
+        await hub.users.set_password_hash(user.id, hash_password(password))
+    result = await _open_session(hub, user, user_agent=user_agent, ip=ip)
+    # raises if the row cannot be written: the token is then never handed out
+    await audit.record(
+        hub, actor=user, action=audit.SESSION_LOGIN, target=audit.session_target(result.session_id), ip=ip,
+        details={"user_agent": (user_agent or "")[:256]},
+    )
+    return result
 
 
 async def authenticate_token(hub: Hub, token: str) -> Session | None:
@@ -48,15 +111,84 @@ async def authenticate_token(hub: Hub, token: str) -> Session | None:
     return await hub.sessions.active_by_token(token_hash(token))
 
 
-async def logout(hub: Hub, session: Session) -> None:
+async def _revoked(hub: Hub, user_id: str, session_ids: list[str], reason: str) -> None:
+    if session_ids:
+        await hub.publish_revoke(RevokeSignal(user_id=user_id, session_ids=session_ids, reason=reason))
+
+
+async def logout(hub: Hub, session: Session, *, ip: str | None = None) -> None:
     """Revoke the session and close its sockets on every node."""
-    await hub.sessions.revoke(session.id)
-    await hub.publish_revoke(RevokeSignal(user_id=session.user.id, session_id=session.id, reason="signed out"))
+    if await hub.sessions.revoke(session.id, "signed out"):
+        await _revoked(hub, session.user.id, [session.id], "signed out")
+        await audit.record(
+            hub, actor=session, action=audit.SESSION_REVOKED, target=audit.session_target(session.id), reason="signed out", ip=ip
+        )
+
+
+async def refresh(hub: Hub, session: Session, *, user_agent: str | None, ip: str | None) -> LoginResult:
+    """Trade the current token for a fresh one with a new expiry; the old one stops working."""
+    fresh = await _open_session(hub, session.user, user_agent=user_agent, ip=ip)
+    await hub.sessions.revoke(session.id, "refreshed")
+    await _revoked(hub, session.user.id, [session.id], "session refreshed: reconnect with the new token")
+    return fresh
+
+
+async def list_sessions(hub: Hub, session: Session) -> list[SessionInfo]:
+    return await hub.sessions.list_active(session.user.id)
+
+
+async def revoke_session(hub: Hub, session: Session, target_id: str) -> None:
+    """Revoke one of my own sessions (e.g. a lost phone)."""
+    if await hub.sessions.owner(target_id) != session.user.id:
+        raise ActionError("not_found", "no such session")
+    if await hub.sessions.revoke(target_id, "revoked by owner"):
+        await _revoked(hub, session.user.id, [target_id], "session revoked")
+
+
+async def revoke_all_sessions(hub: Hub, session: Session, *, keep_current: bool) -> int:
+    revoked = await hub.sessions.revoke_all(
+        session.user.id, "revoked by owner", except_session=session.id if keep_current else None
+    )
+    await _revoked(hub, session.user.id, revoked, "all sessions revoked")
+    return len(revoked)
+
+
+async def change_password(hub: Hub, session: Session, current: str, new: str, *, ip: str | None) -> int:
+    """Change my password; every other session of mine is revoked. Returns how many."""
+    await enforce(hub, f"password:{session.user.id}", PASSWORD_PER_USER, fail_closed=True)
+    if len(new) < MIN_PASSWORD_CHARS or len(new) > 256:
+        raise ActionError("invalid_request", f"a password has {MIN_PASSWORD_CHARS} to 256 characters")
+    found = await hub.users.credentials(session.user.username)
+    if found is None or not await verify_password(found.password_hash, current):
+        raise ActionError("forbidden", "the current password is wrong")
+    await hub.users.set_password_hash(session.user.id, hash_password(new))
+    revoked = await hub.sessions.revoke_all(session.user.id, "password changed", except_session=session.id)
+    await _revoked(hub, session.user.id, revoked, "password changed")
+    return len(revoked)
+
+
+async def change_role(hub: Hub, actor: User, username: str, role: str) -> User:
+    """An administrator changes a user's role; all of that user's sessions end at once."""
+    try:
+        new_role = Role(role)
+    except ValueError:
+        raise ActionError("invalid_request", f"unknown role {role!r}") from None
+    target = await hub.users.by_username(username)
+    if target is None:
+        raise ActionError("not_found", "no such user")
+    require(policy.may_change_role(actor, target, new_role, await hub.users.org_ancestry(target.org_id)))
+    await hub.users.set_role(target.id, new_role)
+    revoked = await hub.sessions.revoke_all(target.id, "role changed")
+    await _revoked(hub, target.id, revoked, "role changed: sign in again")
+    updated = await hub.users.by_username(username)
+    assert updated is not None
+    return updated
 
 
 async def issue_ws_ticket(hub: Hub, session: Session) -> str:
     """A single-use ticket, valid for ``ws_ticket_ttl_seconds``, for browsers' WebSocket URL."""
     require(policy.may_issue_ws_ticket(session.user))
+    await enforce(hub, f"ticket:{session.user.id}", TICKETS_PER_USER, fail_closed=True)
     ticket = new_token()
     await hub.sessions.create_ticket(session.id, token_hash(ticket), dt.timedelta(seconds=hub.settings.ws_ticket_ttl_seconds))
     return ticket

@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from ..actions import messages as message_actions
 from ..actions import sessions as session_actions
 from ..actions.errors import ActionError
+from ..actions.limits import HANDSHAKES_PER_IP, enforce
 from ..http.problems import problem
 from ..models import Session
 from ..protocol.frames import (
@@ -69,6 +70,11 @@ async def _authenticate(hub: Hub, ws: WebSocket) -> Session | tuple[int, str, st
     if "token" in ws.query_params or "access_token" in ws.query_params:
         return 400, "token_in_url", "never put a bearer token in a URL; use a ticket from POST /v1/ws-tickets"
     auth = ws.headers.get("authorization", "")
+    try:
+        ip = ws.client.host if ws.client else "unknown"
+        await enforce(hub, f"handshake:{ip}", HANDSHAKES_PER_IP, fail_closed=False)
+    except ActionError:
+        return 429, "rate_limited", "too many connection attempts from this address; retry later"
     try:
         if auth:
             scheme, _, token = auth.partition(" ")
@@ -178,7 +184,8 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
         else:  # pragma: no cover - the session only accepts the frames above
             reply = Error(code=ErrorCode.UNKNOWN_TYPE, message="unsupported frame", id=frame_id)
     except ActionError as exc:
-        reply = Error(code=exc.code, message=exc.message, id=frame_id)
+        retry_ms = None if exc.retry_after is None else max(1, int(exc.retry_after * 1000))
+        reply = Error(code=exc.code, message=exc.message, id=frame_id, retry_after_ms=retry_ms)
     except StorageUnavailable:
         reply = Error(code=ErrorCode.UNAVAILABLE, message="storage unavailable; nothing was stored, retry", id=frame_id)
     except Exception:

@@ -98,7 +98,7 @@ class ConnectionRegistry:
                 conn.push(encode(frame).decode())
         elif isinstance(signal, RevokeSignal):
             for conn in list(conns):
-                if signal.session_id is None or signal.session_id == conn.session.id:
+                if signal.session_ids is None or conn.session.id in signal.session_ids:
                     conn.close(CloseCode.POLICY_VIOLATION, signal.reason)
 
     def on_resync(self) -> None:

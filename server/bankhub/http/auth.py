@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from ..actions import sessions as session_actions
 from ..actions.errors import ActionError
+from ..actions.limits import API_PER_USER, enforce
 from ..models import Session
 
 if TYPE_CHECKING:
@@ -24,4 +25,5 @@ async def require_session(hub: Hub, request: Request) -> Session:
     session = await session_actions.authenticate_token(hub, token.strip())
     if session is None:
         raise ActionError("unauthorized", "invalid, expired or revoked token")
+    await enforce(hub, f"api:{session.user.id}", API_PER_USER, fail_closed=False)
     return session

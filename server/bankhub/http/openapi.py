@@ -13,7 +13,7 @@ import msgspec
 
 from ..models import ConversationSummary
 from ..protocol.frames import Message
-from .routes import DirectBody, GroupBody, LoginBody
+from .routes import DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody
 
 __all__ = ["openapi_document"]
 
@@ -52,6 +52,19 @@ class MessagePage(msgspec.Struct):
     has_more: bool
 
 
+class SessionOut(msgspec.Struct):
+    id: str
+    created_at: str
+    expires_at: str
+    user_agent: str | None
+    ip: str | None
+    current: bool
+
+
+class SessionList(msgspec.Struct):
+    sessions: list[SessionOut]
+
+
 class Problem(msgspec.Struct):
     type: str
     title: str
@@ -85,7 +98,21 @@ def _op(summary: str, ok: int, out: str | None, *, body: dict[str, Any] | None =
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    types = [LoginBody, DirectBody, GroupBody, LoginOut, TicketOut, UserOut, ConversationList, ConversationOut, MessagePage, Problem]
+    types = [
+        LoginBody,
+        DirectBody,
+        GroupBody,
+        PasswordBody,
+        RoleBody,
+        LoginOut,
+        TicketOut,
+        UserOut,
+        SessionList,
+        ConversationList,
+        ConversationOut,
+        MessagePage,
+        Problem,
+    ]
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     conv_id = {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
     history = _op("A page of history, newest first", 200, "MessagePage", extra=(400, 404))
@@ -111,9 +138,21 @@ def openapi_document() -> dict[str, Any]:
             "/healthz": {"get": _op("Liveness", 200, None, auth=False)},
             "/readyz": {"get": _op("Readiness: Postgres and broker reachable", 200, None, auth=False, extra=(503,))},
             "/v1/sessions": {
-                "post": _op("Sign in; returns a bearer token", 201, "LoginOut", body=_ref("LoginBody"), auth=False, extra=(400, 401))
+                "post": _op(
+                    "Sign in; returns a bearer token", 201, "LoginOut", body=_ref("LoginBody"), auth=False, extra=(400, 401, 423, 429, 503)
+                ),
+                "get": _op("My active sessions", 200, "SessionList"),
+                "delete": _op("Revoke all my sessions (?keep_current=true keeps this one)", 200, None),
             },
-            "/v1/sessions/current": {"delete": {"summary": "Sign out (revoke this session)", "responses": {"204": {"description": "Revoked"}}}},
+            "/v1/sessions/current": {"delete": _op("Sign out (revoke this session)", 204, None)},
+            "/v1/sessions/refresh": {"post": _op("Trade this token for a fresh one; the old one stops working", 201, "LoginOut")},
+            "/v1/sessions/{session_id}": {"delete": _op("Revoke one of my sessions", 204, None, extra=(404,))},
+            "/v1/me/password": {
+                "post": _op("Change my password; my other sessions end", 200, None, body=_ref("PasswordBody"), extra=(400, 403, 429))
+            },
+            "/v1/users/{username}/role": {
+                "put": _op("Change a user's role (administrators); their sessions end", 200, "UserOut", body=_ref("RoleBody"), extra=(403, 404))
+            },
             "/v1/ws-tickets": {"post": _op("A single-use 30-second ticket for a browser WebSocket", 201, "TicketOut")},
             "/v1/me": {"get": _op("The signed-in user", 200, "UserOut")},
             "/v1/conversations": {

@@ -72,26 +72,98 @@ def _user_json(u: User) -> dict[str, Any]:
 
 async def login(request: Request) -> Response:
     body: LoginBody = await _body(request, LoginBody)
-    client = request.client.host if request.client else None
     result = await session_actions.login(
-        _hub(request), body.username, body.password, user_agent=request.headers.get("user-agent"), ip=client
+        _hub(request), body.username, body.password, user_agent=request.headers.get("user-agent"), ip=_client_ip(request)
     )
-    return json_response(
-        {
-            "token": result.token,
-            "session_id": result.session_id,
-            "expires_at": result.expires_at.isoformat(),
-            "user": _user_json(result.user),
-        },
-        201,
-    )
+    return json_response(_login_json(result), 201)
 
 
 async def logout(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    await session_actions.logout(hub, session)
+    await session_actions.logout(hub, session, ip=_client_ip(request))
     return Response(status_code=204)
+
+
+class PasswordBody(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: str
+    new_password: str
+
+
+class RoleBody(msgspec.Struct, forbid_unknown_fields=True):
+    role: str
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _login_json(result: session_actions.LoginResult) -> dict[str, Any]:
+    return {
+        "token": result.token,
+        "session_id": result.session_id,
+        "expires_at": result.expires_at.isoformat(),
+        "user": _user_json(result.user),
+    }
+
+
+async def refresh_session(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    result = await session_actions.refresh(hub, session, user_agent=request.headers.get("user-agent"), ip=_client_ip(request))
+    return json_response(_login_json(result), 201)
+
+
+async def list_sessions(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    sessions = await session_actions.list_sessions(hub, session)
+    return json_response(
+        {
+            "sessions": [
+                {
+                    "id": s.id,
+                    "created_at": s.created_at.isoformat(),
+                    "expires_at": s.expires_at.isoformat(),
+                    "user_agent": s.user_agent,
+                    "ip": s.ip,
+                    "current": s.id == session.id,
+                }
+                for s in sessions
+            ]
+        }
+    )
+
+
+async def revoke_session(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    await session_actions.revoke_session(hub, session, request.path_params["session_id"])
+    return Response(status_code=204)
+
+
+async def revoke_all_sessions(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    keep = request.query_params.get("keep_current", "false").lower() in ("1", "true", "yes")
+    count = await session_actions.revoke_all_sessions(hub, session, keep_current=keep)
+    return json_response({"revoked": count})
+
+
+async def change_password(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: PasswordBody = await _body(request, PasswordBody)
+    count = await session_actions.change_password(hub, session, body.current_password, body.new_password, ip=_client_ip(request))
+    return json_response({"revoked_sessions": count})
+
+
+async def change_role(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: RoleBody = await _body(request, RoleBody)
+    user = await session_actions.change_role(hub, session.user, request.path_params["username"], body.role)
+    return json_response(_user_json(user))
 
 
 async def ws_ticket(request: Request) -> Response:
@@ -167,7 +239,13 @@ ROUTES: list[tuple[str, Handler, list[str]]] = [
     ("/healthz", healthz, ["GET"]),
     ("/readyz", readyz, ["GET"]),
     ("/v1/sessions", login, ["POST"]),
+    ("/v1/sessions", list_sessions, ["GET"]),
+    ("/v1/sessions", revoke_all_sessions, ["DELETE"]),
     ("/v1/sessions/current", logout, ["DELETE"]),
+    ("/v1/sessions/refresh", refresh_session, ["POST"]),
+    ("/v1/sessions/{session_id}", revoke_session, ["DELETE"]),
+    ("/v1/me/password", change_password, ["POST"]),
+    ("/v1/users/{username}/role", change_role, ["PUT"]),
     ("/v1/ws-tickets", ws_ticket, ["POST"]),
     ("/v1/me", me, ["GET"]),
     ("/v1/conversations", list_conversations, ["GET"]),

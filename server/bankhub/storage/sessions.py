@@ -9,11 +9,23 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import msgspec
+
 from ..models import Session
 from .db import Database
 from .users import user_from_row
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionStore", "SessionInfo"]
+
+
+class SessionInfo(msgspec.Struct):
+    """One active session as its owner sees it in the session list."""
+
+    id: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    user_agent: str | None
+    ip: str | None
 
 _ACTIVE_SESSION = """
     SELECT s.id AS session_id, s.expires_at, u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled
@@ -48,12 +60,59 @@ class SessionStore:
             row = await conn.fetchrow(_ACTIVE_SESSION.format(where="s.token_hash = $1"), token_hash)
         return None if row is None else Session(id=str(row["session_id"]), user=user_from_row(row), expires_at=row["expires_at"])
 
-    async def revoke(self, session_id: str) -> bool:
+    async def revoke(self, session_id: str, reason: str = "revoked") -> bool:
         async with self.db.connection("session_revoke") as conn:
             status = await conn.execute(
-                "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", uuid.UUID(session_id)
+                "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL",
+                uuid.UUID(session_id),
+                reason,
             )
         return bool(status.endswith(" 1"))
+
+    async def revoke_all(self, user_id: str, reason: str, *, except_session: str | None = None) -> list[str]:
+        """Revoke every active session of a user (but ``except_session``); returns the revoked ids."""
+        async with self.db.connection("session_revoke_all") as conn:
+            rows = await conn.fetch(
+                """UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+                   WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3 RETURNING id""",
+                uuid.UUID(user_id),
+                reason,
+                uuid.UUID(except_session) if except_session else None,
+            )
+        return [str(r["id"]) for r in rows]
+
+    async def list_active(self, user_id: str) -> list[SessionInfo]:
+        async with self.db.connection("sessions_of_user") as conn:
+            rows = await conn.fetch(
+                """SELECT id, created_at, expires_at, user_agent, ip FROM sessions
+                   WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at DESC""",
+                uuid.UUID(user_id),
+            )
+        return [
+            SessionInfo(id=str(r["id"]), created_at=r["created_at"], expires_at=r["expires_at"], user_agent=r["user_agent"], ip=r["ip"])
+            for r in rows
+        ]
+
+    async def owner(self, session_id: str) -> str | None:
+        try:
+            key = uuid.UUID(session_id)
+        except ValueError:
+            return None
+        async with self.db.connection("session_owner") as conn:
+            owner = await conn.fetchval("SELECT user_id FROM sessions WHERE id = $1", key)
+        return None if owner is None else str(owner)
+
+    async def inactive_among(self, session_ids: list[str]) -> set[str]:
+        """Which of these sessions are no longer valid (revoked, expired, or their user disabled)."""
+        if not session_ids:
+            return set()
+        async with self.db.connection("sessions_recheck") as conn:
+            rows = await conn.fetch(
+                """SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
+                   WHERE s.id = ANY($1::uuid[]) AND (s.revoked_at IS NOT NULL OR s.expires_at <= now() OR u.disabled)""",
+                [uuid.UUID(i) for i in session_ids],
+            )
+        return {str(r["id"]) for r in rows}
 
     async def create_ticket(self, session_id: str, ticket_hash: bytes, ttl: dt.timedelta) -> None:
         async with self.db.connection("ws_ticket_create") as conn:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgspec
+
 from ..models import Role, User
 from .db import Conn, Database
 
-__all__ = ["UserStore", "user_from_row"]
+__all__ = ["UserStore", "Credentials", "user_from_row"]
+
+class Credentials(msgspec.Struct, frozen=True):
+    user: User
+    password_hash: str
+    locked: bool
+
 
 _USER_COLS = "id, username, display_name, role, org_id, rm_id, disabled"
 
@@ -66,11 +75,58 @@ class UserStore:
         )
         return user_from_row(row)
 
-    async def credentials(self, username: str) -> tuple[User, str] | None:
-        """The user and their password hash, for a login attempt."""
+    async def credentials(self, username: str) -> Credentials | None:
+        """The user, their password hash and lockout state, for a login attempt."""
         async with self.db.connection("user_credentials") as conn:
-            row = await conn.fetchrow(f"SELECT {_USER_COLS}, password_hash FROM users WHERE username = $1", username)
-        return None if row is None else (user_from_row(row), row["password_hash"])
+            row = await conn.fetchrow(
+                f"""SELECT {_USER_COLS}, password_hash, locked_until > now() AS locked
+                    FROM users WHERE username = $1""",
+                username,
+            )
+        if row is None:
+            return None
+        return Credentials(user=user_from_row(row), password_hash=row["password_hash"], locked=bool(row["locked"]))
+
+    async def login_failed(self, user_id: str, *, max_failures: int, lock_for: dt.timedelta) -> bool:
+        """Count a failed login; at ``max_failures`` in a row the account locks. True if it locked now."""
+        async with self.db.connection("user_login_failed") as conn:
+            row = await conn.fetchrow(
+                """UPDATE users SET failed_logins = failed_logins + 1,
+                          locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + $3::interval ELSE locked_until END
+                   WHERE id = $1 RETURNING failed_logins""",
+                uuid.UUID(user_id),
+                max_failures,
+                lock_for,
+            )
+        return row is not None and row["failed_logins"] == max_failures
+
+    async def login_succeeded(self, user_id: str) -> None:
+        async with self.db.connection("user_login_succeeded") as conn:
+            await conn.execute(
+                "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND failed_logins > 0",
+                uuid.UUID(user_id),
+            )
+
+    async def set_role(self, user_id: str, role: Role) -> None:
+        async with self.db.connection("user_set_role") as conn:
+            # only customers have a relationship manager
+            await conn.execute(
+                "UPDATE users SET role = $2, rm_id = CASE WHEN $2 = 'customer' THEN rm_id END WHERE id = $1",
+                uuid.UUID(user_id),
+                role.value,
+            )
+
+    async def org_ancestry(self, org_id: str) -> list[str]:
+        """The org and its ancestors up to the head office (policy facts for branch admins)."""
+        async with self.db.connection("org_ancestry") as conn:
+            rows = await conn.fetch(
+                """WITH RECURSIVE up(id, parent_id, depth) AS (
+                       SELECT id, parent_id, 0 FROM orgs WHERE id = $1
+                       UNION ALL SELECT o.id, o.parent_id, up.depth + 1 FROM orgs o JOIN up ON o.id = up.parent_id)
+                   SELECT id FROM up ORDER BY depth""",
+                uuid.UUID(org_id),
+            )
+        return [str(r["id"]) for r in rows]
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         async with self.db.connection("user_rehash_password") as conn:
