@@ -1,0 +1,113 @@
+"""The whole authorization matrix: every role x resource x action cell is asserted, denials included.
+
+The world: head office HO; Beijing branch BJ (with sub-branch HD); Shanghai branch SH.
+RM wang (BJ) has customers li (BJ) and zhang (HD); RM chen (SH) has customer zhou (SH).
+For each role, the actor is a typical user of that role (the customer is wang's, the RM
+is wang himself, the branch admin administers BJ). Expected values are written out, not
+computed, so a change to the policy must change this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from bankhub import policy
+from bankhub.models import Membership, Role, User
+
+HO, BJ, HD, SH = "org-ho", "org-bj", "org-hd", "org-sh"
+ANCESTRY = {HO: [HO], BJ: [BJ, HO], HD: [HD, BJ, HO], SH: [SH, HO]}
+
+WANG = User("wang", "rm.wang", "Wang", Role.RM, BJ)
+CHEN = User("chen", "rm.chen", "Chen", Role.RM, SH)
+LI = User("li", "c.li", "Li", Role.CUSTOMER, BJ, rm_id="wang")
+ZHANG = User("zhang", "c.zhang", "Zhang", Role.CUSTOMER, HD, rm_id="wang")
+ZHOU = User("zhou", "c.zhou", "Zhou", Role.CUSTOMER, SH, rm_id="chen")
+ZHAO = User("zhao", "agent.zhao", "Zhao", Role.AGENT, HO)
+CLERK = User("clerk", "staff.qian", "Qian", Role.STAFF, BJ)
+
+ACTORS = {
+    "customer": LI,
+    "rm": WANG,
+    "agent": ZHAO,
+    "staff": CLERK,
+    "branch_admin": User("bradmin", "br.admin", "BJ admin", Role.BRANCH_ADMIN, BJ),
+    "head_office_admin": User("hoadmin", "ho.admin", "HO admin", Role.HEAD_OFFICE_ADMIN, HO),
+    "compliance": User("sun", "co.sun", "Sun", Role.COMPLIANCE, HO),
+}
+
+
+def _member(actor: User) -> Membership:
+    return Membership("conv", "group", actor.id, "member", 0, 5)
+
+
+def _someone_elses() -> Membership:
+    return Membership("conv", "group", "somebody-else", "member", 0, 5)
+
+
+Cell = Callable[[User], policy.Decision]
+ACTIONS: dict[str, Cell] = {
+    "direct:open with rm.wang": lambda a: policy.may_open_direct(a, WANG),
+    "direct:open with rm.chen": lambda a: policy.may_open_direct(a, CHEN),
+    "direct:open with c.zhang (wang's book)": lambda a: policy.may_open_direct(a, ZHANG),
+    "direct:open with c.zhou (chen's book)": lambda a: policy.may_open_direct(a, ZHOU),
+    "direct:open with agent.zhao": lambda a: policy.may_open_direct(a, ZHAO),
+    "group:create with c.zhang": lambda a: policy.may_create_group(a, [ZHANG]),
+    "group:create with c.zhou": lambda a: policy.may_create_group(a, [ZHOU]),
+    "group:create with staff only": lambda a: policy.may_create_group(a, [ZHAO, CLERK]),
+    "conversation:send as member": lambda a: policy.may_send(a, _member(a)),
+    "conversation:read as member": lambda a: policy.may_read_conversation(a, _member(a)),
+    "conversation:send as non-member": lambda a: policy.may_send(a, None),
+    "conversation:read others' membership": lambda a: policy.may_read_conversation(a, _someone_elses()),
+    "conversation:list/sync own": lambda a: policy.may_read_conversation_list(a),
+    "user:role of c.zhang (HD) -> staff": lambda a: policy.may_change_role(a, ZHANG, Role.STAFF, ANCESTRY[HD]),
+    "user:role of rm.chen (SH) -> staff": lambda a: policy.may_change_role(a, CHEN, Role.STAFF, ANCESTRY[SH]),
+    "user:role of rm.wang (BJ) -> branch_admin": lambda a: policy.may_change_role(a, WANG, Role.BRANCH_ADMIN, ANCESTRY[BJ]),
+    "ws:issue ticket": lambda a: policy.may_issue_ws_ticket(a),
+}
+
+A, F, N = "allow", "forbidden", "not_found"
+#                                            customer rm  agent staff br_admin ho_admin compliance
+EXPECTED: dict[str, tuple[str, ...]] = {
+    "direct:open with rm.wang":                  (A, F, A, A, A, A, A),
+    "direct:open with rm.chen":                  (F, A, A, A, A, A, A),
+    "direct:open with c.zhang (wang's book)":    (F, A, F, F, F, F, F),
+    "direct:open with c.zhou (chen's book)":     (F, F, F, F, F, F, F),
+    "direct:open with agent.zhao":               (F, A, F, A, A, A, A),
+    "group:create with c.zhang":                 (F, A, F, F, F, F, F),
+    "group:create with c.zhou":                  (F, F, F, F, F, F, F),
+    "group:create with staff only":              (F, A, A, A, A, A, A),
+    "conversation:send as member":               (A, A, A, A, A, A, A),
+    "conversation:read as member":               (A, A, A, A, A, A, A),
+    "conversation:send as non-member":           (N, N, N, N, N, N, N),
+    "conversation:read others' membership":      (N, N, N, N, N, N, N),
+    "conversation:list/sync own":                (A, A, A, A, A, A, A),
+    "user:role of c.zhang (HD) -> staff":        (F, F, F, F, A, A, F),
+    "user:role of rm.chen (SH) -> staff":        (F, F, F, F, N, A, F),
+    "user:role of rm.wang (BJ) -> branch_admin": (F, F, F, F, F, A, F),
+    "ws:issue ticket":                           (A, A, A, A, A, A, A),
+}  # fmt: skip
+
+ROLES = list(ACTORS)
+CELLS = [(action, role, EXPECTED[action][i]) for action in ACTIONS for i, role in enumerate(ROLES)]
+
+
+def test_the_table_covers_every_role_and_action() -> None:
+    assert set(EXPECTED) == set(ACTIONS)
+    assert all(len(row) == len(ROLES) for row in EXPECTED.values())
+    assert {r.value for r in Role} == set(ROLES)
+
+
+@pytest.mark.parametrize(("action", "role", "expected"), CELLS, ids=[f"{r}|{a}" for a, r, _ in CELLS])
+def test_cell(action: str, role: str, expected: str) -> None:
+    decision = ACTIONS[action](ACTORS[role])
+    got = "allow" if decision.allowed else decision.code
+    assert got == expected, decision.reason
+
+
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_a_disabled_account_may_do_nothing(action: str) -> None:
+    for actor in ACTORS.values():
+        disabled = User(actor.id, actor.username, actor.display_name, actor.role, actor.org_id, actor.rm_id, disabled=True)
+        assert not ACTIONS[action](disabled).allowed
