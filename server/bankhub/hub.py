@@ -15,11 +15,12 @@ from .actions.messages import Pending, commit_and_publish
 from .batching import Batcher
 from .bodies import BodyCodec
 from .broker import Broker, make_broker, user_channel
+from .crypto import KeyProvider, Keyring, provider_from_settings
 from .gateway.registry import ConnectionRegistry
 from .protocol.frames import CloseCode, Message
 from .protocol.session import SessionLimits
 from .ratelimit import RateLimiter, make_limiter
-from .settings import Settings
+from .settings import NO_KEY_PROVIDER, Settings
 from .signals import RevokeSignal, encode_signal
 from .storage import Appended, ConversationStore, Database, MessageStore, SessionStore, UserStore
 from .storage.audit import AuditStore
@@ -38,15 +39,21 @@ class Hub:
         codec: BodyCodec | None = None,
         session_limits: SessionLimits | None = None,
         limiter: RateLimiter | None = None,
+        key_provider: KeyProvider | None = None,
     ) -> None:
         self.settings = settings
+        # encryption at rest: the KEK provider is required (tests pass one; nodes configure it)
+        provider = key_provider or provider_from_settings(settings.key_file, settings.key_provider)
+        if provider is None:
+            raise ValueError(NO_KEY_PROVIDER)
+        self.keyring = Keyring(provider)
         self.db = Database(settings.database_url, max_size=settings.db_pool_size)
         self.broker = broker or make_broker(settings.redis_url, settings.cluster_key)
         self.users = UserStore(self.db)
         self.sessions = SessionStore(self.db)
         self.audit = AuditStore(self.db)
         self.conversations = ConversationStore(self.db)
-        self.messages = MessageStore(self.db, codec)
+        self.messages = MessageStore(self.db, self.keyring, codec)
         self.session_limits = session_limits or SessionLimits()
         self.registry = ConnectionRegistry(self.broker, self._catch_up)
         self.committer: Batcher[Pending, Appended] = Batcher(
@@ -68,20 +75,38 @@ class Hub:
         self._started = True
         log.info("node %s started (broker: %s)", self.settings.node_name, self.broker.name)
 
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Graceful drain, before the transport shuts down. Idempotent.
+
+        Refuses new sockets (503) and new sends (``unavailable``), commits what was already
+        submitted, lets each connection write the answers of its in-flight requests, then
+        closes every socket with 1012 so clients reconnect to another node and sync.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        await self.committer.stop()
+        conns = self.registry.connections()
+        inflight = [t for c in conns for t in c.inflight()]
+        if inflight:
+            await asyncio.wait(inflight, timeout=timeout)
+        for conn in conns:
+            conn.close(CloseCode.SERVICE_RESTART, "node restarting: reconnect and sync", flush=True)
+        closing = [asyncio.ensure_future(c.closed.wait()) for c in conns]
+        if closing:
+            # a client that stopped reading must not hold up the shutdown
+            await asyncio.wait(closing, timeout=timeout)
+        for waiter in closing:
+            waiter.cancel()
+
     async def stop(self) -> None:
-        """Drain: refuse new sockets, finish in-flight commits, ask clients to reconnect (1012)."""
+        """Drain (if not done yet), then release the broker, the limiter and the pool."""
         if not self._started:
             return
         self._started = False
-        self.draining = True
         if self._recheck is not None:
             self._recheck.cancel()
-        await self.committer.stop()
-        self.registry.close_all(CloseCode.SERVICE_RESTART, "node restarting: reconnect and sync")
-        waits = [c.closed.wait() for c in self.registry.connections()]
-        if waits:
-            # a client that stopped reading must not hold up the shutdown
-            await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=5.0)
+        await self.drain()
         await self.broker.close()
         await self.limiter.close()
         await self.db.close()

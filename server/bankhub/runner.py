@@ -8,6 +8,7 @@ attacker-controlled text leaks them, and it costs memory per connection).
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from .app import create_app
 from .gateway.transport import HubWebSocketProtocol
 from .hub import Hub
 
-__all__ = ["uvicorn_config", "RunningNode", "start_node"]
+__all__ = ["uvicorn_config", "HubServer", "RunningNode", "start_node"]
 
 
 def uvicorn_config(hub: Hub, *, host: str, port: int, manage_hub: bool = True, log_level: str = "info") -> uvicorn.Config:
@@ -45,12 +46,32 @@ def uvicorn_config(hub: Hub, *, host: str, port: int, manage_hub: bool = True, l
     )
 
 
+class HubServer(uvicorn.Server):
+    """uvicorn's server, draining the hub before uvicorn's own shutdown.
+
+    uvicorn closes every WebSocket with a bare 1012 as the first step of its shutdown,
+    before the app's lifespan ends; draining here first lets in-flight commits finish
+    and their answers reach the clients.
+    """
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await self.hub.drain()
+        except Exception:
+            logging.getLogger("bankhub").warning("drain failed", exc_info=True)
+        await super().shutdown(sockets)
+
+
 @dataclass
 class RunningNode:
     """A hub served in the current event loop (tests, benchmarks). ``stop`` drains it."""
 
     hub: Hub
-    server: uvicorn.Server
+    server: HubServer
     port: int
     task: asyncio.Task[None] = field(repr=False)
 
@@ -73,7 +94,7 @@ async def start_node(hub: Hub, *, port: int = 0, log_level: str = "warning") -> 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     config = uvicorn_config(hub, host="127.0.0.1", port=sock.getsockname()[1], log_level=log_level)
-    server = uvicorn.Server(config)
+    server = HubServer(config, hub)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):
         if server.started:

@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 
+import asyncpg
 import httpx
 import pytest
 from websockets.asyncio.client import connect
@@ -182,3 +183,29 @@ async def test_a_client_that_stops_reading_is_cut_off_and_others_are_not_slowed(
     assert received == list(range(1, sent + 1))
     await asyncio.wait_for(stalled.closed.wait(), 10)
     sock.close()
+
+
+async def test_drain_answers_committed_sends_then_closes_with_1012(nodes: Nodes, dsn: str) -> None:
+    node = await nodes.start(limits=SessionLimits(frames_per_second=1000, frame_burst=1000))
+    token = await login(node, "c.li")
+    conv = await open_direct(node, token, "rm.wang")
+    c = await RawClient.connect(node.ws_url, token)
+    for i in range(60):  # pipelined: many in flight when the drain starts
+        await c.send_text(conv, f"d{i}", client_msg_id=f"d{i}")
+    stopping = asyncio.create_task(node.stop())
+    answers: list[dict] = []
+    with pytest.raises(ConnectionClosed) as info:
+        for _ in range(200):
+            answers.append(await c.recv(timeout=10))
+    await stopping
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1012
+    assert info.value.rcvd.reason == "node restarting: reconnect and sync"
+    acked = {a["client_msg_id"] for a in answers if a["type"] == "sent"}
+    refused = [a for a in answers if a["type"] == "error"]
+    assert acked and all(e["code"] == "unavailable" for e in refused)
+    conn = await asyncpg.connect(dsn)
+    try:
+        stored = {r["client_msg_id"] for r in await conn.fetch("SELECT client_msg_id FROM messages")}
+    finally:
+        await conn.close()
+    assert acked <= stored  # nothing acknowledged is lost

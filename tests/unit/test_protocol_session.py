@@ -128,3 +128,18 @@ def test_mutated_frames_are_accepted_only_when_valid(frame: dict[str, object]) -
         assert out.error.code in {"malformed", "unknown_type", "invalid_frame"}
     else:
         assert isinstance(out, Accept)
+
+
+def test_a_node_enforces_exactly_the_text_limit_it_announces() -> None:
+    s, _ = session(max_text_chars=10)
+    assert s.limits.as_limits().max_text_chars == 10
+    ok = s.receive(json.dumps({**SEND, "body": {"kind": "text", "text": "x" * 10}}))
+    assert isinstance(ok, Accept)
+    out = s.receive(json.dumps({**SEND, "body": {"kind": "text", "text": "x" * 11}}))
+    assert isinstance(out, Reject) and out.error.code == "invalid_frame" and out.error.id == "1"
+    try:
+        SessionLimits(max_text_chars=5000)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a limit above the protocol's maximum was accepted")

@@ -66,6 +66,8 @@ async def commit_and_publish(hub: Hub, batch: Sequence[Pending]) -> list[Appende
 
 async def send(hub: Hub, actor: User, frame: Send, origin: str | None = None) -> Sent:
     """Commit one message; returns the ``sent`` answer (raises :class:`ActionError` on refusal)."""
+    if hub.draining:
+        raise ActionError("unavailable", "this node is restarting: nothing was stored; reconnect and resend")
     try:
         uuid.UUID(frame.conversation_id)
     except ValueError:

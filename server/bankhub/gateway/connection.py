@@ -43,12 +43,13 @@ class Connection:
         self.closed = asyncio.Event()
         self._writer: asyncio.Task[object] | None = None
         self._sending = False
+        self._flush = False
 
     # --- outbound ---------------------------------------------------------------
 
     def push(self, text: str) -> None:
         """Queue one encoded frame. Overflow closes the connection (4008)."""
-        if self.close_code is not None:
+        if self.close_code is not None and not self._flush:
             return
         if len(self._queue) >= self._limit:
             self.close(CloseCode.SLOW_CONSUMER, "outbound queue overflow: reconnect and sync")
@@ -56,15 +57,26 @@ class Connection:
         self._queue.append(text)
         self._wake.set()
 
-    def close(self, code: int, reason: str) -> None:
-        """Close after nothing more is sent; interrupts a send blocked on a peer that stopped reading."""
+    def close(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Close the connection. Idempotent.
+
+        By default what is queued is dropped and a send blocked on a peer that stopped
+        reading is interrupted. With ``flush`` (a draining node) the queued frames — answers
+        to requests already committed — are written first.
+        """
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-            self._queue.clear()
+            self._flush = flush
+            if not flush:
+                self._queue.clear()
+                if self._sending and self._writer is not None:
+                    self._writer.cancel()
             self._wake.set()
-            if self._sending and self._writer is not None:
-                self._writer.cancel()
+
+    def inflight(self) -> list[asyncio.Task[None]]:
+        """The requests of this connection still being handled."""
+        return [t for t in self._tasks if not t.done()]
 
     @property
     def queued(self) -> int:
@@ -74,7 +86,7 @@ class Connection:
         """Drain the queue onto the socket until :meth:`close`; then close the socket."""
         self._writer = asyncio.current_task()
         try:
-            while self.close_code is None:
+            while self.close_code is None or (self._flush and self._queue):
                 if not self._queue:
                     self._wake.clear()
                     await self._wake.wait()

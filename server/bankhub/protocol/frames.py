@@ -22,7 +22,10 @@ __all__ = [
     "FrameId",
     "ConversationId",
     "TextBody",
+    "ShreddedBody",
+    "UndecryptableBody",
     "Body",
+    "MessageBody",
     "Send",
     "Read",
     "Sync",
@@ -42,6 +45,7 @@ __all__ = [
     "ErrorCode",
     "CloseCode",
     "encode",
+    "MAX_TEXT_CHARS",
 ]
 
 PROTOCOL_VERSION = 1
@@ -72,6 +76,7 @@ class ErrorCode:
     NOT_FOUND = "not_found"  # no such conversation (or not visible to you)
     UNAVAILABLE = "unavailable"  # storage is unreachable; nothing was stored, retry
     INTERNAL = "internal"  # an unexpected server fault; nothing was stored
+    GONE = "gone"  # the conversation was erased (crypto-shredded): it accepts no more messages
 
 
 class CloseCode:
@@ -95,7 +100,27 @@ class TextBody(Struct, tag="text", tag_field="kind", forbid_unknown_fields=True)
     text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
+class ShreddedBody(Struct, tag="shredded", tag_field="kind", forbid_unknown_fields=True):
+    """Sent by the server only: the conversation was erased (crypto-shredded).
+
+    Its key was destroyed, so the body can never be recovered; the message keeps its
+    place (ids, seq, sender, time) so cursors and seqs stay gap-free.
+    """
+
+
+class UndecryptableBody(Struct, tag="undecryptable", tag_field="kind", forbid_unknown_fields=True):
+    """Sent by the server only: the stored body failed its integrity check.
+
+    Damaged or tampered storage (say, a ciphertext copied from another row). The message
+    keeps its place (ids, seq, sender, time); the hub logs a warning naming it.
+    """
+
+
 Body = TextBody
+"""What a client may send."""
+
+MessageBody = TextBody | ShreddedBody | UndecryptableBody
+"""What a message carries: a sent body, or a server marker standing in for one."""
 
 
 # --- client frames ----------------------------------------------------------------
@@ -162,7 +187,7 @@ class Message(Struct, forbid_unknown_fields=True):
     seq: int
     sender_id: str
     client_msg_id: str
-    body: Body
+    body: MessageBody
     ts: int
 
 

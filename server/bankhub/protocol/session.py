@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from .frames import ClientFrame, CloseCode, Error, ErrorCode, Limits
+from .frames import MAX_TEXT_CHARS, ClientFrame, CloseCode, Error, ErrorCode, Limits, Send
 
 __all__ = ["Accept", "Reject", "Close", "Outcome", "SessionLimits", "ServerSession", "TokenBucket"]
 
@@ -51,13 +51,17 @@ class SessionLimits:
     """Per-connection limits. ``as_limits`` is what ``hello`` announces."""
 
     max_frame_bytes: int = 64 * 1024
-    max_text_chars: int = 4000
+    max_text_chars: int = MAX_TEXT_CHARS  # at most the protocol's MAX_TEXT_CHARS
     max_sync_limit: int = 500
     frames_per_second: float = 50.0
     frame_burst: int = 100
     outbound_queue: int = 1024
     max_strikes: int = 20
     strike_window: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
+            raise ValueError(f"max_text_chars must be within 1..{MAX_TEXT_CHARS} (the protocol's maximum)")
 
     def as_limits(self) -> Limits:
         return Limits(
@@ -148,6 +152,8 @@ class ServerSession:
             return self._strike(frame_id, ErrorCode.INVALID_FRAME, str(exc))
         except msgspec.DecodeError:
             return self._strike(None, ErrorCode.MALFORMED, "frame is not valid JSON")
+        if isinstance(frame, Send) and len(frame.body.text) > self.limits.max_text_chars:
+            return self._strike(frame.id, ErrorCode.INVALID_FRAME, f"text over {self.limits.max_text_chars} characters")
         return Accept(frame)
 
     def _strike(self, frame_id: str | None, code: str, message: str, retry_after: float | None = None) -> Outcome:
