@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from bankhub.broker import MemoryBroker, RedisBroker, Sealer
+from bankhub.crypto import KeyProvider, LocalKeyFile
 from bankhub.hub import Hub
 from bankhub.protocol.session import SessionLimits
 from bankhub.ratelimit import RateLimiter, RedisRateLimiter
@@ -44,6 +45,14 @@ async def dsn(postgres: PostgresForTests) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """This test session's KEK file (encryption at rest). Tests that rotate keys make their own."""
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    LocalKeyFile.create(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def cluster_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
@@ -51,8 +60,9 @@ def cluster_key() -> str:
 class Nodes:
     """Starts hub nodes on loopback for one test and stops them all afterwards."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, key_file: str | None = None) -> None:
         self.dsn = dsn
+        self.key_file = key_file
         self.running: list[RunningNode] = []
 
     async def start(
@@ -63,12 +73,15 @@ class Nodes:
         cluster_key: str | None = None,
         limits: SessionLimits | None = None,
         limiter: RateLimiter | None = None,
+        key_provider: KeyProvider | None = None,
     ) -> RunningNode:
-        settings = Settings(database_url=self.dsn, node_name=name, redis_url=redis_url, cluster_key=cluster_key)
+        settings = Settings(
+            database_url=self.dsn, node_name=name, redis_url=redis_url, cluster_key=cluster_key, key_file=self.key_file
+        )
         broker = RedisBroker(redis_url, sealer=Sealer.from_b64(cluster_key) if cluster_key else None) if redis_url else MemoryBroker()
         if limiter is None and redis_url:
             limiter = RedisRateLimiter(redis_url)
-        node = await start_node(Hub(settings, broker=broker, session_limits=limits, limiter=limiter))
+        node = await start_node(Hub(settings, broker=broker, session_limits=limits, limiter=limiter, key_provider=key_provider))
         self.running.append(node)
         return node
 
@@ -80,8 +93,8 @@ class Nodes:
 
 
 @pytest.fixture
-async def nodes(dsn: str) -> AsyncIterator[Nodes]:
-    n = Nodes(dsn)
+async def nodes(dsn: str, key_file: str) -> AsyncIterator[Nodes]:
+    n = Nodes(dsn, key_file)
     yield n
     await n.stop_all()
 

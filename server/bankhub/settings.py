@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "NO_KEY_PROVIDER"]
+
+NO_KEY_PROVIDER = (
+    "no key provider: message bodies are encrypted at rest, so set BANKHUB_KEY_FILE to a key file "
+    "(create one: bankhub keys init --file /etc/bankhub/keys.json) or BANKHUB_KEY_PROVIDER to an HSM/KMS "
+    "provider factory ('package.module:factory')"
+)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -32,6 +38,9 @@ class Settings:
     commit_batch_max: int = 256
     commit_writers: int = 3
     log_level: str = "info"
+    # encryption at rest: a local KEK file (bankhub keys init), or an HSM/KMS provider factory
+    key_file: str | None = None
+    key_provider: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,6 +58,8 @@ class Settings:
         s.allowed_origins = tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip())
         s.db_pool_size = int(_env("DB_POOL_SIZE", str(s.db_pool_size)) or s.db_pool_size)
         s.log_level = _env("LOG_LEVEL", s.log_level) or s.log_level
+        s.key_file = _env("KEY_FILE")
+        s.key_provider = _env("KEY_PROVIDER")
         return s
 
     def validate(self) -> None:
@@ -58,3 +69,5 @@ class Settings:
             raise ValueError("BANKHUB_CLUSTER_KEY is required with BANKHUB_REDIS_URL (generate one: bankhub keygen)")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("BANKHUB_TLS_CERT and BANKHUB_TLS_KEY go together")
+        if not (self.key_file or self.key_provider):
+            raise ValueError(NO_KEY_PROVIDER)

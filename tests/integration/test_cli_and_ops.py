@@ -54,11 +54,12 @@ async def test_bankhub_dev_starts_seeds_once_and_prints_logins(tmp_path: Path) -
 
     first = await run_once()
     assert "demo data seeded" in first
+    assert "created key file" in first and ((tmp_path / "var" / "keys.json").stat().st_mode & 0o777) == 0o600
     assert f"http://127.0.0.1:{port}/openapi.json" in first and f"ws://127.0.0.1:{port}/v1/ws" in first
     for user in ("c.li", "c.zhang", "c.zhou", "rm.wang", "rm.chen", "agent.zhao", "ho.admin", "br.admin", "co.sun"):
         assert user in first
     second = await run_once()  # same data dir: reuses the database, does not seed again
-    assert "demo data seeded" not in second
+    assert "demo data seeded" not in second and "created key file" not in second  # same keys: the data stays readable
 
 
 async def test_migrations_apply_once_under_concurrency_and_detect_edits(postgres: PostgresForTests, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ class ActionError(Exception):
         "too_large": 413,
         "unsupported_media_type": 415,
         "account_locked": 423,
+        "gone": 410,
     }
 
     def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from .conversations import ConversationStore
 from .db import Database, StorageUnavailable
+from .keys import ConversationKeyStore, KeyUnavailable
 from .messages import Appended, MessageStore, NewMessage
 from .migrate import migrate
 from .sessions import SessionStore
@@ -10,6 +11,8 @@ from .users import UserStore
 __all__ = [
     "Database",
     "StorageUnavailable",
+    "ConversationKeyStore",
+    "KeyUnavailable",
     "ConversationStore",
     "MessageStore",
     "NewMessage",

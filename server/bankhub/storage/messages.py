@@ -12,27 +12,46 @@ in one transaction (group commit):
 Because the seq is bumped under the row lock in the inserting transaction, seqs are
 gap-free: a rolled-back batch allocates nothing. The returned results carry the member
 list of each conversation so that the caller can publish after commit.
+
+Bodies are encrypted at rest (:mod:`bankhub.bodies`) under each conversation's data key
+(``conversation_keys``, :mod:`bankhub.storage.keys`). The append transaction reads the
+batch's wrapped keys with the row lock (creating a key on a conversation's first message)
+and refuses sends into a shredded conversation (``gone``). Every read JOINs
+``conversation_keys``, so it gets the current wrapped key with its rows: a shredded
+conversation reads as ``{"kind": "shredded"}`` bodies on every node at once, and a body
+that fails its integrity check reads as ``{"kind": "undecryptable"}`` (logged) — a read
+never fails because of one bad row. If the key provider itself fails, the read fails with
+:class:`~bankhub.storage.keys.KeyUnavailable` (``unavailable``) rather than hand out
+markers for messages that are fine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
-from ..bodies import BodyCodec, PlainBodyCodec
+from ..bodies import AesGcmBodyCodec, BodyCodec, BodyUnreadable
+from ..crypto.keyring import DataKey, Keyring, KeyringError
 from ..ids import uuid7
 from ..models import Membership, User
-from ..protocol.frames import Body, ConversationSync, Message
+from ..protocol.frames import Body, ConversationSync, ErrorCode, Message, MessageBody, ShreddedBody, UndecryptableBody
 from .db import Conn, Database
+from .keys import ConversationKeyStore, KeyRow, KeyUnavailable
 
 __all__ = ["NewMessage", "Appended", "MessageStore", "Authorize"]
 
+log = logging.getLogger("bankhub.storage.messages")
+
 _body_decoder = msgspec.json.Decoder(Body)
 _COLS = "conversation_id, seq, id, sender_id, client_msg_id, body, body_key_id, created_at"
+# a read: the message columns and the conversation's current wrapped key (alias k)
+_READ_COLS = ", ".join(f"m.{c.strip()}" for c in _COLS.split(",")) + ", k.kek_id, k.wrapped_dek, k.shredded_at"
+_KeyMap = dict[tuple[str, bytes], DataKey]
 
 
 class NewMessage(msgspec.Struct):
@@ -68,22 +87,89 @@ def _ms(ts: dt.datetime) -> int:
 
 
 class MessageStore:
-    def __init__(self, db: Database, codec: BodyCodec | None = None) -> None:
+    def __init__(self, db: Database, keyring: Keyring, codec: BodyCodec | None = None) -> None:
         self.db = db
-        self.codec: BodyCodec = codec or PlainBodyCodec()
+        self.keyring = keyring
+        self.keys = ConversationKeyStore(db)
+        self.codec: BodyCodec = codec or AesGcmBodyCodec()
 
-    def _message(self, row: Any) -> Message:
+    def _message(self, row: Any, key: DataKey | None, shredded: bool = False) -> Message:
         conv, mid, seq = str(row["conversation_id"]), str(row["id"]), row["seq"]
-        body = self.codec.open(conv, mid, seq, row["body"], row["body_key_id"])
+        body: MessageBody
+        if shredded:
+            body = ShreddedBody()
+        else:
+            try:
+                if key is None:
+                    raise BodyUnreadable("the conversation has no data key")
+                body = _body_decoder.decode(self.codec.open(key, conv, mid, seq, row["body"], row["body_key_id"]))
+            except (BodyUnreadable, msgspec.DecodeError) as exc:
+                log.warning("message %s (conversation %s, seq %s) is undecryptable: %s", mid, conv, seq, exc)
+                body = UndecryptableBody()
         return Message(
             conversation_id=conv,
             message_id=mid,
             seq=seq,
             sender_id=str(row["sender_id"]),
             client_msg_id=row["client_msg_id"],
-            body=_body_decoder.decode(body),
+            body=body,
             ts=_ms(row["created_at"]),
         )
+
+    async def _read_keys(self, rows: Sequence[Any]) -> _KeyMap:
+        """Unwrap (or take from the cache) the wrapped keys that came with ``rows``."""
+        try:
+            return await self.keyring.unwrap_many(
+                (r["kek_id"], r["wrapped_dek"]) for r in rows if r["wrapped_dek"] is not None and r["seq"] is not None
+            )
+        except KeyringError as exc:
+            log.error("conversation key unavailable: %s", exc)
+            raise KeyUnavailable(str(exc)) from exc
+
+    def _read_message(self, row: Any, keys: _KeyMap) -> Message:
+        wrapped = row["wrapped_dek"]
+        key = keys.get((row["kek_id"], wrapped)) if wrapped is not None else None
+        return self._message(row, key, shredded=row["shredded_at"] is not None)
+
+    async def _batch_keys(
+        self, conn: Conn, conv_ids: Sequence[str], known: dict[str, KeyRow]
+    ) -> tuple[dict[str, DataKey], set[str], set[str]]:
+        """The data keys of the batch's conversations: ``(keys, shredded, failed)``.
+
+        A conversation storing its first message gets a new key here (INSERT ... ON
+        CONFLICT DO NOTHING, then read back: a row already there wins). ``failed`` are
+        those whose key the provider could not wrap or unwrap.
+        """
+        failed: set[str] = set()
+        new: list[tuple[uuid.UUID, str, bytes]] = []
+        for cid in conv_ids:
+            if cid in known:
+                continue
+            try:
+                kek_id, wrapped, _ = await self.keyring.create()
+            except KeyringError as exc:
+                log.error("no data key for conversation %s: %s", cid, exc)
+                failed.add(cid)
+                continue
+            new.append((uuid.UUID(cid), kek_id, wrapped))
+        if new:
+            await self.keys.insert_new(conn, new)
+            known = {**known, **await self.keys.fetch(conn, [n[0] for n in new])}
+        keys: dict[str, DataKey] = {}
+        shredded: set[str] = set()
+        for cid in conv_ids:
+            row = known.get(cid)
+            if cid in failed or row is None:
+                failed.add(cid)
+            elif row.shredded or row.kek_id is None or row.wrapped is None:
+                shredded.add(cid)
+            else:
+                try:
+                    keys[cid] = await self.keyring.unwrap(row.kek_id, row.wrapped)
+                except KeyringError as exc:
+                    log.error("data key of conversation %s unavailable: %s", cid, exc)
+                    failed.add(cid)
+        return keys, shredded, failed
 
     async def append_batch(self, batch: Sequence[NewMessage], authorize: Authorize) -> list[Appended]:
         """Store a batch of sends in one transaction; see the module docstring."""
@@ -93,9 +179,17 @@ class MessageStore:
     async def _append(self, conn: Conn, batch: Sequence[NewMessage], authorize: Authorize) -> list[Appended]:
         conv_ids = sorted({uuid.UUID(n.conversation_id) for n in batch})
         locked = await conn.fetch(
-            "SELECT id, kind, last_seq FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", conv_ids
+            """SELECT c.id, c.kind, c.last_seq, k.kek_id, k.wrapped_dek, k.shredded_at IS NOT NULL AS shredded
+               FROM conversations c LEFT JOIN conversation_keys k ON k.conversation_id = c.id
+               WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE OF c""",
+            conv_ids,
         )
         convs = {str(r["id"]): (r["kind"], r["last_seq"]) for r in locked}
+        known_keys = {
+            str(r["id"]): KeyRow(r["kek_id"], r["wrapped_dek"], r["shredded"])
+            for r in locked
+            if r["kek_id"] is not None or r["shredded"]
+        }
         member_rows = await conn.fetch(
             "SELECT conversation_id, user_id, role, read_seq FROM conversation_members WHERE conversation_id = ANY($1::uuid[])",
             conv_ids,
@@ -118,6 +212,26 @@ class MessageStore:
             else:
                 results[i] = Appended(status="denied", code=code, reason=reason)
 
+        deks: dict[str, DataKey] = {}
+        if allowed:
+            deks, shredded, failed = await self._batch_keys(
+                conn, sorted({batch[i].conversation_id for i in allowed}), known_keys
+            )
+            still_allowed = []
+            for i in allowed:
+                cid = batch[i].conversation_id
+                if cid in shredded:
+                    results[i] = Appended(
+                        status="denied", code=ErrorCode.GONE, reason="this conversation was erased; it accepts no new messages"
+                    )
+                elif cid in failed:
+                    results[i] = Appended(
+                        status="denied", code=ErrorCode.UNAVAILABLE, reason="conversation key unavailable; nothing was stored, retry"
+                    )
+                else:
+                    still_allowed.append(i)
+            allowed = still_allowed
+
         if allowed:
             existing = await conn.fetch(
                 f"""SELECT {_COLS} FROM messages
@@ -129,7 +243,7 @@ class MessageStore:
             )
             stored: dict[tuple[str, str, str], Message] = {}
             for r in existing:
-                m = self._message(r)
+                m = self._message(r, deks.get(str(r["conversation_id"])))
                 stored[(m.conversation_id, m.sender_id, m.client_msg_id)] = m
 
             now = dt.datetime.now(dt.timezone.utc)
@@ -147,7 +261,7 @@ class MessageStore:
                 seq = next_seq[n.conversation_id] + 1
                 next_seq[n.conversation_id] = seq
                 mid = uuid7()
-                body_stored, key_id = self.codec.seal(n.conversation_id, str(mid), seq, n.body)
+                body_stored, key_id = self.codec.seal(deks[n.conversation_id], n.conversation_id, str(mid), seq, n.body)
                 message = Message(
                     conversation_id=n.conversation_id,
                     message_id=str(mid),
@@ -191,24 +305,30 @@ class MessageStore:
         """Up to ``limit`` messages before ``before_seq`` (newest first); None reads from the end."""
         async with self.db.connection("message_history") as conn:
             rows = await conn.fetch(
-                f"""SELECT {_COLS} FROM messages WHERE conversation_id = $1 AND seq < $2
-                    ORDER BY seq DESC LIMIT $3""",
+                f"""SELECT {_READ_COLS} FROM messages m
+                    LEFT JOIN conversation_keys k ON k.conversation_id = m.conversation_id
+                    WHERE m.conversation_id = $1 AND m.seq < $2
+                    ORDER BY m.seq DESC LIMIT $3""",
                 uuid.UUID(conversation_id),
                 before_seq if before_seq is not None else 2**62,
                 limit,
             )
-        return [self._message(r) for r in rows]
+        keys = await self._read_keys(rows)
+        return [self._read_message(r, keys) for r in rows]
 
     async def range(self, conversation_id: str, after_seq: int, upto_seq: int) -> list[Message]:
         """Messages with ``after_seq < seq <= upto_seq`` in seq order (gap filling)."""
         async with self.db.connection("message_range") as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLS} FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                f"""SELECT {_READ_COLS} FROM messages m
+                    LEFT JOIN conversation_keys k ON k.conversation_id = m.conversation_id
+                    WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq <= $3 ORDER BY m.seq""",
                 uuid.UUID(conversation_id),
                 after_seq,
                 upto_seq,
             )
-        return [self._message(r) for r in rows]
+        keys = await self._read_keys(rows)
+        return [self._read_message(r, keys) for r in rows]
 
     async def since(self, user_id: str, cursors: Mapping[str, int], limit: int) -> list[ConversationSync]:
         """What ``user_id`` missed, in one query: per conversation, up to ``limit`` messages after its cursor.
@@ -224,9 +344,10 @@ class MessageStore:
                 continue
         async with self.db.connection("sync_since") as conn:
             rows = await conn.fetch(
-                f"""SELECT c.id AS cid, c.last_seq, m.read_seq, s.cursor, x.*
+                f"""SELECT c.id AS cid, c.last_seq, m.read_seq, s.cursor, x.*, k.kek_id, k.wrapped_dek, k.shredded_at
                     FROM conversation_members m
                     JOIN conversations c ON c.id = m.conversation_id
+                    LEFT JOIN conversation_keys k ON k.conversation_id = c.id
                     LEFT JOIN unnest($2::uuid[], $3::bigint[]) AS s(cid, cursor) ON s.cid = c.id
                     LEFT JOIN LATERAL (
                         SELECT {_COLS} FROM messages y
@@ -239,6 +360,7 @@ class MessageStore:
                 list(valid.values()),
                 limit,
             )
+        keys = await self._read_keys(rows)
         out: dict[str, ConversationSync] = {}
         for r in rows:
             cid = str(r["cid"])
@@ -253,7 +375,7 @@ class MessageStore:
                     has_more=False,
                 )
             if r["seq"] is not None:
-                entry.messages.append(self._message(r))
+                entry.messages.append(self._read_message(r, keys))
         for entry in out.values():
             held = entry.messages[-1].seq if entry.messages else cursors.get(entry.conversation_id, 0)
             entry.has_more = held < entry.last_seq

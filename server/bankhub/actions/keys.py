@@ -1,0 +1,195 @@
+"""Key management: KEK rotation and retirement, crypto-shredding a conversation.
+
+Called by ``bankhub keys ...`` (:mod:`bankhub.cli_keys`) and by tests. These run against
+the database directly (no hub needed): running nodes need no signal, because every read
+and every append reads the conversation's current wrapped key from Postgres, and a
+:class:`~bankhub.crypto.LocalKeyFile` re-reads its file when it changes.
+
+Rotation (``rotate``): add a new active KEK, then re-wrap every live conversation DEK under
+it, a batch of rows per transaction. Message rows are never touched — a DEK does not
+change when it is re-wrapped. Interrupted? Run it again with ``new_kek=False``: it only
+picks rows not yet under the active KEK. Once ``remaining`` is empty, the old KEK can be
+retired (``retire_kek``), after which database backups taken before the rotation can no
+longer be read with the key file alone.
+
+Shredding (``shred_conversation``): the wrapped DEK is set to NULL. From that commit on,
+on every node, reads return ``{"kind": "shredded"}`` bodies and sends are refused with
+``gone``. Limits, stated plainly: copies of the wrapped DEK in database backups, WAL
+archives and replicas outlive the shred until they expire; to make those unreadable too,
+rotate and retire the KEK that wrapped it (the backups then hold a DEK wrapped under a
+destroyed KEK). Running nodes may hold the unwrapped DEK in memory until it ages out of
+their cache, but can no longer reach it: lookups are keyed by wrapped bytes that no longer
+exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from ..crypto.keys import KeyFileError, KeyProvider, LocalKeyFile
+from ..storage.db import Conn, Database
+from ..storage.keys import ConversationKeyStore, RewrapItem
+from . import audit
+
+__all__ = [
+    "RotationReport",
+    "KekInUse",
+    "init_key_file",
+    "rotate",
+    "retire_kek",
+    "shred_conversation",
+    "key_status",
+]
+
+log = logging.getLogger("bankhub.actions.keys")
+T = TypeVar("T")
+
+MAX_PASSES = 3
+
+
+class KekInUse(Exception):
+    """A KEK still wraps live conversation keys (or is the active one): not retiring it."""
+
+
+@dataclass
+class RotationReport:
+    kek_id: str  # the active KEK everything was re-wrapped under
+    added_kek: bool  # a new KEK was created by this run
+    rewrapped: int = 0  # conversation keys re-wrapped by this run
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (conversation id, kek id, error)
+    remaining: dict[str, int] = field(default_factory=dict)  # live keys still under other KEKs, by KEK
+    under_active: int = 0  # live keys under the active KEK at the end
+    shredded: int = 0  # shredded conversations (nothing to re-wrap)
+    passes: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed and not self.remaining
+
+
+async def _call(provider: KeyProvider, fn: Callable[..., T], *args: object) -> T:
+    if getattr(provider, "blocking", True):
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
+def init_key_file(path: str | Path) -> LocalKeyFile:
+    """Create a new key file (mode 0600) with one active KEK; refuses to overwrite."""
+    key_file = LocalKeyFile.create(path)
+    # audit: record the creation of a key file (actor: the operator / SYSTEM, target: the
+    # path, details: the active KEK id — never key material).
+    return key_file
+
+
+async def rotate(
+    db: Database, provider: KeyProvider, *, new_kek: bool = True, batch_size: int = 500, actor: audit.Actor = audit.SYSTEM
+) -> RotationReport:
+    """Make a new KEK active (``new_kek``; local key files only) and re-wrap every live DEK under the active KEK."""
+    if new_kek:
+        if not isinstance(provider, LocalKeyFile):
+            raise KeyFileError(
+                "this key provider manages its own KEKs (HSM/KMS): make a new KEK active there, "
+                "then re-wrap with new_kek=False (bankhub keys rotate --rewrap-only)"
+            )
+        provider.add_key()
+    store = ConversationKeyStore(db)
+    target = provider.active_kek_id()
+    report = RotationReport(kek_id=target, added_kek=new_kek)
+    failed_ids: set[uuid.UUID] = set()
+    for _ in range(MAX_PASSES):
+        report.passes += 1
+        after: uuid.UUID | None = None
+        while True:
+            page = await store.not_under(target, after, batch_size)
+            if not page:
+                break
+            after = page[-1][0]
+            items: list[RewrapItem] = []
+            for conv_id, kek_id, wrapped in page:
+                if conv_id in failed_ids:
+                    continue
+                try:
+                    dek = await _call(provider, provider.unwrap, kek_id, wrapped)
+                    new_id, new_wrapped = await _call(provider, provider.wrap, dek)
+                except Exception as exc:
+                    failed_ids.add(conv_id)
+                    report.failed.append((str(conv_id), kek_id, f"{type(exc).__name__}: {exc}"))
+                    log.error("re-wrapping the key of conversation %s (KEK %s) failed: %s", conv_id, kek_id, exc)
+                    continue
+                items.append(RewrapItem(conv_id, kek_id, wrapped, new_id, new_wrapped))
+            report.rewrapped += await store.rewrap(items)
+        counts, report.shredded = await store.counts()
+        report.under_active = counts.pop(target, 0)
+        report.remaining = counts
+        # rows created under the old KEK while we walked (a node that had not yet seen
+        # the new key file) sit behind our cursor: walk again
+        if sum(counts.values()) <= len(failed_ids):
+            break
+    # written even when report.failed is not empty: a partial rotation is an auditable event too
+    await audit.record(
+        db,
+        actor=actor,
+        action=audit.KEYS_ROTATED,
+        target=f"kek:{report.kek_id}",
+        details={
+            "kek_id": report.kek_id,
+            "added_kek": report.added_kek,
+            "rewrapped": report.rewrapped,
+            "failed": len(report.failed),
+            "remaining": report.remaining,
+            "passes": report.passes,
+        },
+    )
+    return report
+
+
+async def retire_kek(db: Database, key_file: LocalKeyFile, kek_id: str, *, actor: audit.Actor = audit.SYSTEM) -> None:
+    """Delete ``kek_id`` from the key file, once no live conversation key is wrapped under it."""
+    if kek_id == key_file.active_kek_id():
+        raise KekInUse(f"{kek_id} is the active KEK: rotate first")
+    counts, _ = await ConversationKeyStore(db).counts()
+    if counts.get(kek_id):
+        raise KekInUse(f"{kek_id} still wraps {counts[kek_id]} conversation key(s): run bankhub keys rotate --rewrap-only first")
+    key_file.remove_key(kek_id)
+    await audit.record(db, actor=actor, action=audit.KEYS_RETIRED, target=f"kek:{kek_id}")
+
+
+async def shred_conversation(
+    db: Database,
+    conversation_id: str,
+    *,
+    in_transaction: Callable[[Conn], Awaitable[None]] | None = None,
+    actor: audit.Actor = audit.SYSTEM,
+    reason: str | None = None,
+) -> str:
+    """Crypto-shred one conversation; returns ``"shredded"``, ``"already_shredded"`` or ``"not_found"``.
+
+    ``in_transaction`` runs inside the shredding transaction, after the key is destroyed
+    and only when it was: the place for the audit record, so both commit together.
+    """
+    try:
+        uuid.UUID(conversation_id)
+    except ValueError:
+        return "not_found"
+
+    async def audited(conn: Conn) -> None:
+        # in the shredding transaction: the audit row commits or rolls back with the shred itself
+        if in_transaction is not None:
+            await in_transaction(conn)
+        await audit.record(
+            db, actor=actor, action=audit.KEYS_SHREDDED, target=f"conversation:{conversation_id}", reason=reason, conn=conn
+        )
+
+    return await ConversationKeyStore(db).shred(conversation_id, in_transaction=audited)
+
+
+async def key_status(db: Database, provider: KeyProvider) -> tuple[str, dict[str, int], int]:
+    """``(active KEK id, {kek id: live conversation keys under it}, shredded conversations)``."""
+    counts, shredded = await ConversationKeyStore(db).counts()
+    return provider.active_kek_id(), counts, shredded
