@@ -23,6 +23,7 @@ __all__ = [
     "may_issue_ws_ticket",
     "may_read_conversation_list",
     "may_change_role",
+    "may_reassign_customer",
 ]
 
 
@@ -120,6 +121,25 @@ def may_change_role(actor: User, target: User, new_role: Role, target_org_ancest
             return Decision(False, "forbidden", "branch admins cannot grant or remove administrative roles")
         return ALLOW
     return Decision(False, "forbidden", "only administrators change roles")
+
+
+def may_reassign_customer(
+    actor: User, customer: User, new_rm: User, customer_ancestry: Sequence[str], rm_ancestry: Sequence[str]
+) -> Decision:
+    """Head office reassigns anyone; a branch admin only within their subtree (customer and RM)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if customer.role is not Role.CUSTOMER:
+        return Decision(False, "invalid_request", f"{customer.username} is not a customer")
+    if new_rm.role is not Role.RM or new_rm.disabled:
+        return Decision(False, "invalid_request", f"{new_rm.username} is not an active relationship manager")
+    if actor.role is Role.HEAD_OFFICE_ADMIN:
+        return ALLOW
+    if actor.role is Role.BRANCH_ADMIN:
+        if actor.org_id in customer_ancestry and actor.org_id in rm_ancestry:
+            return ALLOW
+        return Decision(False, "not_found", "no such customer or RM in your branch")
+    return Decision(False, "forbidden", "only administrators reassign customers")
 
 
 def may_read_conversation_list(actor: User) -> Decision:

@@ -65,6 +65,12 @@ ACTIONS: dict[str, Cell] = {
     "user:role of rm.chen (SH) -> staff": lambda a: policy.may_change_role(a, CHEN, Role.STAFF, ANCESTRY[SH]),
     "user:role of rm.wang (BJ) -> branch_admin": lambda a: policy.may_change_role(a, WANG, Role.BRANCH_ADMIN, ANCESTRY[BJ]),
     "ws:issue ticket": lambda a: policy.may_issue_ws_ticket(a),
+    "customer:reassign c.zhang (HD) -> rm.wang (BJ)": lambda a: policy.may_reassign_customer(
+        a, ZHANG, WANG, ANCESTRY[HD], ANCESTRY[BJ]
+    ),
+    "customer:reassign c.zhang (HD) -> rm.chen (SH)": lambda a: policy.may_reassign_customer(
+        a, ZHANG, CHEN, ANCESTRY[HD], ANCESTRY[SH]
+    ),
 }
 
 A, F, N = "allow", "forbidden", "not_found"
@@ -87,6 +93,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "user:role of rm.chen (SH) -> staff":        (F, F, F, F, N, A, F),
     "user:role of rm.wang (BJ) -> branch_admin": (F, F, F, F, F, A, F),
     "ws:issue ticket":                           (A, A, A, A, A, A, A),
+    "customer:reassign c.zhang (HD) -> rm.wang (BJ)": (F, F, F, F, A, A, F),
+    "customer:reassign c.zhang (HD) -> rm.chen (SH)": (F, F, F, F, N, A, F),
 }  # fmt: skip
 
 ROLES = list(ACTORS)

@@ -13,7 +13,7 @@ import msgspec
 
 from ..models import ConversationSummary
 from ..protocol.frames import Message
-from .routes import DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody
+from .routes import AssignBody, DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody
 
 __all__ = ["openapi_document"]
 
@@ -104,6 +104,7 @@ def openapi_document() -> dict[str, Any]:
         GroupBody,
         PasswordBody,
         RoleBody,
+        AssignBody,
         LoginOut,
         TicketOut,
         UserOut,
@@ -149,6 +150,15 @@ def openapi_document() -> dict[str, Any]:
             "/v1/sessions/{session_id}": {"delete": _op("Revoke one of my sessions", 204, None, extra=(404,))},
             "/v1/me/password": {
                 "post": _op("Change my password; my other sessions end", 200, None, body=_ref("PasswordBody"), extra=(400, 403, 429))
+            },
+            "/v1/customers/{username}/rm": {
+                "put": _op(
+                    "Reassign a customer to another RM (administrators); the old RM loses access at once",
+                    200,
+                    "UserOut",
+                    body=_ref("AssignBody"),
+                    extra=(400, 403, 404),
+                )
             },
             "/v1/users/{username}/role": {
                 "put": _op("Change a user's role (administrators); their sessions end", 200, "UserOut", body=_ref("RoleBody"), extra=(403, 404))

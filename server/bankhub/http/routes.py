@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..actions import conversations as conv_actions
+from ..actions import customers as customer_actions
 from ..actions import sessions as session_actions
 from ..actions.errors import ActionError
 from ..models import ConversationSummary, User
@@ -166,6 +167,20 @@ async def change_role(request: Request) -> Response:
     return json_response(_user_json(user))
 
 
+class AssignBody(msgspec.Struct, forbid_unknown_fields=True):
+    rm: str
+
+
+async def reassign_customer(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: AssignBody = await _body(request, AssignBody)
+    user = await customer_actions.reassign_customer(
+        hub, session.user, request.path_params["username"], body.rm, ip=_client_ip(request)
+    )
+    return json_response(_user_json(user))
+
+
 async def ws_ticket(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
@@ -246,6 +261,7 @@ ROUTES: list[tuple[str, Handler, list[str]]] = [
     ("/v1/sessions/{session_id}", revoke_session, ["DELETE"]),
     ("/v1/me/password", change_password, ["POST"]),
     ("/v1/users/{username}/role", change_role, ["PUT"]),
+    ("/v1/customers/{username}/rm", reassign_customer, ["PUT"]),
     ("/v1/ws-tickets", ws_ticket, ["POST"]),
     ("/v1/me", me, ["GET"]),
     ("/v1/conversations", list_conversations, ["GET"]),

@@ -1,0 +1,47 @@
+"""Relationship-manager assignment: a customer's RM changes, access moves with it at once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import policy
+from ..models import User
+from .audit import record
+from .errors import ActionError, require
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["reassign_customer"]
+
+
+async def reassign_customer(hub: Hub, actor: User, customer_name: str, rm_name: str, *, ip: str | None = None) -> User:
+    """Assign ``customer_name`` to the RM ``rm_name``.
+
+    The old RM loses the customer's direct conversation in the same transaction that
+    records the new assignment (no window where both or neither have it); the new RM
+    gains it with its whole history. Audited as ``customer.reassigned``.
+    """
+    customer = await hub.users.by_username(customer_name)
+    new_rm = await hub.users.by_username(rm_name)
+    if customer is None or new_rm is None:
+        raise ActionError("not_found", "no such customer or RM")
+    require(
+        policy.may_reassign_customer(
+            actor, customer, new_rm, await hub.users.org_ancestry(customer.org_id), await hub.users.org_ancestry(new_rm.org_id)
+        )
+    )
+    if customer.rm_id == new_rm.id:
+        return customer
+    handed_over = await hub.users.reassign_customer(customer.id, customer.rm_id, new_rm.id)
+    await record(
+        hub,
+        actor=actor,
+        action="customer.reassigned",
+        target=customer,
+        ip=ip,
+        details={"from_rm": customer.rm_id, "to_rm": new_rm.id, "conversation": handed_over},
+    )
+    updated = await hub.users.by_username(customer_name)
+    assert updated is not None
+    return updated
