@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..models import Session, User
-from ..storage.audit import AuditEntry, AuditRow, Head, VerifyReport
+from ..storage.audit import AuditEntry, AuditRow, AuditStore, Head, VerifyReport
 from ..storage.audit import verify as verify_chain
-from ..storage.db import Conn
+from ..storage.db import Conn, Database
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -38,6 +38,7 @@ __all__ = [
     "CUSTOMER_REASSIGNED",
     "KEYS_ROTATED",
     "KEYS_SHREDDED",
+    "KEYS_RETIRED",
     "PRIVILEGED_READ",
     "Actor",
     "record",
@@ -57,6 +58,7 @@ USER_ROLE_CHANGED = "user.role_changed"
 CUSTOMER_REASSIGNED = "customer.reassigned"
 KEYS_ROTATED = "keys.rotated"
 KEYS_SHREDDED = "keys.shredded"
+KEYS_RETIRED = "keys.retired"
 PRIVILEGED_READ = "privileged_read"
 # administrative actions use "admin.<verb>", e.g. "admin.user_disabled"
 
@@ -101,7 +103,7 @@ def _target(target: str | User | Session) -> str:
 
 
 async def record(
-    hub: Hub,
+    hub: Hub | Database,
     *,
     actor: Actor,
     action: str,
@@ -112,6 +114,9 @@ async def record(
     conn: Conn | None = None,
 ) -> AuditRow:
     """Append one audit row; returns it (with its seq and hash).
+
+    ``hub`` may also be a bare :class:`~bankhub.storage.db.Database` (CLI-driven actions
+    such as key rotation run without a hub).
 
     ``target`` is text such as ``"user:<uuid>"``, ``"session:<uuid>"``, ``"key:<id>"``
     (a :class:`User` or :class:`Session` is turned into that form).
@@ -132,7 +137,8 @@ async def record(
         ip=None if ip is None else clean_text(ip),
         details=_clean(details or {}),
     )
-    return await hub.audit.append(entry, conn=conn)
+    store = AuditStore(hub) if isinstance(hub, Database) else hub.audit
+    return await store.append(entry, conn=conn)
 
 
 async def verify(hub: Hub, *, expect_head: Head | None = None, batch_size: int = 1000) -> VerifyReport:
