@@ -183,3 +183,33 @@ async def test_periodic_recheck_closes_sockets_whose_session_died_silently(node:
     assert await node.hub.recheck_sessions() == 1
     assert await _closed_with(ws) == 1008
     await asyncio.sleep(0)
+
+
+async def test_every_security_action_leaves_an_audit_row_and_the_chain_verifies(node: RunningNode, dsn: str) -> None:
+    from bankhub.storage.audit import verify
+
+    admin, li = await login(node, "ho.admin"), await login(node, "c.li")
+    async with _http(node, admin) as http:
+        assert (await http.put("/v1/users/agent.zhao/role", json={"role": "staff"})).status_code == 200
+        assert (await http.put("/v1/customers/c.zhang/rm", json={"rm": "rm.chen"})).status_code == 200
+    async with _http(node, li) as http:
+        new_password = "correct horse battery staple"
+        assert (await http.post("/v1/me/password", json={"current_password": "bankhub-demo", "new_password": new_password})).status_code == 200
+        assert (await http.delete("/v1/sessions/current")).status_code == 204
+    async with _http(node) as http:
+        for _ in range(5):
+            await http.post("/v1/sessions", json={"username": "c.zhou", "password": "wrong"})
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT action, actor, target, details::text AS details FROM audit_log ORDER BY seq")
+        report = await verify(conn)
+    finally:
+        await conn.close()
+    actions = [r["action"] for r in rows]
+    for expected in ("user.role_changed", "customer.reassigned", "user.password_changed", "session.revoked", "user.locked"):
+        assert expected in actions, actions
+    assert actions.count("session.login_failed") == 5
+    role_change = next(r for r in rows if r["action"] == "user.role_changed")
+    assert role_change["actor"] == "ho.admin" and '"to": "staff"' in role_change["details"]
+    assert not any("bankhub-demo" in (r["details"] or "") or "battery" in (r["details"] or "") for r in rows)
+    assert report.ok, report

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .. import policy
 from ..models import User
-from .audit import record
+from .audit import CUSTOMER_REASSIGNED, record
 from .errors import ActionError, require
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ async def reassign_customer(hub: Hub, actor: User, customer_name: str, rm_name: 
     await record(
         hub,
         actor=actor,
-        action="customer.reassigned",
+        action=CUSTOMER_REASSIGNED,
         target=customer,
         ip=ip,
         details={"from_rm": customer.rm_id, "to_rm": new_rm.id, "conversation": handed_over},

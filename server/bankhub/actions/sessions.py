@@ -86,8 +86,11 @@ async def login(hub: Hub, username: str, password: str, *, user_agent: str | Non
         await _audit_login_failed(hub, username, found.user, "locked", ip)
         raise ActionError("account_locked", "too many failed sign-ins; try again later or contact the bank")
     if not ok or found is None or found.user.disabled:
-        if found is not None:
-            await hub.users.login_failed(found.user.id, max_failures=MAX_FAILED_LOGINS, lock_for=LOCKOUT)
+        if found is not None and await hub.users.login_failed(found.user.id, max_failures=MAX_FAILED_LOGINS, lock_for=LOCKOUT):
+            await audit.record(
+                hub, actor=audit.SYSTEM, action=audit.USER_LOCKED, target=found.user, ip=ip,
+                reason=f"{MAX_FAILED_LOGINS} failed sign-ins in a row", details={"minutes": int(LOCKOUT.total_seconds() // 60)},
+            )
         outcome = "unknown_user" if found is None else "disabled" if found.user.disabled else "bad_password"
         await _audit_login_failed(hub, username, found.user if found else None, outcome, ip)
         raise ActionError("unauthorized", "wrong username or password")
@@ -111,25 +114,35 @@ async def authenticate_token(hub: Hub, token: str) -> Session | None:
     return await hub.sessions.active_by_token(token_hash(token))
 
 
-async def _revoked(hub: Hub, user_id: str, session_ids: list[str], reason: str) -> None:
-    if session_ids:
-        await hub.publish_revoke(RevokeSignal(user_id=user_id, session_ids=session_ids, reason=reason))
+async def _revoked(
+    hub: Hub, actor: audit.Actor, user_id: str, session_ids: list[str], reason: str, ip: str | None = None
+) -> None:
+    """After sessions were revoked in storage: close their sockets everywhere, and audit it."""
+    if not session_ids:
+        return
+    await hub.publish_revoke(RevokeSignal(user_id=user_id, session_ids=session_ids, reason=reason))
+    await audit.record(
+        hub,
+        actor=actor,
+        action=audit.SESSION_REVOKED,
+        target=audit.session_target(session_ids[0]) if len(session_ids) == 1 else f"user:{user_id}",
+        reason=reason,
+        ip=ip,
+        details={"sessions": session_ids},
+    )
 
 
 async def logout(hub: Hub, session: Session, *, ip: str | None = None) -> None:
     """Revoke the session and close its sockets on every node."""
     if await hub.sessions.revoke(session.id, "signed out"):
-        await _revoked(hub, session.user.id, [session.id], "signed out")
-        await audit.record(
-            hub, actor=session, action=audit.SESSION_REVOKED, target=audit.session_target(session.id), reason="signed out", ip=ip
-        )
+        await _revoked(hub, session, session.user.id, [session.id], "signed out", ip)
 
 
 async def refresh(hub: Hub, session: Session, *, user_agent: str | None, ip: str | None) -> LoginResult:
     """Trade the current token for a fresh one with a new expiry; the old one stops working."""
     fresh = await _open_session(hub, session.user, user_agent=user_agent, ip=ip)
     await hub.sessions.revoke(session.id, "refreshed")
-    await _revoked(hub, session.user.id, [session.id], "session refreshed: reconnect with the new token")
+    await _revoked(hub, session, session.user.id, [session.id], "session refreshed: reconnect with the new token", ip)
     return fresh
 
 
@@ -142,14 +155,14 @@ async def revoke_session(hub: Hub, session: Session, target_id: str) -> None:
     if await hub.sessions.owner(target_id) != session.user.id:
         raise ActionError("not_found", "no such session")
     if await hub.sessions.revoke(target_id, "revoked by owner"):
-        await _revoked(hub, session.user.id, [target_id], "session revoked")
+        await _revoked(hub, session, session.user.id, [target_id], "session revoked")
 
 
 async def revoke_all_sessions(hub: Hub, session: Session, *, keep_current: bool) -> int:
     revoked = await hub.sessions.revoke_all(
         session.user.id, "revoked by owner", except_session=session.id if keep_current else None
     )
-    await _revoked(hub, session.user.id, revoked, "all sessions revoked")
+    await _revoked(hub, session, session.user.id, revoked, "all sessions revoked")
     return len(revoked)
 
 
@@ -162,8 +175,9 @@ async def change_password(hub: Hub, session: Session, current: str, new: str, *,
     if found is None or not await verify_password(found.password_hash, current):
         raise ActionError("forbidden", "the current password is wrong")
     await hub.users.set_password_hash(session.user.id, hash_password(new))
+    await audit.record(hub, actor=session, action=audit.USER_PASSWORD_CHANGED, target=session.user, ip=ip)
     revoked = await hub.sessions.revoke_all(session.user.id, "password changed", except_session=session.id)
-    await _revoked(hub, session.user.id, revoked, "password changed")
+    await _revoked(hub, session, session.user.id, revoked, "password changed", ip)
     return len(revoked)
 
 
@@ -178,8 +192,11 @@ async def change_role(hub: Hub, actor: User, username: str, role: str) -> User:
         raise ActionError("not_found", "no such user")
     require(policy.may_change_role(actor, target, new_role, await hub.users.org_ancestry(target.org_id)))
     await hub.users.set_role(target.id, new_role)
+    await audit.record(
+        hub, actor=actor, action=audit.USER_ROLE_CHANGED, target=target, details={"from": target.role.value, "to": new_role.value}
+    )
     revoked = await hub.sessions.revoke_all(target.id, "role changed")
-    await _revoked(hub, target.id, revoked, "role changed: sign in again")
+    await _revoked(hub, actor, target.id, revoked, "role changed: sign in again")
     updated = await hub.users.by_username(username)
     assert updated is not None
     return updated

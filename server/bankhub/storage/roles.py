@@ -17,6 +17,9 @@ from .db import Conn
 __all__ = ["AppRoleError", "GrantResult", "grant_app_role", "APPEND_ONLY_TABLES", "READ_ONLY_TABLES"]
 
 APPEND_ONLY_TABLES = ("audit_log",)
+# shredding a data key is an UPDATE (wrapped_dek := NULL, recorded with shredded_at and an
+# audit row); the app may never silently DELETE the row instead
+NO_DELETE_TABLES = frozenset({"conversation_keys"})
 READ_ONLY_TABLES = ("schema_migrations",)
 
 
@@ -71,6 +74,9 @@ async def grant_app_role(conn: Conn, role: str, *, schema: str = "public") -> Gr
                 await conn.execute(f"GRANT SELECT, INSERT ON {ident} TO {quote}")
             elif table in READ_ONLY_TABLES:
                 await conn.execute(f"GRANT SELECT ON {ident} TO {quote}")
+            elif table in NO_DELETE_TABLES:
+                await conn.execute(f"GRANT SELECT, INSERT, UPDATE ON {ident} TO {quote}")
+                read_write.append(table)
             else:
                 await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {ident} TO {quote}")
                 read_write.append(table)
