@@ -24,6 +24,8 @@ __all__ = [
     "may_read_conversation_list",
     "may_change_role",
     "may_reassign_customer",
+    "may_read_privileged",
+    "PRIVILEGED_READ_REASONS",
 ]
 
 
@@ -140,6 +142,22 @@ def may_reassign_customer(
             return ALLOW
         return Decision(False, "not_found", "no such customer or RM in your branch")
     return Decision(False, "forbidden", "only administrators reassign customers")
+
+
+PRIVILEGED_READ_REASONS = frozenset(
+    {"complaint_investigation", "fraud_investigation", "regulatory_request", "legal_hold", "internal_audit"}
+)
+
+
+def may_read_privileged(actor: User, reason: str) -> Decision:
+    """Reading conversations one is not part of: compliance officers only, with a reason code."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.COMPLIANCE:
+        return Decision(False, "forbidden", "privileged reads are for compliance officers")
+    if reason not in PRIVILEGED_READ_REASONS:
+        return Decision(False, "invalid_request", f"a reason code is required: one of {sorted(PRIVILEGED_READ_REASONS)}")
+    return ALLOW
 
 
 def may_read_conversation_list(actor: User) -> Decision:

@@ -71,9 +71,11 @@ ACTIONS: dict[str, Cell] = {
     "customer:reassign c.zhang (HD) -> rm.chen (SH)": lambda a: policy.may_reassign_customer(
         a, ZHANG, CHEN, ANCESTRY[HD], ANCESTRY[SH]
     ),
+    "compliance:privileged read with a reason": lambda a: policy.may_read_privileged(a, "fraud_investigation"),
+    "compliance:privileged read without a reason": lambda a: policy.may_read_privileged(a, ""),
 }
 
-A, F, N = "allow", "forbidden", "not_found"
+A, F, N, I = "allow", "forbidden", "not_found", "invalid_request"
 #                                            customer rm  agent staff br_admin ho_admin compliance
 EXPECTED: dict[str, tuple[str, ...]] = {
     "direct:open with rm.wang":                  (A, F, A, A, A, A, A),
@@ -95,6 +97,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "ws:issue ticket":                           (A, A, A, A, A, A, A),
     "customer:reassign c.zhang (HD) -> rm.wang (BJ)": (F, F, F, F, A, A, F),
     "customer:reassign c.zhang (HD) -> rm.chen (SH)": (F, F, F, F, N, A, F),
+    "compliance:privileged read with a reason":      (F, F, F, F, F, F, A),
+    "compliance:privileged read without a reason":   (F, F, F, F, F, F, I),
 }  # fmt: skip
 
 ROLES = list(ACTORS)

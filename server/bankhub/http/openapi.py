@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from ..models import ConversationSummary
+from ..policy import PRIVILEGED_READ_REASONS
 from ..protocol.frames import Message
 from .routes import AssignBody, DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody
 
@@ -122,6 +123,16 @@ def openapi_document() -> dict[str, Any]:
         {"name": "before_seq", "in": "query", "schema": {"type": "integer", "minimum": 0}},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
     ]
+    privileged = _op("Compliance: read any conversation, audited, with a reason code", 200, "MessagePage", extra=(400, 403, 404))
+    privileged["parameters"] = history["parameters"] + [
+        {
+            "name": "reason",
+            "in": "query",
+            "required": True,
+            "schema": {"type": "string", "enum": sorted(PRIVILEGED_READ_REASONS)},
+        },
+        {"name": "case_ref", "in": "query", "schema": {"type": "string", "maxLength": 128}},
+    ]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -176,5 +187,6 @@ def openapi_document() -> dict[str, Any]:
                 ),
             },
             "/v1/conversations/{conversation_id}/messages": {"get": history},
+            "/v1/compliance/conversations/{conversation_id}/messages": {"get": privileged},
         },
     }

@@ -9,6 +9,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..actions import compliance as compliance_actions
 from ..actions import conversations as conv_actions
 from ..actions import customers as customer_actions
 from ..actions import sessions as session_actions
@@ -234,6 +235,22 @@ async def conversation_messages(request: Request) -> Response:
     return json_response({"messages": page, "has_more": has_more})
 
 
+async def compliance_messages(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    page, has_more = await compliance_actions.read_conversation(
+        hub,
+        session.user,
+        request.path_params["conversation_id"],
+        reason=request.query_params.get("reason", ""),
+        case_ref=request.query_params.get("case_ref"),
+        before_seq=_int_param(request, "before_seq", None),
+        limit=_int_param(request, "limit", 50) or 50,
+        ip=_client_ip(request),
+    )
+    return json_response({"messages": page, "has_more": has_more})
+
+
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
@@ -267,4 +284,5 @@ ROUTES: list[tuple[str, Handler, list[str]]] = [
     ("/v1/conversations", list_conversations, ["GET"]),
     ("/v1/conversations", create_conversation, ["POST"]),
     ("/v1/conversations/{conversation_id}/messages", conversation_messages, ["GET"]),
+    ("/v1/compliance/conversations/{conversation_id}/messages", compliance_messages, ["GET"]),
 ]

@@ -74,6 +74,10 @@ class ConversationStore:
             return None
         return Membership(conversation_id, row["kind"], user_id, row["role"], row["read_seq"], row["last_seq"])
 
+    async def exists(self, conversation_id: str) -> bool:
+        async with self.db.connection("conversation_exists") as conn:
+            return bool(await conn.fetchval("SELECT 1 FROM conversations WHERE id = $1", uuid.UUID(conversation_id)))
+
     async def members(self, conversation_id: str) -> list[str]:
         async with self.db.connection("conversation_members") as conn:
             rows = await conn.fetch(

@@ -1,0 +1,58 @@
+"""Compliance officers' privileged reads: every one needs a reason code and is audited first.
+
+Compliance is not a member of the conversations it inspects, so the membership policy
+would hide them; instead :func:`bankhub.policy.may_read_privileged` admits compliance
+officers with a valid reason, and the audit row (``privileged_read``: who, which
+conversation, which reason, which case reference) is committed *before* any message is
+returned — a read that cannot be audited does not happen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from .. import policy
+from ..models import User
+from ..protocol.frames import Message
+from .audit import PRIVILEGED_READ, record
+from .errors import ActionError, require
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["read_conversation"]
+
+MAX_PAGE = 200
+
+
+async def read_conversation(
+    hub: Hub,
+    actor: User,
+    conversation_id: str,
+    *,
+    reason: str,
+    case_ref: str | None,
+    before_seq: int | None,
+    limit: int,
+    ip: str | None,
+) -> tuple[list[Message], bool]:
+    require(policy.may_read_privileged(actor, reason))
+    try:
+        uuid.UUID(conversation_id)
+    except ValueError:
+        raise ActionError("not_found", "no such conversation") from None
+    if not await hub.conversations.exists(conversation_id):
+        raise ActionError("not_found", "no such conversation")
+    limit = max(1, min(limit, MAX_PAGE))
+    await record(
+        hub,
+        actor=actor,
+        action=PRIVILEGED_READ,
+        target=f"conversation:{conversation_id}",
+        reason=reason,
+        ip=ip,
+        details={"case_ref": (case_ref or "")[:128] or None, "before_seq": before_seq, "limit": limit},
+    )
+    page = await hub.messages.history(conversation_id, before_seq, limit)
+    return page, bool(page) and page[-1].seq > 1
