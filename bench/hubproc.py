@@ -13,7 +13,21 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["HubProcess", "free_port", "raise_nofile_limit"]
+__all__ = ["HubProcess", "free_port", "raise_nofile_limit", "key_file_env"]
+
+
+def key_file_env(directory: Path) -> dict[str, str]:
+    """``BANKHUB_KEY_FILE`` for a fresh local key file, on hubs that encrypt bodies at rest.
+
+    Hubs before encryption at rest have no ``LocalKeyFile`` and need nothing.
+    """
+    try:
+        from bankhub.crypto.keys import LocalKeyFile  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return {}
+    path = directory / "bench-keys.json"
+    LocalKeyFile.create(path)
+    return {"BANKHUB_KEY_FILE": str(path)}
 
 
 def raise_nofile_limit(want: int = 65536) -> int:

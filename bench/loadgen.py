@@ -117,7 +117,6 @@ class Worker:
         self.tracks: dict[str, _Track] = {}
         self.result = PhaseResult(worker, "idle")
         self.window = _Window()
-        self.delivered_in_window = 0
         self.errors: Counter[str] = Counter()
         self.stopping = False
 
@@ -125,7 +124,7 @@ class Worker:
 
     async def connect_all(self, concurrency: int = 25, timeout: float = 120.0) -> tuple[int, int, float, dict[str, int]]:
         """Open every client's socket (``concurrency`` handshakes at a time, up to
-        ``_CONNECT_TRIES`` tries each with a growing pause, as a real client would retry a 503).
+        ``_CONNECT_TRIES`` tries each with a growing pause, as a real client retries a refused handshake).
 
         Returns (connected, left out, seconds, failed attempts by reason).
         """
@@ -146,6 +145,7 @@ class Worker:
                             ping_interval=None,  # the hub pings; no client-side keep-alive traffic
                             open_timeout=15,
                             close_timeout=2,
+                            local_addr=(info.source_ip, 0),  # passed on to loop.create_connection
                         )
                         hello = msgspec.json.decode(await asyncio.wait_for(ws.recv(), 10))
                         if hello.get("type") != "hello":
@@ -227,8 +227,6 @@ class Worker:
         tr.deliver_ns = now
         r = self.result
         r.delivered += 1
-        if now in self.window:
-            self.delivered_in_window += 1
         if tr.measured:
             r.deliver_us.append((now - tr.send_ns) // 1000)
         if tr.ack_ns:
@@ -350,7 +348,6 @@ class Worker:
         self.tracks.clear()
         self.errors.clear()
         self.result = PhaseResult(self.worker, phase)
-        self.delivered_in_window = 0
         w0 = start_ns + int(warmup_s * _NS)
         self.window = _Window(w0, w0 + int(duration_s * _NS))
         self.result.window_s = duration_s

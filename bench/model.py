@@ -12,12 +12,18 @@ __all__ = ["BenchClient", "OpenLoopPlan", "ClosedLoopPlan", "PhaseResult"]
 
 @dataclass(frozen=True, slots=True)
 class BenchClient:
-    """One seeded user with a live session, and the direct conversation it talks in."""
+    """One seeded user with a live session, and the direct conversation it talks in.
+
+    ``source_ip`` is the loopback address the client connects *from* (127.1.x.y, one per
+    client): real users arrive from many addresses, and the hub limits WebSocket
+    handshakes per address. The destination is always 127.0.0.1.
+    """
 
     user_id: str
     token: str
     conversation_id: str
     peer_user_id: str
+    source_ip: str
 
 
 @dataclass(frozen=True, slots=True)

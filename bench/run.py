@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -27,11 +28,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from .hubproc import HubProcess, free_port, raise_nofile_limit
+from .hubproc import HubProcess, free_port, key_file_env, raise_nofile_limit
 from .loadgen import worker_main
 from .model import BenchClient, ClosedLoopPlan, OpenLoopPlan, PhaseResult
 from .profile import Profiler
-from .seed import db_counters, raw_insert_baseline, seed_clients
+from .seed import db_counters, hot_table_stats, raw_insert_baseline, seed_clients, seed_history
 from .stats import CpuMeter, CpuSnapshot, latency_summary, postgres_pids
 
 __all__ = ["main"]
@@ -58,6 +59,7 @@ class Config:
     max_client_rate: float
     raw_rows: int
     raw_batch: int
+    history_rows: int
     out: Path
     hub_env: dict[str, str]
     quick: bool
@@ -87,6 +89,7 @@ class Bench:
         self.pgdata: Path | None = None
         self.dsn = ""
         self.db_delta: dict[str, int] = {}
+        self.table_stats: dict[str, dict[str, int]] = {}
         self.shares: list[int] = []  # connected clients per worker
         self.results: dict[str, Any] = {}
 
@@ -110,14 +113,24 @@ class Bench:
 
             t = time.perf_counter()
             clients = asyncio.run(seed_clients(dsn, cfg.clients))
+            asyncio.run(seed_history(dsn, cfg.history_rows, cfg.text_bytes + 40))
             seed_s = time.perf_counter() - t
-            log(f"bench: seeded {len(clients)} users, {len(clients) // 2} direct conversations, sessions in {seed_s:.2f}s")
-            self.results["seed"] = {"clients": len(clients), "conversations": len(clients) // 2, "seconds": round(seed_s, 3)}
+            log(
+                f"bench: seeded {len(clients)} users, {len(clients) // 2} direct conversations, sessions"
+                f" and {cfg.history_rows} older messages in {seed_s:.2f}s"
+            )
+            self.results["seed"] = {
+                "clients": len(clients),
+                "conversations": len(clients) // 2,
+                "history_rows": cfg.history_rows,
+                "seconds": round(seed_s, 3),
+            }
 
             self.results["quiet_check"] = self._quiet_check()
             self.results["raw_baseline"] = self._raw_baseline(dsn, clients)
 
-            self.hub = HubProcess(dsn, free_port(), cfg.out / "hub.log", cfg.hub_env, cfg.hub_gc_threshold)
+            hub_env = {**key_file_env(tmp), **cfg.hub_env}  # an explicit --hub-env wins
+            self.hub = HubProcess(dsn, free_port(), cfg.out / "hub.log", hub_env, cfg.hub_gc_threshold)
             self.hub.wait_ready()
             log(f"bench: hub pid {self.hub.pid} ready on 127.0.0.1:{self.hub.port}")
             self._start_workers(clients)
@@ -128,6 +141,9 @@ class Bench:
             self._stop_workers()
             return self.results
         finally:
+            # cleanup is bounded (timeouts, then kill); a second Ctrl-C must not cut it short
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
             self._stop_workers()
             if self.hub is not None:
                 code = self.hub.stop()
@@ -168,8 +184,11 @@ class Bench:
         body = json.dumps({"kind": "text", "text": "x" * cfg.text_bytes}, separators=(",", ":")).encode()
         meter = self._meter(with_hub=False)
         before = meter.snapshot()
-        raw = asyncio.run(raw_insert_baseline(dsn, clients, cfg.raw_rows, cfg.raw_batch, body))
-        cpu = CpuMeter.delta(before, meter.snapshot())
+        after: list[CpuSnapshot] = []
+        raw = asyncio.run(
+            raw_insert_baseline(dsn, clients, cfg.raw_rows, cfg.raw_batch, body, on_done=lambda: after.append(meter.snapshot()))
+        )
+        cpu = CpuMeter.delta(before, after[0] if after else meter.snapshot())
         out = {"batch": cfg.raw_batch, **{k: round(v, 3) for k, v in raw.items()}, "cpu": cpu}
         log(f"bench: raw executemany baseline: {int(raw['rows'])} rows in {raw['seconds']:.2f}s = {raw['rows_per_s']:.0f} rows/s")
         return out
@@ -302,6 +321,7 @@ class Bench:
         cpu = CpuMeter.delta(cpu_start, meter.snapshot(every_process=True))
         db_end = asyncio.run(db_counters(self.dsn))
         self.db_delta = {"write_transactions": db_end[0] - db_start[0], "wal_bytes": db_end[1] - db_start[1]}
+        self.table_stats = asyncio.run(hot_table_stats(self.dsn))
         if profiler is not None:
             summary = profiler.finish()
             (self.cfg.out / f"hub-{name}.profile.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -361,7 +381,7 @@ class Bench:
             "send_lag_ms": latency_summary(merged.lag_us),
             "cpu": cpu,
             "cpu_us_per_msg": _per_message(cpu, merged.acked),
-            "db": _db_figures(self.db_delta, merged.acked),
+            "db": {**_db_figures(self.db_delta, merged.acked), "tables_at_end": self.table_stats},
         }
         return out
 
@@ -405,7 +425,7 @@ class Bench:
             "deliver_ms": latency_summary(merged.deliver_us),
             "cpu": cpu,
             "cpu_us_per_msg": _per_message(cpu, merged.acked),
-            "db": _db_figures(self.db_delta, merged.acked),
+            "db": {**_db_figures(self.db_delta, merged.acked), "tables_at_end": self.table_stats},
         }
 
 
@@ -480,10 +500,12 @@ def _us(per_msg: dict[str, float]) -> str:
     return "  ".join(f"{g} {v:.0f} us" for g, v in per_msg.items()) or "n/a"
 
 
-def _db(db: dict[str, float], seconds: float) -> str:
+def _db(db: dict[str, Any], seconds: float) -> str:
+    tables = db.get("tables_at_end", {})
+    dead = ", ".join(f"{name} {t['n_dead_tup']}" for name, t in tables.items() if name != "messages")
     return (
         f"db: {db['write_transactions']:.0f} write txns (~{db['write_transactions'] / seconds:.0f}/s), "
-        f"{db['msgs_per_transaction']:.1f} msgs/txn, {db['wal_bytes_per_msg']:.0f} WAL bytes/msg"
+        f"{db['msgs_per_transaction']:.1f} msgs/txn, {db['wal_bytes_per_msg']:.0f} WAL bytes/msg; dead tuples: {dead or 'n/a'}"
     )
 
 
@@ -566,6 +588,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--inflight", type=int, default=8, help="closed loop: max sends in flight per client (default 8)")
     p.add_argument("--max-client-rate", type=float, default=40.0, help="closed loop: per-client frames/s cap, under the hub's 50/s (default 40)")
     p.add_argument("--raw-rows", type=int, default=0, help="raw baseline rows (default: the open loop's message count, at least 20000)")
+    p.add_argument(
+        "--history-rows",
+        type=int,
+        default=50_000,
+        help="older messages (in other conversations) the hub finds at start, with statistics; 0: start on an empty table (default 50000)",
+    )
     p.add_argument("--raw-batch", type=int, default=256, help="raw baseline rows per transaction (default 256)")
     p.add_argument("--hub-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for the hub (e.g. BANKHUB_DB_POOL_SIZE=20)")
     p.add_argument("--profile", action="store_true", help="sample the hub with py-spy during each measured window (pip install py-spy)")
@@ -614,6 +642,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_client_rate=min(a.max_client_rate, 49.0),
         raw_rows=raw_rows,
         raw_batch=a.raw_batch,
+        history_rows=max(0, a.history_rows),
         out=a.out,
         hub_env=hub_env,
         quick=a.quick,
@@ -623,8 +652,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
+    # SIGTERM (and SIGINT, even where a shell started us with it ignored) stop the run in order
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     bench = Bench(cfg)
     try:
         results = summarize(bench.run(), cfg)

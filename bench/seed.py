@@ -9,8 +9,10 @@ pair shares one direct conversation, exactly as ``POST /v1/conversations`` would
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -18,10 +20,15 @@ from bankhub.ids import new_token, token_hash, uuid7
 
 from .model import BenchClient
 
-__all__ = ["seed_clients", "raw_insert_baseline", "db_counters"]
+__all__ = ["seed_clients", "seed_history", "source_address", "raw_insert_baseline", "db_counters", "hot_table_stats"]
 
 # Any text does: nobody signs in with a password here (sessions are seeded directly).
 _PASSWORD_HASH = "bench-no-login"
+
+
+def source_address(i: int) -> str:
+    """The ``i``-th client's own loopback source address: 127.1.1.1, 127.1.1.2, ..."""
+    return f"127.{1 + i // 62_500}.{1 + (i // 250) % 250}.{1 + i % 250}"
 
 
 async def seed_clients(dsn: str, n_clients: int) -> list[BenchClient]:
@@ -48,7 +55,7 @@ async def seed_clients(dsn: str, n_clients: int) -> list[BenchClient]:
         for user, peer in ((rm, cust), (cust, rm)):
             token = new_token()
             sessions.append((uuid.uuid4(), user, token_hash(token), expires))
-            clients.append(BenchClient(str(user), token, str(conv), str(peer)))
+            clients.append(BenchClient(str(user), token, str(conv), str(peer), source_address(len(clients))))
 
     user_cols = ["id", "username", "display_name", "role", "org_id", "rm_id", "password_hash"]
     conn = await asyncpg.connect(dsn)
@@ -71,10 +78,61 @@ async def seed_clients(dsn: str, n_clients: int) -> list[BenchClient]:
             await conn.copy_records_to_table(
                 "sessions", records=sessions, columns=["id", "user_id", "token_hash", "expires_at"]
             )
-        await conn.execute("ANALYZE")
+        await conn.execute("ANALYZE orgs, users, conversations, conversation_members, sessions")
     finally:
         await conn.close()
     return clients
+
+
+async def seed_history(dsn: str, rows: int, body_bytes: int, conversations: int = 100) -> None:
+    """``rows`` older messages in ``conversations`` filler groups the bench clients are not in.
+
+    A hub meets a ``messages`` table that already holds data and has statistics, as in
+    steady state. Against an empty table, each pooled connection caches a generic plan
+    for the hub's duplicate check that scans all of ``messages`` and keeps it until
+    autoanalyze invalidates it (see bench/README.md): that cold-start cost is real, but it
+    is not what this benchmark measures unless ``--history-rows 0`` asks for it.
+    The bodies are random bytes: nothing ever reads them.
+    """
+    if rows <= 0:
+        return
+    conn = await asyncpg.connect(dsn)
+    try:
+        org_id = await conn.fetchval("SELECT id FROM orgs WHERE code LIKE 'BENCH-%' LIMIT 1")
+        owner = uuid.uuid4()
+        convs = [uuid.uuid4() for _ in range(conversations)]
+        now = dt.datetime.now(dt.timezone.utc)
+        records: list[tuple[object, ...]] = []
+        for k in range(rows):
+            conv = convs[k % conversations]
+            seq = k // conversations + 1
+            records.append((conv, seq, uuid7(), owner, f"history-{k}", "text", os.urandom(body_bytes), None, now))
+        async with conn.transaction():
+            await conn.execute(
+                """INSERT INTO users (id, username, display_name, role, org_id, password_hash)
+                   VALUES ($1, $2, 'Bench history owner', 'staff', $3, $4)""",
+                owner,
+                f"bench-history-{owner.hex[:8]}",
+                org_id,
+                _PASSWORD_HASH,
+            )
+            await conn.copy_records_to_table(
+                "conversations",
+                # message k is seq k // n + 1 of conversation k % n
+                records=[(c, "group", "bench history", owner, rows // conversations + (i < rows % conversations)) for i, c in enumerate(convs)],
+                columns=["id", "kind", "title", "created_by", "last_seq"],
+            )
+            await conn.copy_records_to_table(
+                "conversation_members", records=[(c, owner, "owner") for c in convs], columns=["conversation_id", "user_id", "role"]
+            )
+            await conn.copy_records_to_table(
+                "messages",
+                records=records,
+                columns=["conversation_id", "seq", "id", "sender_id", "client_msg_id", "kind", "body", "body_key_id", "created_at"],
+            )
+        await conn.execute("ANALYZE messages, conversations, conversation_members, users")
+    finally:
+        await conn.close()
 
 
 _SCRATCH_DDL = """
@@ -95,7 +153,9 @@ CREATE TABLE bench_raw_messages (
 """
 
 
-async def raw_insert_baseline(dsn: str, clients: list[BenchClient], rows: int, batch: int, body: bytes) -> dict[str, float]:
+async def raw_insert_baseline(
+    dsn: str, clients: list[BenchClient], rows: int, batch: int, body: bytes, on_done: Callable[[], object] | None = None
+) -> dict[str, float]:
     """Rows/s of plain ``executemany`` inserts into a ``messages``-shaped scratch table.
 
     Same columns and the same three unique indexes as ``messages`` (no foreign keys),
@@ -124,6 +184,8 @@ async def raw_insert_baseline(dsn: str, clients: list[BenchClient], rows: int, b
             async with conn.transaction():
                 await conn.executemany(insert, records[i : i + batch])
         elapsed = time.perf_counter() - started
+        if on_done is not None:
+            on_done()  # e.g. a CPU snapshot, while this connection's backend still exists
         stored = await conn.fetchval("SELECT count(*) FROM bench_raw_messages")
         await conn.execute("DROP TABLE bench_raw_messages")
     finally:
@@ -145,5 +207,26 @@ async def db_counters(dsn: str) -> tuple[int, int]:
         )
         assert row is not None
         return int(row["xid"]), int(row["wal"])
+    finally:
+        await conn.close()
+
+
+_HOT_TABLES = ("conversations", "conversation_members", "messages")
+
+
+async def hot_table_stats(dsn: str) -> dict[str, dict[str, int]]:
+    """Churn on the tables every send touches: each message updates its conversation's row
+    (``last_seq``) and the sender's membership row (``read_seq``) — dead tuples pile up on a
+    few hot pages until (auto)vacuum or page pruning clears them. Counters lag by ~1 s.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """SELECT relname, n_live_tup, n_dead_tup, n_tup_upd, n_tup_hot_upd, autovacuum_count,
+                      pg_relation_size(relid) AS heap_bytes
+               FROM pg_stat_user_tables WHERE relname = ANY($1::text[])""",
+            list(_HOT_TABLES),
+        )
+        return {r["relname"]: {k: int(v) for k, v in dict(r).items() if k != "relname"} for r in rows}
     finally:
         await conn.close()

@@ -51,11 +51,16 @@ class CpuMeter:
     """CPU seconds used between two snapshots, per named group of processes.
 
     A group is a function returning its current pids (so Postgres backends that start
-    later are counted). A process that exits between two snapshots loses its share.
+    later are counted). A process that has exited still counts with the CPU it had at the
+    last snapshot that saw it — take snapshots often (the orchestrator does, once a
+    second) and only what a process used in its last moments is lost. That matters: the
+    hub's asyncpg pool replaces each connection, hence its Postgres backend, every 50 000
+    queries.
     """
 
     groups: dict[str, Callable[[], Iterable[int]]]
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
+    _last: dict[str, dict[int, float]] = field(default_factory=dict)  # group -> pid -> last CPU seen
 
     def _cpu(self, pid: int) -> float | None:
         proc = self._procs.get(pid)
@@ -71,12 +76,12 @@ class CpuMeter:
     def snapshot(self, every_process: bool = False) -> CpuSnapshot:
         by_group: dict[str, dict[int, float]] = {}
         for name, pids in self.groups.items():
-            seen: dict[int, float] = {}
+            last = self._last.setdefault(name, {})
             for pid in pids():
                 cpu = self._cpu(pid)
                 if cpu is not None:
-                    seen[pid] = cpu
-            by_group[name] = seen
+                    last[pid] = cpu
+            by_group[name] = dict(last)
         total = psutil.cpu_times()
         busy = float(sum(total) - total.idle - getattr(total, "iowait", 0.0) - getattr(total, "steal", 0.0))
         everyone = None
