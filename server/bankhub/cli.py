@@ -11,6 +11,8 @@ from pathlib import Path
 
 from . import cli_audit, cli_keys
 
+from . import gctune
+
 __all__ = ["main"]
 
 
@@ -63,7 +65,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             settings.tls_cert, settings.tls_key = self_signed(data_dir / "tls")
         hub = Hub(settings)
         config = uvicorn_config(hub, host=args.host, port=args.port, log_level="warning")
-        server = HubServer(config, hub)
+        gctune.tune_for_serving()
+        server = HubServer(config, hub, freeze_gc=True)
         print(_banner(args.port, bool(args.tls)), flush=True)
         try:
             server.run()
@@ -97,7 +100,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. an unreadable or group/world-readable key file
         print(f"bankhub serve: {exc}", file=sys.stderr)
         return 2
-    HubServer(uvicorn_config(hub, host=settings.host, port=settings.port, log_level=settings.log_level), hub).run()
+    gctune.tune_for_serving()
+    HubServer(uvicorn_config(hub, host=settings.host, port=settings.port, log_level=settings.log_level), hub, freeze_gc=True).run()
     return 0
 
 

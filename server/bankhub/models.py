@@ -23,7 +23,7 @@ class Role(str, enum.Enum):
 STAFF_ROLES = frozenset(r for r in Role if r is not Role.CUSTOMER)
 
 
-class User(msgspec.Struct, frozen=True):
+class User(msgspec.Struct, frozen=True, gc=False):
     id: str
     username: str
     display_name: str

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from . import logredact
+from . import gctune, logredact
 from .app import create_app
 from .gateway.transport import HubWebSocketProtocol
 from .hub import Hub
@@ -54,9 +54,15 @@ class HubServer(uvicorn.Server):
     and their answers reach the clients.
     """
 
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(self, config: uvicorn.Config, hub: Hub, *, freeze_gc: bool = False) -> None:
         super().__init__(config)
         self.hub = hub
+        self.freeze_gc = freeze_gc
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.freeze_gc:
+            gctune.freeze_startup_heap()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         try:

@@ -15,19 +15,19 @@ from .protocol.frames import Message
 __all__ = ["MessageSignal", "ReceiptSignal", "RevokeSignal", "Signal", "encode_signal", "decode_signal"]
 
 
-class MessageSignal(msgspec.Struct, tag="m", tag_field="t"):
+class MessageSignal(msgspec.Struct, tag="m", tag_field="t", gc=False):
     message: Message
     origin: str | None = None  # the connection that sent it: it already has a ``sent`` frame
 
 
-class ReceiptSignal(msgspec.Struct, tag="r", tag_field="t"):
+class ReceiptSignal(msgspec.Struct, tag="r", tag_field="t", gc=False):
     conversation_id: str
     user_id: str
     read_seq: int
     last_seq: int
 
 
-class RevokeSignal(msgspec.Struct, tag="x", tag_field="t"):
+class RevokeSignal(msgspec.Struct, tag="x", tag_field="t", gc=False):
     """Close the user's connections that belong to ``session_ids`` (all of them when None)."""
 
     user_id: str

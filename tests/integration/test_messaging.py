@@ -207,3 +207,15 @@ async def test_receiver_connected_on_two_devices_gets_each_message_once_per_devi
     assert (await second.messages(1))[0]["seq"] == 1
     # the sender's other device gets its own message too
     assert (await li_phone2.messages(1))[0]["body"]["text"] == "to all devices"
+
+
+async def test_pipelined_sends_leave_the_sender_with_nothing_unread(node: RunningNode) -> None:
+    """Several of one sender's messages in one commit batch: their read position is the highest."""
+    li, _, conv = await _pair(node)
+    ids = [await li.send_text(conv, f"p{i}") for i in range(30)]  # pipelined, not awaited one by one
+    seqs = [(await li.expect("sent", frame_id=i))["seq"] for i in ids]
+    assert sorted(seqs) == list(range(1, 31))
+    token = await login(node, "c.li")
+    async with httpx.AsyncClient(base_url=node.http_url, headers={"authorization": f"Bearer {token}"}) as http:
+        mine = next(c for c in (await http.get("/v1/conversations")).json()["conversations"] if c["id"] == conv)
+    assert (mine["read_seq"], mine["unread"]) == (30, 0)

@@ -34,7 +34,7 @@ log = logging.getLogger("bankhub.actions.messages")
 _body_encoder = msgspec.json.Encoder()
 
 
-class Pending(msgspec.Struct):
+class Pending(msgspec.Struct, gc=False):
     """A send on its way through the batcher, and the connection it came from."""
 
     new: NewMessage

@@ -94,7 +94,7 @@ class CloseCode:
 # --- message bodies ---------------------------------------------------------------
 
 
-class TextBody(Struct, tag="text", tag_field="kind", forbid_unknown_fields=True):
+class TextBody(Struct, tag="text", tag_field="kind", forbid_unknown_fields=True, gc=False):
     """A plain-text message body. Later kinds (image, voice, card) join the ``Body`` union."""
 
     text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
@@ -179,7 +179,7 @@ class Limits(Struct, forbid_unknown_fields=True):
     outbound_queue: int
 
 
-class Message(Struct, forbid_unknown_fields=True):
+class Message(Struct, forbid_unknown_fields=True, gc=False):
     """A committed message as clients see it."""
 
     conversation_id: str
@@ -204,7 +204,7 @@ class Hello(Struct, tag="hello", tag_field="type"):
     limits: Limits
 
 
-class Sent(Struct, tag="sent", tag_field="type", omit_defaults=True):
+class Sent(Struct, tag="sent", tag_field="type", omit_defaults=True, gc=False):
     """A ``send`` was committed. Never sent before the transaction committed."""
 
     id: str
@@ -216,13 +216,13 @@ class Sent(Struct, tag="sent", tag_field="type", omit_defaults=True):
     duplicate: bool = False  # true when this client_msg_id had been stored before
 
 
-class MessageEvent(Struct, tag="message", tag_field="type"):
+class MessageEvent(Struct, tag="message", tag_field="type", gc=False):
     """A message in one of my conversations (including my own, sent from another device)."""
 
     message: Message
 
 
-class Receipt(Struct, tag="receipt", tag_field="type", omit_defaults=True):
+class Receipt(Struct, tag="receipt", tag_field="type", omit_defaults=True, gc=False):
     """A member's read position moved. ``id`` is set when it answers my own ``read``."""
 
     conversation_id: str
@@ -248,7 +248,7 @@ class Synced(Struct, tag="synced", tag_field="type"):
     conversations: list[ConversationSync]
 
 
-class Error(Struct, tag="error", tag_field="type", omit_defaults=True):
+class Error(Struct, tag="error", tag_field="type", omit_defaults=True, gc=False):
     """A request failed, or a frame could not be understood. The connection stays open."""
 
     code: str
@@ -257,7 +257,7 @@ class Error(Struct, tag="error", tag_field="type", omit_defaults=True):
     retry_after_ms: int | None = None
 
 
-class Pong(Struct, tag="pong", tag_field="type", omit_defaults=True):
+class Pong(Struct, tag="pong", tag_field="type", omit_defaults=True, gc=False):
     server_time: int
     id: str | None = None
 

@@ -54,7 +54,7 @@ _READ_COLS = ", ".join(f"m.{c.strip()}" for c in _COLS.split(",")) + ", k.kek_id
 _KeyMap = dict[tuple[str, bytes], DataKey]
 
 
-class NewMessage(msgspec.Struct):
+class NewMessage(msgspec.Struct, gc=False):
     """A send waiting to be committed."""
 
     sender: User
@@ -64,7 +64,7 @@ class NewMessage(msgspec.Struct):
     body: bytes  # the body's JSON encoding
 
 
-class Appended(msgspec.Struct):
+class Appended(msgspec.Struct, gc=False):
     """The outcome of one :class:`NewMessage`, in input order.
 
     ``status`` is ``"stored"``, ``"duplicate"`` (the client_msg_id was stored before;
@@ -178,25 +178,27 @@ class MessageStore:
 
     async def _append(self, conn: Conn, batch: Sequence[NewMessage], authorize: Authorize) -> list[Appended]:
         conv_ids = sorted({uuid.UUID(n.conversation_id) for n in batch})
+        # one round trip: lock the conversations (in id order: no deadlocks between batches)
+        # and read their keys and members, one row per member
         locked = await conn.fetch(
-            """SELECT c.id, c.kind, c.last_seq, k.kek_id, k.wrapped_dek, k.shredded_at IS NOT NULL AS shredded
-               FROM conversations c LEFT JOIN conversation_keys k ON k.conversation_id = c.id
+            """SELECT c.id, c.kind, c.last_seq, k.kek_id, k.wrapped_dek, k.shredded_at IS NOT NULL AS shredded,
+                      m.user_id, m.role, m.read_seq
+               FROM conversations c
+               JOIN conversation_members m ON m.conversation_id = c.id
+               LEFT JOIN conversation_keys k ON k.conversation_id = c.id
                WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE OF c""",
             conv_ids,
         )
-        convs = {str(r["id"]): (r["kind"], r["last_seq"]) for r in locked}
-        known_keys = {
-            str(r["id"]): KeyRow(r["kek_id"], r["wrapped_dek"], r["shredded"])
-            for r in locked
-            if r["kek_id"] is not None or r["shredded"]
-        }
-        member_rows = await conn.fetch(
-            "SELECT conversation_id, user_id, role, read_seq FROM conversation_members WHERE conversation_id = ANY($1::uuid[])",
-            conv_ids,
-        )
+        convs: dict[str, tuple[str, int]] = {}
+        known_keys: dict[str, KeyRow] = {}
         members: dict[str, dict[str, Any]] = {}
-        for r in member_rows:
-            members.setdefault(str(r["conversation_id"]), {})[str(r["user_id"])] = r
+        for r in locked:
+            cid = str(r["id"])
+            if cid not in convs:
+                convs[cid] = (r["kind"], r["last_seq"])
+                if r["kek_id"] is not None or r["shredded"]:
+                    known_keys[cid] = KeyRow(r["kek_id"], r["wrapped_dek"], r["shredded"])
+            members.setdefault(cid, {})[str(r["user_id"])] = r
 
         results: list[Appended | None] = [None] * len(batch)
         allowed: list[int] = []
@@ -233,10 +235,13 @@ class MessageStore:
             allowed = still_allowed
 
         if allowed:
+            # a join from the keys, so that even a plan cached while the table was empty
+            # probes the unique index instead of scanning the table
             existing = await conn.fetch(
-                f"""SELECT {_COLS} FROM messages
-                    WHERE (conversation_id, sender_id, client_msg_id) IN (
-                        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]))""",
+                f"""SELECT {", ".join("x." + c.strip() for c in _COLS.split(","))}
+                    FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(conversation_id, sender_id, client_msg_id)
+                    JOIN messages x ON x.conversation_id = k.conversation_id AND x.sender_id = k.sender_id
+                                   AND x.client_msg_id = k.client_msg_id""",
                 [uuid.UUID(batch[i].conversation_id) for i in allowed],
                 [uuid.UUID(batch[i].sender.id) for i in allowed],
                 [batch[i].client_msg_id for i in allowed],
@@ -279,25 +284,26 @@ class MessageStore:
 
             if rows:
                 bumped = [(uuid.UUID(c), s) for c, s in next_seq.items() if s != convs[c][1]]
+                columns = list(zip(*rows, strict=True))
+                # one round trip for the three writes. Sending implies having read up to one's own
+                # message; grouped first, because UPDATE ... FROM applies only one of several
+                # matching source rows (two messages of one sender in a batch must not lower it)
                 await conn.execute(
-                    """UPDATE conversations c SET last_seq = v.last_seq
-                       FROM unnest($1::uuid[], $2::bigint[]) AS v(id, last_seq) WHERE c.id = v.id""",
+                    """WITH bump AS (
+                           UPDATE conversations c SET last_seq = v.last_seq
+                           FROM unnest($1::uuid[], $2::bigint[]) AS v(id, last_seq) WHERE c.id = v.id
+                       ), ins AS (
+                           INSERT INTO messages (conversation_id, seq, id, sender_id, client_msg_id, kind, body, body_key_id, created_at)
+                           SELECT * FROM unnest($3::uuid[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[], $8::text[],
+                                                $9::bytea[], $10::text[], $11::timestamptz[])
+                       )
+                       UPDATE conversation_members m SET read_seq = GREATEST(m.read_seq, v.seq)
+                       FROM (SELECT c, u, max(s) AS seq FROM unnest($3::uuid[], $6::uuid[], $4::bigint[]) AS t(c, u, s)
+                             GROUP BY c, u) AS v
+                       WHERE m.conversation_id = v.c AND m.user_id = v.u""",
                     [b[0] for b in bumped],
                     [b[1] for b in bumped],
-                )
-                await conn.executemany(
-                    """INSERT INTO messages (conversation_id, seq, id, sender_id, client_msg_id, kind, body, body_key_id, created_at)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-                    rows,
-                )
-                # sending implies having read everything up to one's own message
-                await conn.execute(
-                    """UPDATE conversation_members m SET read_seq = GREATEST(m.read_seq, v.seq)
-                       FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS v(conversation_id, user_id, seq)
-                       WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id""",
-                    [r[0] for r in rows],
-                    [r[3] for r in rows],
-                    [r[1] for r in rows],
+                    *[list(col) for col in columns],
                 )
         return [r for r in results if r is not None]
 
