@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from ..broker import Broker, user_channel
 from ..protocol.frames import CloseCode, Message, MessageEvent, Receipt, encode
-from ..signals import MessageSignal, ReceiptSignal, RevokeSignal, decode_signal
+from ..signals import MessageSignal, ReceiptSignal, RevokeSignal, Signal, decode_signal
 from .connection import Connection
 
 __all__ = ["ConnectionRegistry"]
@@ -29,6 +29,10 @@ class ConnectionRegistry:
         self._catch_up = catch_up
         self.by_user: dict[str, set[Connection]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # a group message arrives once per member channel with the same bytes: decode it and
+        # encode its frame once, not once per member
+        self._last_payload = b""
+        self._last: tuple[Signal, str | None] | None = None
 
     def __len__(self) -> int:
         return sum(len(c) for c in self.by_user.values())
@@ -77,13 +81,17 @@ class ConnectionRegistry:
         conns = self.by_user.get(channel[len(_PREFIX) :])
         if not conns:
             return
-        try:
-            signal = decode_signal(payload)
-        except Exception:
-            log.warning("undecodable signal on %s dropped", channel)
-            return
+        if self._last is not None and payload == self._last_payload:
+            signal, text = self._last
+        else:
+            try:
+                signal = decode_signal(payload)
+            except Exception:
+                log.warning("undecodable signal on %s dropped", channel)
+                return
+            text = encode(MessageEvent(message=signal.message)).decode() if isinstance(signal, MessageSignal) else None
+            self._last_payload, self._last = payload, (signal, text)
         if isinstance(signal, MessageSignal):
-            text = encode(MessageEvent(message=signal.message)).decode()
             for conn in list(conns):
                 conn.deliver(signal.message, text, signal.origin)
         elif isinstance(signal, ReceiptSignal):
