@@ -85,6 +85,12 @@ class Nodes:
         self.running.append(node)
         return node
 
+    async def start_pair(self, redis_url: str, cluster_key: str) -> tuple[RunningNode, RunningNode]:
+        """Two nodes, ``node-a`` and ``node-b``, linked through Redis/Valkey."""
+        a = await self.start("node-a", redis_url=redis_url, cluster_key=cluster_key)
+        b = await self.start("node-b", redis_url=redis_url, cluster_key=cluster_key)
+        return a, b
+
     async def stop_all(self) -> None:
         for node in reversed(self.running):
             if not node.task.done():

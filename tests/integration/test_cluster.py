@@ -16,8 +16,7 @@ from ..support.wsclient import RawClient
 
 
 async def test_users_on_different_nodes_chat_through_valkey(nodes: Nodes, valkey_url: str, cluster_key: str) -> None:
-    a = await nodes.start("node-a", redis_url=valkey_url, cluster_key=cluster_key)
-    b = await nodes.start("node-b", redis_url=valkey_url, cluster_key=cluster_key)
+    a, b = await nodes.start_pair(valkey_url, cluster_key)
     li_token, wang_token = await login(a, "c.li"), await login(b, "rm.wang")
     conv = await open_direct(a, li_token, "rm.wang")
     li = await RawClient.connect(a.ws_url, li_token)
@@ -37,8 +36,7 @@ async def test_users_on_different_nodes_chat_through_valkey(nodes: Nodes, valkey
 
 
 async def test_reconnecting_to_the_other_node_resumes_without_gap(nodes: Nodes, valkey_url: str, cluster_key: str) -> None:
-    a = await nodes.start("node-a", redis_url=valkey_url, cluster_key=cluster_key)
-    b = await nodes.start("node-b", redis_url=valkey_url, cluster_key=cluster_key)
+    a, b = await nodes.start_pair(valkey_url, cluster_key)
     li_token, wang_token = await login(a, "c.li"), await login(a, "rm.wang")
     conv = await open_direct(a, li_token, "rm.wang")
     li = await RawClient.connect(a.ws_url, li_token)
@@ -57,8 +55,7 @@ async def test_reconnecting_to_the_other_node_resumes_without_gap(nodes: Nodes, 
 
 
 async def test_logout_on_one_node_closes_the_socket_on_the_other(nodes: Nodes, valkey_url: str, cluster_key: str) -> None:
-    a = await nodes.start("node-a", redis_url=valkey_url, cluster_key=cluster_key)
-    b = await nodes.start("node-b", redis_url=valkey_url, cluster_key=cluster_key)
+    a, b = await nodes.start_pair(valkey_url, cluster_key)
     token = await login(a, "c.li")
     c = await RawClient.connect(b.ws_url, token)
     async with httpx.AsyncClient(base_url=a.http_url, headers={"authorization": f"Bearer {token}"}) as http:
@@ -69,8 +66,7 @@ async def test_logout_on_one_node_closes_the_socket_on_the_other(nodes: Nodes, v
 
 
 async def test_message_text_never_crosses_valkey_in_plaintext(nodes: Nodes, valkey_url: str, cluster_key: str) -> None:
-    a = await nodes.start("node-a", redis_url=valkey_url, cluster_key=cluster_key)
-    b = await nodes.start("node-b", redis_url=valkey_url, cluster_key=cluster_key)
+    a, b = await nodes.start_pair(valkey_url, cluster_key)
     li_token, wang_token = await login(a, "c.li"), await login(b, "rm.wang")
     conv = await open_direct(a, li_token, "rm.wang")
     li = await RawClient.connect(a.ws_url, li_token)

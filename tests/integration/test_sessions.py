@@ -31,12 +31,6 @@ async def _closed_with(client: RawClient, timeout: float = 2.0) -> int:
     return info.value.rcvd.code
 
 
-async def _two_nodes(nodes: Nodes, valkey_url: str, cluster_key: str) -> tuple[RunningNode, RunningNode]:
-    a = await nodes.start("node-a", redis_url=valkey_url, cluster_key=cluster_key)
-    b = await nodes.start("node-b", redis_url=valkey_url, cluster_key=cluster_key)
-    return a, b
-
-
 async def _session_id(node: RunningNode, token: str) -> str:
     async with _http(node, token) as http:
         listed = (await http.get("/v1/sessions")).json()["sessions"]
@@ -87,7 +81,7 @@ async def test_refresh_issues_a_new_token_and_kills_the_old_one(node: RunningNod
 
 
 async def test_password_change_closes_other_sessions_on_every_node(nodes: Nodes, valkey_url: str, cluster_key: str) -> None:
-    a, b = await _two_nodes(nodes, valkey_url, cluster_key)
+    a, b = await nodes.start_pair(valkey_url, cluster_key)
     current, other = await login(a, "c.li"), await login(b, "c.li")
     on_b = await RawClient.connect(b.ws_url, other)
     mine = await RawClient.connect(a.ws_url, current)
@@ -106,7 +100,7 @@ async def test_password_change_closes_other_sessions_on_every_node(nodes: Nodes,
 
 
 async def test_role_change_by_head_office_cuts_every_socket_of_the_user(nodes: Nodes, valkey_url: str, cluster_key: str) -> None:
-    a, b = await _two_nodes(nodes, valkey_url, cluster_key)
+    a, b = await nodes.start_pair(valkey_url, cluster_key)
     wang_a, wang_b = await login(a, "rm.wang"), await login(b, "rm.wang")
     sockets = [await RawClient.connect(a.ws_url, wang_a), await RawClient.connect(b.ws_url, wang_b)]
     admin = await login(a, "ho.admin")
@@ -150,7 +144,7 @@ async def test_lockout_after_repeated_failures_even_for_the_right_password(node:
 
 
 async def test_login_attempts_are_rate_limited_per_username_across_nodes(nodes: Nodes, valkey_url: str, cluster_key: str) -> None:
-    a, b = await _two_nodes(nodes, valkey_url, cluster_key)
+    a, b = await nodes.start_pair(valkey_url, cluster_key)
     user = f"nobody.{uuid.uuid4().hex[:8]}"  # unknown users never lock, so the limiter is what stops guessing
     statuses = []
     async with _http(a) as ha, _http(b) as hb:
