@@ -1,1 +1,1 @@
-"""bankhub benchmarks: ``python -m bench.run`` (see bench/README.md)."""
+"""bankhub benchmarks: ``python -m bench`` (the suite), ``python -m bench.run`` (see bench/README.md)."""

@@ -9,6 +9,10 @@ with the same clock (``time.time_ns``). A message is keyed by its ``client_msg_i
 The orchestrator drives the worker through a pipe: ``("open", OpenLoopPlan)``,
 ``("closed", ClosedLoopPlan)``, ``("stop",)``; the worker answers on a shared queue:
 ``("connected", ...)``, ``("progress", ...)`` about once a second, ``("result", PhaseResult)``.
+
+``("storm", StormPlan)`` (the suite's reconnect storm) drops every socket at once,
+reconnects and syncs; it answers ``("storm_result", StormResult)`` and reports
+``("storm_progress", worker, {...})`` once a second meanwhile.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .hubproc import raise_nofile_limit
-from .model import BenchClient, ClosedLoopPlan, OpenLoopPlan, PhaseResult
+from .model import BenchClient, ClosedLoopPlan, OpenLoopPlan, PhaseResult, StormPlan, StormResult
 
 __all__ = ["worker_main"]
 
@@ -42,10 +46,12 @@ _IDLE_LIMIT_S = 900.0  # a worker never outlives a silent orchestrator by more t
 
 class _MessageRef(msgspec.Struct):
     client_msg_id: str
+    seq: int = 0
 
 
 class _SentFrame(msgspec.Struct, tag="sent", tag_field="type"):
     id: str
+    seq: int = 0
 
 
 class _MessageFrame(msgspec.Struct, tag="message", tag_field="type"):
@@ -57,7 +63,19 @@ class _ErrorFrame(msgspec.Struct, tag="error", tag_field="type"):
     id: str | None = None
 
 
+class _SyncConversation(msgspec.Struct):
+    conversation_id: str
+    last_seq: int
+    messages: list[_MessageRef]
+
+
+class _SyncedFrame(msgspec.Struct, tag="synced", tag_field="type"):
+    id: str
+    conversations: list[_SyncConversation]
+
+
 _decoder = msgspec.json.Decoder(_SentFrame | _MessageFrame | _ErrorFrame)
+_sync_decoder = msgspec.json.Decoder(_SyncedFrame | _ErrorFrame)
 _encoder = msgspec.json.Encoder()
 
 
@@ -90,6 +108,7 @@ class _Client:
     info: BenchClient
     ws: ClientConnection
     open: bool = True
+    held: int = 0  # the highest seq seen in the client's conversation (its sync cursor)
     slots: asyncio.Semaphore | None = None  # closed loop: free in-flight slots
     reader: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -119,6 +138,7 @@ class Worker:
         self.window = _Window()
         self.errors: Counter[str] = Counter()
         self.stopping = False
+        self.storm_state: dict[str, int] | None = None  # storm progress, while one runs
 
     # --- connections ------------------------------------------------------------------
 
@@ -137,20 +157,7 @@ class Worker:
             async with gate:
                 for attempt in range(_CONNECT_TRIES):
                     try:
-                        ws = await connect(
-                            self.ws_url,
-                            subprotocols=["bankhub.v1"],  # type: ignore[list-item]
-                            additional_headers={"Authorization": f"Bearer {info.token}"},
-                            compression=None,
-                            ping_interval=None,  # the hub pings; no client-side keep-alive traffic
-                            open_timeout=15,
-                            close_timeout=2,
-                            local_addr=(info.source_ip, 0),  # passed on to loop.create_connection
-                        )
-                        hello = msgspec.json.decode(await asyncio.wait_for(ws.recv(), 10))
-                        if hello.get("type") != "hello":
-                            raise RuntimeError(f"first frame was {hello.get('type')!r}, not hello")
-                        by_index[i] = _Client(i, info, ws)
+                        by_index[i] = _Client(i, info, await self._open(info))
                         return
                     except Exception as exc:
                         failures[_reason(exc)] += 1
@@ -170,6 +177,27 @@ class Worker:
         for c in self.clients:
             c.reader = asyncio.create_task(self._read(c))
         return len(self.clients), len(self.infos) - len(self.clients), time.perf_counter() - started, dict(failures)
+
+    async def _open(self, info: BenchClient, open_timeout: float = 15.0, hello_timeout: float = 10.0) -> ClientConnection:
+        """One handshake as ``info``, from its own source address; returns after ``hello``."""
+        ws = await connect(
+            self.ws_url,
+            subprotocols=["bankhub.v1"],  # type: ignore[list-item]
+            additional_headers={"Authorization": f"Bearer {info.token}"},
+            compression=None,
+            ping_interval=None,  # the hub pings; no client-side keep-alive traffic
+            open_timeout=open_timeout,
+            close_timeout=2,
+            local_addr=(info.source_ip, 0),  # passed on to loop.create_connection
+        )
+        try:
+            hello = msgspec.json.decode(await asyncio.wait_for(ws.recv(), hello_timeout))
+            if hello.get("type") != "hello":
+                raise RuntimeError(f"first frame was {hello.get('type')!r}, not hello")
+        except BaseException:
+            ws.transport.abort()
+            raise
+        return ws
 
     async def close_all(self, timeout: float = 10.0) -> None:
         self.stopping = True
@@ -192,8 +220,12 @@ class Worker:
                 except msgspec.ValidationError:
                     continue  # hello, pong, receipt...
                 if type(frame) is _MessageFrame:
+                    if frame.message.seq > c.held:
+                        c.held = frame.message.seq
                     self._on_delivered(frame.message.client_msg_id, now)
                 elif type(frame) is _SentFrame:
+                    if frame.seq > c.held:
+                        c.held = frame.seq
                     self._on_ack(frame.id, now)
                 elif type(frame) is _ErrorFrame:
                     self._on_error(frame, now)
@@ -342,6 +374,112 @@ class Worker:
             c.slots = None
         return self._finish()
 
+    async def storm(self, plan: StormPlan) -> StormResult:
+        """Drop every socket at ``plan.drop_ns`` (TCP RST), reconnect at once, ``sync``.
+
+        Each client's handshake (with up to ``_CONNECT_TRIES`` tries, the same pauses as at
+        start-up) and its ``sync`` are timed from ``plan.drop_ns``, the same instant in
+        every worker. After its ``synced`` a client reads as before (later phases work).
+        """
+        res = StormResult(self.worker, clients=len(self.clients))
+        failures: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        state = self.storm_state = {"clients": len(self.clients), "reconnected": 0, "synced": 0, "failed": 0}
+        now = time.time_ns()
+        if plan.drop_ns > now:
+            await asyncio.sleep((plan.drop_ns - now) / _NS)
+        self.stopping = True  # the readers' ends below are not disconnects
+        readers = [c.reader for c in self.clients if c.reader is not None]
+        for t in readers:
+            t.cancel()
+        for c in self.clients:
+            c.open = False
+            c.ws.transport.abort()  # RST: the hub sees the connection reset, as on a network blip
+        await asyncio.gather(*readers, return_exceptions=True)
+        self.stopping = False
+        deadline_ns = plan.drop_ns + int(plan.timeout_s * _NS)
+        gate = asyncio.Semaphore(plan.concurrency) if plan.concurrency > 0 else None
+
+        def left() -> float:
+            return max(0.01, (deadline_ns - time.time_ns()) / _NS)
+
+        async def handshake(c: _Client) -> ClientConnection:
+            if gate is None:
+                return await self._open(c.info, open_timeout=left(), hello_timeout=left())
+            async with gate:
+                return await self._open(c.info, open_timeout=left(), hello_timeout=left())
+
+        async def one(c: _Client) -> None:
+            ws: ClientConnection | None = None
+            for attempt in range(_CONNECT_TRIES):
+                res.attempts += 1
+                try:
+                    ws = await handshake(c)
+                    break
+                except Exception as exc:
+                    failures[_reason(exc)] += 1
+                    if attempt == _CONNECT_TRIES - 1 or time.time_ns() >= deadline_ns:
+                        break
+                    await asyncio.sleep(0.25 * 2**attempt)
+            if ws is None:
+                res.failed += 1
+                state["failed"] += 1
+                return
+            t = time.time_ns()
+            res.reconnected += 1
+            state["reconnected"] += 1
+            res.hello_us.append((t - plan.drop_ns) // 1000)
+            c.ws = ws
+            c.open = True
+            since = {c.info.conversation_id: max(0, c.held - plan.behind)}
+            try:
+                for attempt in range(_CONNECT_TRIES):
+                    fid = f"s{self.worker}.{c.index}.{attempt}"
+                    await ws.send(_encoder.encode({"type": "sync", "id": fid, "since": since, "limit": plan.sync_limit}).decode())
+                    while True:
+                        raw = await asyncio.wait_for(ws.recv(), left())
+                        try:
+                            frame = _sync_decoder.decode(raw)
+                        except msgspec.ValidationError:
+                            continue  # a live frame or a receipt: not the answer
+                        if frame.id == fid:
+                            break
+                    if type(frame) is _SyncedFrame:
+                        break
+                    errors[frame.code] += 1
+                    # `unavailable` / `internal`: nothing happened, retry (as the protocol says), after a pause
+                    if frame.code not in ("unavailable", "internal") or attempt == _CONNECT_TRIES - 1:
+                        break
+                    res.sync_retries += 1
+                    await asyncio.sleep(0.25 * 2**attempt)
+                if type(frame) is _ErrorFrame:
+                    res.failed += 1
+                    state["failed"] += 1
+                else:
+                    t = time.time_ns()
+                    res.synced += 1
+                    state["synced"] += 1
+                    res.synced_us.append((t - plan.drop_ns) // 1000)
+                    res.last_synced_ns = max(res.last_synced_ns, t)
+                    for conv in frame.conversations:
+                        res.messages_returned += len(conv.messages)
+                        for m in conv.messages:
+                            c.held = max(c.held, m.seq)
+            except (ConnectionClosed, TimeoutError) as exc:
+                errors[type(exc).__name__] += 1
+                res.failed += 1
+                state["failed"] += 1
+            if c.open:
+                c.reader = asyncio.create_task(self._read(c))
+
+        try:
+            await asyncio.gather(*(one(c) for c in self.clients))
+        finally:
+            self.storm_state = None
+        res.failed_attempts = dict(failures)
+        res.errors = dict(errors)
+        return res
+
     # --- phase bookkeeping ----------------------------------------------------------------
 
     def _begin(self, phase: str, start_ns: int, warmup_s: float, duration_s: float) -> None:
@@ -409,6 +547,8 @@ async def _main(worker: int, ws_url: str, clients: list[BenchClient], commands: 
             await asyncio.sleep(1.0)
             if w.result.phase != "idle":
                 reports.put(("progress", worker, w.result.phase, time.time_ns(), w.progress()))
+            if w.storm_state is not None:
+                reports.put(("storm_progress", worker, dict(w.storm_state)))
 
     ok, failed, secs, reasons = await w.connect_all()
     reports.put(("connected", worker, ok, failed, secs, reasons))
@@ -424,6 +564,8 @@ async def _main(worker: int, ws_url: str, clients: list[BenchClient], commands: 
                 reports.put(("result", worker, await w.open_loop(cmd[1])))
             elif cmd[0] == "closed":
                 reports.put(("result", worker, await w.closed_loop(cmd[1])))
+            elif cmd[0] == "storm":
+                reports.put(("storm_result", worker, await w.storm(cmd[1])))
             elif cmd[0] == "stop":
                 break
             idle_since = time.monotonic()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["BenchClient", "OpenLoopPlan", "ClosedLoopPlan", "PhaseResult"]
+__all__ = ["BenchClient", "OpenLoopPlan", "ClosedLoopPlan", "PhaseResult", "StormPlan", "StormResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +78,38 @@ class PhaseResult:
     ack_us: list[int] = field(default_factory=list)
     lag_us: list[int] = field(default_factory=list)  # open loop: actual send time - due time
     window_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StormPlan:
+    """Reconnect storm: at ``drop_ns`` every client of the worker drops its socket (TCP RST,
+    as on a network blip), reconnects at once and sends ``sync`` with its cursor minus
+    ``behind`` (so each ``synced`` carries the last ``behind`` messages back).
+
+    ``concurrency``: handshakes in flight per worker (0: all at once, a true storm).
+    """
+
+    drop_ns: int
+    behind: int
+    concurrency: int
+    timeout_s: float
+    sync_limit: int = 100
+
+
+@dataclass(slots=True)
+class StormResult:
+    """What one worker measured in a storm. Times are microseconds after ``drop_ns``."""
+
+    worker: int
+    clients: int = 0
+    reconnected: int = 0  # handshake answered with hello
+    synced: int = 0  # got its ``synced`` answer
+    failed: int = 0  # gave up (all tries failed, or no ``synced`` before the timeout)
+    attempts: int = 0  # handshake attempts (retries included)
+    failed_attempts: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # error frames answering sync, by code
+    sync_retries: int = 0  # syncs sent again after a retryable error (``unavailable``, ``internal``)
+    messages_returned: int = 0  # messages inside the ``synced`` answers
+    hello_us: list[int] = field(default_factory=list)  # drop -> hello received
+    synced_us: list[int] = field(default_factory=list)  # drop -> synced received
+    last_synced_ns: int = 0

@@ -17,10 +17,8 @@ import json
 import multiprocessing as mp
 import os
 import queue
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
@@ -28,12 +26,13 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from .env import PgEnv
 from .hubproc import HubProcess, free_port, key_file_env, raise_nofile_limit
 from .loadgen import worker_main
 from .model import BenchClient, ClosedLoopPlan, OpenLoopPlan, PhaseResult
 from .profile import Profiler
 from .seed import db_counters, hot_table_stats, raw_insert_baseline, seed_clients, seed_history
-from .stats import CpuMeter, CpuSnapshot, latency_summary, postgres_pids
+from .stats import CpuMeter, CpuSnapshot, latency_curve, latency_summary, postgres_pids
 
 __all__ = ["main"]
 
@@ -96,20 +95,16 @@ class Bench:
     # --- lifecycle ------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        from bankhub.embedded import start_postgres
-        from bankhub.storage.migrate import migrate
-
         cfg = self.cfg
         cfg.out.mkdir(parents=True, exist_ok=True)
         nofile = raise_nofile_limit()
-        tmp = Path(tempfile.mkdtemp(prefix="bankhub-bench-"))
-        pg = None
+        log(f"bench: open-file limit {nofile}")
+        pg: PgEnv | None = None
         try:
-            log(f"bench: open-file limit {nofile}; starting embedded Postgres in {tmp}")
-            pg = start_postgres(tmp, delete_on_stop=True)
+            pg = PgEnv()
+            tmp = pg.tmp
             self.pgdata = pg.data_dir
-            dsn = self.dsn = pg.dsn()
-            asyncio.run(migrate(dsn))
+            dsn = self.dsn = pg.dsn
 
             t = time.perf_counter()
             clients = asyncio.run(seed_clients(dsn, cfg.clients))
@@ -150,12 +145,7 @@ class Bench:
                 # uvicorn re-raises SIGTERM after its graceful shutdown: -15 is a clean stop
                 log(f"bench: hub stopped (exit {code})")
             if pg is not None:
-                try:
-                    pg.stop()
-                    log("bench: Postgres stopped")
-                except Exception as exc:  # a Ctrl-C may have reached it first
-                    log(f"bench: Postgres stop: {exc!r}")
-            shutil.rmtree(tmp, ignore_errors=True)
+                pg.stop()  # and deletes its directory
 
     def _quiet_check(self, threshold: float = 10.0) -> dict[str, Any]:
         """How busy the machine is before we load it: other work skews every figure here.
@@ -229,9 +219,16 @@ class Bench:
         slowest = 0.0
         reasons: dict[str, int] = {}
         pending = len(self.workers)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         while pending:
-            msg = self._next_report(deadline)
+            try:
+                msg = self._next_report(min(deadline, time.monotonic() + 5))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+                log(f"  [connect] clients still connecting ({time.monotonic() - started:.0f}s)")
+                continue
             if msg[0] == "connected":
                 _, w, w_ok, w_failed, secs, w_reasons = msg
                 for reason, count in w_reasons.items():
@@ -377,6 +374,7 @@ class Bench:
             "errors": merged.errors,
             "disconnects": merged.disconnects,
             "deliver_ms": latency_summary(merged.deliver_us),
+            "deliver_cdf_ms": latency_curve(merged.deliver_us),
             "ack_ms": latency_summary(merged.ack_us),
             "send_lag_ms": latency_summary(merged.lag_us),
             "cpu": cpu,

@@ -20,7 +20,7 @@ from bankhub.ids import new_token, token_hash, uuid7
 
 from .model import BenchClient
 
-__all__ = ["seed_clients", "seed_history", "source_address", "raw_insert_baseline", "db_counters", "hot_table_stats"]
+__all__ = ["seed_clients", "seed_groups", "seed_history", "source_address", "raw_insert_baseline", "db_counters", "hot_table_stats"]
 
 # Any text does: nobody signs in with a password here (sessions are seeded directly).
 _PASSWORD_HASH = "bench-no-login"
@@ -82,6 +82,72 @@ async def seed_clients(dsn: str, n_clients: int) -> list[BenchClient]:
     finally:
         await conn.close()
     return clients
+
+
+async def seed_groups(dsn: str, sizes: list[int]) -> tuple[BenchClient, dict[int, tuple[str, list[BenchClient]]]]:
+    """One sender and ``max(sizes)`` members, with a group conversation per size.
+
+    The API caps groups at 500 members, so the groups are written here: conversation
+    kind ``'group'``, one ``conversation_members`` row per member (the sender is the
+    owner of each). The group of size ``n`` holds the sender and the first ``n``
+    members (a member may be in several groups). The sender is an RM; the members are
+    customers of their book, each with a live session and their own source address.
+
+    Returns ``(sender, {n: (conversation_id, members)})``; each member's
+    ``conversation_id`` is the largest group, ``peer_user_id`` the sender.
+    """
+    n_members = max(sizes)
+    org_id = uuid.uuid4()
+    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    sender_id = uuid.uuid4()
+    groups = {n: uuid.uuid4() for n in sorted(set(sizes))}
+    biggest = str(groups[n_members])
+    users: list[tuple[object, ...]] = []
+    sessions: list[tuple[object, ...]] = []
+    members: list[BenchClient] = []
+    token = new_token()
+    sessions.append((uuid.uuid4(), sender_id, token_hash(token), expires))
+    # the sender's address is outside the members' range (source_address(i) for i < n)
+    sender = BenchClient(str(sender_id), token, biggest, str(sender_id), source_address(n_members + 10))
+    for i in range(n_members):
+        uid = uuid.uuid4()
+        users.append((uid, f"bench-g-{i:06d}", f"Bench Member {i}", "customer", org_id, sender_id, _PASSWORD_HASH))
+        token = new_token()
+        sessions.append((uuid.uuid4(), uid, token_hash(token), expires))
+        members.append(BenchClient(str(uid), token, biggest, str(sender_id), source_address(i)))
+    rows: list[tuple[object, ...]] = []
+    for n, conv in groups.items():
+        rows.append((conv, sender_id, "owner"))
+        rows.extend((conv, uuid.UUID(m.user_id), "member") for m in members[:n])
+
+    user_cols = ["id", "username", "display_name", "role", "org_id", "rm_id", "password_hash"]
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO orgs (id, parent_id, kind, code, name) VALUES ($1, NULL, 'head_office', $2, 'Bench Head Office')",
+                org_id,
+                f"BENCH-{org_id.hex[:8]}",
+            )
+            await conn.execute(
+                """INSERT INTO users (id, username, display_name, role, org_id, password_hash)
+                   VALUES ($1, 'bench-sender', 'Bench Sender', 'rm', $2, $3)""",
+                sender_id,
+                org_id,
+                _PASSWORD_HASH,
+            )
+            await conn.copy_records_to_table("users", records=users, columns=user_cols)
+            await conn.copy_records_to_table(
+                "conversations",
+                records=[(conv, "group", f"bench group of {n}", sender_id) for n, conv in groups.items()],
+                columns=["id", "kind", "title", "created_by"],
+            )
+            await conn.copy_records_to_table("conversation_members", records=rows, columns=["conversation_id", "user_id", "role"])
+            await conn.copy_records_to_table("sessions", records=sessions, columns=["id", "user_id", "token_hash", "expires_at"])
+        await conn.execute("ANALYZE orgs, users, conversations, conversation_members, sessions")
+    finally:
+        await conn.close()
+    return sender, {n: (str(conv), members[:n]) for n, conv in groups.items()}
 
 
 async def seed_history(dsn: str, rows: int, body_bytes: int, conversations: int = 100) -> None:

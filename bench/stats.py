@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-__all__ = ["latency_summary", "CpuMeter", "CpuSnapshot", "postgres_pids"]
+__all__ = ["latency_summary", "latency_curve", "CpuMeter", "CpuSnapshot", "postgres_pids"]
 
 
 def latency_summary(samples_us: Sequence[int]) -> dict[str, float | int | None]:
@@ -26,6 +26,18 @@ def latency_summary(samples_us: Sequence[int]) -> dict[str, float | int | None]:
         return round(s[rank - 1] / 1000, 3)
 
     return {"n": n, "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": round(s[-1] / 1000, 3)}
+
+
+_CURVE_PCTS = [*range(0, 99), 99.0, 99.5, 99.9, 100.0]
+
+
+def latency_curve(samples_us: Sequence[int]) -> list[tuple[float, float]]:
+    """A compact CDF for plots: (percentile, milliseconds) at 0, 1, ..., 98, 99, 99.5, 99.9, 100."""
+    if not samples_us:
+        return []
+    s = sorted(samples_us)
+    n = len(s)
+    return [(q, round(s[min(n - 1, max(0, int(q / 100 * n + 0.999999) - 1))] / 1000, 3)) for q in _CURVE_PCTS]
 
 
 def postgres_pids(pgdata: Path) -> list[int]:
