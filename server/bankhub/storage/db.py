@@ -35,8 +35,27 @@ _UNAVAILABLE = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
+    # a pooled connection whose session the server ended (shutdown, terminated backend):
+    # its FATAL arrived, its close not yet, and the next statement finds the protocol
+    # still consuming that error ("cannot switch to state ...")
+    asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
+
+
+class _HubConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset query.
+
+    By default every release sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` — an extra round trip per checkout, which doubled the statements of a
+    reconnect storm. The hub leaves no session state behind: advisory locks are
+    transaction-scoped (the migrator's session lock uses its own connection), cursors live
+    inside transactions, and nothing LISTENs or SETs. asyncpg still rolls back an open
+    transaction on release.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 class StorageUnavailable(Exception):
@@ -60,6 +79,7 @@ class Database:
             min_size=self._min,
             max_size=self._max,
             command_timeout=10,
+            connection_class=_HubConnection,
             # statements are prepared per connection; JIT costs more than it saves on short OLTP queries
             server_settings={"jit": "off", "application_name": "bankhub"},
         )
