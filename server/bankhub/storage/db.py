@@ -96,11 +96,16 @@ class Database:
         return self._pool
 
     @asynccontextmanager
-    async def connection(self, name: str) -> AsyncIterator[Conn]:
-        """A pooled connection in autocommit mode, for reads and single statements."""
+    async def connection(self, name: str, *, acquire_timeout: float | None = None) -> AsyncIterator[Conn]:
+        """A pooled connection in autocommit mode, for reads and single statements.
+
+        ``acquire_timeout`` overrides how long to wait for a free connection: sends keep the
+        short default (an outage must answer ``unavailable`` within a second), while a
+        burst of reconnecting clients may rather queue a little than be refused.
+        """
         start = time.perf_counter()
         try:
-            async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            async with self.pool.acquire(timeout=acquire_timeout or self.acquire_timeout) as conn:
                 yield conn
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"{name}: {type(exc).__name__}") from exc

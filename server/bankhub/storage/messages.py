@@ -348,7 +348,7 @@ class MessageStore:
                 valid[uuid.UUID(cid)] = seq
             except ValueError:
                 continue
-        async with self.db.connection("sync_since") as conn:
+        async with self.db.connection("sync_since", acquire_timeout=5.0) as conn:
             rows = await conn.fetch(
                 f"""SELECT c.id AS cid, c.last_seq, m.read_seq, s.cursor, x.*, k.kek_id, k.wrapped_dek, k.shredded_at
                     FROM conversation_members m

@@ -56,7 +56,8 @@ class SessionStore:
         return str(session_id), expires
 
     async def active_by_token(self, token_hash: bytes) -> Session | None:
-        async with self.db.connection("session_by_token") as conn:
+        # reconnect storms: thousands of handshakes at once queue for the pool rather than fail
+        async with self.db.connection("session_by_token", acquire_timeout=5.0) as conn:
             row = await conn.fetchrow(_ACTIVE_SESSION.format(where="s.token_hash = $1"), token_hash)
         return None if row is None else Session(id=str(row["session_id"]), user=user_from_row(row), expires_at=row["expires_at"])
 
