@@ -24,6 +24,9 @@ log = logging.getLogger("bankhub.gateway")
 
 GapFiller = Callable[[str, int, int], Awaitable[list[Message]]]
 
+FILL_RETRY_MIN, FILL_RETRY_MAX = 0.05, 1.0
+"""Seconds before a gap fill is tried again while the hole stays open (doubling, capped)."""
+
 
 class Connection:
     def __init__(self, conn_id: str, ws: WebSocket, session: Session, *, queue_limit: int, fill_gap: GapFiller) -> None:
@@ -126,20 +129,27 @@ class Connection:
             held = self.cursors.get(conv) or 0
             self._spawn(self._fill(conv, held, message.seq))
 
-    async def _fill(self, conv: str, held: int, upto: int) -> None:
+    async def _fill(self, conv: str, held: int, upto: int, attempt: int = 0) -> None:
+        if attempt:
+            # the hole outlived the last attempt (storage unreachable, or behind the signal):
+            # wait before the next one rather than spin; signals meanwhile wait in _filling
+            await asyncio.sleep(min(FILL_RETRY_MAX, FILL_RETRY_MIN * 2 ** (attempt - 1)))
         try:
             fetched = await self._fill_gap(conv, held, upto)
         except Exception:
-            log.warning("gap fill failed for connection %s; client will resync", self.id, exc_info=True)
+            log.warning("gap fill failed for connection %s (attempt %d); retrying", self.id, attempt + 1, exc_info=True)
             fetched = []
         buffered = self._filling.pop(conv, [])
+        hole: list[Message] = []
         for m in sorted(fetched + buffered, key=lambda m: m.seq):
             if self.cursors.get(conv) is None or m.seq == (self.cursors.get(conv) or 0) + 1:
                 self.cursors.advance(conv, m.seq)
                 self.push(encode(MessageEvent(message=m)).decode())
             elif m.seq > (self.cursors.get(conv) or 0) + 1:
-                # still a hole (storage lagging behind the signal): go through offer() again
-                self.deliver(m, None, None)
+                hole.append(m)
+        if hole:  # still a hole: keep what follows it and try again later
+            self._filling[conv] = hole
+            self._spawn(self._fill(conv, self.cursors.get(conv) or 0, hole[-1].seq, attempt + 1))
 
     def catch_up(self, fetch: Callable[[dict[str, int]], Awaitable[list[Message]]]) -> None:
         """After a broker outage: fetch whatever came after our cursors and deliver it."""

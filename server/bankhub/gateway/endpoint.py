@@ -110,13 +110,8 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         queue_limit=limits.outbound_queue,
         fill_gap=hub.messages.range,
     )
-    try:
-        await hub.registry.add(conn)
-    except Exception:
-        log.warning("broker unavailable; refusing connection", exc_info=True)
-        await ws.close(CloseCode.INTERNAL_ERROR, "broker unavailable")
-        return
-    writer = asyncio.create_task(conn.writer(), name=f"ws-writer-{conn.id}")
+    # queued before the connection is registered: a signal that arrives while the user's
+    # channel is being subscribed is queued behind it, so hello stays the first frame
     conn.push(
         encode(
             Hello(
@@ -131,6 +126,13 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             )
         ).decode()
     )
+    try:
+        await hub.registry.add(conn)
+    except Exception:
+        log.warning("broker unavailable; refusing connection", exc_info=True)
+        await ws.close(CloseCode.INTERNAL_ERROR, "broker unavailable")
+        return
+    writer = asyncio.create_task(conn.writer(), name=f"ws-writer-{conn.id}")
     proto = ServerSession(limits)
     try:
         await _read_loop(hub, ws, conn, proto)
