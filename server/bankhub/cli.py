@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -34,6 +35,10 @@ Demo logins (password for all: {DEMO_PASSWORD}):
 
 Try it from a second terminal: see "Chat in ten lines" in README.md. Ctrl-C stops.
 """
+
+
+def _stop_dev(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -68,9 +73,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
         gctune.tune_for_serving()
         server = HubServer(config, hub, freeze_gc=True)
         print(_banner(args.port, bool(args.tls)), flush=True)
+        # uvicorn re-raises the signal that stopped it once its graceful shutdown is done; with
+        # the default SIGTERM action that would kill the process before Postgres is stopped
+        signal.signal(signal.SIGTERM, _stop_dev)
         try:
             server.run()
-        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        except KeyboardInterrupt:
             pass
         print("bankhub dev stopped", flush=True)
     finally:

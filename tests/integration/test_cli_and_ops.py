@@ -30,7 +30,7 @@ async def test_bankhub_dev_starts_seeds_once_and_prints_logins(tmp_path: Path) -
     port = _free_port()
     bankhub = Path(sys.executable).with_name("bankhub")
 
-    async def run_once() -> str:
+    async def run_once(stop_with: signal.Signals = signal.SIGINT) -> str:
         proc = await asyncio.create_subprocess_exec(
             str(bankhub), "dev", "--port", str(port), "--data-dir", str(tmp_path / "var"),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -47,7 +47,7 @@ async def test_bankhub_dev_starts_seeds_once_and_prints_logins(tmp_path: Path) -
                 r = await http.post("/v1/sessions", json={"username": "co.sun", "password": "bankhub-demo"})
                 assert r.status_code == 201 and r.json()["user"]["role"] == "compliance"
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop_with)
             out, _ = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, out.decode()
         return out.decode()
@@ -58,8 +58,18 @@ async def test_bankhub_dev_starts_seeds_once_and_prints_logins(tmp_path: Path) -
     assert f"http://127.0.0.1:{port}/openapi.json" in first and f"ws://127.0.0.1:{port}/v1/ws" in first
     for user in ("c.li", "c.zhang", "c.zhou", "rm.wang", "rm.chen", "agent.zhao", "ho.admin", "br.admin", "co.sun"):
         assert user in first
-    second = await run_once()  # same data dir: reuses the database, does not seed again
-    assert "demo data seeded" not in second and "created key file" not in second  # same keys: the data stays readable
+    second = await run_once(signal.SIGTERM)  # same data dir: reuses the database, does not seed again
+    assert "demo data seeded" not in second
+    # stopped by Ctrl-C or SIGTERM alike, it leaves no Postgres running behind it
+    import psutil
+
+    pgdata = str((tmp_path / "var" / "pg").resolve())
+    for _ in range(100):
+        left = [p for p in psutil.process_iter(["cmdline"]) if pgdata in " ".join(p.info["cmdline"] or [])]
+        if not left:
+            break
+        await asyncio.sleep(0.1)
+    assert not left, left and "created key file" not in second  # same keys: the data stays readable
 
 
 async def test_migrations_apply_once_under_concurrency_and_detect_edits(postgres: PostgresForTests, tmp_path: Path) -> None:
