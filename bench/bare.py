@@ -85,15 +85,10 @@ class BareProcess:
         raise TimeoutError(f"bare {self.mode} server not listening after {timeout}s; see {self.log_path}")
 
     def stop(self, timeout: float = 10.0) -> int | None:
+        from .hubproc import terminate  # lazy, like raise_nofile_limit: the server side stays light
+
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-            return self.proc.returncode
+            return terminate(self.proc, timeout)
         finally:
             self._log.close()
 

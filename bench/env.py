@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +19,18 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["PgEnv", "statement_counts", "statement_delta"]
+__all__ = ["PgEnv", "statement_counts", "statement_delta", "stop_on_signals"]
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGINT (even where a shell started us with it ignored) raise KeyboardInterrupt,
+    so a run stops in order: load generators, hub, then Postgres."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
 
 def _log(line: str) -> None:

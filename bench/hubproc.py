@@ -46,6 +46,18 @@ def free_port() -> int:
         return port
 
 
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """SIGTERM ``proc``, SIGKILL it if it is still there after ``timeout``; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
 class HubProcess:
     """``bankhub serve`` on 127.0.0.1:``port``; stderr goes to ``log_path``."""
 
@@ -109,13 +121,6 @@ class HubProcess:
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (uvicorn drains the hub), then SIGKILL after ``timeout``."""
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-            return self.proc.returncode
+            return terminate(self.proc, timeout)
         finally:
             self._log.close()

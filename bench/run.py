@@ -26,7 +26,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from .env import PgEnv
+from .env import PgEnv, stop_on_signals
 from .hubproc import HubProcess, free_port, key_file_env, raise_nofile_limit
 from .loadgen import worker_main
 from .model import BenchClient, ClosedLoopPlan, OpenLoopPlan, PhaseResult
@@ -650,15 +650,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    # SIGTERM (and SIGINT, even where a shell started us with it ignored) stop the run in order
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    stop_on_signals()
     bench = Bench(cfg)
     try:
         results = summarize(bench.run(), cfg)

@@ -34,7 +34,6 @@ import multiprocessing as mp
 import os
 import queue
 import re
-import signal
 import statistics
 import sys
 import time
@@ -48,7 +47,7 @@ import numpy as np
 import psutil  # type: ignore[import-untyped]
 
 from .bare import BareProcess
-from .env import PgEnv, statement_counts, statement_delta
+from .env import PgEnv, statement_counts, statement_delta, stop_on_signals
 from .fanout import bare_burst, hub_burst, receiver_main
 from .hubproc import HubProcess, free_port, key_file_env, raise_nofile_limit
 from .model import BenchClient, StormPlan, StormResult
@@ -1025,16 +1024,11 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
     )
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     from .report import write_report
 
     cfg = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    stop_on_signals()
     try:
         done = run_scenarios(cfg)
     except KeyboardInterrupt:

@@ -43,7 +43,7 @@ _UNAVAILABLE = (
 )
 
 
-class _HubConnection(asyncpg.Connection):  # type: ignore[misc]
+class _HubConnection(asyncpg.Connection):
     """A pooled connection released without asyncpg's reset query.
 
     By default every release sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
