@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -74,10 +75,16 @@ class Nodes:
         limits: SessionLimits | None = None,
         limiter: RateLimiter | None = None,
         key_provider: KeyProvider | None = None,
+        **overrides: Any,
     ) -> RunningNode:
+        """Start a node; ``overrides`` set :class:`Settings` fields (e.g. ``notice_scheduler_seconds=0.1``)."""
         settings = Settings(
             database_url=self.dsn, node_name=name, redis_url=redis_url, cluster_key=cluster_key, key_file=self.key_file
         )
+        for field_name, value in overrides.items():
+            if not hasattr(settings, field_name):
+                raise TypeError(f"Settings has no field {field_name!r}")
+            setattr(settings, field_name, value)
         broker = RedisBroker(redis_url, sealer=Sealer.from_b64(cluster_key) if cluster_key else None) if redis_url else MemoryBroker()
         if limiter is None and redis_url:
             limiter = RedisRateLimiter(redis_url)

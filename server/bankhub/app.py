@@ -17,6 +17,7 @@ from .actions.errors import ActionError
 from .gateway.endpoint import websocket_endpoint
 from .http.openapi import openapi_document
 from .http.problems import json_response, problem
+from .http.accounts import ROUTES as ACCOUNT_ROUTES
 from .http.routes import ROUTES
 from .hub import Hub
 from .storage import StorageUnavailable
@@ -74,7 +75,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
                 await hub.stop()
 
     routes: list[Route | WebSocketRoute] = [Route("/", index), Route("/openapi.json", openapi)]
-    routes += [Route(path, handler, methods=methods) for path, handler, methods in ROUTES]
+    routes += [Route(path, handler, methods=methods) for path, handler, methods in ROUTES + ACCOUNT_ROUTES]
     routes.append(WebSocketRoute("/v1/ws", websocket_endpoint))
     app = Starlette(
         routes=routes,

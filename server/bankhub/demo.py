@@ -9,9 +9,10 @@ from __future__ import annotations
 from .models import Role
 from .passwords import hash_password
 from .storage import ConversationStore, Database, UserStore
+from .storage.accounts import AccountStore
 from .storage.db import Conn
 
-__all__ = ["DEMO_PASSWORD", "DEMO_USERS", "seed_demo"]
+__all__ = ["DEMO_PASSWORD", "DEMO_USERS", "DEMO_ACCOUNTS", "seed_demo"]
 
 DEMO_PASSWORD = "bankhub-demo"
 
@@ -26,6 +27,23 @@ DEMO_USERS: list[tuple[str, str, Role, str, str | None]] = [
     ("c.li", "Li Lei", Role.CUSTOMER, "BJ", "rm.wang"),
     ("c.zhang", "Zhang Wei", Role.CUSTOMER, "BJ-HD", "rm.wang"),
     ("c.zhou", "Zhou Min", Role.CUSTOMER, "SH", "rm.chen"),
+]
+
+# customers' segment and tags (for targeted notices)
+DEMO_PROFILES: dict[str, tuple[str, list[str]]] = {
+    "c.li": ("wealth", ["card_holder", "wealth_client"]),
+    "c.zhang": ("mass", ["card_holder"]),
+    "c.zhou": ("mass", ["loan_client"]),
+}
+
+# handle, name, audience, owner org code, default for new users, description
+DEMO_ACCOUNTS: list[tuple[str, str, str, str, bool, str]] = [
+    ("bank.service", "Bank Service", "customer", "HO", True, "Service notices from head office"),
+    ("bank.cards", "Credit Cards", "customer", "HO", True, "Card offers, statements and security tips"),
+    ("bank.wealth", "Wealth Management", "customer", "HO", True, "Products, market views and events"),
+    ("bank.internal", "Internal Notices", "staff", "HO", True, "Head-office notices to all staff"),
+    ("bj.branch", "Beijing Branch", "customer", "BJ", False, "News from the Beijing branch"),
+    ("sh.branch", "Shanghai Branch", "customer", "SH", False, "News from the Shanghai branch"),
 ]
 
 
@@ -53,12 +71,40 @@ async def seed_demo(dsn: str) -> bool:
                     org_id=orgs[org],
                     password_hash=hashes[username],
                     rm_id=ids[rm] if rm else None,
+                    segment=DEMO_PROFILES.get(username, (None, []))[0],
+                    tags=DEMO_PROFILES.get(username, (None, []))[1],
                 )
                 ids[username] = user.id
+            await _seed_accounts(conn, db, orgs, ids)
         await ConversationStore(db).create_group(ids["rm.wang"], "Wang's wealth club", [ids["c.li"], ids["c.zhang"]])
         return True
     finally:
         await db.close()
+
+
+async def _seed_accounts(conn: Conn, db: Database, orgs: dict[str, str], ids: dict[str, str]) -> None:
+    """The bank's official accounts; every user follows the defaults of their audience, and
+    the demo customers their own branch's account."""
+    accounts = AccountStore(db)
+    by_handle: dict[str, str] = {}
+    for handle, name, audience, org, default, description in DEMO_ACCOUNTS:
+        account = await accounts.create(
+            handle=handle,
+            name=name,
+            description=description,
+            owner_org_id=orgs[org],
+            audience=audience,
+            is_default=default,
+            requires_approval=False,
+            created_by=ids["ho.admin"],
+            conn=conn,
+        )
+        assert account is not None
+        by_handle[handle] = account.id
+    for username, _, role, _, _ in DEMO_USERS:
+        await AccountStore.follow_defaults(conn, ids[username], role)
+    for username, handle in (("c.li", "bj.branch"), ("c.zhang", "bj.branch"), ("c.zhou", "sh.branch")):
+        await accounts.follow(by_handle[handle], ids[username], conn)
 
 
 async def _seed_orgs(users: UserStore, conn: Conn) -> dict[str, str]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from .actions.messages import Pending, commit_and_publish
 from .batching import Batcher
 from .bodies import BodyCodec
-from .broker import Broker, make_broker, user_channel
+from .broker import BROADCAST_CHANNEL, Broker, make_broker, user_channel
 from .crypto import KeyProvider, Keyring, provider_from_settings
+from .gateway.broadcast import NoticeFanout
 from .gateway.registry import ConnectionRegistry
 from .protocol.frames import CloseCode, Message
 from .protocol.session import SessionLimits
@@ -23,6 +25,7 @@ from .ratelimit import RateLimiter, make_limiter
 from .settings import NO_KEY_PROVIDER, Settings
 from .signals import RevokeSignal, encode_signal
 from .storage import Appended, ConversationStore, Database, MessageStore, SessionStore, UserStore
+from .storage.accounts import AccountStore
 from .storage.audit import AuditStore
 
 __all__ = ["Hub"]
@@ -55,7 +58,9 @@ class Hub:
         self.conversations = ConversationStore(self.db)
         self.messages = MessageStore(self.db, self.keyring, codec)
         self.session_limits = session_limits or SessionLimits()
-        self.registry = ConnectionRegistry(self.broker, self._catch_up)
+        self.accounts = AccountStore(self.db)
+        self.fanout = NoticeFanout(self.accounts.events)
+        self.registry = ConnectionRegistry(self.broker, self._catch_up, self.fanout)
         self.committer: Batcher[Pending, Appended] = Batcher(
             lambda batch: commit_and_publish(self, batch),
             max_batch=settings.commit_batch_max,
@@ -66,12 +71,18 @@ class Hub:
         self.draining = False
         self._started = False
         self._recheck: asyncio.Task[None] | None = None
+        self._notice_loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.db.open()
         await self.broker.start(self.registry.on_signal, self.registry.on_resync)
+        await self.broker.subscribe(BROADCAST_CHANNEL)
         self.committer.start()
         self._recheck = asyncio.create_task(self._recheck_loop(), name="session-recheck")
+        self._notice_loops = [
+            asyncio.create_task(self._every(self.settings.notice_scheduler_seconds, self.publish_due_notices), name="notice-scheduler"),
+            asyncio.create_task(self._every(self.settings.notice_stats_seconds, self.flush_notice_stats), name="notice-stats"),
+        ]
         self._started = True
         log.info("node %s started (broker: %s)", self.settings.node_name, self.broker.name)
 
@@ -106,7 +117,14 @@ class Hub:
         self._started = False
         if self._recheck is not None:
             self._recheck.cancel()
+        for task in self._notice_loops:
+            task.cancel()
         await self.drain()
+        self.fanout.close()
+        try:
+            await self.flush_notice_stats()
+        except Exception:
+            log.warning("online delivery counts not saved at shutdown", exc_info=True)
         await self.broker.close()
         await self.limiter.close()
         await self.db.close()
@@ -131,6 +149,32 @@ class Hub:
                 await self.recheck_sessions()
             except Exception:
                 log.warning("session re-check failed", exc_info=True)
+
+    async def publish_due_notices(self) -> int:
+        """Publish scheduled notices whose time has come (every node runs this; rows are
+        claimed with SKIP LOCKED, so each notice goes out once)."""
+        from .actions.accounts import publish_due
+
+        return await publish_due(self)
+
+    async def flush_notice_stats(self) -> None:
+        """Add this node's online notice deliveries to storage: one statement per flush."""
+        counts = self.fanout.take_delivered()
+        try:
+            await self.accounts.add_delivered(counts)
+        except Exception:
+            self.fanout.give_back(counts)  # kept for the next flush
+            raise
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            if self.draining:
+                return
+            try:
+                await job()
+            except Exception:
+                log.warning("%s failed; retrying in %.1f s", getattr(job, "__name__", "job"), seconds, exc_info=True)
 
     async def _catch_up(self, user_id: str, cursors: dict[str, int]) -> list[Message]:
         synced = await self.messages.since(user_id, cursors, self.session_limits.max_sync_limit)

@@ -7,7 +7,7 @@ import enum
 
 import msgspec
 
-__all__ = ["Role", "STAFF_ROLES", "User", "Session", "Membership", "ConversationSummary"]
+__all__ = ["Role", "STAFF_ROLES", "User", "Session", "Membership", "ConversationSummary", "OfficialAccount"]
 
 
 class Role(str, enum.Enum):
@@ -31,12 +31,16 @@ class User(msgspec.Struct, frozen=True, gc=False):
     org_id: str
     rm_id: str | None = None
     disabled: bool = False
+    segment: str | None = None  # customer segment (e.g. "wealth"), for targeting
+    tags: tuple[str, ...] = ()  # customer tags, for targeting
 
 
 class Session(msgspec.Struct, frozen=True):
     id: str
     user: User
     expires_at: dt.datetime
+    follows: tuple[str, ...] = ()  # official accounts followed when the session was loaded
+    org_path: tuple[str, ...] = ()  # the user's org and its ancestors, nearest first
 
 
 class Membership(msgspec.Struct, frozen=True):
@@ -59,3 +63,18 @@ class ConversationSummary(msgspec.Struct):
     unread: int
     members: list[str]
     last_message_ts: int | None = None
+
+
+class OfficialAccount(msgspec.Struct, frozen=True):
+    """An official account: the facts the policy decides on, and what followers see."""
+
+    id: str
+    handle: str
+    name: str
+    description: str
+    owner_org_id: str
+    audience: str  # "customer" (anyone may follow) or "staff" (staff only)
+    is_default: bool
+    requires_approval: bool
+    last_seq: int
+    owner_org_path: tuple[str, ...] = ()  # the owner org and its ancestors, nearest first

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .models import STAFF_ROLES, Membership, Role, User
+from .models import STAFF_ROLES, Membership, OfficialAccount, Role, User
 
 __all__ = [
     "Decision",
@@ -26,6 +26,15 @@ __all__ = [
     "may_reassign_customer",
     "may_read_privileged",
     "PRIVILEGED_READ_REASONS",
+    "may_create_account",
+    "may_view_account",
+    "may_follow_account",
+    "may_unfollow_account",
+    "may_read_notices",
+    "may_manage_account",
+    "may_decide_notice",
+    "may_target",
+    "may_create_user",
 ]
 
 
@@ -163,3 +172,110 @@ def may_read_privileged(actor: User, reason: str) -> Decision:
 def may_read_conversation_list(actor: User) -> Decision:
     """List or sync one's own conversations (the query itself only returns one's own)."""
     return _active(actor) or ALLOW
+
+
+# --- official accounts ---------------------------------------------------------------
+
+_NO_ACCOUNT = Decision(False, "not_found", "no such account")
+
+
+def _administers(actor: User, org_path: Sequence[str]) -> bool:
+    """Head office administers every org; a branch admin their own subtree."""
+    if actor.role is Role.HEAD_OFFICE_ADMIN:
+        return True
+    return actor.role is Role.BRANCH_ADMIN and actor.org_id in org_path
+
+
+def may_create_account(actor: User, owner_org_path: Sequence[str]) -> Decision:
+    """Head-office admins create accounts for any org; branch admins for their own subtree."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role not in (Role.HEAD_OFFICE_ADMIN, Role.BRANCH_ADMIN):
+        return Decision(False, "forbidden", "only administrators create official accounts")
+    if not _administers(actor, owner_org_path):
+        return Decision(False, "forbidden", "branch admins create accounts for their own branch only")
+    return ALLOW
+
+
+def may_view_account(actor: User, account: OfficialAccount, actor_org_path: Sequence[str]) -> Decision:
+    """Who may find and see an account: staff-only accounts are invisible to customers, a
+    branch's account to people outside that branch (its administrators and head office
+    always see it)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if account.audience == "staff" and actor.role is Role.CUSTOMER:
+        return _NO_ACCOUNT
+    if _administers(actor, account.owner_org_path):
+        return ALLOW
+    if account.owner_org_id not in actor_org_path:
+        return _NO_ACCOUNT
+    return ALLOW
+
+
+def may_follow_account(actor: User, account: OfficialAccount, actor_org_path: Sequence[str]) -> Decision:
+    """Anyone who may see an account may follow it."""
+    return may_view_account(actor, account, actor_org_path)
+
+
+def may_unfollow_account(actor: User, account: OfficialAccount) -> Decision:
+    """Internal notices are part of the job: staff cannot unfollow a default staff account."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if account.audience == "staff" and account.is_default and actor.role is not Role.CUSTOMER:
+        return Decision(False, "forbidden", "staff cannot unfollow the bank's internal notice account")
+    return ALLOW
+
+
+def may_read_notices(actor: User, following: bool) -> Decision:
+    """An account's notices, read position and unread count: its followers (the storage
+    query itself returns only the notices that target the reader)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    return ALLOW if following else Decision(False, "not_found", "you do not follow this account")
+
+
+def may_manage_account(actor: User, account: OfficialAccount) -> Decision:
+    """Publish, recall, see the outbox and the figures: head-office admins for every
+    account, branch admins for the accounts of their own subtree."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role not in (Role.HEAD_OFFICE_ADMIN, Role.BRANCH_ADMIN):
+        return Decision(False, "forbidden", "only administrators publish notices")
+    if not _administers(actor, account.owner_org_path):
+        return Decision(False, "forbidden", "this account belongs to another branch")
+    return ALLOW
+
+
+def may_decide_notice(actor: User, account: OfficialAccount, author_id: str) -> Decision:
+    """Maker-checker: a second administrator of the account approves or rejects, never the author."""
+    if (denied := may_manage_account(actor, account)).allowed is False:
+        return denied
+    if actor.id == author_id:
+        return Decision(False, "forbidden", "a notice needs a second administrator's approval, not its author's")
+    return ALLOW
+
+
+def may_target(account: OfficialAccount, target_org_paths: Sequence[Sequence[str]], staff_only: bool) -> Decision:
+    """A branch account speaks to its own region: every targeted org must lie in the owner's
+    subtree. A staff account speaks to staff only."""
+    owned_by_branch = len(account.owner_org_path) > 1
+    if owned_by_branch and any(account.owner_org_id not in path for path in target_org_paths):
+        return Decision(False, "forbidden", "a branch account can target its own branch's subtree only")
+    if account.audience == "staff" and not staff_only:
+        return Decision(False, "invalid_request", "notices of a staff account are staff-only")
+    return ALLOW
+
+
+def may_create_user(actor: User, role: Role, org_path: Sequence[str]) -> Decision:
+    """Head office creates any user; a branch admin non-administrative users in their subtree."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is Role.HEAD_OFFICE_ADMIN:
+        return ALLOW
+    if actor.role is Role.BRANCH_ADMIN:
+        if actor.org_id not in org_path:
+            return Decision(False, "forbidden", "branch admins create users in their own branch only")
+        if role not in _BRANCH_GRANTABLE:
+            return Decision(False, "forbidden", "branch admins cannot create administrators")
+        return ALLOW
+    return Decision(False, "forbidden", "only administrators create users")

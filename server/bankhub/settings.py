@@ -33,6 +33,10 @@ class Settings:
     session_ttl_hours: float = 12.0
     ws_ticket_ttl_seconds: int = 30
     session_recheck_seconds: float = 30.0
+    # official accounts: how often each node looks for scheduled notices that are due, and
+    # adds its online delivery counts to storage
+    notice_scheduler_seconds: float = 1.0
+    notice_stats_seconds: float = 2.0
     allowed_origins: tuple[str, ...] = ()
     db_pool_size: int = 10
     commit_batch_max: int = 256
@@ -63,6 +67,7 @@ class Settings:
         s.commit_writers = int(_env("COMMIT_WRITERS", str(s.commit_writers)) or s.commit_writers)
         s.key_file = _env("KEY_FILE")
         s.key_provider = _env("KEY_PROVIDER")
+        s.notice_scheduler_seconds = float(_env("NOTICE_SCHEDULER_SECONDS", str(s.notice_scheduler_seconds)) or 1.0)
         return s
 
     def validate(self) -> None:

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import msgspec
 
-from .protocol.frames import Message
+from .protocol.frames import Message, Notice
+from .targeting import Target
 
-__all__ = ["MessageSignal", "ReceiptSignal", "RevokeSignal", "Signal", "encode_signal", "decode_signal"]
+__all__ = [
+    "MessageSignal",
+    "ReceiptSignal",
+    "RevokeSignal",
+    "NoticeSignal",
+    "FollowSignal",
+    "AccountReadSignal",
+    "Signal",
+    "encode_signal",
+    "decode_signal",
+]
 
 
 class MessageSignal(msgspec.Struct, tag="m", tag_field="t", gc=False):
@@ -35,7 +46,37 @@ class RevokeSignal(msgspec.Struct, tag="x", tag_field="t", gc=False):
     reason: str
 
 
-Signal = MessageSignal | ReceiptSignal | RevokeSignal
+class NoticeSignal(msgspec.Struct, tag="n", tag_field="t", gc=False):
+    """An official-account event, on the broadcast channel: one per event, every node.
+
+    ``event_seq`` is the event's place in the account stream: equal to ``notice.seq`` for
+    a publication, the recall's own seq for a recall (then ``notice.recalled`` is true).
+    Each node delivers it to its own connected followers that ``target`` selects.
+    """
+
+    event_seq: int
+    notice: Notice
+    target: Target
+
+
+class FollowSignal(msgspec.Struct, tag="f", tag_field="t", gc=False):
+    """The user followed (``following``) or unfollowed an account: nodes update their index."""
+
+    user_id: str
+    account_id: str
+    following: bool
+
+
+class AccountReadSignal(msgspec.Struct, tag="a", tag_field="t", gc=False):
+    """The user's read position in an account moved: their other devices update unread."""
+
+    user_id: str
+    account_id: str
+    read_seq: int
+    unread: int
+
+
+Signal = MessageSignal | ReceiptSignal | RevokeSignal | NoticeSignal | FollowSignal | AccountReadSignal
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Signal)

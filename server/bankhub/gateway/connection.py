@@ -35,6 +35,11 @@ class Connection:
         self.session = session
         self.user = session.user
         self.cursors = DeliveryCursors()
+        # official accounts: followed accounts (kept current by follow signals), the user's
+        # org path for targeting, and the last account event seq handed to this client
+        self.follows: set[str] = set(session.follows)
+        self.org_path = session.org_path
+        self.notice_seen: dict[str, int] = {}
         self._queue: deque[str] = deque()
         self._limit = queue_limit
         self._wake = asyncio.Event()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket
 
+from ..actions import accounts as account_actions
 from ..actions import messages as message_actions
 from ..actions import sessions as session_actions
 from ..actions.errors import ActionError
@@ -38,6 +39,7 @@ from ..protocol.frames import (
     Ping,
     Pong,
     Read,
+    ReadNotices,
     Send,
     ServerFrame,
     Sync,
@@ -182,7 +184,15 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
                     conn.cursors.set(c.conversation_id, held)
             for cid, seq in frame.since.items():
                 conn.cursors.set(cid, seq)
-            reply = Synced(id=frame.id, conversations=convs)
+            # one more query only for users who follow official accounts
+            accounts = await account_actions.sync(hub, conn.user, frame.accounts, frame.limit) if conn.follows else []
+            for acc in accounts:
+                seen = conn.notice_seen
+                if acc.cursor > seen.get(acc.account_id, 0):
+                    seen[acc.account_id] = acc.cursor
+            reply = Synced(id=frame.id, conversations=convs, accounts=accounts)
+        elif isinstance(frame, ReadNotices):
+            reply = await account_actions.read(hub, conn.user, frame.account_id, frame.seq, frame.id)
         else:  # pragma: no cover - the session only accepts the frames above
             reply = Error(code=ErrorCode.UNKNOWN_TYPE, message="unsupported frame", id=frame_id)
     except ActionError as exc:

@@ -11,9 +11,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..broker import Broker, user_channel
-from ..protocol.frames import CloseCode, Message, MessageEvent, Receipt, encode
-from ..signals import MessageSignal, ReceiptSignal, RevokeSignal, Signal, decode_signal
+from ..broker import BROADCAST_CHANNEL, Broker, user_channel
+from ..protocol.frames import AccountReceipt, CloseCode, Message, MessageEvent, Receipt, encode
+from ..signals import (
+    AccountReadSignal,
+    FollowSignal,
+    MessageSignal,
+    NoticeSignal,
+    ReceiptSignal,
+    RevokeSignal,
+    Signal,
+    decode_signal,
+)
+from .broadcast import NoticeFanout
 from .connection import Connection
 
 __all__ = ["ConnectionRegistry"]
@@ -24,9 +34,15 @@ _PREFIX = user_channel("")
 
 
 class ConnectionRegistry:
-    def __init__(self, broker: Broker, catch_up: Callable[[str, dict[str, int]], Awaitable[list[Message]]]) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        catch_up: Callable[[str, dict[str, int]], Awaitable[list[Message]]],
+        fanout: NoticeFanout | None = None,
+    ) -> None:
         self.broker = broker
         self._catch_up = catch_up
+        self.fanout = fanout
         self.by_user: dict[str, set[Connection]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # a group message arrives once per member channel with the same bytes: decode it and
@@ -48,11 +64,15 @@ class ConnectionRegistry:
             conns = self.by_user.setdefault(uid, set())
             first = not conns
             conns.add(conn)
+            if self.fanout is not None:
+                self.fanout.add(conn)
             if first:
                 try:
                     await self.broker.subscribe(user_channel(uid))
                 except BaseException:
                     conns.discard(conn)
+                    if self.fanout is not None:
+                        self.fanout.remove(conn)
                     if not conns:
                         del self.by_user[uid]
                     raise
@@ -65,6 +85,8 @@ class ConnectionRegistry:
             if conns is None or conn not in conns:
                 return
             conns.discard(conn)
+            if self.fanout is not None:
+                self.fanout.remove(conn)
             if not conns:
                 del self.by_user[uid]
                 self._locks.pop(uid, None)
@@ -76,6 +98,9 @@ class ConnectionRegistry:
     # --- broker callbacks (plain functions: must not block) ----------------------------
 
     def on_signal(self, channel: str, payload: bytes) -> None:
+        if channel == BROADCAST_CHANNEL:
+            self._on_broadcast(payload)
+            return
         if not channel.startswith(_PREFIX):
             return
         conns = self.by_user.get(channel[len(_PREFIX) :])
@@ -108,9 +133,28 @@ class ConnectionRegistry:
             for conn in list(conns):
                 if signal.session_ids is None or conn.session.id in signal.session_ids:
                     conn.close(CloseCode.POLICY_VIOLATION, signal.reason)
+        elif isinstance(signal, FollowSignal):
+            if self.fanout is not None:
+                for conn in list(conns):
+                    self.fanout.follow(conn, signal.account_id, signal.following)
+        elif isinstance(signal, AccountReadSignal):
+            text = encode(AccountReceipt(account_id=signal.account_id, read_seq=signal.read_seq, unread=signal.unread)).decode()
+            for conn in list(conns):
+                conn.push(text)
+
+    def _on_broadcast(self, payload: bytes) -> None:
+        try:
+            signal = decode_signal(payload)
+        except Exception:
+            log.warning("undecodable broadcast signal dropped")
+            return
+        if isinstance(signal, NoticeSignal) and self.fanout is not None:
+            self.fanout.on_signal(signal)
 
     def on_resync(self) -> None:
         """The broker was away: every connection catches up from storage."""
+        if self.fanout is not None:
+            self.fanout.resync()
         for conn in self.connections():
             uid = conn.user.id
             conn.catch_up(lambda cursors, uid=uid: self._catch_up(uid, cursors))  # type: ignore[misc]

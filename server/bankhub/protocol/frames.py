@@ -46,6 +46,16 @@ __all__ = [
     "CloseCode",
     "encode",
     "MAX_TEXT_CHARS",
+    "AccountId",
+    "TextNotice",
+    "ArticleNotice",
+    "NoticeBody",
+    "Notice",
+    "ReadNotices",
+    "NoticeEvent",
+    "NoticeRecalled",
+    "AccountReceipt",
+    "AccountSync",
 ]
 
 PROTOCOL_VERSION = 1
@@ -62,6 +72,7 @@ ClientMsgId = Annotated[
     ),
 ]
 Seq = Annotated[int, Meta(ge=0, le=2**62)]
+AccountId = Annotated[str, Meta(min_length=1, max_length=64, description="An official account id")]
 MAX_TEXT_CHARS = 4000
 
 
@@ -154,6 +165,9 @@ class Sync(Struct, tag="sync", tag_field="type", forbid_unknown_fields=True):
     id: FrameId
     since: dict[ConversationId, Seq] = {}
     limit: Annotated[int, Meta(ge=1, le=500)] = 100
+    # official accounts I follow: the last account event seq I hold (my ``cursor``). An
+    # account not listed is read from my read position, i.e. its unread notices.
+    accounts: dict[AccountId, Seq] = {}
 
 
 class Ping(Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
@@ -162,7 +176,15 @@ class Ping(Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
     id: FrameId | None = None
 
 
-ClientFrame = Send | Read | Sync | Ping
+class ReadNotices(Struct, tag="read_notices", tag_field="type", forbid_unknown_fields=True):
+    """Move my read position in an official account up to ``seq``. Answered by ``account_receipt``."""
+
+    id: FrameId
+    account_id: AccountId
+    seq: Seq
+
+
+ClientFrame = Send | Read | Sync | Ping | ReadNotices
 
 
 # --- server frames ----------------------------------------------------------------
@@ -242,10 +264,12 @@ class ConversationSync(Struct):
 
 
 class Synced(Struct, tag="synced", tag_field="type"):
-    """Answer to ``sync``: missed messages per conversation, in seq order, no gaps."""
+    """Answer to ``sync``: missed messages per conversation, in seq order, no gaps;
+    missed notices and recalls per followed official account."""
 
     id: str
     conversations: list[ConversationSync]
+    accounts: list[AccountSync] = []
 
 
 class Error(Struct, tag="error", tag_field="type", omit_defaults=True, gc=False):
@@ -262,7 +286,94 @@ class Pong(Struct, tag="pong", tag_field="type", omit_defaults=True, gc=False):
     id: str | None = None
 
 
-ServerFrame = Hello | Sent | MessageEvent | Receipt | Synced | Error | Pong
+# --- official accounts -------------------------------------------------------------
+
+
+class TextNotice(Struct, tag="text", tag_field="kind", forbid_unknown_fields=True, gc=False):
+    """A plain-text notice."""
+
+    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+HttpsUrl = Annotated[str, Meta(max_length=2048, pattern=r"^(https://|bankhub://)[^\s]+$")]
+
+
+class ArticleNotice(Struct, tag="article", tag_field="kind", forbid_unknown_fields=True, gc=False):
+    """A rich notice shown as a card: title, summary, body, optional image and action link.
+
+    Links are ``https://`` or the app's own ``bankhub://`` deep links, nothing else.
+    """
+
+    title: Annotated[str, Meta(min_length=1, max_length=120)]
+    summary: Annotated[str, Meta(max_length=500)] = ""
+    body: Annotated[str, Meta(max_length=20000)] = ""
+    image_url: HttpsUrl | None = None
+    action_url: HttpsUrl | None = None
+    action_label: Annotated[str, Meta(max_length=40)] | None = None
+
+
+NoticeBody = TextNotice | ArticleNotice
+
+
+class Notice(Struct, omit_defaults=True, gc=False):
+    """A published notice of an official account, as a follower sees it.
+
+    ``seq`` is its place in the account's event stream. A recalled notice keeps its place
+    but carries no body (``recalled`` is true): followers see it withdrawn.
+    """
+
+    account_id: str
+    notice_id: str
+    seq: int
+    ts: int
+    body: NoticeBody | None = None
+    recalled: bool = False
+    recalled_ts: int | None = None
+
+
+class NoticeEvent(Struct, tag="notice", tag_field="type", gc=False):
+    """A notice was published in an account I follow, for me."""
+
+    notice: Notice
+
+
+class NoticeRecalled(Struct, tag="notice_recalled", tag_field="type", gc=False):
+    """A notice I may hold was withdrawn: hide its body. ``event_seq`` is the recall's own
+    place in the account stream (advance the account cursor to it)."""
+
+    account_id: str
+    notice_id: str
+    seq: int
+    event_seq: int
+    ts: int
+
+
+class AccountReceipt(Struct, tag="account_receipt", tag_field="type", omit_defaults=True, gc=False):
+    """My read position in an account moved (``id`` set when it answers my ``read_notices``)."""
+
+    account_id: str
+    read_seq: int
+    unread: int
+    id: str | None = None
+
+
+class AccountSync(Struct):
+    """One followed account in ``synced``: the notices and recalls for me in
+    ``(since, cursor]``. Hold ``cursor`` as the account's position; ``has_more`` means
+    sync again from it."""
+
+    account_id: str
+    last_seq: int
+    read_seq: int
+    unread: int
+    cursor: int
+    notices: list[Notice]
+    has_more: bool
+
+
+ServerFrame = (
+    Hello | Sent | MessageEvent | Receipt | Synced | Error | Pong | NoticeEvent | NoticeRecalled | AccountReceipt
+)
 
 _encoder = msgspec.json.Encoder()
 

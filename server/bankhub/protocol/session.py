@@ -16,6 +16,7 @@ tests drive time explicitly.
 from __future__ import annotations
 
 import time
+import typing
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,14 +97,14 @@ class TokenBucket:
 
 
 _decoder = msgspec.json.Decoder(ClientFrame)
-_CLIENT_TYPES = frozenset({"send", "read", "sync", "ping"})
+_CLIENT_TYPES = frozenset(t.__struct_config__.tag for t in typing.get_args(ClientFrame))
 
 
 def _peek(data: bytes) -> tuple[str | None, object]:
     """Best-effort read of ``id`` and ``type`` from a frame that failed validation."""
     try:
         obj = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # a JSON string may hold invalid UTF-8
         return None, None
     if not isinstance(obj, dict):
         return None, None

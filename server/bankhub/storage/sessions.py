@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import msgspec
 
@@ -28,10 +29,25 @@ class SessionInfo(msgspec.Struct):
     ip: str | None
 
 _ACTIVE_SESSION = """
-    SELECT s.id AS session_id, s.expires_at, u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled
+    SELECT s.id AS session_id, s.expires_at, u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled,
+           u.segment, u.tags, ARRAY(SELECT f.account_id::text FROM account_follows f WHERE f.user_id = u.id) AS follows,
+           ARRAY(WITH RECURSIVE up(id, parent_id, depth) AS (
+                     SELECT o.id, o.parent_id, 0 FROM orgs o WHERE o.id = u.org_id
+                     UNION ALL SELECT o.id, o.parent_id, up.depth + 1 FROM orgs o JOIN up ON o.id = up.parent_id)
+                 SELECT id::text FROM up ORDER BY depth) AS org_path
     FROM sessions s JOIN users u ON u.id = s.user_id
     WHERE {where} AND s.revoked_at IS NULL AND s.expires_at > now() AND NOT u.disabled
 """
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        id=str(row["session_id"]),
+        user=user_from_row(row),
+        expires_at=row["expires_at"],
+        follows=tuple(row["follows"]),
+        org_path=tuple(row["org_path"]),
+    )
 
 
 class SessionStore:
@@ -59,7 +75,7 @@ class SessionStore:
         # reconnect storms: thousands of handshakes at once queue for the pool rather than fail
         async with self.db.connection("session_by_token", acquire_timeout=5.0) as conn:
             row = await conn.fetchrow(_ACTIVE_SESSION.format(where="s.token_hash = $1"), token_hash)
-        return None if row is None else Session(id=str(row["session_id"]), user=user_from_row(row), expires_at=row["expires_at"])
+        return None if row is None else _session(row)
 
     async def revoke(self, session_id: str, reason: str = "revoked") -> bool:
         async with self.db.connection("session_revoke") as conn:
@@ -138,4 +154,4 @@ class SessionStore:
             if session_id is None:
                 return None
             row = await conn.fetchrow(_ACTIVE_SESSION.format(where="s.id = $1"), session_id)
-        return None if row is None else Session(id=str(row["session_id"]), user=user_from_row(row), expires_at=row["expires_at"])
+        return None if row is None else _session(row)

@@ -20,7 +20,7 @@ class Credentials(msgspec.Struct, frozen=True):
     locked: bool
 
 
-_USER_COLS = "id, username, display_name, role, org_id, rm_id, disabled"
+_USER_COLS = "id, username, display_name, role, org_id, rm_id, disabled, segment, tags"
 
 
 def user_from_row(row: Any) -> User:
@@ -32,6 +32,8 @@ def user_from_row(row: Any) -> User:
         org_id=str(row["org_id"]),
         rm_id=str(row["rm_id"]) if row["rm_id"] is not None else None,
         disabled=row["disabled"],
+        segment=row["segment"],
+        tags=tuple(row["tags"]),
     )
 
 
@@ -61,10 +63,12 @@ class UserStore:
         org_id: str,
         password_hash: str,
         rm_id: str | None = None,
+        segment: str | None = None,
+        tags: Sequence[str] = (),
     ) -> User:
         row = await conn.fetchrow(
-            f"""INSERT INTO users (id, username, display_name, role, org_id, rm_id, password_hash)
-                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_USER_COLS}""",
+            f"""INSERT INTO users (id, username, display_name, role, org_id, rm_id, password_hash, segment, tags)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_USER_COLS}""",
             uuid.uuid4(),
             username,
             display_name,
@@ -72,6 +76,8 @@ class UserStore:
             uuid.UUID(org_id),
             uuid.UUID(rm_id) if rm_id else None,
             password_hash,
+            segment,
+            list(tags),
         )
         return user_from_row(row)
 

@@ -1,0 +1,389 @@
+"""HTTP handlers for official accounts, notices and user creation (thin: decode, act, encode)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..actions import accounts as account_actions
+from ..actions import users as user_actions
+from ..models import OfficialAccount
+from ..protocol.frames import AccountId, Notice, NoticeBody, Seq
+from ..storage.accounts import NoticeRecord, NoticeStats
+from ..targeting import Target
+from .auth import require_session
+from .problems import json_response
+from .routes import Handler, _body, _client_ip, _hub, _int_param, _user_json
+
+__all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths"]
+
+Tag = msgspec.Meta(min_length=1, max_length=32)
+
+
+class AccountBody(msgspec.Struct, forbid_unknown_fields=True):
+    handle: str
+    name: str
+    audience: str = "customer"
+    description: str = ""
+    owner_org: str | None = None  # org code; default: my own org
+    is_default: bool = False
+    requires_approval: bool = False
+
+
+class TargetBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Who a notice is for; every dimension given must match (see docs/official-accounts.md)."""
+
+    org_codes: list[str] | None = None
+    tags: list[str] | None = None
+    segments: list[str] | None = None
+    staff_only: bool = False
+
+
+class NoticeInBody(msgspec.Struct, forbid_unknown_fields=True):
+    body: NoticeBody
+    target: TargetBody | None = None
+    scheduled_at: dt.datetime | None = None
+
+
+class RecallBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str
+
+
+class ReadBody(msgspec.Struct, forbid_unknown_fields=True):
+    seq: Seq
+
+
+class UserBody(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    display_name: str
+    role: str
+    org: str  # org code
+    password: str
+    rm: str | None = None
+    segment: str | None = None
+    tags: list[str] | None = None
+
+
+class AccountOut(msgspec.Struct):
+    id: AccountId
+    handle: str
+    name: str
+    description: str
+    audience: str
+    is_default: bool
+    requires_approval: bool
+    following: bool | None = None
+
+
+class FollowedOut(msgspec.Struct):
+    account: AccountOut
+    last_seq: int
+    read_seq: int
+    unread: int
+
+
+class AccountList(msgspec.Struct):
+    accounts: list[AccountOut]
+
+
+class FollowedList(msgspec.Struct):
+    accounts: list[FollowedOut]
+
+
+class NoticePage(msgspec.Struct):
+    notices: list[Notice]
+    has_more: bool
+
+
+class NoticeOut(msgspec.Struct):
+    """A notice as its administrators see it: workflow state, audience, figures."""
+
+    id: str
+    account_id: str
+    status: str
+    body: NoticeBody
+    target: Target
+    author_id: str
+    created_at: dt.datetime
+    seq: int | None
+    approved_by: str | None
+    rejected_by: str | None
+    scheduled_at: dt.datetime | None
+    published_at: dt.datetime | None
+    recall_seq: int | None
+    recalled_at: dt.datetime | None
+    recalled_by: str | None
+    recall_reason: str | None
+    delivered_online: int
+
+
+class NoticeList(msgspec.Struct):
+    notices: list[NoticeOut]
+
+
+class StatsOut(msgspec.Struct):
+    notice: NoticeOut
+    stats: NoticeStats
+
+
+class AccountReadOut(msgspec.Struct):
+    account_id: str
+    read_seq: int
+    unread: int
+
+
+class CreatedUserOut(msgspec.Struct):
+    user: dict[str, Any]
+    followed_accounts: list[str]
+
+
+def _account_out(a: OfficialAccount, following: bool | None = None) -> AccountOut:
+    return AccountOut(
+        id=a.id,
+        handle=a.handle,
+        name=a.name,
+        description=a.description,
+        audience=a.audience,
+        is_default=a.is_default,
+        requires_approval=a.requires_approval,
+        following=following,
+    )
+
+
+def _notice_out(rec: NoticeRecord) -> NoticeOut:
+    return NoticeOut(**msgspec.structs.asdict(rec))
+
+
+async def search_accounts(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    found = await account_actions.search(hub, session.user, request.query_params.get("q", ""))
+    mine = {f.account.id for f in await account_actions.following(hub, session.user)}
+    return json_response(AccountList(accounts=[_account_out(a, a.id in mine) for a in found]))
+
+
+async def my_accounts(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    followed = await account_actions.following(hub, session.user)
+    return json_response(
+        FollowedList(
+            accounts=[
+                FollowedOut(account=_account_out(f.account, True), last_seq=f.account.last_seq, read_seq=f.read_seq, unread=f.unread)
+                for f in followed
+            ]
+        )
+    )
+
+
+async def create_account(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: AccountBody = await _body(request, AccountBody)
+    account = await account_actions.create_account(
+        hub,
+        session.user,
+        handle=body.handle,
+        name=body.name,
+        description=body.description,
+        owner_org_code=body.owner_org,
+        audience=body.audience,
+        is_default=body.is_default,
+        requires_approval=body.requires_approval,
+        ip=_client_ip(request),
+    )
+    return json_response(_account_out(account), 201)
+
+
+async def get_account(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    account = await account_actions.visible_account(hub, session.user, request.path_params["account_id"])
+    following = await hub.accounts.follow_state(account.id, session.user.id) is not None
+    return json_response(_account_out(account, following))
+
+
+async def follow(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    account = await account_actions.follow(hub, session.user, request.path_params["account_id"])
+    return json_response(_account_out(account, True))
+
+
+async def unfollow(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    await account_actions.unfollow(hub, session.user, request.path_params["account_id"])
+    return Response(status_code=204)
+
+
+async def account_notices(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    limit = min(_int_param(request, "limit", 50) or 50, 200)
+    page = await account_actions.history(
+        hub, session.user, request.path_params["account_id"], _int_param(request, "before_seq", None), limit + 1
+    )
+    return json_response(NoticePage(notices=page[:limit], has_more=len(page) > limit))
+
+
+async def read_account(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: ReadBody = await _body(request, ReadBody)
+    receipt = await account_actions.read(hub, session.user, request.path_params["account_id"], body.seq)
+    return json_response(AccountReadOut(account_id=receipt.account_id, read_seq=receipt.read_seq, unread=receipt.unread))
+
+
+async def publish_notice(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: NoticeInBody = await _body(request, NoticeInBody)
+    t = body.target or TargetBody()
+    rec = await account_actions.publish(
+        hub,
+        session.user,
+        request.path_params["account_id"],
+        body.body,
+        org_codes=t.org_codes,
+        target=Target(tags=t.tags, segments=t.segments, staff_only=t.staff_only),
+        scheduled_at=body.scheduled_at,
+        ip=_client_ip(request),
+    )
+    return json_response(_notice_out(rec), 201)
+
+
+async def account_outbox(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    limit = min(_int_param(request, "limit", 50) or 50, 200)
+    recs = await account_actions.outbox(
+        hub, session.user, request.path_params["account_id"], request.query_params.get("status") or None, limit
+    )
+    return json_response(NoticeList(notices=[_notice_out(r) for r in recs]))
+
+
+async def approve_notice(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    rec = await account_actions.approve(hub, session.user, request.path_params["notice_id"], ip=_client_ip(request))
+    return json_response(_notice_out(rec))
+
+
+async def reject_notice(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    rec = await account_actions.reject(hub, session.user, request.path_params["notice_id"], ip=_client_ip(request))
+    return json_response(_notice_out(rec))
+
+
+async def recall_notice(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: RecallBody = await _body(request, RecallBody)
+    rec = await account_actions.recall(hub, session.user, request.path_params["notice_id"], body.reason, ip=_client_ip(request))
+    return json_response(_notice_out(rec))
+
+
+async def notice_stats(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    rec, figures = await account_actions.stats(hub, session.user, request.path_params["notice_id"])
+    return json_response(StatsOut(notice=_notice_out(rec), stats=figures))
+
+
+async def create_user(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: UserBody = await _body(request, UserBody)
+    user, followed = await user_actions.create_user(
+        hub,
+        session.user,
+        username=body.username,
+        display_name=body.display_name,
+        role=body.role,
+        org_code=body.org,
+        password=body.password,
+        rm=body.rm,
+        segment=body.segment,
+        tags=body.tags,
+        ip=_client_ip(request),
+    )
+    return json_response(CreatedUserOut(user=_user_json(user), followed_accounts=followed), 201)
+
+
+ROUTES: list[tuple[str, Handler, list[str]]] = [
+    ("/v1/users", create_user, ["POST"]),
+    ("/v1/accounts", search_accounts, ["GET"]),
+    ("/v1/accounts", create_account, ["POST"]),
+    ("/v1/me/accounts", my_accounts, ["GET"]),
+    ("/v1/accounts/{account_id}", get_account, ["GET"]),
+    ("/v1/accounts/{account_id}/follow", follow, ["PUT"]),
+    ("/v1/accounts/{account_id}/follow", unfollow, ["DELETE"]),
+    ("/v1/accounts/{account_id}/notices", account_notices, ["GET"]),
+    ("/v1/accounts/{account_id}/notices", publish_notice, ["POST"]),
+    ("/v1/accounts/{account_id}/read", read_account, ["PUT"]),
+    ("/v1/accounts/{account_id}/outbox", account_outbox, ["GET"]),
+    ("/v1/notices/{notice_id}/approve", approve_notice, ["POST"]),
+    ("/v1/notices/{notice_id}/reject", reject_notice, ["POST"]),
+    ("/v1/notices/{notice_id}/recall", recall_notice, ["POST"]),
+    ("/v1/notices/{notice_id}/stats", notice_stats, ["GET"]),
+]
+
+OPENAPI_TYPES: list[Any] = [
+    AccountBody,
+    NoticeInBody,
+    RecallBody,
+    ReadBody,
+    UserBody,
+    AccountOut,
+    AccountList,
+    FollowedList,
+    NoticePage,
+    NoticeOut,
+    NoticeList,
+    StatsOut,
+    AccountReadOut,
+    CreatedUserOut,
+]
+
+
+def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
+    """The OpenAPI paths of this module (``op`` and ``ref`` are openapi.py's builders)."""
+    return {
+        "/v1/users": {
+            "post": op("Create a user (administrators); they follow the default accounts", 201, "CreatedUserOut", body=ref("UserBody"), extra=(400, 403, 409))
+        },
+        "/v1/accounts": {
+            "get": op("Official accounts I may follow (?q= searches handle and name)", 200, "AccountList"),
+            "post": op("Create an official account (administrators)", 201, "AccountOut", body=ref("AccountBody"), extra=(400, 403, 409)),
+        },
+        "/v1/me/accounts": {"get": op("The accounts I follow, with exact unread counts", 200, "FollowedList")},
+        "/v1/accounts/{account_id}": {"get": op("One account", 200, "AccountOut", extra=(404,))},
+        "/v1/accounts/{account_id}/follow": {
+            "put": op("Follow (idempotent)", 200, "AccountOut", extra=(404,)),
+            "delete": op("Unfollow", 204, None, extra=(403, 404)),
+        },
+        "/v1/accounts/{account_id}/notices": {
+            "get": op("Notices for me, newest first (?before_seq=&limit=)", 200, "NoticePage", extra=(404,)),
+            "post": op(
+                "Publish a notice: now, scheduled, or pending a second administrator's approval",
+                201,
+                "NoticeOut",
+                body=ref("NoticeInBody"),
+                extra=(400, 403, 404),
+            ),
+        },
+        "/v1/accounts/{account_id}/read": {"put": op("Move my read position", 200, "AccountReadOut", body=ref("ReadBody"), extra=(404,))},
+        "/v1/accounts/{account_id}/outbox": {"get": op("An account's notices for its administrators (?status=)", 200, "NoticeList", extra=(403, 404))},
+        "/v1/notices/{notice_id}/approve": {"post": op("Approve a pending notice (not its author)", 200, "NoticeOut", extra=(403, 404, 409))},
+        "/v1/notices/{notice_id}/reject": {"post": op("Reject a pending notice (not its author)", 200, "NoticeOut", extra=(403, 404, 409))},
+        "/v1/notices/{notice_id}/recall": {
+            "post": op("Recall a published notice; followers see it withdrawn", 200, "NoticeOut", body=ref("RecallBody"), extra=(403, 404, 409))
+        },
+        "/v1/notices/{notice_id}/stats": {"get": op("Delivered-online and read figures", 200, "StatsOut", extra=(403, 404))},
+    }
