@@ -437,3 +437,51 @@ async def test_notices_reach_followers_on_every_node(nodes: Nodes, valkey_url: s
         for c in (li_a, li_b, zhou_b):
             await c.close()
         await ho.close()
+
+
+async def test_storage_and_gateway_apply_the_same_targeting_rule(node: RunningNode) -> None:
+    """Every combination of the targeting dimensions, published for real: the notices each
+    demo user gets from storage (history, unread) are exactly those bankhub.targeting selects."""
+    from bankhub.actions import accounts as account_actions
+    from bankhub.protocol.frames import TextNotice
+    from bankhub.targeting import Target, matches
+
+    hub = node.hub
+    ho = await hub.users.by_username("ho.admin")
+    assert ho is not None
+    service = next(a for a in await hub.accounts.search("bank.service", 5) if a.handle == "bank.service")
+    users = [await hub.users.by_username(n) for n in ("c.li", "c.zhang", "c.zhou", "rm.wang", "agent.zhao")]
+    for u in users[3:]:
+        assert u is not None
+        await hub.accounts.follow(service.id, u.id)
+    orgs = await hub.accounts.org_ids_by_code(["HO", "BJ", "BJ-HD", "SH"])
+    targets = [
+        (codes, Target(tags=tags, segments=segments, staff_only=staff))
+        for codes in (None, ["BJ"], ["BJ-HD"], ["SH"], ["HO"], ["BJ-HD", "SH"])
+        for tags in (None, ["card_holder"], ["wealth_client", "loan_client"])
+        for segments in (None, ["mass"], ["wealth"])
+        for staff in (False, True)
+    ]
+    published: list[tuple[int, Target]] = []
+    for i, (codes, target) in enumerate(targets):
+        rec = await account_actions.publish(hub, ho, service.id, TextNotice(f"n{i}"), org_codes=codes, target=target)
+        assert rec.seq is not None
+        published.append((rec.seq, Target(org_ids=[orgs[c] for c in codes] if codes else None, tags=target.tags, segments=target.segments, staff_only=target.staff_only)))
+    for user in users:
+        assert user is not None
+        path = await hub.accounts.org_path(user.org_id)
+        expected = {seq for seq, target in published if matches(target, user, path)}
+        got = {n.seq for n in await hub.accounts.history(service.id, user.id, None, 500)}
+        assert got == expected, user.username
+        unread = next(f.unread for f in await hub.accounts.following(user.id) if f.account.id == service.id)
+        assert unread == len(expected)
+        assert 0 < len(expected) < len(published)
+    # the publisher's figures count the same audience (computed from the org subtree side)
+    paths = {u.id: await hub.accounts.org_path(u.org_id) for u in users if u is not None}
+    by_seq = {n.seq: n.notice_id for n in await hub.accounts.history(service.id, users[3].id, None, 500)}
+    by_seq.update({n.seq: n.notice_id for n in await hub.accounts.history(service.id, users[0].id, None, 500)})
+    for seq, target in published:
+        if seq in by_seq:
+            figures = await hub.accounts.stats(by_seq[seq])
+            assert figures is not None
+            assert figures.targeted_followers == sum(matches(target, u, paths[u.id]) for u in users if u is not None)

@@ -44,3 +44,27 @@ def test_quick_start_has_exactly_the_two_commands_and_ci_runs_the_second() -> No
     assert "bankhub dev" in commands[0] and "pytest" in commands[1]
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1] in ci
+
+
+async def test_readme_official_account_snippet_publishes_to_beijing_only(node: RunningNode) -> None:
+    import json
+
+    import httpx
+
+    text = README.read_text()
+    section = text[text.index("### Official accounts") :]
+    match = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert match, "README has no official-account snippet"
+    script = match.group(1).replace("localhost:8000", f"127.0.0.1:{node.port}")
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-euo", "pipefail", "-c", script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    notice = json.loads(out.decode().strip().splitlines()[-1])
+    assert notice["status"] == "published" and notice["body"]["text"] == "Beijing branches close at 15:00 on Friday"
+    async with httpx.AsyncClient(base_url=node.http_url) as http:
+        for user, expected in (("c.li", 1), ("c.zhou", 0)):
+            token = (await http.post("/v1/sessions", json={"username": user, "password": "bankhub-demo"})).json()["token"]
+            page = await http.get(f"/v1/accounts/{notice['account_id']}/notices", headers={"authorization": f"Bearer {token}"})
+            assert len(page.json()["notices"]) == expected, user

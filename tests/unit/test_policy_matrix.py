@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from bankhub import policy
-from bankhub.models import Membership, Role, User
+from bankhub.models import Membership, OfficialAccount, Role, User
 
 HO, BJ, HD, SH = "org-ho", "org-bj", "org-hd", "org-sh"
 ANCESTRY = {HO: [HO], BJ: [BJ, HO], HD: [HD, BJ, HO], SH: [SH, HO]}
@@ -36,6 +36,18 @@ ACTORS = {
     "head_office_admin": User("hoadmin", "ho.admin", "HO admin", Role.HEAD_OFFICE_ADMIN, HO),
     "compliance": User("sun", "co.sun", "Sun", Role.COMPLIANCE, HO),
 }
+
+
+
+
+def _account(handle: str, owner: str, audience: str = "customer", default: bool = False) -> OfficialAccount:
+    return OfficialAccount(handle, handle, handle, "", owner, audience, default, False, 0, tuple(ANCESTRY[owner]))
+
+
+SERVICE = _account("bank.service", HO, default=True)
+INTERNAL = _account("bank.internal", HO, "staff", default=True)
+BJ_ACCOUNT = _account("bj.branch", BJ)
+SH_ACCOUNT = _account("sh.branch", SH)
 
 
 def _member(actor: User) -> Membership:
@@ -73,6 +85,22 @@ ACTIONS: dict[str, Cell] = {
     ),
     "compliance:privileged read with a reason": lambda a: policy.may_read_privileged(a, "fraud_investigation"),
     "compliance:privileged read without a reason": lambda a: policy.may_read_privileged(a, ""),
+    "account:create for BJ": lambda a: policy.may_create_account(a, ANCESTRY[BJ]),
+    "account:create for SH": lambda a: policy.may_create_account(a, ANCESTRY[SH]),
+    "account:view/follow bank.service": lambda a: policy.may_follow_account(a, SERVICE, ANCESTRY[a.org_id]),
+    "account:view bank.internal (staff)": lambda a: policy.may_view_account(a, INTERNAL, ANCESTRY[a.org_id]),
+    "account:view SH branch account": lambda a: policy.may_view_account(a, SH_ACCOUNT, ANCESTRY[a.org_id]),
+    "account:unfollow bank.service": lambda a: policy.may_unfollow_account(a, SERVICE),
+    "account:unfollow bank.internal": lambda a: policy.may_unfollow_account(a, INTERNAL),
+    "account:read notices, following": lambda a: policy.may_read_notices(a, True),
+    "account:read notices, not following": lambda a: policy.may_read_notices(a, False),
+    "account:publish on BJ account": lambda a: policy.may_manage_account(a, BJ_ACCOUNT),
+    "account:publish on SH account": lambda a: policy.may_manage_account(a, SH_ACCOUNT),
+    "notice:approve own (BJ account)": lambda a: policy.may_decide_notice(a, BJ_ACCOUNT, a.id),
+    "notice:approve another's (BJ account)": lambda a: policy.may_decide_notice(a, BJ_ACCOUNT, "someone"),
+    "user:create customer in HD": lambda a: policy.may_create_user(a, Role.CUSTOMER, ANCESTRY[HD]),
+    "user:create customer in SH": lambda a: policy.may_create_user(a, Role.CUSTOMER, ANCESTRY[SH]),
+    "user:create branch_admin in BJ": lambda a: policy.may_create_user(a, Role.BRANCH_ADMIN, ANCESTRY[BJ]),
 }
 
 A, F, N, I = "allow", "forbidden", "not_found", "invalid_request"
@@ -99,7 +127,35 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "customer:reassign c.zhang (HD) -> rm.chen (SH)": (F, F, F, F, N, A, F),
     "compliance:privileged read with a reason":      (F, F, F, F, F, F, A),
     "compliance:privileged read without a reason":   (F, F, F, F, F, F, I),
+    "account:create for BJ":                     (F, F, F, F, A, A, F),
+    "account:create for SH":                     (F, F, F, F, F, A, F),
+    "account:view/follow bank.service":          (A, A, A, A, A, A, A),
+    "account:view bank.internal (staff)":        (N, A, A, A, A, A, A),
+    "account:view SH branch account":            (N, N, N, N, N, A, N),
+    "account:unfollow bank.service":             (A, A, A, A, A, A, A),
+    "account:unfollow bank.internal":            (A, F, F, F, F, F, F),
+    "account:read notices, following":           (A, A, A, A, A, A, A),
+    "account:read notices, not following":       (N, N, N, N, N, N, N),
+    "account:publish on BJ account":             (F, F, F, F, A, A, F),
+    "account:publish on SH account":             (F, F, F, F, F, A, F),
+    "notice:approve own (BJ account)":           (F, F, F, F, F, F, F),
+    "notice:approve another's (BJ account)":     (F, F, F, F, A, A, F),
+    "user:create customer in HD":                (F, F, F, F, A, A, F),
+    "user:create customer in SH":                (F, F, F, F, F, A, F),
+    "user:create branch_admin in BJ":            (F, F, F, F, F, A, F),
 }  # fmt: skip
+
+
+def test_targeting_of_branch_and_staff_accounts() -> None:
+    """A branch account may target its own subtree only; a staff account staff only."""
+    assert policy.may_target(BJ_ACCOUNT, [ANCESTRY[HD]], False).allowed
+    assert policy.may_target(BJ_ACCOUNT, [ANCESTRY[BJ], ANCESTRY[HD]], False).allowed
+    assert policy.may_target(BJ_ACCOUNT, [ANCESTRY[SH]], False).code == "forbidden"
+    assert policy.may_target(BJ_ACCOUNT, [ANCESTRY[HO]], False).code == "forbidden"
+    assert policy.may_target(SERVICE, [ANCESTRY[SH]], False).allowed
+    assert policy.may_target(SERVICE, [], False).allowed
+    assert policy.may_target(INTERNAL, [], False).code == "invalid_request"
+    assert policy.may_target(INTERNAL, [], True).allowed
 
 ROLES = list(ACTORS)
 CELLS = [(action, role, EXPECTED[action][i]) for action in ACTIONS for i, role in enumerate(ROLES)]
