@@ -9,9 +9,10 @@ request a ``websockets`` client sends: subprotocol ``bankhub.v1``,
 ``Authorization: Bearer``, no compression; from its own 127.x source address), then
 only splits the byte stream into frames (server frames are unmasked: a 2–10 byte
 header and a length), counts the text frames that start with ``{"type":"message"``
-and notes the arrival time (``time.time_ns()`` once per read) of the *k*-th one. It
-answers pings (the servers ping every 20 s) and close frames; nothing else is parsed.
-Both servers get exactly the same receivers.
+(or another prefix: the official-account fan-out counts ``{"type":"notice"``) and notes
+the arrival time (``time.time_ns()`` once per read) of the *k*-th one. It answers pings
+(the servers ping every 20 s) and close frames; nothing else is parsed. Both servers
+get exactly the same receivers.
 
 The orchestrator drives a receiver process through a pipe: ``("arm", k, timeout_s)``
 (forget counts; expect ``k`` messages on every connection), ``("stop",)``; the process
@@ -54,7 +55,7 @@ class _Refused(Exception):
 class _Receiver(asyncio.Protocol):
     """One receiving connection: upgrade, then frame counting (see the module docstring)."""
 
-    __slots__ = ("pool", "slot", "request", "transport", "buf", "opened", "upgraded", "count", "closed")
+    __slots__ = ("pool", "slot", "request", "transport", "buf", "opened", "upgraded", "count", "closed", "prefix")
 
     def __init__(self, pool: _Pool, slot: int, request: bytes) -> None:
         self.pool = pool
@@ -66,6 +67,7 @@ class _Receiver(asyncio.Protocol):
         self.upgraded = False
         self.count = 0
         self.closed = False
+        self.prefix = pool.prefix
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -118,7 +120,7 @@ class _Receiver(asyncio.Protocol):
                 break
             op = buf[pos] & 0x0F
             if op == 1:
-                if buf.startswith(_MESSAGE, start):
+                if buf.startswith(self.prefix, start):
                     if not now:
                         now = time.time_ns()
                     self.count += 1
@@ -144,8 +146,9 @@ class _Receiver(asyncio.Protocol):
 class _Pool:
     """A process's receivers and what they counted since the last ``arm``."""
 
-    def __init__(self, worker: int, port: int, path: str, infos: list[BenchClient]) -> None:
+    def __init__(self, worker: int, port: int, path: str, infos: list[BenchClient], prefix: bytes = _MESSAGE) -> None:
         self.worker = worker
+        self.prefix = prefix
         self.port = port
         self.path = path
         self.infos = infos
@@ -253,8 +256,10 @@ class _Pool:
                 rec.transport.close()
 
 
-async def _main(worker: int, port: int, path: str, infos: list[BenchClient], commands: Connection, reports: Queue[Any]) -> None:
-    pool = _Pool(worker, port, path, infos)
+async def _main(
+    worker: int, port: int, path: str, infos: list[BenchClient], commands: Connection, reports: Queue[Any], prefix: bytes
+) -> None:
+    pool = _Pool(worker, port, path, infos, prefix)
     loop = asyncio.get_running_loop()
     parent = os.getppid()
     ok, failed, secs, reasons = await pool.connect_all()
@@ -284,13 +289,15 @@ async def _main(worker: int, port: int, path: str, infos: list[BenchClient], com
         await asyncio.sleep(0.5)  # let the close frames go out
 
 
-def receiver_main(worker: int, port: int, path: str, infos: list[BenchClient], commands: Connection, reports: Queue[Any]) -> None:
-    """Entry point of a receiver process (multiprocessing, spawn)."""
+def receiver_main(
+    worker: int, port: int, path: str, infos: list[BenchClient], commands: Connection, reports: Queue[Any], prefix: bytes = _MESSAGE
+) -> None:
+    """Entry point of a receiver process (multiprocessing, spawn); counts text frames starting with ``prefix``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise_nofile_limit()
     import uvloop
 
-    uvloop.run(_main(worker, port, path, infos, commands, reports))
+    uvloop.run(_main(worker, port, path, infos, commands, reports, prefix))
 
 
 # --- the senders (run in the orchestrator) ------------------------------------------------------

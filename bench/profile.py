@@ -23,12 +23,18 @@ _COUNT = re.compile(r"^(.*) (\d+)$")
 
 # Where a hub sample belongs: the first rule whose marker is on the stack wins.
 CATEGORIES: list[tuple[str, str]] = [
+    # official-account notices: the node's fan-out runs inside the publishing request (in-process broker)
+    ("notice fan-out: NoticeFanout._deliver (encode once, queue per follower)", "NoticeFanout._deliver"),
+    ("notice publish request: publish_notice (auth, SQL, audit)", "publish_notice"),
     ("commit: append_batch transaction (SQL + row building)", "MessageStore.append_batch"),
     ("fan-out after commit: publish -> registry -> connection queues", "commit_and_publish"),
     ("group-commit batcher bookkeeping", "Batcher._run"),
     ("WebSocket writes: Connection.writer -> send_text", "Connection.writer"),
     ("WebSocket reads: _read_loop (receive, ServerSession.receive)", "_read_loop"),
-    ("request handling: _handle -> send -> submit", "_handle"),
+    # "_handle (" and not "_handle": Starlette's sender frame lives in _exception_handler.py
+    ("request handling: _handle -> send -> submit", "_handle ("),
+    # py-spy sometimes loses the outer frames of a task's stack: a write is a write
+    ("WebSocket writes: Connection.writer -> send_text", "WebSocketsSansIOProtocol.send"),
     ("WebSocket protocol callbacks (data_received, frame parsing)", "data_received"),
     ("connection set-up / teardown (websocket_endpoint)", "websocket_endpoint"),
 ]

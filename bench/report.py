@@ -26,7 +26,7 @@ __all__ = ["write_report"]
 
 HUB = "#1f5fa8"
 BARE = "#9a9a9a"
-ORDER = ("fanout", "latency", "memory", "durable", "storm")
+ORDER = ("fanout", "latency", "memory", "durable", "storm", "publish", "broadcast", "alerts")
 
 
 def _load(out: Path) -> dict[str, dict[str, Any]]:
@@ -60,7 +60,9 @@ def _label_bars(ax: Any, bars: Any, fmt: str = "{:,.0f}") -> None:
 
 
 def plot_bars(r: dict[str, dict[str, Any]], path: Path) -> bool:
-    panels = [n for n in ORDER if n in r]
+    from .accounts import current_broadcast
+
+    panels = [n for n in ORDER if n in r and (n != "broadcast" or current_broadcast(r[n]))]
     if not panels:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
@@ -108,6 +110,29 @@ def plot_bars(r: dict[str, dict[str, Any]], path: Path) -> bool:
             ax.axhline(5.0, color="#c0392b", lw=0.8, ls="--", label="target (all)")
             ax.set_xticks([0, 1, 2], ["p50", "p99", "all"])
             ax.set_title(f"storm: s from drop to synced ({s['clients']} clients)", fontsize=9)
+        elif name == "publish":
+            small, large = s["sizes"][str(s["small"])], s["sizes"][str(s["large"])]
+            hb = ax.bar([-0.2, 0.8], [small["publish_ms"]["p50"] or 0, small["publish_ms"]["p99"] or 0], 0.4, color=BARE, label=f"{s['small']:,} followers")
+            bb = ax.bar([0.2, 1.2], [large["publish_ms"]["p50"] or 0, large["publish_ms"]["p99"] or 0], 0.4, color=HUB, label=f"{s['large']:,} followers")
+            _label_bars(ax, hb, "{:.1f}")
+            _label_bars(ax, bb, "{:.1f}")
+            ax.set_xticks([0, 1], ["p50", "p99"])
+            ax.set_title(f"publish a notice, ms (mean ratio {s['ratio_mean']})", fontsize=9)
+        elif name == "broadcast":
+            hb = ax.bar([0, 1], [s["hub"]["deliveries_per_s"], s["hub_one_by_one"]["deliveries_per_s"]], 0.5, color=HUB, label="hub")
+            bb = ax.bar([2], [s["bare"]["deliveries_per_s"]], 0.5, color=BARE, label="bare broadcast()")
+            _label_bars(ax, hb)
+            _label_bars(ax, bb)
+            ax.axhline(0.8 * s["bare"]["deliveries_per_s"], color="#c0392b", lw=0.8, ls="--", label="0.8 x bare")
+            ax.set_xticks([0, 1, 2], [f"hub, {s['publish_inflight']} in flight\n{s['ratio']}", f"hub, 1 by 1\n{s['ratio_one_by_one']}", "bare"])
+            ax.set_title(f"notice deliveries/s to {s['followers']:,} online followers", fontsize=9)
+        elif name == "alerts":
+            d = s["latency"]["api_to_device_ms"]
+            hb = ax.bar([0, 1], [d["p50"] or 0, d["p99"] or 0], 0.5, color=HUB, label=f"{s['latency']['rate']:g} alerts/s")
+            _label_bars(ax, hb, "{:.1f}")
+            ax.axhline(1000.0, color="#c0392b", lw=0.8, ls="--", label="target p99")
+            ax.set_xticks([0, 1], ["p50", "p99"])
+            ax.set_title(f"alerts: API -> device ms ({s['single']['alerts_per_s']:,.0f}/s accepted)", fontsize=9)
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
@@ -375,6 +400,12 @@ def write_report(out: Path) -> Path:
         if plot_storm_cdf(s, out / "storm_cdf.png"):
             lines += ["", "![reconnect storm](storm_cdf.png)", ""]
 
+    from .accounts import report_sections
+
+    lines += report_sections(r, _cpu_table, _interference, _when)
+    from .alerts import report_sections as alert_sections
+
+    lines += alert_sections(r, _cpu_table, _interference, _when)
     missing = [n for n in ORDER if n not in r]
     if missing:
         lines += ["", f"_Not run yet: {', '.join(missing)}._"]

@@ -16,6 +16,12 @@ Scenarios (see bench/README.md for every figure):
   durable  bench.run's closed loop, durable msg/s vs raw batched asyncpg inserts  target ratio >= 0.3
   storm    5000 clients drop at once, reconnect and ``sync``: time until all resynced and
            Postgres statements per reconnect (pg_stat_statements)   targets <= 5 s, <= 1 query
+  publish  official accounts: POST a notice over HTTP to an account with 1,000 followers and
+           one with 1,000,000 (bench/accounts.py)         target mean(1M) / mean(1k) <= 1.2
+  broadcast  official accounts: N notices to 5000 connected followers, deliveries/s,
+           hub vs a bare ``websockets`` server using ``broadcast()``          target ratio >= 0.8
+  alerts   transactional alerts: alerts/s accepted through the signed API (single and batch),
+           API-to-device latency at a fixed rate (bench/alerts.py)     target p99 <= 1 s, none lost
 
 Every scenario starts its own embedded Postgres (fresh, seeded by SQL) and its own
 ``bankhub serve``; the bare servers run in their own processes (bench/bare.py). Each
@@ -59,7 +65,7 @@ from .stats import CpuMeter, latency_curve, latency_summary, postgres_pids
 
 __all__ = ["main", "SCENARIOS"]
 
-SCENARIOS = ("fanout", "latency", "durable", "memory", "storm")
+SCENARIOS = ("fanout", "latency", "durable", "memory", "storm", "publish", "broadcast", "alerts")
 TARGETS = {
     "fanout_ratio_min": 0.8,
     "latency_p99_ms_max": TARGET_P99_DELIVER_MS,
@@ -67,6 +73,9 @@ TARGETS = {
     "durable_ratio_min": TARGET_DURABLE_RATIO,
     "storm_resync_s_max": 5.0,
     "storm_queries_per_reconnect_max": 1.0,
+    "publish_ratio_max": 1.2,
+    "broadcast_ratio_min": 0.8,
+    "alerts_p99_ms_max": 1000.0,
 }
 _NS = 1_000_000_000
 
@@ -99,6 +108,17 @@ class SuiteConfig:
     storm_concurrency: int
     storm_timeout: float
     hub_env: dict[str, str] = field(default_factory=dict)
+    publish_sizes: list[int] = field(default_factory=lambda: [1000, 1_000_000])
+    publish_count: int = 200
+    publish_warmup: int = 20
+    broadcast_followers: int = 5000
+    broadcast_notices: int = 50
+    broadcast_repeat: int = 3
+    alerts_customers: int = 2000
+    alerts_concurrency: int = 32
+    alerts_duration: float = 10.0
+    alerts_rate: float = 500.0
+    broadcast_inflight: int = 4
 
 
 _FULL: dict[str, Any] = {
@@ -112,6 +132,15 @@ _FULL: dict[str, Any] = {
     "durable_duration": 10.0,
     "memory_clients": 5000,
     "storm_clients": 5000,
+    "publish_count": 200,
+    "publish_warmup": 20,
+    "broadcast_followers": 5000,
+    "broadcast_notices": 50,
+    "broadcast_repeat": 3,
+    "alerts_customers": 2000,
+    "alerts_concurrency": 32,
+    "alerts_duration": 10.0,
+    "alerts_rate": 500.0,
 }
 _QUICK: dict[str, Any] = {
     "fanout_sizes": [200, 500],
@@ -124,7 +153,17 @@ _QUICK: dict[str, Any] = {
     "durable_duration": 3.0,
     "memory_clients": 500,
     "storm_clients": 500,
+    "publish_count": 50,
+    "publish_warmup": 5,
+    "broadcast_followers": 500,
+    "broadcast_notices": 20,
+    "broadcast_repeat": 2,
+    "alerts_customers": 300,
+    "alerts_concurrency": 16,
+    "alerts_duration": 3.0,
+    "alerts_rate": 100.0,
 }
+_PUBLISH_SIZES = {"full": [1000, 1_000_000], "quick": [1000, 100_000]}
 
 
 # --- shared plumbing --------------------------------------------------------------------------
@@ -217,9 +256,10 @@ def _next(reports: Any, procs: list[BaseProcess], deadline: float) -> tuple[Any,
 
 
 class Receivers:
-    """``cfg.workers`` receiver processes (bench/fanout.py) holding ``members``' connections."""
+    """``cfg.workers`` receiver processes (bench/fanout.py) holding ``members``' connections;
+    they count the text frames that start with ``prefix`` (default: ``message`` frames)."""
 
-    def __init__(self, port: int, members: list[BenchClient], workers: int) -> None:
+    def __init__(self, port: int, members: list[BenchClient], workers: int, prefix: bytes | None = None) -> None:
         self.ctx = mp.get_context("spawn")
         self.reports: Any = self.ctx.Queue()
         self.procs: list[tuple[BaseProcess, Connection]] = []
@@ -228,7 +268,10 @@ class Receivers:
             part = members[len(members) * w // n : len(members) * (w + 1) // n]
             recv_end, send_end = self.ctx.Pipe(duplex=False)
             proc = self.ctx.Process(
-                target=receiver_main, args=(w, port, "/v1/ws", part, recv_end, self.reports), name=f"bench-receiver-{w}", daemon=True
+                target=receiver_main,
+                args=(w, port, "/v1/ws", part, recv_end, self.reports, *(() if prefix is None else (prefix,))),
+                name=f"bench-receiver-{w}",
+                daemon=True,
             )
             proc.start()
             self.procs.append((proc, send_end))
@@ -786,6 +829,14 @@ def _lat(s: dict[str, Any]) -> str:
 
 
 def table(name: str, r: dict[str, Any]) -> str:
+    if name in ("publish", "broadcast"):
+        from .accounts import table as account_table
+
+        return account_table(name, r)
+    if name == "alerts":
+        from .alerts import table as alerts_table
+
+        return alerts_table(name, r)
     lines = [f"{name}"]
     if name == "fanout":
         lines[0] += f"  ({r['messages_per_round']} messages per round, 1 sender -> N members of one group; median of {r['rounds']} rounds)"
@@ -887,6 +938,11 @@ def ratios(all_results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                      "ratio": None, "target": "<= 1", "met": bool(q["app_queries_per_reconnect"] is not None and q["app_queries_per_reconnect"] <= 1)})
         rows.append({"scenario": "storm", "figure": "all statements per reconnect", "hub": q["statements_per_reconnect"], "baseline": None, "baseline_name": "-",
                      "ratio": None, "target": "-", "met": None})
+    from .accounts import ratio_rows
+    from .alerts import ratio_rows as alert_rows
+
+    rows += ratio_rows(all_results)
+    rows += alert_rows(all_results)
     return rows
 
 
@@ -942,7 +998,17 @@ def run_scenarios(cfg: SuiteConfig) -> dict[str, dict[str, Any]]:
             raw = d["raw_baseline"]["rows_per_s"]
             d["ratio"] = round(d["durable"]["acked_per_s"] / raw, 3) if raw else 0.0
             finish("durable", d, secs)
-    for name, fn in (("fanout", scenario_fanout), ("memory", scenario_memory), ("storm", scenario_storm)):
+    from .accounts import scenario_broadcast, scenario_publish  # it imports this module's helpers
+    from .alerts import scenario_alerts
+
+    for name, fn in (
+        ("fanout", scenario_fanout),
+        ("memory", scenario_memory),
+        ("storm", scenario_storm),
+        ("publish", scenario_publish),
+        ("broadcast", scenario_broadcast),
+        ("alerts", scenario_alerts),
+    ):
         if name in order:
             t = time.monotonic()
             log(f"suite: === {name} === ({time.monotonic() - started:.0f}s into the suite)")
@@ -984,6 +1050,17 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
     p.add_argument("--storm-behind", type=int, default=1, help="storm: each client syncs from its last seq minus this (default 1)")
     p.add_argument("--storm-concurrency", type=int, default=0, help="storm: handshakes in flight per worker, 0 = all at once (default 0)")
     p.add_argument("--storm-timeout", type=float, default=60.0, help="storm: give up on a client after this many seconds (default 60)")
+    p.add_argument("--publish-sizes", help="publish: two follower counts small,large (default 1000,1000000; --quick 1000,100000)")
+    p.add_argument("--publish-count", type=int, help="publish: measured publishes per account (default 200)")
+    p.add_argument("--publish-warmup", type=int, help="publish: warm-up publishes per account (default 20)")
+    p.add_argument("--broadcast-followers", type=int, help="broadcast: connected followers N (default 5000)")
+    p.add_argument("--broadcast-notices", type=int, help="broadcast: notices K per round (default 50)")
+    p.add_argument("--broadcast-repeat", type=int, help="broadcast: rounds per server; the median is reported (default 3)")
+    p.add_argument("--alerts-customers", type=int, help="alerts: customers (recipients; all connected in the latency run) (default 2000)")
+    p.add_argument("--alerts-concurrency", type=int, help="alerts: requests in flight per load-generator process, throughput runs (default 32)")
+    p.add_argument("--alerts-duration", type=float, help="alerts: measured seconds per run (default 10)")
+    p.add_argument("--alerts-rate", type=float, help="alerts: offered alerts/s in the latency run (default 500)")
+    p.add_argument("--broadcast-inflight", type=int, default=4, help="broadcast: publish requests in flight in the first hub run (default 4)")
     p.add_argument("--hub-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for the hub")
     a = p.parse_args(argv)
     unknown = [x for x in a.scenarios if x not in SCENARIOS]
@@ -992,6 +1069,9 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
     base = _QUICK if a.quick else _FULL
     pick = {k: getattr(a, k) if getattr(a, k) is not None else v for k, v in base.items()}
     sizes = [int(x) for x in a.fanout_sizes.split(",")] if a.fanout_sizes else pick["fanout_sizes"]
+    publish_sizes = [int(x) for x in a.publish_sizes.split(",")] if a.publish_sizes else _PUBLISH_SIZES["quick" if a.quick else "full"]
+    if len(set(publish_sizes)) != 2:
+        p.error("--publish-sizes wants two different follower counts: small,large")
     hub_env = {}
     for item in a.hub_env:
         name, sep, value = item.partition("=")
@@ -1021,6 +1101,17 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
         storm_concurrency=a.storm_concurrency,
         storm_timeout=a.storm_timeout,
         hub_env=hub_env,
+        publish_sizes=sorted(publish_sizes),
+        publish_count=max(1, int(pick["publish_count"])),
+        publish_warmup=max(0, int(pick["publish_warmup"])),
+        broadcast_followers=int(pick["broadcast_followers"]),
+        broadcast_notices=int(pick["broadcast_notices"]),
+        broadcast_repeat=max(1, int(pick["broadcast_repeat"])),
+        alerts_customers=max(2, int(pick["alerts_customers"])),
+        alerts_concurrency=max(1, int(pick["alerts_concurrency"])),
+        alerts_duration=float(pick["alerts_duration"]),
+        alerts_rate=float(pick["alerts_rate"]),
+        broadcast_inflight=max(1, a.broadcast_inflight),
     )
 
 

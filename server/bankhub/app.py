@@ -18,7 +18,9 @@ from .gateway.endpoint import websocket_endpoint
 from .http.openapi import openapi_document
 from .http.problems import json_response, problem
 from .http.accounts import ROUTES as ACCOUNT_ROUTES
+from .http.alerts import ROUTES as ALERT_ROUTES
 from .http.routes import ROUTES
+from .http.service import ROUTES as SERVICE_ROUTES
 from .hub import Hub
 from .storage import StorageUnavailable
 
@@ -75,7 +77,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
                 await hub.stop()
 
     routes: list[Route | WebSocketRoute] = [Route("/", index), Route("/openapi.json", openapi)]
-    routes += [Route(path, handler, methods=methods) for path, handler, methods in ROUTES + ACCOUNT_ROUTES]
+    routes += [Route(path, handler, methods=methods) for path, handler, methods in ROUTES + ACCOUNT_ROUTES + ALERT_ROUTES + SERVICE_ROUTES]
     routes.append(WebSocketRoute("/v1/ws", websocket_endpoint))
     app = Starlette(
         routes=routes,

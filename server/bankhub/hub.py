@@ -12,7 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+from .actions.desk import Desk
 from .actions.messages import Pending, commit_and_publish
+from .alerts.service import AlertService
 from .batching import Batcher
 from .bodies import BodyCodec
 from .broker import BROADCAST_CHANNEL, Broker, make_broker, user_channel
@@ -61,6 +63,11 @@ class Hub:
         self.accounts = AccountStore(self.db)
         self.fanout = NoticeFanout(self.accounts.events)
         self.registry = ConnectionRegistry(self.broker, self._catch_up, self.fanout)
+        # relationship managers and the service desk: bot, auto-replies, routing, live statuses
+        self.desk = Desk(self)
+        # transactional alerts: calling systems, inboxes, delivery to sockets, the fallback channel
+        self.alerting = AlertService(self.db, self.keyring, settings)
+        self.registry.alerts = self.alerting.delivery
         self.committer: Batcher[Pending, Appended] = Batcher(
             lambda batch: commit_and_publish(self, batch),
             max_batch=settings.commit_batch_max,
@@ -78,6 +85,8 @@ class Hub:
         await self.broker.start(self.registry.on_signal, self.registry.on_resync)
         await self.broker.subscribe(BROADCAST_CHANNEL)
         self.committer.start()
+        await self.desk.start()
+        await self.alerting.start()
         self._recheck = asyncio.create_task(self._recheck_loop(), name="session-recheck")
         self._notice_loops = [
             asyncio.create_task(self._every(self.settings.notice_scheduler_seconds, self.publish_due_notices), name="notice-scheduler"),
@@ -119,7 +128,9 @@ class Hub:
             self._recheck.cancel()
         for task in self._notice_loops:
             task.cancel()
+        await self.desk.stop()
         await self.drain()
+        await self.alerting.stop()
         self.fanout.close()
         try:
             await self.flush_notice_stats()

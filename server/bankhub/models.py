@@ -7,7 +7,16 @@ import enum
 
 import msgspec
 
-__all__ = ["Role", "STAFF_ROLES", "User", "Session", "Membership", "ConversationSummary", "OfficialAccount"]
+__all__ = [
+    "Role",
+    "STAFF_ROLES",
+    "User",
+    "Session",
+    "Membership",
+    "ConversationSummary",
+    "OfficialAccount",
+    "AlertSystem",
+]
 
 
 class Role(str, enum.Enum):
@@ -78,3 +87,18 @@ class OfficialAccount(msgspec.Struct, frozen=True):
     requires_approval: bool
     last_seq: int
     owner_org_path: tuple[str, ...] = ()  # the owner org and its ancestors, nearest first
+
+
+class AlertSystem(msgspec.Struct, frozen=True):
+    """An internal system allowed to send alerts (core banking, the card platform, ...).
+
+    Its HMAC secret is not part of this record: only the signature check sees it.
+    """
+
+    id: str
+    name: str
+    description: str
+    categories: tuple[str, ...]  # the alert categories it may send
+    rate_per_second: float
+    burst: int
+    disabled: bool = False

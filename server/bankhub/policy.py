@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .models import STAFF_ROLES, Membership, OfficialAccount, Role, User
+from .models import STAFF_ROLES, AlertSystem, Membership, OfficialAccount, Role, User
+from .desk.system import SYSTEM_USER_ID
 
 __all__ = [
     "Decision",
@@ -35,6 +36,22 @@ __all__ = [
     "may_decide_notice",
     "may_target",
     "may_create_user",
+    "may_use_inbox",
+    "may_set_alert_preferences",
+    "may_send_alert",
+    "may_read_alert_status",
+    "may_manage_alert_delivery",
+    "may_post_system",
+    "may_view_book",
+    "may_set_rm_status",
+    "may_view_customer_card",
+    "may_handover_book",
+    "may_use_service",
+    "may_view_service_session",
+    "may_handle_service_session",
+    "may_rate_service_session",
+    "may_set_agent_state",
+    "may_supervise_desk",
 ]
 
 
@@ -279,3 +296,191 @@ def may_create_user(actor: User, role: Role, org_path: Sequence[str]) -> Decisio
             return Decision(False, "forbidden", "branch admins cannot create administrators")
         return ALLOW
     return Decision(False, "forbidden", "only administrators create users")
+
+
+# --- transactional alerts -----------------------------------------------------------
+
+
+def may_use_inbox(actor: User) -> Decision:
+    """List, sync, read and archive one's own alerts (the queries only touch one's own)."""
+    return _active(actor) or ALLOW
+
+
+def may_set_alert_preferences(actor: User, muted: Sequence[str]) -> Decision:
+    """Choose one's own alert preferences. Security alerts can never be muted."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if "security" in muted:
+        return Decision(False, "invalid_request", "security alerts cannot be muted")
+    return ALLOW
+
+
+def may_send_alert(system: AlertSystem, category: str, recipient: User | None) -> Decision:
+    """A calling system sends an alert: only in the categories it was registered for, and
+    only to an existing, active user."""
+    if system.disabled:
+        return Decision(False, "system_disabled", f"system {system.name} is disabled")
+    if category not in system.categories:
+        return Decision(False, "forbidden", f"system {system.name} may not send {category} alerts")
+    if recipient is None or recipient.disabled:
+        return Decision(False, "recipient_not_found", "no such recipient, or the account is disabled")
+    return ALLOW
+
+
+def may_read_alert_status(system: AlertSystem, sender_system_id: str | None) -> Decision:
+    """A calling system reads the delivery status of alerts it sent itself, nobody else's."""
+    if system.disabled:
+        return Decision(False, "system_disabled", f"system {system.name} is disabled")
+    if sender_system_id != system.id:
+        return Decision(False, "not_found", "no such alert")
+    return ALLOW
+
+
+def may_manage_alert_delivery(actor: User) -> Decision:
+    """The fallback dead-letter list (read and replay): head-office administrators only."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.HEAD_OFFICE_ADMIN:
+        return Decision(False, "forbidden", "the dead-letter list is for head-office administrators")
+    return ALLOW
+
+
+# --- relationship managers and the service desk ------------------------------------------
+
+_NO_SESSION = Decision(False, "not_found", "no such service session")
+
+
+def may_post_system(actor: User, membership: Membership | None) -> Decision:
+    """The hub's system user posts ``system`` bodies (notices, bot answers, auto-replies)
+    into direct and service conversations; nobody else posts as it, and it posts nowhere else.
+    (``membership`` is the storage's fact for the system user: role ``system``.)"""
+    if actor.id != SYSTEM_USER_ID or membership is None or membership.role != "system":
+        return Decision(False, "forbidden", "only the hub posts as the system user")
+    if membership.kind not in ("direct", "service"):
+        return Decision(False, "forbidden", "system notices go into direct and service conversations only")
+    return ALLOW
+
+
+def may_view_book(actor: User, rm: User, rm_ancestry: Sequence[str]) -> Decision:
+    """An RM's book (customers, cards, unread): the RM themselves; head office; a branch
+    admin for RMs of their own subtree."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role not in (Role.RM, Role.HEAD_OFFICE_ADMIN, Role.BRANCH_ADMIN):
+        return Decision(False, "forbidden", "only the RM and administrators see an RM's book")
+    if rm.role is not Role.RM:
+        return Decision(False, "not_found", "no such relationship manager")
+    if actor.id == rm.id or actor.role is Role.HEAD_OFFICE_ADMIN:
+        return ALLOW
+    if actor.role is Role.BRANCH_ADMIN and actor.org_id in rm_ancestry:
+        return ALLOW
+    if actor.role is Role.BRANCH_ADMIN:
+        return Decision(False, "not_found", "no such relationship manager in your branch")
+    return Decision(False, "forbidden", "an RM sees their own book only")
+
+
+def may_set_rm_status(actor: User) -> Decision:
+    """Availability (online, away, off duty) is declared by RMs themselves."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.RM:
+        return Decision(False, "forbidden", "only relationship managers declare an availability")
+    return ALLOW
+
+
+def may_view_customer_card(actor: User, customer: User, customer_ancestry: Sequence[str], serving: bool) -> Decision:
+    """A customer's profile card: the customer; their own RM; the agent serving them now
+    (``serving``); head office; a branch admin of the customer's subtree. Anyone else
+    learns nothing (``not_found``)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if customer.role is not Role.CUSTOMER:
+        return Decision(False, "not_found", "no such customer")
+    if actor.id == customer.id or actor.id == customer.rm_id or actor.role is Role.HEAD_OFFICE_ADMIN:
+        return ALLOW
+    if actor.role is Role.AGENT and serving:
+        return ALLOW
+    if actor.role is Role.BRANCH_ADMIN and actor.org_id in customer_ancestry:
+        return ALLOW
+    return Decision(False, "not_found", "no such customer")
+
+
+def may_handover_book(
+    actor: User, from_rm: User, to_rm: User, from_ancestry: Sequence[str], to_ancestry: Sequence[str]
+) -> Decision:
+    """Hand an RM's book (or part of it) to another RM: head office for anyone; a branch
+    admin when both RMs are in their subtree. The RM leaving may already be disabled; the
+    one taking over must be an active RM. (Each customer is also checked with
+    :func:`may_reassign_customer`.)"""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role not in (Role.HEAD_OFFICE_ADMIN, Role.BRANCH_ADMIN):
+        return Decision(False, "forbidden", "only administrators hand over a book")
+    if from_rm.role is not Role.RM:
+        return Decision(False, "invalid_request", f"{from_rm.username} is not a relationship manager")
+    if to_rm.role is not Role.RM or to_rm.disabled:
+        return Decision(False, "invalid_request", f"{to_rm.username} is not an active relationship manager")
+    if from_rm.id == to_rm.id:
+        return Decision(False, "invalid_request", "a book is handed to another RM")
+    if actor.role is Role.BRANCH_ADMIN and not (actor.org_id in from_ancestry and actor.org_id in to_ancestry):
+        return Decision(False, "not_found", "no such RM in your branch")
+    return ALLOW
+
+
+def may_use_service(actor: User) -> Decision:
+    """Open a service session, ask for a person, leave the queue: customers."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.CUSTOMER:
+        return Decision(False, "forbidden", "the service desk serves customers")
+    return ALLOW
+
+
+def may_view_service_session(actor: User, customer_id: str, agent_id: str | None) -> Decision:
+    """A service session: its customer, the agent serving it, desk supervisors (head office)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.id in (customer_id, agent_id) or actor.role is Role.HEAD_OFFICE_ADMIN:
+        return ALLOW
+    return _NO_SESSION
+
+
+def may_handle_service_session(actor: User, agent_id: str | None) -> Decision:
+    """Transfer or close a session: the agent serving it, or a desk supervisor (head office)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is Role.HEAD_OFFICE_ADMIN:
+        return ALLOW
+    if actor.role is Role.AGENT and agent_id is not None and actor.id == agent_id:
+        return ALLOW
+    return _NO_SESSION
+
+
+def may_rate_service_session(actor: User, customer_id: str) -> Decision:
+    """The satisfaction rating after close: the session's customer only."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.id != customer_id:
+        return _NO_SESSION
+    return ALLOW
+
+
+def may_set_agent_state(actor: User, on_desk: bool) -> Decision:
+    """Agents declare their own state (available, busy, away) once they are on the desk."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.AGENT:
+        return Decision(False, "forbidden", "only service agents have a desk state")
+    if not on_desk:
+        return Decision(False, "not_found", "you are not on the service desk yet: a supervisor adds you")
+    return ALLOW
+
+
+def may_supervise_desk(actor: User) -> Decision:
+    """Desk figures and configuration (queues, hours, agents' skills and capacity):
+    head-office administrators, who run the bank's service desk."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.HEAD_OFFICE_ADMIN:
+        return Decision(False, "forbidden", "the service desk is supervised by head office")
+    return ALLOW

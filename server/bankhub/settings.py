@@ -47,6 +47,17 @@ class Settings:
     # encryption at rest: a local KEK file (bankhub keys init), or an HSM/KMS provider factory
     key_file: str | None = None
     key_provider: str | None = None
+    # transactional alerts: an alert no device received within alert_fallback_after_seconds
+    # goes to the fallback channel (a factory, else the webhook; neither: no fallback), retried
+    # with exponential backoff up to alert_retry_max_attempts, then dead-lettered
+    alert_fallback_after_seconds: float = 60.0
+    alert_channel: str | None = None
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: str | None = None
+    alert_retry_base_seconds: float = 5.0
+    alert_retry_cap_seconds: float = 600.0
+    alert_retry_max_attempts: int = 6
+    alert_worker_seconds: float = 0.5
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -68,6 +79,13 @@ class Settings:
         s.key_file = _env("KEY_FILE")
         s.key_provider = _env("KEY_PROVIDER")
         s.notice_scheduler_seconds = float(_env("NOTICE_SCHEDULER_SECONDS", str(s.notice_scheduler_seconds)) or 1.0)
+        s.alert_fallback_after_seconds = float(_env("ALERT_FALLBACK_AFTER_SECONDS", "") or s.alert_fallback_after_seconds)
+        s.alert_channel = _env("ALERT_CHANNEL")
+        s.alert_webhook_url = _env("ALERT_WEBHOOK_URL")
+        s.alert_webhook_secret = _env("ALERT_WEBHOOK_SECRET")
+        s.alert_retry_base_seconds = float(_env("ALERT_RETRY_BASE_SECONDS", "") or s.alert_retry_base_seconds)
+        s.alert_retry_cap_seconds = float(_env("ALERT_RETRY_CAP_SECONDS", "") or s.alert_retry_cap_seconds)
+        s.alert_retry_max_attempts = int(_env("ALERT_RETRY_MAX_ATTEMPTS", "") or s.alert_retry_max_attempts)
         return s
 
     def validate(self) -> None:

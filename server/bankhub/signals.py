@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .protocol.frames import Message, Notice
+from .protocol.frames import Alert, InboxUpdate, Message, Notice
 from .targeting import Target
 
 __all__ = [
@@ -20,6 +20,11 @@ __all__ = [
     "NoticeSignal",
     "FollowSignal",
     "AccountReadSignal",
+    "AlertSignal",
+    "InboxSignal",
+    "PushSignal",
+    "AccessSignal",
+    "RmStatusSignal",
     "Signal",
     "encode_signal",
     "decode_signal",
@@ -76,7 +81,59 @@ class AccountReadSignal(msgspec.Struct, tag="a", tag_field="t", gc=False):
     unread: int
 
 
-Signal = MessageSignal | ReceiptSignal | RevokeSignal | NoticeSignal | FollowSignal | AccountReadSignal
+class AlertSignal(msgspec.Struct, tag="l", tag_field="t", gc=False):
+    """A committed alert, on its recipient's channel. Receivers fill inbox-seq gaps from Postgres."""
+
+    user_id: str
+    alert: Alert
+
+
+class InboxSignal(msgspec.Struct, tag="i", tag_field="t", gc=False):
+    """The user's alerts changed state: their devices get ``update`` (without a request id)."""
+
+    user_id: str
+    update: InboxUpdate
+
+
+class PushSignal(msgspec.Struct, tag="p", tag_field="t", gc=False):
+    """Push one already-encoded server frame (``frame``, JSON text) to the user's sockets:
+    service-desk statuses and assignments, handover notices."""
+
+    user_id: str
+    frame: str
+
+
+class AccessSignal(msgspec.Struct, tag="c", tag_field="t", gc=False):
+    """The user lost (``granted`` false) or gained access to a conversation: their
+    connections stop (or resume) delivering it at once, then ``frame`` is pushed."""
+
+    user_id: str
+    conversation_id: str
+    granted: bool
+    frame: str
+
+
+class RmStatusSignal(msgspec.Struct, tag="s", tag_field="t", gc=False):
+    """An RM's availability changed, on the broadcast channel: every node updates the set
+    of RMs whose customers get an auto-reply."""
+
+    user_id: str
+    status: str
+
+
+Signal = (
+    MessageSignal
+    | ReceiptSignal
+    | RevokeSignal
+    | NoticeSignal
+    | FollowSignal
+    | AccountReadSignal
+    | AlertSignal
+    | InboxSignal
+    | PushSignal
+    | AccessSignal
+    | RmStatusSignal
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Signal)

@@ -26,6 +26,11 @@ async def test_reassignment_moves_the_conversation_and_cuts_the_old_rm_off(node:
         assert r.status_code == 200 and r.json()["rm_id"] == chen.hello["user_id"]
         assert (await http.put("/v1/customers/c.li/rm", json={"rm": "agent.zhao"})).json()["code"] == "invalid_request"
 
+    # the old RM's sockets drop the conversation at once; the customer learns who took over
+    assert (await wang.expect("conversation_removed")) == {"type": "conversation_removed", "conversation_id": conv, "reason": "handover"}
+    assert (await chen.expect("conversation_added"))["conversation_id"] == conv
+    changed = await li.expect("rm_changed")
+    assert changed["rm"]["username"] == "rm.chen" and changed["conversation_id"] == conv
     # the old RM: no history, cannot post, gets nothing new
     async with httpx.AsyncClient(base_url=node.http_url, headers={"authorization": f"Bearer {wang_token}"}) as http:
         assert (await http.get(f"/v1/conversations/{conv}/messages")).status_code == 404
@@ -35,11 +40,15 @@ async def test_reassignment_moves_the_conversation_and_cuts_the_old_rm_off(node:
     # the new RM: the whole history, and live messages from now on
     async with httpx.AsyncClient(base_url=node.http_url, headers={"authorization": f"Bearer {chen_token}"}) as http:
         page = (await http.get(f"/v1/conversations/{conv}/messages")).json()["messages"]
-        assert [m["body"]["text"] for m in page] == ["and my card", "my mortgage question"]
+        notice, *history = page
+        assert [m["body"]["text"] for m in history] == ["and my card", "my mortgage question"]
+        # the customer is told in the conversation itself, durably (a system message)
+        assert notice["body"]["kind"] == "system" and notice["body"]["event"] == "rm_changed"
+        assert notice["body"]["data"]["rm"] == "rm.chen" and "Chen" in notice["body"]["text"]
         mine = next(c for c in (await http.get("/v1/conversations")).json()["conversations"] if c["id"] == conv)
-        assert mine["unread"] == 0  # a handover, not a flood of unread messages
+        assert mine["unread"] == 1  # only the handover notice: the history comes read, not as a flood
     await li.send_text(conv, "hello Mr Chen")
-    assert (await chen.messages(1))[0]["body"]["text"] == "hello Mr Chen"
+    assert [m["body"]["kind"] for m in await chen.messages(2)] == ["system", "text"]  # the notice, then Li
     assert await wang.quiet("message")
     # the customer's "open my RM" now lands in the same conversation, with the new RM
     assert await open_direct(node, li_token, "rm.chen") == conv

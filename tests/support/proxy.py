@@ -156,6 +156,7 @@ class CuttableProxy:
         self._live: set[Link] = set()
         self._hold_up = False
         self._hold_down = False
+        self._hold_frames_up = False
         self._flowing_down = asyncio.Event()
         self._flowing_down.set()
 
@@ -200,7 +201,8 @@ class CuttableProxy:
                 data = await reader.read(65536)
                 if not data:
                     break
-                if self._hold_up if up else self._hold_down:
+                held = self._hold_up or (self._hold_frames_up and b"\r\n\r\n" in link.up) if up else self._hold_down
+                if held:
                     (link.held_up if up else link.held_down).extend(data)
                     continue
                 (link.up if up else link.down).extend(data)
@@ -215,6 +217,13 @@ class CuttableProxy:
         (``down``) on every connection, current and new, until :meth:`release` or :meth:`cut`."""
         self._hold_up = self._hold_up or up
         self._hold_down = self._hold_down or down
+
+    def hold_frames(self) -> None:
+        """Keep back what clients send once their request head went through: new
+        connections complete the WebSocket handshake, then their frames stay here until
+        :meth:`release` or :meth:`cut` (the server has registered the connection while the
+        client's first request has not reached it)."""
+        self._hold_frames_up = True
 
     def held(self, *, up: bool) -> int:
         """How many bytes are kept back in that direction right now."""
@@ -232,7 +241,7 @@ class CuttableProxy:
                     log.extend(buf)
                     dest.write(bytes(buf))
                 buf.clear()
-        self._hold_up = self._hold_down = False
+        self._hold_up = self._hold_down = self._hold_frames_up = False
         self._flowing_down.set()
 
     def cut(self) -> int:
@@ -241,7 +250,7 @@ class CuttableProxy:
         links = list(self._live)
         for link in links:
             link.abort()
-        self._hold_up = self._hold_down = False
+        self._hold_up = self._hold_down = self._hold_frames_up = False
         self._flowing_down.set()
         self.cuts += len(links)
         return len(links)

@@ -197,3 +197,18 @@ def test_follow_and_unfollow_update_the_index() -> None:
 )
 def test_targeting_rule(target: Target, user: User, path: tuple[str, ...], expected: bool) -> None:
     assert matches(target, user, path) is expected
+
+
+async def test_a_large_fan_out_is_written_in_slices_and_keeps_each_connection_in_order() -> None:
+    from bankhub.gateway.broadcast import SLICE
+
+    conns = [FakeConn(_user(f"u{i}"), (BJ, HO)) for i in range(SLICE * 2 + 7)]
+    fanout = _fanout(conns)
+    fanout.on_signal(_signal(1))
+    fanout.on_signal(_signal(2))  # arrives while the first is still being written
+    # the first turn wrote one slice only: the loop is free for other sockets in between
+    assert sum(len(c.frames) for c in conns) == SLICE
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert all([f["notice"]["seq"] for f in c.decoded()] == [1, 2] for c in conns)
+    assert fanout.take_delivered() == {"notice-1": len(conns), "notice-2": len(conns)}

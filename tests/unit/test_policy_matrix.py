@@ -26,6 +26,7 @@ ZHANG = User("zhang", "c.zhang", "Zhang", Role.CUSTOMER, HD, rm_id="wang")
 ZHOU = User("zhou", "c.zhou", "Zhou", Role.CUSTOMER, SH, rm_id="chen")
 ZHAO = User("zhao", "agent.zhao", "Zhao", Role.AGENT, HO)
 CLERK = User("clerk", "staff.qian", "Qian", Role.STAFF, BJ)
+LIU = User("liu", "rm.liu", "Liu", Role.RM, BJ)
 
 ACTORS = {
     "customer": LI,
@@ -101,6 +102,25 @@ ACTIONS: dict[str, Cell] = {
     "user:create customer in HD": lambda a: policy.may_create_user(a, Role.CUSTOMER, ANCESTRY[HD]),
     "user:create customer in SH": lambda a: policy.may_create_user(a, Role.CUSTOMER, ANCESTRY[SH]),
     "user:create branch_admin in BJ": lambda a: policy.may_create_user(a, Role.BRANCH_ADMIN, ANCESTRY[BJ]),
+    "alerts:use own inbox": lambda a: policy.may_use_inbox(a),
+    "alerts:mute marketing": lambda a: policy.may_set_alert_preferences(a, ["marketing", "transaction"]),
+    "alerts:mute security": lambda a: policy.may_set_alert_preferences(a, ["security"]),
+    "alerts:dead letters list/replay": lambda a: policy.may_manage_alert_delivery(a),
+    "desk:post as the system user": lambda a: policy.may_post_system(a, Membership("conv", "direct", a.id, "system", 5, 5)),
+    "rm:view rm.wang's book": lambda a: policy.may_view_book(a, WANG, ANCESTRY[BJ]),
+    "rm:view rm.chen's book (SH)": lambda a: policy.may_view_book(a, CHEN, ANCESTRY[SH]),
+    "rm:declare availability": lambda a: policy.may_set_rm_status(a),
+    "customer:card of c.zhang (HD, wang's)": lambda a: policy.may_view_customer_card(a, ZHANG, ANCESTRY[HD], False),
+    "customer:card of c.zhou (SH) while serving": lambda a: policy.may_view_customer_card(a, ZHOU, ANCESTRY[SH], True),
+    "rm:hand wang's book to rm.liu (BJ)": lambda a: policy.may_handover_book(a, WANG, LIU, ANCESTRY[BJ], ANCESTRY[BJ]),
+    "rm:hand wang's book to rm.chen (SH)": lambda a: policy.may_handover_book(a, WANG, CHEN, ANCESTRY[BJ], ANCESTRY[SH]),
+    "desk:open a service session": lambda a: policy.may_use_service(a),
+    "desk:view li's session zhao serves": lambda a: policy.may_view_service_session(a, LI.id, ZHAO.id),
+    "desk:transfer/close a session zhao serves": lambda a: policy.may_handle_service_session(a, ZHAO.id),
+    "desk:transfer/close another agent's session": lambda a: policy.may_handle_service_session(a, "agent-other"),
+    "desk:rate li's session": lambda a: policy.may_rate_service_session(a, LI.id),
+    "desk:set own agent state (on the desk)": lambda a: policy.may_set_agent_state(a, True),
+    "desk:figures and configuration": lambda a: policy.may_supervise_desk(a),
 }
 
 A, F, N, I = "allow", "forbidden", "not_found", "invalid_request"
@@ -143,6 +163,25 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "user:create customer in HD":                (F, F, F, F, A, A, F),
     "user:create customer in SH":                (F, F, F, F, F, A, F),
     "user:create branch_admin in BJ":            (F, F, F, F, F, A, F),
+    "alerts:use own inbox":                      (A, A, A, A, A, A, A),
+    "alerts:mute marketing":                     (A, A, A, A, A, A, A),
+    "alerts:mute security":                      (I, I, I, I, I, I, I),
+    "alerts:dead letters list/replay":           (F, F, F, F, F, A, F),
+    "desk:post as the system user":              (F, F, F, F, F, F, F),
+    "rm:view rm.wang's book":                    (F, A, F, F, A, A, F),
+    "rm:view rm.chen's book (SH)":               (F, F, F, F, N, A, F),
+    "rm:declare availability":                   (F, A, F, F, F, F, F),
+    "customer:card of c.zhang (HD, wang's)":     (N, A, N, N, A, A, N),
+    "customer:card of c.zhou (SH) while serving": (N, N, A, N, N, A, N),
+    "rm:hand wang's book to rm.liu (BJ)":        (F, F, F, F, A, A, F),
+    "rm:hand wang's book to rm.chen (SH)":       (F, F, F, F, N, A, F),
+    "desk:open a service session":               (A, F, F, F, F, F, F),
+    "desk:view li's session zhao serves":        (A, N, A, N, N, A, N),
+    "desk:transfer/close a session zhao serves": (N, N, A, N, N, A, N),
+    "desk:transfer/close another agent's session": (N, N, N, N, N, A, N),
+    "desk:rate li's session":                    (A, N, N, N, N, N, N),
+    "desk:set own agent state (on the desk)":    (F, F, A, F, F, F, F),
+    "desk:figures and configuration":            (F, F, F, F, F, A, F),
 }  # fmt: skip
 
 
@@ -179,3 +218,36 @@ def test_a_disabled_account_may_do_nothing(action: str) -> None:
     for actor in ACTORS.values():
         disabled = User(actor.id, actor.username, actor.display_name, actor.role, actor.org_id, actor.rm_id, disabled=True)
         assert not ACTIONS[action](disabled).allowed
+
+
+def test_calling_systems_send_only_their_categories_to_active_users_and_read_only_their_alerts() -> None:
+    from bankhub.models import AlertSystem
+
+    core = AlertSystem("sys-core", "core-banking", "", ("transaction", "security"), 50.0, 100)
+    off = AlertSystem("sys-off", "old-core", "", ("transaction",), 50.0, 100, disabled=True)
+    gone = User("gone", "c.gone", "Gone", Role.CUSTOMER, BJ, disabled=True)
+    assert policy.may_send_alert(core, "transaction", LI).allowed
+    assert policy.may_send_alert(core, "security", ZHAO).allowed  # staff get security alerts too
+    assert policy.may_send_alert(core, "marketing", LI).code == "forbidden"
+    assert policy.may_send_alert(core, "transaction", None).code == "recipient_not_found"
+    assert policy.may_send_alert(core, "transaction", gone).code == "recipient_not_found"
+    assert policy.may_send_alert(off, "transaction", LI).code == "system_disabled"
+    assert policy.may_read_alert_status(core, "sys-core").allowed
+    assert policy.may_read_alert_status(core, "sys-other").code == "not_found"
+    assert policy.may_read_alert_status(core, None).code == "not_found"
+    assert policy.may_read_alert_status(off, "sys-off").code == "system_disabled"
+
+
+def test_only_the_hub_posts_system_notices_and_only_into_direct_and_service_conversations() -> None:
+    from bankhub.desk.system import SYSTEM_USER_ID, system_user
+
+    hub = system_user(HO)
+    assert hub.id == SYSTEM_USER_ID and hub.disabled  # nobody signs in as it or opens a conversation with it
+    for kind in ("direct", "service"):
+        assert policy.may_post_system(hub, Membership("conv", kind, hub.id, "system", 3, 3)).allowed
+    assert policy.may_post_system(hub, Membership("conv", "group", hub.id, "system", 3, 3)).code == "forbidden"
+    assert policy.may_post_system(hub, None).code == "forbidden"  # no such conversation
+    assert policy.may_post_system(hub, Membership("conv", "direct", hub.id, "member", 3, 3)).code == "forbidden"
+    assert policy.may_open_direct(LI, hub).code == "forbidden"
+    assert policy.may_view_customer_card(WANG, ZHAO, ANCESTRY[HO], False).code == "not_found"  # not a customer
+    assert policy.may_set_agent_state(ZHAO, False).code == "not_found"  # an agent not on the desk yet

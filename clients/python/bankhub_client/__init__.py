@@ -12,18 +12,53 @@ Quick start::
             if isinstance(event, Message):
                 print(event.sender_id, event.text)
 
-* :func:`login` / :class:`Api` — the HTTP API (sessions, conversations, history).
-* :class:`Client` — the WebSocket connection: exactly-once, in-order delivery with
-  automatic reconnect, sync and resend.
-* :mod:`bankhub_client.state` — the pure bookkeeping behind it (cursors, pending sends,
-  backoff, URL derivation).
+* :func:`login` / :class:`Api` — the HTTP API (sessions, conversations, history,
+  official accounts: follow, notices, and for administrators publish/approve/recall).
+* :class:`Client` — the WebSocket connection: exactly-once, in-order delivery of
+  messages and official-account notices with automatic reconnect, sync and resend.
+* :mod:`bankhub_client.state` and :mod:`bankhub_client.notices` — the pure bookkeeping
+  behind it (cursors, pending sends, backoff, URL derivation; notice cursors).
+* Relationship managers and the service desk: :mod:`bankhub_client.desk` — events such
+  as :class:`ServiceStatus` (queue position, estimated wait) and :class:`ServiceAssigned`,
+  :class:`SystemBody` messages (bot, notices, auto-replies) and the HTTP methods on
+  :class:`Api` (``open_service``, ``ask_for_agent``, ``close_session``, ``book``, ...).
+* Transactional alerts: :class:`Alert` events and the inbox (:meth:`Api.inbox`,
+  :meth:`Client.read_alerts`, preferences); :class:`SystemClient` for an internal system
+  that sends alerts, signing each request (:mod:`bankhub_client.signing`).
 
 The SDK does not depend on the server package; it mirrors the wire format itself.
 """
 
 from ._version import __version__
+from .alerts import Alert, AlertPreferences, InboxCounts, InboxPage, InboxUpdate, Notification, SystemClient
 from .api import Api, login
 from .client import Client
+from .desk import (
+    AgentDesk,
+    AgentFigures,
+    AgentState,
+    Book,
+    BookEntry,
+    BookMessage,
+    ConversationAdded,
+    ConversationRemoved,
+    CustomerCard,
+    CustomerCardView,
+    DeskFigures,
+    Handover,
+    MyRm,
+    QueueFigures,
+    RmAvailability,
+    RmChanged,
+    ServiceAssigned,
+    ServiceNote,
+    ServiceQueue,
+    ServiceSession,
+    ServiceSessionDetail,
+    ServiceStatus,
+    StaffCard,
+    SystemBody,
+)
 from .errors import (
     ApiError,
     AuthError,
@@ -34,18 +69,30 @@ from .errors import (
     SendTimeout,
 )
 from .models import (
+    Account,
+    AccountReceipt,
+    ArticleBody,
     Body,
     Conversation,
     Disconnected,
     Event,
+    FollowedAccount,
     Hello,
     History,
     Limits,
     Me,
     Message,
+    Notice,
+    NoticeBody,
+    NoticePage,
+    NoticeRecalled,
+    NoticeRecord,
+    NoticeStats,
     Receipt,
     Reconnected,
+    ResolvedTarget,
     Session,
+    Target,
     TextBody,
     UnknownBody,
     User,
@@ -83,6 +130,52 @@ __all__ = [
     "Conversation",
     "History",
     "WsTicket",
+    # official accounts
+    "ArticleBody",
+    "NoticeBody",
+    "Notice",
+    "NoticeRecalled",
+    "AccountReceipt",
+    "Account",
+    "FollowedAccount",
+    "NoticePage",
+    "Target",
+    "ResolvedTarget",
+    "NoticeRecord",
+    "NoticeStats",
+    # transactional alerts
+    "Alert",
+    "InboxUpdate",
+    "InboxPage",
+    "InboxCounts",
+    "AlertPreferences",
+    "Notification",
+    "SystemClient",
+    # relationship managers and the service desk
+    "SystemBody",
+    "StaffCard",
+    "CustomerCard",
+    "ServiceNote",
+    "RmChanged",
+    "ConversationAdded",
+    "ConversationRemoved",
+    "ServiceStatus",
+    "ServiceAssigned",
+    "AgentState",
+    "ServiceSession",
+    "ServiceSessionDetail",
+    "AgentDesk",
+    "ServiceQueue",
+    "DeskFigures",
+    "QueueFigures",
+    "AgentFigures",
+    "RmAvailability",
+    "Book",
+    "BookEntry",
+    "BookMessage",
+    "CustomerCardView",
+    "MyRm",
+    "Handover",
     # errors
     "BankhubError",
     "ApiError",

@@ -1,7 +1,9 @@
-"""The hub's HTTP API (``/v1``): login, conversations, history, WebSocket tickets."""
+"""The hub's HTTP API (``/v1``): login, conversations, history, WebSocket tickets,
+official accounts and their notices."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -11,17 +13,49 @@ import httpx
 import msgspec
 
 from ._version import __version__
+from .alerts import AlertsApi
+from .desk import DeskApi
 from .errors import ApiError
-from .models import Conversation, History, Me, Session, WsTicket
+from .models import (
+    Account,
+    AccountReceipt,
+    ArticleBody,
+    Conversation,
+    FollowedAccount,
+    History,
+    Me,
+    NoticePage,
+    NoticeRecord,
+    NoticeStats,
+    Session,
+    Target,
+    TextBody,
+    WsTicket,
+)
 from .state import derive_endpoints
-from .wire import ConversationEnvelope, ConversationList, Problem, WireHistory, to_message
+from .wire import (
+    AccountList,
+    AccountRead,
+    ConversationEnvelope,
+    ConversationList,
+    FollowedList,
+    Problem,
+    WireHistory,
+    WireNoticeList,
+    WireNoticePage,
+    WireNoticeRecord,
+    WireStats,
+    to_message,
+    to_notice,
+    to_notice_record,
+)
 
 __all__ = ["Api", "login"]
 
 T = TypeVar("T")
 
 
-class Api:
+class Api(AlertsApi, DeskApi):
     """An HTTP client for one hub, authenticated by a session token.
 
     ``base_url`` is the hub's HTTP base (``https://hub.example``) or its WebSocket URL
@@ -150,6 +184,163 @@ class Api:
     async def ws_ticket(self) -> WsTicket:
         """``POST /v1/ws-tickets``: a single-use ticket for ``/v1/ws?ticket=...``."""
         return self._decode(await self._request("POST", "/v1/ws-tickets"), WsTicket)
+
+    # --- official accounts ----------------------------------------------------------
+
+    async def accounts(self, query: str = "") -> list[Account]:
+        """``GET /v1/accounts``: the official accounts I may follow, ``query`` matching
+        their handle or name (all when empty); ``following`` says which I follow."""
+        params: dict[str, str | int] = {"q": query} if query else {}
+        return self._decode(await self._request("GET", "/v1/accounts", params=params), AccountList).accounts
+
+    async def my_accounts(self) -> list[FollowedAccount]:
+        """``GET /v1/me/accounts``: the accounts I follow, with my exact unread counts."""
+        return self._decode(await self._request("GET", "/v1/me/accounts"), FollowedList).accounts
+
+    async def account(self, account_id: str) -> Account:
+        """``GET /v1/accounts/{id}``: one account (404 when it is not for me)."""
+        return self._decode(await self._request("GET", _account_path(account_id)), Account)
+
+    async def follow(self, account_id: str) -> Account:
+        """``PUT /v1/accounts/{id}/follow``: follow (idempotent). Notices published
+        before are history, not unread."""
+        return self._decode(await self._request("PUT", _account_path(account_id, "follow")), Account)
+
+    async def unfollow(self, account_id: str) -> None:
+        """``DELETE /v1/accounts/{id}/follow``: stop following (403 for a mandatory account)."""
+        await self._request("DELETE", _account_path(account_id, "follow"))
+
+    async def notices(self, account_id: str, before_seq: int | None = None, limit: int = 50) -> NoticePage:
+        """``GET /v1/accounts/{id}/notices``: up to ``limit`` (at most 200) of the
+        account's notices for me with ``seq < before_seq`` (the newest when None),
+        **newest first**. Page backwards with ``before_seq = page.notices[-1].seq``
+        while ``has_more``. Recalled notices keep their place without a body."""
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        params: dict[str, str | int] = {"limit": limit}
+        if before_seq is not None:
+            params["before_seq"] = before_seq
+        wire = self._decode(await self._request("GET", _account_path(account_id, "notices"), params=params), WireNoticePage)
+        try:
+            notices = [to_notice(n) for n in wire.notices]
+        except msgspec.DecodeError as exc:
+            raise ApiError(200, "bad_response", f"unexpected notice body: {exc}") from exc
+        return NoticePage(notices=notices, has_more=wire.has_more)
+
+    async def read_notices(self, account_id: str, seq: int) -> AccountReceipt:
+        """``PUT /v1/accounts/{id}/read``: move my read position up to ``seq`` (never
+        backwards; clamped to the end). My connections get an ``account_receipt``."""
+        if seq < 0:
+            raise ValueError("seq must be >= 0")
+        response = await self._request("PUT", _account_path(account_id, "read"), json={"seq": seq})
+        read = self._decode(response, AccountRead)
+        return AccountReceipt(account_id=read.account_id, read_seq=read.read_seq, unread=read.unread)
+
+    # --- official accounts: administrators -----------------------------------------------
+
+    async def create_account(
+        self,
+        handle: str,
+        name: str,
+        *,
+        description: str = "",
+        audience: str = "customer",
+        owner_org: str | None = None,
+        is_default: bool = False,
+        requires_approval: bool = False,
+    ) -> Account:
+        """``POST /v1/accounts``: create an official account (administrators).
+
+        ``audience``: ``customer`` or ``staff``; ``owner_org``: the owning org's code
+        (default: mine); ``is_default``: new users of its audience follow it;
+        ``requires_approval``: each notice needs a second administrator's approval.
+        409 when the handle is taken."""
+        body: dict[str, Any] = {
+            "handle": handle,
+            "name": name,
+            "description": description,
+            "audience": audience,
+            "is_default": is_default,
+            "requires_approval": requires_approval,
+        }
+        if owner_org is not None:
+            body["owner_org"] = owner_org
+        return self._decode(await self._request("POST", "/v1/accounts", json=body), Account)
+
+    async def publish_notice(
+        self,
+        account_id: str,
+        body: str | TextBody | ArticleBody,
+        *,
+        target: Target | None = None,
+        scheduled_at: dt.datetime | None = None,
+    ) -> NoticeRecord:
+        """``POST /v1/accounts/{id}/notices``: publish a notice (a ``str`` is a text notice).
+
+        ``target`` narrows the audience (default: every follower); ``scheduled_at`` (a
+        timezone-aware time) defers it. The record's ``status`` says what happened:
+        ``published`` (with its ``seq``), ``scheduled``, or ``pending_approval`` on an
+        account that requires a second administrator. Raises ``ValueError`` for a naive
+        ``scheduled_at`` (ambiguous across time zones; the hub refuses it too)."""
+        if isinstance(body, str):
+            body = TextBody(text=body)
+        payload: dict[str, Any] = {"body": body}
+        if target is not None:
+            payload["target"] = target
+        if scheduled_at is not None:
+            if scheduled_at.tzinfo is None or scheduled_at.utcoffset() is None:
+                raise ValueError("scheduled_at must be timezone-aware")
+            payload["scheduled_at"] = scheduled_at
+        return await self._record("POST", _account_path(account_id, "notices"), json=payload)
+
+    async def approve_notice(self, notice_id: str) -> NoticeRecord:
+        """``POST /v1/notices/{id}/approve``: approve a pending notice (not its author's
+        own); it is published, or scheduled. 409 when it is not pending."""
+        return await self._record("POST", _notice_path(notice_id, "approve"))
+
+    async def reject_notice(self, notice_id: str) -> NoticeRecord:
+        """``POST /v1/notices/{id}/reject``: reject a pending notice; it never goes out."""
+        return await self._record("POST", _notice_path(notice_id, "reject"))
+
+    async def recall_notice(self, notice_id: str, reason: str) -> NoticeRecord:
+        """``POST /v1/notices/{id}/recall``: withdraw a published notice; followers get
+        ``notice_recalled`` and see it without its body. ``reason`` is required and
+        kept for compliance. 409 when it was recalled already."""
+        return await self._record("POST", _notice_path(notice_id, "recall"), json={"reason": reason})
+
+    async def notice_stats(self, notice_id: str) -> NoticeStats:
+        """``GET /v1/notices/{id}/stats``: targeted followers, online deliveries, reads."""
+        return self._decode(await self._request("GET", _notice_path(notice_id, "stats")), WireStats).stats
+
+    async def outbox(self, account_id: str, status: str | None = None, limit: int = 50) -> list[NoticeRecord]:
+        """``GET /v1/accounts/{id}/outbox``: the account's notices for its
+        administrators, newest first, optionally of one ``status``; ``limit`` at most 200."""
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        params: dict[str, str | int] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        wire = self._decode(await self._request("GET", _account_path(account_id, "outbox"), params=params), WireNoticeList)
+        return [self._to_record(w, 200) for w in wire.notices]
+
+    async def _record(self, method: str, path: str, *, json: Any = None) -> NoticeRecord:
+        response = await self._request(method, path, json=json)
+        return self._to_record(self._decode(response, WireNoticeRecord), response.status_code)
+
+    @staticmethod
+    def _to_record(wire: WireNoticeRecord, status: int) -> NoticeRecord:
+        try:
+            return to_notice_record(wire)
+        except msgspec.DecodeError as exc:
+            raise ApiError(status, "bad_response", f"unexpected notice body: {exc}") from exc
+
+
+def _account_path(account_id: str, *rest: str) -> str:
+    return "/".join([f"/v1/accounts/{quote(account_id, safe='')}", *rest])
+
+
+def _notice_path(notice_id: str, action: str) -> str:
+    return f"/v1/notices/{quote(notice_id, safe='')}/{action}"
 
 
 def _problem(response: httpx.Response) -> ApiError:

@@ -12,6 +12,10 @@ Guarantees (per :class:`Client`):
   triggers a ``sync`` instead of being yielded early; after a reconnect the client
   syncs from its cursors (repeating while ``has_more``), yields what it missed, and
   only then resends pending sends and lets new requests through.
+* **Official-account notices are yielded once, in stream order per account.** The
+  client keeps a cursor per followed account and sends them in every ``sync``, so
+  notices and recalls published while it was away arrive after the reconnect, once
+  (see :mod:`bankhub_client.notices`).
 * **Reconnects are automatic** (capped exponential backoff with jitter, bounded by a
   :class:`~bankhub_client.ReconnectPolicy`) after a network loss or a close with
   1001/1006/1011/1012/1013/4008. A close with 1008 (session revoked or expired, abuse)
@@ -28,7 +32,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -42,7 +46,23 @@ from websockets.typing import Subprotocol
 from ._version import __version__
 from .api import Api
 from .errors import ApiError, AuthError, BankhubError, ClientClosed, ConnectionLost, ProtocolError, SendTimeout
-from .models import Disconnected, Event, Hello, Message, Receipt, Reconnected, TextBody
+from .models import (
+    Account,
+    AccountReceipt,
+    Disconnected,
+    Event,
+    FollowedAccount,
+    Hello,
+    Message,
+    Notice,
+    NoticeRecalled,
+    Receipt,
+    Reconnected,
+    TextBody,
+)
+from .alerts import Alert, AlertFrame, InboxCursor, InboxSyncedFrame, InboxUpdate, InboxUpdateFrame, ReadAlertsFrame, SyncInboxFrame
+from .desk import decode_desk_event
+from .notices import NoticeInbox, SyncedAccount
 from .state import (
     RETRYABLE_ERRORS,
     Acked,
@@ -67,13 +87,17 @@ from .state import (
 from .wire import (
     PROTOCOL_VERSION,
     SUBPROTOCOL,
+    AccountReceiptFrame,
     ClientFrame,
     ErrorFrame,
     HelloFrame,
     MessageFrame,
+    NoticeFrame,
+    NoticeRecalledFrame,
     PingFrame,
     PongFrame,
     ReadFrame,
+    ReadNoticesFrame,
     ReceiptFrame,
     SendFrame,
     SentFrame,
@@ -81,8 +105,11 @@ from .wire import (
     SyncFrame,
     decode_server_frame,
     encode,
+    to_account_receipt,
     to_hello,
     to_message,
+    to_notice,
+    to_notice_recalled,
     to_receipt,
 )
 
@@ -155,6 +182,8 @@ class Client:
         use_ticket: bool = False,
         sync_on_connect: bool | None = None,
         cursors: Mapping[str, int] | None = None,
+        account_cursors: Mapping[str, int] | None = None,
+        inbox_cursor: int | None = None,
         reconnect: ReconnectPolicy | None = ReconnectPolicy(),
         request_timeout: float = 10.0,
         send_timeout: float = 30.0,
@@ -172,7 +201,8 @@ class Client:
         self._endpoints = derive_endpoints(url)
         self._token = token
         self._use_ticket = use_ticket
-        self._sync_on_connect = (cursors is not None) if sync_on_connect is None else sync_on_connect
+        resume = cursors is not None or account_cursors is not None
+        self._sync_on_connect = resume if sync_on_connect is None else sync_on_connect
         self._policy = reconnect
         self._request_timeout = request_timeout
         self._send_timeout = send_timeout
@@ -184,6 +214,12 @@ class Client:
         self._api = api if api is not None else Api(self._endpoints.http_base, token, timeout=request_timeout)
 
         self._inbox = Inbox(cursors=cursors)
+        self._notices = NoticeInbox(account_cursors)
+        # alerts: the last inbox seq held (None: take the inbox's position when connecting)
+        self._alerts = InboxCursor(inbox_cursor if inbox_cursor is not None else (0 if sync_on_connect else None))
+        self._alerts_supported = True
+        self._inbox_snapshot_fresh = False
+        self._inbox_task: asyncio.Task[None] | None = None
         self._ids = FrameIds()
         self._events: asyncio.Queue[Event | _End] = asyncio.Queue()
         self._conn: _Connection | None = None
@@ -215,6 +251,8 @@ class Client:
         use_ticket: bool = False,
         sync_on_connect: bool | None = None,
         cursors: Mapping[str, int] | None = None,
+        account_cursors: Mapping[str, int] | None = None,
+        inbox_cursor: int | None = None,
         reconnect: ReconnectPolicy | None = ReconnectPolicy(),
         request_timeout: float = 10.0,
         send_timeout: float = 30.0,
@@ -236,11 +274,14 @@ class Client:
         Starting point: by default (no ``cursors``) nothing that already exists is
         yielded: the client takes a snapshot of ``GET /v1/conversations`` right after
         the handshake and yields only messages after each conversation's ``last_seq``
-        there (read older ones with :meth:`Api.history`). Pass ``cursors`` (e.g. saved
-        from :attr:`cursors` of an earlier run) to resume: the client syncs from them on
-        connect and yields everything after them (conversations not listed from seq 1).
-        ``sync_on_connect=True`` without ``cursors`` yields every conversation's whole
-        history.
+        there (read older ones with :meth:`Api.history`); likewise it takes
+        ``GET /v1/me/accounts`` and yields only notices of followed official accounts
+        published after it (read older ones with :meth:`Api.notices`). Pass ``cursors``
+        and ``account_cursors`` (saved from :attr:`cursors` and :attr:`account_cursors`
+        of an earlier run) to resume: the client syncs from them on connect and yields
+        everything after them (conversations not listed from seq 1, accounts not listed
+        from my read position: their unread notices). ``sync_on_connect=True`` without
+        cursors yields every conversation's whole history and every unread notice.
 
         ``reconnect``: the backoff policy, None to never reconnect. Timeouts are in
         seconds: ``open_timeout`` for the handshake and ``hello``, ``request_timeout``
@@ -261,6 +302,8 @@ class Client:
                 use_ticket=use_ticket,
                 sync_on_connect=sync_on_connect,
                 cursors=cursors,
+                account_cursors=account_cursors,
+                inbox_cursor=inbox_cursor,
                 reconnect=reconnect,
                 request_timeout=request_timeout,
                 send_timeout=send_timeout,
@@ -298,6 +341,12 @@ class Client:
                 # snapshot are dropped, later ones are yielded (gaps are synced).
                 for conversation in await self._api.conversations():
                     self._inbox.cursors.seed(conversation.id, conversation.last_seq)
+                for followed in await self._followed_accounts():
+                    self._notices.seed(followed.account.id, followed.last_seq)
+                self._notices.go_live()  # no sync first: live notices count from the snapshot
+            if self._alerts.cursor is None:
+                self._alerts.cursor = await self._inbox_position()
+                self._inbox_snapshot_fresh = True  # nothing to catch up on this first connection
         except BaseException:
             self._closing = True
             if self._conn is not None:
@@ -345,6 +394,18 @@ class Client:
         return self._inbox.cursors.snapshot()
 
     @property
+    def inbox_cursor(self) -> int | None:
+        """The last alert inbox seq held. Persist it and pass it as ``inbox_cursor=`` to resume."""
+        return self._alerts.cursor
+
+    @property
+    def account_cursors(self) -> dict[str, int]:
+        """Per followed official account, the last account event seq held (a copy).
+
+        Persist it and pass it as ``account_cursors=`` to a later :meth:`connect` to resume."""
+        return self._notices.snapshot()
+
+    @property
     def pending_sends(self) -> int:
         """How many sends wait for their acknowledgement."""
         return len(self._inbox.pending)
@@ -352,6 +413,15 @@ class Client:
     async def open_direct(self, username: str) -> str:
         """The id of my direct conversation with ``username`` (created if needed)."""
         return (await self._api.open_direct(username)).id
+
+    async def follow(self, account_id: str) -> Account:
+        """Follow an official account (idempotent); its notices arrive from now on."""
+        return await self._api.follow(account_id)
+
+    async def unfollow(self, account_id: str) -> None:
+        """Stop following an official account; the client drops its cursor there."""
+        await self._api.unfollow(account_id)
+        self._notices.forget(account_id)
 
     async def send(
         self, conversation_id: str, text: str, *, client_msg_id: str | None = None, timeout: float | None = None
@@ -420,6 +490,51 @@ class Client:
         assert isinstance(result, Receipt)
         return result
 
+    async def sync_inbox(self, *, timeout: float | None = None) -> list[Alert]:
+        """Fetch the alerts after my inbox cursor now (repeating while ``has_more``).
+
+        They are yielded by :meth:`events` as usual (in seq order, once) and returned.
+        The client does this by itself after every (re)connect and when a live alert
+        shows that some were missed.
+        """
+        fresh: list[Alert] = []
+        while True:
+            result = await self._call(
+                "i", lambda fid: SyncInboxFrame(id=fid, since=self._alerts.cursor or 0, limit=self._sync_limit), timeout
+            )
+            got, more = result
+            fresh.extend(got)
+            if not more:
+                return fresh
+
+    async def read_alerts(
+        self, alert_ids: Sequence[str] = (), *, up_to_seq: int | None = None, timeout: float | None = None
+    ) -> InboxUpdate:
+        """Mark alerts read (those listed and/or every one up to ``up_to_seq``); returns
+        the update with my exact ``unread`` count. My other devices get it as an event."""
+        if not alert_ids and up_to_seq is None:
+            raise ValueError("name alert_ids, or up_to_seq, or both")
+        ids = list(alert_ids)
+        result = await self._call("a", lambda fid: ReadAlertsFrame(id=fid, alert_ids=ids, up_to_seq=up_to_seq), timeout)
+        assert isinstance(result, InboxUpdate)
+        return result
+
+    async def read_notices(self, account_id: str, seq: int, *, timeout: float | None = None) -> AccountReceipt:
+        """Move my read position in an official account up to ``seq``; return the
+        receipt (``read_seq``, and my exact ``unread`` count there). My other
+        connections get an :class:`AccountReceipt` event.
+
+        Idempotent (a read position never moves backwards; past the end is clamped);
+        retried across reconnects until ``timeout`` (default ``request_timeout``).
+        Raises :class:`ProtocolError` (``not_found``: I do not follow it) or ``TimeoutError``.
+        """
+        validate_id("account_id", account_id)
+        if seq < 0:
+            raise ValueError("seq must be >= 0")
+        result = await self._call("n", lambda fid: ReadNoticesFrame(id=fid, account_id=account_id, seq=seq), timeout)
+        assert isinstance(result, AccountReceipt)
+        return result
+
     async def ping(self, *, timeout: float | None = None) -> float:
         """Round trip to the server (``ping``/``pong``); returns the seconds it took."""
         started = time.monotonic()
@@ -430,9 +545,9 @@ class Client:
         """Fetch everything after my cursors now (repeating while ``has_more``).
 
         The messages found are yielded by :meth:`events` as usual (in order, once);
-        this returns them as well. ``timeout`` (default ``request_timeout``) bounds the
-        wait for a connection and each round. Raises :class:`ProtocolError` or
-        ``TimeoutError``.
+        this returns them as well (notices found are only yielded). ``timeout`` (default
+        ``request_timeout``) bounds the wait for a connection and each round. Raises
+        :class:`ProtocolError` or ``TimeoutError``.
         """
         limit = self._request_timeout if timeout is None else timeout
         delivered: list[Message] = []
@@ -455,7 +570,15 @@ class Client:
         """Incoming events: :class:`Message` (others' messages and my own from other
         devices, never the same ``(conversation_id, seq)`` twice, in seq order per
         conversation), :class:`Receipt` (read positions moved; not the answers to my
-        own :meth:`read`), and :class:`Disconnected`/:class:`Reconnected` notices.
+        own :meth:`read`), :class:`Notice` (a notice of an official account I follow,
+        never the same ``(account_id, seq)`` twice, in seq order per account; a
+        ``recalled`` one was withdrawn before I got it), :class:`NoticeRecalled` (a notice
+        I got was withdrawn: hide it; once per notice), :class:`AccountReceipt` (my read
+        position in an account moved; not the answers to my own :meth:`read_notices`),
+        :class:`~bankhub_client.Alert` (a new alert in my inbox, in inbox-seq order, each once,
+        including those that arrived while I was away), :class:`~bankhub_client.InboxUpdate`
+        (alerts read or archived on another device; not the answers to my own
+        :meth:`read_alerts`), and :class:`Disconnected`/:class:`Reconnected` notices.
 
         Ends when the client is closed or the server closed with 1000; raises
         :class:`AuthError` (1008 / credentials refused) or :class:`ConnectionLost`
@@ -480,7 +603,7 @@ class Client:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        tasks = [t for t in (self._supervisor, self._writer, self._gap_task) if t is not None and t is not asyncio.current_task()]
+        tasks = [t for t in (self._supervisor, self._writer, self._gap_task, self._inbox_task) if t is not None and t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -570,6 +693,7 @@ class Client:
         self._conn = conn
         self._hello = conn.hello
         self._inbox.user_id = conn.hello.user_id
+        self._notices.connection_started(live=False)  # live after this connection's first sync
 
     def _connection_lost(self) -> None:
         self._gen += 1
@@ -680,6 +804,7 @@ class Client:
                         log.warning("sync after connect failed (%s); retrying", exc)
                         await asyncio.sleep(send_retry_delay(code, retry_after, attempt))
             self._ready.set()
+            self._catch_up_inbox()
             pending = self._inbox.pending
             while conn.gen == self._gen and self._final is None:
                 due = pending.due(time.monotonic())
@@ -770,12 +895,13 @@ class Client:
         for _ in range(_MAX_SYNC_ROUNDS):
             # a conversation at 0 is read from seq 1 whether listed or not: leave it out
             since = {c: s for c, s in self._inbox.cursors.snapshot().items() if s > 0}
+            accounts = self._notices.snapshot()
             frame_id = self._ids.next("y")
-            data = encode(SyncFrame(id=frame_id, since=since, limit=limit))
+            data = encode(SyncFrame(id=frame_id, since=since, limit=limit, accounts=accounts))
             if len(data) > limits.max_frame_bytes:
                 raise BankhubError(
-                    f"a sync frame for {len(since)} conversations would be {len(data)} bytes, over the hub's "
-                    f"{limits.max_frame_bytes}-byte frame limit"
+                    f"a sync frame for {len(since)} conversations and {len(accounts)} accounts would be "
+                    f"{len(data)} bytes, over the hub's {limits.max_frame_bytes}-byte frame limit"
                 )
             result = await self._exchange(conn, frame_id, data, timeout)
             assert isinstance(result, SyncResult)
@@ -792,7 +918,15 @@ class Client:
             log.warning("ignoring an undecodable server frame: %s", exc)
             return
         if frame is None:
-            return  # a frame type this SDK does not know
+            # RM and service-desk events, else a frame type this SDK does not know
+            try:
+                desk_event = decode_desk_event(data)
+            except msgspec.DecodeError as exc:
+                log.warning("ignoring an undecodable desk event: %s", exc)
+                return
+            if desk_event is not None:
+                self._emit(desk_event)
+            return
         if isinstance(frame, MessageFrame):
             self._on_message(to_message(frame.message))
         elif isinstance(frame, SentFrame):
@@ -806,11 +940,40 @@ class Client:
                 SyncedConversation(c.conversation_id, [to_message(m) for m in c.messages], c.has_more)
                 for c in frame.conversations
             )
+            notices = self._notices.on_synced(
+                SyncedAccount(a.account_id, a.cursor, [to_notice(n) for n in a.notices], a.has_more)
+                for a in frame.accounts
+            )
+            result.more = result.more or notices.more
             for message in result.delivered:
                 self._emit(message)
+            for event in notices.delivered:
+                self._emit(event)
+            if not result.more:
+                for event in self._notices.go_live():
+                    self._emit(event)
             for acked in result.acked:
                 self._ack(acked)
             self._resolve(frame.id, result)
+        elif isinstance(frame, NoticeFrame):
+            self._on_notice(to_notice(frame.notice))
+        elif isinstance(frame, NoticeRecalledFrame):
+            self._on_notice(to_notice_recalled(frame))
+        elif isinstance(frame, AlertFrame):
+            self._on_alert(frame.alert)
+        elif isinstance(frame, InboxSyncedFrame):
+            fresh = self._alerts.on_synced(frame.cursor, frame.alerts)
+            for alert in fresh:
+                self._emit(alert)
+            self._resolve(frame.id, (fresh, frame.has_more))
+        elif isinstance(frame, InboxUpdateFrame):
+            update = InboxUpdate(frame.state, frame.unread, frame.alert_ids, frame.up_to_seq, frame.id)
+            if frame.id is None or not self._resolve(frame.id, update):
+                self._emit(update)
+        elif isinstance(frame, AccountReceiptFrame):
+            account_receipt = to_account_receipt(frame)
+            if frame.id is None or not self._resolve(frame.id, account_receipt):
+                self._emit(account_receipt)
         elif isinstance(frame, ReceiptFrame):
             receipt = to_receipt(frame)
             if frame.id is None or not self._resolve(frame.id, receipt):
@@ -839,6 +1002,57 @@ class Client:
             self._request_gap_sync()
         elif routed.route is Route.ACK and routed.pending is not None:
             self._ack(Acked(routed.pending, message, routed.hole))
+
+    def _on_alert(self, alert: Alert) -> None:
+        verdict = self._alerts.offer(alert)
+        if verdict == "yield":
+            self._emit(alert)
+        elif verdict == "gap" and (self._inbox_task is None or self._inbox_task.done()):
+            self._inbox_task = asyncio.create_task(self._fill_inbox_gap(), name="bankhub-client-inbox-sync")
+
+    async def _fill_inbox_gap(self) -> None:
+        try:
+            await self.sync_inbox(timeout=max(self._request_timeout, 1.0))
+        except ProtocolError as exc:
+            if exc.code in ("unknown_type", "invalid_frame"):
+                self._alerts_supported = False  # a hub from before alerts
+            elif self._final is None:
+                log.warning("inbox sync failed: %r", exc)
+        except (BankhubError, TimeoutError) as exc:
+            if self._final is None:
+                log.warning("inbox sync failed: %r", exc)
+
+    async def _inbox_position(self) -> int | None:
+        """My inbox's last seq when connecting; None from a hub without alerts."""
+        try:
+            return (await self._api.unread_alerts()).last_seq
+        except ApiError as exc:
+            if exc.status == 404:
+                self._alerts_supported = False
+                return None
+            raise
+
+    def _catch_up_inbox(self) -> None:
+        """On every connect: fetch the alerts that arrived while away, alongside new requests
+        (it never holds up sends). Skipped right after a fresh snapshot of the inbox."""
+        if self._inbox_snapshot_fresh:
+            self._inbox_snapshot_fresh = False
+            return
+        if self._alerts_supported and self._alerts.cursor is not None and (self._inbox_task is None or self._inbox_task.done()):
+            self._inbox_task = asyncio.create_task(self._fill_inbox_gap(), name="bankhub-client-inbox-sync")
+
+    def _on_notice(self, event: Notice | NoticeRecalled) -> None:
+        for out in self._notices.on_event(event):
+            self._emit(out)
+
+    async def _followed_accounts(self) -> list[FollowedAccount]:
+        """The snapshot of followed accounts; none from a hub without official accounts."""
+        try:
+            return await self._api.my_accounts()
+        except ApiError as exc:
+            if exc.status == 404:
+                return []
+            raise
 
     def _ack(self, acked: Acked) -> None:
         future = self._send_futures.pop(acked.pending.key, None)

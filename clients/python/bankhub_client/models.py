@@ -15,6 +15,9 @@ from typing import Any
 
 from msgspec import Struct
 
+from .alerts import Alert, InboxUpdate
+from .desk import AgentState, ConversationAdded, ConversationRemoved, RmChanged, ServiceAssigned, ServiceStatus, SystemBody
+
 __all__ = [
     "TextBody",
     "UnknownBody",
@@ -32,6 +35,18 @@ __all__ = [
     "Conversation",
     "History",
     "WsTicket",
+    "ArticleBody",
+    "NoticeBody",
+    "Notice",
+    "NoticeRecalled",
+    "AccountReceipt",
+    "Account",
+    "FollowedAccount",
+    "NoticePage",
+    "Target",
+    "ResolvedTarget",
+    "NoticeRecord",
+    "NoticeStats",
 ]
 
 
@@ -54,7 +69,7 @@ class UnknownBody(Struct, frozen=True):
     data: dict[str, Any]
 
 
-Body = TextBody | UnknownBody
+Body = TextBody | SystemBody | UnknownBody
 
 
 class Message(Struct, frozen=True):
@@ -138,7 +153,93 @@ class Reconnected(Struct, frozen=True):
     downtime: float
 
 
-Event = Message | Receipt | Disconnected | Reconnected
+# --- official accounts -------------------------------------------------------------
+
+
+class ArticleBody(Struct, frozen=True, tag="article", tag_field="kind", omit_defaults=True):
+    """A rich notice shown as a card. Links (``image_url``, ``action_url``) must be
+    ``https://`` or the app's own ``bankhub://`` deep links: the hub refuses others."""
+
+    title: str
+    summary: str = ""
+    body: str = ""
+    image_url: str | None = None
+    action_url: str | None = None
+    action_label: str | None = None
+
+
+NoticeBody = TextBody | ArticleBody | UnknownBody
+"""A notice body: ``text``, ``article``, or a kind this SDK version does not know."""
+
+
+class Notice(Struct, frozen=True):
+    """A published notice of an official account I follow, as a follower sees it.
+
+    ``(account_id, seq)`` identifies it; ``seq`` is its place in the account's event
+    stream, so a follower's seqs have gaps (notices targeted at others). A recalled
+    notice keeps its place but has no body (``recalled`` is True, ``body`` None).
+    """
+
+    account_id: str
+    notice_id: str
+    seq: int
+    ts: int
+    body: NoticeBody | None = None
+    recalled: bool = False
+    recalled_ts: int | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The text of a text notice, the title of an article, else None."""
+        if isinstance(self.body, TextBody):
+            return self.body.text
+        if isinstance(self.body, ArticleBody):
+            return self.body.title
+        return None
+
+
+class NoticeRecalled(Struct, frozen=True):
+    """The notice ``notice_id`` (at ``seq``) of an account was withdrawn: hide its body.
+
+    ``event_seq`` is the recall's own place in the account stream when it arrived live;
+    None when the client learnt of it from ``sync`` (which does not say).
+    """
+
+    account_id: str
+    notice_id: str
+    seq: int
+    ts: int
+    event_seq: int | None = None
+
+
+class AccountReceipt(Struct, frozen=True):
+    """My read position in an official account moved to ``read_seq``; ``unread`` is
+    my exact unread count there. ``id`` is the request id when it answers my own
+    ``read_notices``."""
+
+    account_id: str
+    read_seq: int
+    unread: int
+    id: str | None = None
+
+
+Event = (
+    Message
+    | Receipt
+    | Disconnected
+    | Reconnected
+    | Notice
+    | NoticeRecalled
+    | AccountReceipt
+    | Alert
+    | InboxUpdate
+    | RmChanged
+    | ConversationAdded
+    | ConversationRemoved
+    | ServiceStatus
+    | ServiceAssigned
+    | AgentState
+)
 """What :meth:`bankhub_client.Client.events` yields."""
 
 
@@ -197,3 +298,92 @@ class WsTicket(Struct, frozen=True):
 
     ticket: str
     expires_in: float
+
+
+class Account(Struct, frozen=True):
+    """An official account. ``audience`` is ``customer`` or ``staff``; ``following``
+    says whether I follow it (None where the hub does not say)."""
+
+    id: str
+    handle: str
+    name: str
+    description: str = ""
+    audience: str = "customer"
+    is_default: bool = False
+    requires_approval: bool = False
+    following: bool | None = None
+
+
+class FollowedAccount(Struct, frozen=True):
+    """An account I follow: its stream position, my read position and exact unread count."""
+
+    account: Account
+    last_seq: int
+    read_seq: int
+    unread: int
+
+
+class NoticePage(Struct, frozen=True):
+    """A page of an account's notices for me: newest first; ``has_more`` if older ones exist."""
+
+    notices: list[Notice]
+    has_more: bool
+
+
+class Target(Struct, frozen=True, omit_defaults=True):
+    """Who a notice is for, when publishing. Every dimension given must match; within a
+    dimension any value does. ``org_codes``: orgs (and their subtrees) by code;
+    ``tags``/``segments``: the followers' tags and segment; ``staff_only``: no customers.
+    All None (the default): every follower."""
+
+    org_codes: list[str] | None = None
+    tags: list[str] | None = None
+    segments: list[str] | None = None
+    staff_only: bool = False
+
+
+class ResolvedTarget(Struct, frozen=True):
+    """A published notice's audience as stored: orgs by id (see :class:`Target`)."""
+
+    org_ids: list[str] | None = None
+    tags: list[str] | None = None
+    segments: list[str] | None = None
+    staff_only: bool = False
+
+
+class NoticeRecord(Struct, frozen=True):
+    """A notice as its account's administrators see it (publish, approve, outbox).
+
+    ``status`` is ``pending_approval``, ``scheduled``, ``published``, ``rejected`` or
+    ``recalled``; ``seq`` is set once published. The body is kept after a recall, with
+    who recalled it and why.
+    """
+
+    id: str
+    account_id: str
+    status: str
+    body: NoticeBody
+    target: ResolvedTarget
+    author_id: str
+    created_at: dt.datetime
+    seq: int | None = None
+    approved_by: str | None = None
+    rejected_by: str | None = None
+    scheduled_at: dt.datetime | None = None
+    published_at: dt.datetime | None = None
+    recall_seq: int | None = None
+    recalled_at: dt.datetime | None = None
+    recalled_by: str | None = None
+    recall_reason: str | None = None
+    delivered_online: int = 0
+
+
+class NoticeStats(Struct, frozen=True):
+    """A notice's figures: followers it targets, pushes to connected devices (summed
+    over nodes, updated every few seconds) and targeted followers who have read it."""
+
+    notice_id: str
+    status: str
+    targeted_followers: int
+    delivered_online: int
+    read: int

@@ -8,12 +8,34 @@ leniently: extra fields are ignored, a frame of an unknown ``type`` decodes to N
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import msgspec
 from msgspec import Struct
 
-from .models import Body, Conversation, Hello, Limits, Message, Receipt, TextBody, UnknownBody
+from .alerts import AlertFrame, InboxSyncedFrame, InboxUpdateFrame, ReadAlertsFrame, SyncInboxFrame
+from .desk import SystemBody
+from .models import (
+    Account,
+    AccountReceipt,
+    ArticleBody,
+    Body,
+    Conversation,
+    FollowedAccount,
+    Hello,
+    Limits,
+    Message,
+    Notice,
+    NoticeBody,
+    NoticeRecalled,
+    NoticeRecord,
+    NoticeStats,
+    Receipt,
+    ResolvedTarget,
+    TextBody,
+    UnknownBody,
+)
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -43,6 +65,24 @@ __all__ = [
     "ConversationList",
     "ConversationEnvelope",
     "WireHistory",
+    "ReadNoticesFrame",
+    "WireNotice",
+    "NoticeFrame",
+    "NoticeRecalledFrame",
+    "AccountReceiptFrame",
+    "WireAccountSync",
+    "decode_notice_body",
+    "to_notice",
+    "to_notice_recalled",
+    "to_account_receipt",
+    "AccountList",
+    "FollowedList",
+    "WireNoticePage",
+    "WireNoticeRecord",
+    "WireNoticeList",
+    "WireStats",
+    "AccountRead",
+    "to_notice_record",
 ]
 
 PROTOCOL_VERSION = 1
@@ -65,17 +105,24 @@ class ReadFrame(Struct, tag="read", tag_field="type"):
     seq: int
 
 
-class SyncFrame(Struct, tag="sync", tag_field="type"):
+class SyncFrame(Struct, tag="sync", tag_field="type", omit_defaults=True):
     id: str
     since: dict[str, int]
     limit: int
+    accounts: dict[str, int] = {}  # official accounts: the last account event seq held
 
 
 class PingFrame(Struct, tag="ping", tag_field="type"):
     id: str
 
 
-ClientFrame = SendFrame | ReadFrame | SyncFrame | PingFrame
+class ReadNoticesFrame(Struct, tag="read_notices", tag_field="type"):
+    id: str
+    account_id: str
+    seq: int
+
+
+ClientFrame = SendFrame | ReadFrame | SyncFrame | PingFrame | ReadNoticesFrame | SyncInboxFrame | ReadAlertsFrame
 
 _encoder = msgspec.json.Encoder()
 
@@ -140,9 +187,33 @@ class WireConversationSync(Struct):
     has_more: bool
 
 
+_NULL = msgspec.Raw(b"null")
+
+
+class WireNotice(Struct):
+    account_id: str
+    notice_id: str
+    seq: int
+    ts: int
+    body: msgspec.Raw = _NULL  # absent (or null) on a recalled notice
+    recalled: bool = False
+    recalled_ts: int | None = None
+
+
+class WireAccountSync(Struct):
+    account_id: str
+    last_seq: int
+    read_seq: int
+    unread: int
+    cursor: int
+    notices: list[WireNotice]
+    has_more: bool
+
+
 class SyncedFrame(Struct, tag="synced", tag_field="type"):
     id: str
     conversations: list[WireConversationSync]
+    accounts: list[WireAccountSync] = []
 
 
 class ErrorFrame(Struct, tag="error", tag_field="type"):
@@ -157,9 +228,45 @@ class PongFrame(Struct, tag="pong", tag_field="type"):
     id: str | None = None
 
 
-ServerFrame = HelloFrame | SentFrame | MessageFrame | ReceiptFrame | SyncedFrame | ErrorFrame | PongFrame
+class NoticeFrame(Struct, tag="notice", tag_field="type"):
+    notice: WireNotice
 
-_SERVER_TYPES = frozenset({"hello", "sent", "message", "receipt", "synced", "error", "pong"})
+
+class NoticeRecalledFrame(Struct, tag="notice_recalled", tag_field="type"):
+    account_id: str
+    notice_id: str
+    seq: int
+    event_seq: int
+    ts: int
+
+
+class AccountReceiptFrame(Struct, tag="account_receipt", tag_field="type"):
+    account_id: str
+    read_seq: int
+    unread: int
+    id: str | None = None
+
+
+ServerFrame = (
+    HelloFrame
+    | SentFrame
+    | MessageFrame
+    | ReceiptFrame
+    | SyncedFrame
+    | ErrorFrame
+    | PongFrame
+    | NoticeFrame
+    | NoticeRecalledFrame
+    | AccountReceiptFrame
+    | AlertFrame
+    | InboxSyncedFrame
+    | InboxUpdateFrame
+)
+
+_SERVER_TYPES = frozenset(
+    {"hello", "sent", "message", "receipt", "synced", "error", "pong", "notice", "notice_recalled", "account_receipt"}
+    | {"alert", "inbox_synced", "inbox_update"}
+)
 _frame_decoder: msgspec.json.Decoder[ServerFrame] = msgspec.json.Decoder(ServerFrame)
 
 
@@ -186,14 +293,57 @@ def decode_server_frame(data: str | bytes) -> ServerFrame | None:
 
 
 def decode_body(raw: bytes | msgspec.Raw) -> Body:
-    """Decode a message body: a :class:`TextBody`, else an :class:`UnknownBody`."""
+    """Decode a message body: a :class:`TextBody`, a :class:`SystemBody` (the bank
+    speaking), else an :class:`UnknownBody`."""
     obj = msgspec.json.decode(raw)
     if not isinstance(obj, dict):
         raise msgspec.ValidationError("message body must be a JSON object")
     kind = obj.get("kind")
     if kind == "text" and isinstance(obj.get("text"), str):
         return TextBody(text=obj["text"])
+    if kind == "system" and isinstance(obj.get("event"), str) and isinstance(obj.get("text"), str):
+        data = obj.get("data", {})
+        if isinstance(data, dict) and all(isinstance(v, str) for v in data.values()):
+            return SystemBody(event=obj["event"], text=obj["text"], data=data)
     return UnknownBody(kind=kind if isinstance(kind, str) else "", data=obj)
+
+
+def decode_notice_body(raw: bytes | msgspec.Raw) -> NoticeBody | None:
+    """Decode a notice body: :class:`TextBody`, :class:`ArticleBody`, None (JSON null:
+    a recalled notice), else :class:`UnknownBody` (a kind this SDK does not know, or an
+    article with fields it does not understand)."""
+    obj = msgspec.json.decode(raw)
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise msgspec.ValidationError("notice body must be a JSON object")
+    if obj.get("kind") == "article":
+        try:
+            return msgspec.convert(obj, ArticleBody)
+        except msgspec.ValidationError:
+            return UnknownBody(kind="article", data=obj)
+    body = decode_body(raw)
+    return UnknownBody(kind="system", data=obj) if isinstance(body, SystemBody) else body  # system bodies are for messages
+
+
+def to_notice(w: WireNotice) -> Notice:
+    return Notice(
+        account_id=w.account_id,
+        notice_id=w.notice_id,
+        seq=w.seq,
+        ts=w.ts,
+        body=decode_notice_body(w.body),
+        recalled=w.recalled,
+        recalled_ts=w.recalled_ts,
+    )
+
+
+def to_notice_recalled(r: NoticeRecalledFrame) -> NoticeRecalled:
+    return NoticeRecalled(account_id=r.account_id, notice_id=r.notice_id, seq=r.seq, ts=r.ts, event_seq=r.event_seq)
+
+
+def to_account_receipt(r: AccountReceiptFrame) -> AccountReceipt:
+    return AccountReceipt(account_id=r.account_id, read_seq=r.read_seq, unread=r.unread, id=r.id)
 
 
 def to_message(w: WireMessage) -> Message:
@@ -249,3 +399,61 @@ class ConversationEnvelope(Struct):
 class WireHistory(Struct):
     messages: list[WireMessage]
     has_more: bool = False
+
+
+class AccountList(Struct):
+    accounts: list[Account]
+
+
+class FollowedList(Struct):
+    accounts: list[FollowedAccount]
+
+
+class WireNoticePage(Struct):
+    notices: list[WireNotice]
+    has_more: bool = False
+
+
+class WireNoticeRecord(Struct):
+    id: str
+    account_id: str
+    status: str
+    body: msgspec.Raw
+    target: ResolvedTarget
+    author_id: str
+    created_at: dt.datetime
+    seq: int | None = None
+    approved_by: str | None = None
+    rejected_by: str | None = None
+    scheduled_at: dt.datetime | None = None
+    published_at: dt.datetime | None = None
+    recall_seq: int | None = None
+    recalled_at: dt.datetime | None = None
+    recalled_by: str | None = None
+    recall_reason: str | None = None
+    delivered_online: int = 0
+
+
+class WireNoticeList(Struct):
+    notices: list[WireNoticeRecord]
+
+
+class WireStats(Struct):
+    notice: WireNoticeRecord
+    stats: NoticeStats
+
+
+class AccountRead(Struct):
+    account_id: str
+    read_seq: int
+    unread: int
+
+
+def to_notice_record(w: WireNoticeRecord) -> NoticeRecord:
+    """The SDK's view of an administrator's notice (its body decoded leniently)."""
+    fields = msgspec.structs.asdict(w)
+    body = decode_notice_body(w.body)
+    if body is None:
+        raise msgspec.ValidationError("a notice record must carry its body")
+    fields["body"] = body
+    return NoticeRecord(**fields)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .. import policy
 from ..models import User
-from .audit import CUSTOMER_REASSIGNED, record
+from . import rm as rm_actions
 from .errors import ActionError, require
 
 if TYPE_CHECKING:
@@ -20,7 +20,9 @@ async def reassign_customer(hub: Hub, actor: User, customer_name: str, rm_name: 
 
     The old RM loses the customer's direct conversation in the same transaction that
     records the new assignment (no window where both or neither have it); the new RM
-    gains it with its whole history. Audited as ``customer.reassigned``.
+    gains it with its whole history. Audited as ``customer.reassigned`` in that same
+    transaction. Then the old RM's connections drop the conversation on every node, the
+    new RM's gain it and the customer is told (see :func:`bankhub.actions.rm.notify_handover`).
     """
     customer = await hub.users.by_username(customer_name)
     new_rm = await hub.users.by_username(rm_name)
@@ -33,15 +35,7 @@ async def reassign_customer(hub: Hub, actor: User, customer_name: str, rm_name: 
     )
     if customer.rm_id == new_rm.id:
         return customer
-    handed_over = await hub.users.reassign_customer(customer.id, customer.rm_id, new_rm.id)
-    await record(
-        hub,
-        actor=actor,
-        action=CUSTOMER_REASSIGNED,
-        target=customer,
-        ip=ip,
-        details={"from_rm": customer.rm_id, "to_rm": new_rm.id, "conversation": handed_over},
-    )
+    await rm_actions.reassign(hub, actor, customer, new_rm, ip=ip)
     updated = await hub.users.by_username(customer_name)
     assert updated is not None
     return updated

@@ -22,6 +22,16 @@ class ActionError(Exception):
         "unsupported_media_type": 415,
         "account_locked": 423,
         "gone": 410,
+        # signed requests of calling systems (alerts)
+        "signature_required": 401,
+        "invalid_signature": 401,
+        "stale_request": 401,
+        "replayed_request": 401,
+        "system_disabled": 403,
+        "idempotency_conflict": 409,
+        "recipient_not_found": 404,
+        "invalid_alert": 422,
+        "card_number_detected": 422,
     }
 
     def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:

@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..crypto.keys import KeyFileError, KeyProvider, LocalKeyFile
+from ..storage.alert_systems import AlertSystemStore
+from ..storage.alerts import AlertStore
 from ..storage.db import Conn, Database
 from ..storage.keys import ConversationKeyStore, RewrapItem
 from . import audit
+from .alert_systems import rewrap_alert_keys, rewrap_secrets
 
 __all__ = [
     "RotationReport",
@@ -131,6 +134,11 @@ async def rotate(
         # the new key file) sit behind our cursor: walk again
         if sum(counts.values()) <= len(failed_ids):
             break
+    # the HMAC secrets of alert-sending systems and the alert data keys are wrapped under the same KEKs
+    secrets_rewrapped, secrets_failed = await rewrap_secrets(db, provider)
+    alert_keys_rewrapped, alert_keys_failed = await rewrap_alert_keys(db, provider, batch_size)
+    for failure in secrets_failed + alert_keys_failed:
+        log.error("re-wrapping failed: %s", failure)
     # written even when report.failed is not empty: a partial rotation is an auditable event too
     await audit.record(
         db,
@@ -144,6 +152,10 @@ async def rotate(
             "failed": len(report.failed),
             "remaining": report.remaining,
             "passes": report.passes,
+            "system_secrets_rewrapped": secrets_rewrapped,
+            "system_secrets_failed": len(secrets_failed),
+            "alert_keys_rewrapped": alert_keys_rewrapped,
+            "alert_keys_failed": len(alert_keys_failed),
         },
     )
     return report
@@ -156,6 +168,12 @@ async def retire_kek(db: Database, key_file: LocalKeyFile, kek_id: str, *, actor
     counts, _ = await ConversationKeyStore(db).counts()
     if counts.get(kek_id):
         raise KekInUse(f"{kek_id} still wraps {counts[kek_id]} conversation key(s): run bankhub keys rotate --rewrap-only first")
+    secrets = (await AlertSystemStore(db).kek_counts()).get(kek_id)
+    if secrets:
+        raise KekInUse(f"{kek_id} still wraps {secrets} calling system secret(s): run bankhub keys rotate --rewrap-only first")
+    alert_keys = (await AlertStore(db).key_counts()).get(kek_id)
+    if alert_keys:
+        raise KekInUse(f"{kek_id} still wraps {alert_keys} alert data key(s): run bankhub keys rotate --rewrap-only first")
     key_file.remove_key(kek_id)
     await audit.record(db, actor=actor, action=audit.KEYS_RETIRED, target=f"kek:{kek_id}")
 

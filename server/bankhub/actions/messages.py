@@ -19,6 +19,7 @@ import msgspec
 
 from .. import policy
 from ..broker import user_channel
+from ..desk.system import SYSTEM_USER_ID
 from ..models import User
 from ..protocol.frames import ConversationSync, Read, Receipt, Send, Sent, Sync
 from ..signals import MessageSignal, ReceiptSignal, encode_signal
@@ -42,6 +43,8 @@ class Pending(msgspec.Struct, gc=False):
 
 
 def _authorize(sender: User, membership: object) -> tuple[bool, str | None, str]:
+    if sender.id == SYSTEM_USER_ID:  # the hub's own notices (handover, bot, auto-reply)
+        return policy.may_post_system(sender, membership).as_tuple()  # type: ignore[arg-type]
     return policy.may_send(sender, membership).as_tuple()  # type: ignore[arg-type]
 
 
@@ -61,6 +64,11 @@ async def commit_and_publish(hub: Hub, batch: Sequence[Pending]) -> list[Appende
             await hub.broker.publish_many(out)
         except Exception:
             log.warning("publish after commit failed; receivers will catch up from storage", exc_info=True)
+    try:
+        # the bot and RM auto-replies react to committed customer messages (without blocking)
+        hub.desk.observe(batch, results)
+    except Exception:
+        log.warning("message observers failed", exc_info=True)
     return results
 
 

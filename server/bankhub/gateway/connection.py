@@ -52,6 +52,8 @@ class Connection:
         self._writer: asyncio.Task[object] | None = None
         self._sending = False
         self._flush = False
+        # synchronous write for an idle connection (gateway/transport.py); None under other servers
+        self._write_now: Callable[[str], bool] | None = ws.scope.get("extensions", {}).get("bankhub.write_now")
 
     # --- outbound ---------------------------------------------------------------
 
@@ -62,6 +64,13 @@ class Connection:
         if len(self._queue) >= self._limit:
             self.close(CloseCode.SLOW_CONSUMER, "outbound queue overflow: reconnect and sync")
             return
+        # idle and writable: write now, in order (nothing is queued or being sent before it)
+        if not self._queue and not self._sending and self.close_code is None and self._write_now is not None:
+            try:
+                if self._write_now(text):
+                    return
+            except Exception:
+                pass  # the writer task meets the broken socket and closes the connection
         self._queue.append(text)
         self._wake.set()
 
@@ -145,6 +154,8 @@ class Connection:
             log.warning("gap fill failed for connection %s (attempt %d); retrying", self.id, attempt + 1, exc_info=True)
             fetched = []
         buffered = self._filling.pop(conv, [])
+        if self.cursors.revoked(conv):
+            return  # access was revoked while fetching: hand over nothing
         hole: list[Message] = []
         for m in sorted(fetched + buffered, key=lambda m: m.seq):
             if self.cursors.get(conv) is None or m.seq == (self.cursors.get(conv) or 0) + 1:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from starlette.websockets import WebSocket
 
 from ..actions import accounts as account_actions
+from ..actions import alerts as alert_actions
 from ..actions import messages as message_actions
 from ..actions import sessions as session_actions
 from ..actions.errors import ActionError
@@ -39,10 +40,12 @@ from ..protocol.frames import (
     Ping,
     Pong,
     Read,
+    ReadAlerts,
     ReadNotices,
     Send,
     ServerFrame,
     Sync,
+    SyncInbox,
     Synced,
     encode,
 )
@@ -193,6 +196,8 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
             reply = Synced(id=frame.id, conversations=convs, accounts=accounts)
         elif isinstance(frame, ReadNotices):
             reply = await account_actions.read(hub, conn.user, frame.account_id, frame.seq, frame.id)
+        elif isinstance(frame, (SyncInbox, ReadAlerts)):
+            reply = await alert_actions.on_frame(hub, conn, frame)
         else:  # pragma: no cover - the session only accepts the frames above
             reply = Error(code=ErrorCode.UNKNOWN_TYPE, message="unsupported frame", id=frame_id)
     except ActionError as exc:

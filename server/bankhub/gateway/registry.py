@@ -15,14 +15,19 @@ from ..broker import BROADCAST_CHANNEL, Broker, user_channel
 from ..protocol.frames import AccountReceipt, CloseCode, Message, MessageEvent, Receipt, encode
 from ..signals import (
     AccountReadSignal,
+    AlertSignal,
+    InboxSignal,
     FollowSignal,
     MessageSignal,
+    AccessSignal,
     NoticeSignal,
+    PushSignal,
     ReceiptSignal,
     RevokeSignal,
     Signal,
     decode_signal,
 )
+from .alerts import AlertDelivery
 from .broadcast import NoticeFanout
 from .connection import Connection
 
@@ -43,6 +48,9 @@ class ConnectionRegistry:
         self.broker = broker
         self._catch_up = catch_up
         self.fanout = fanout
+        self.alerts: AlertDelivery | None = None  # set by the hub: alert delivery per connection
+        # other listeners of the broadcast channel (RM availability, for auto-replies)
+        self.broadcast_handlers: list[Callable[[Signal], None]] = []
         self.by_user: dict[str, set[Connection]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # a group message arrives once per member channel with the same bytes: decode it and
@@ -141,6 +149,19 @@ class ConnectionRegistry:
             text = encode(AccountReceipt(account_id=signal.account_id, read_seq=signal.read_seq, unread=signal.unread)).decode()
             for conn in list(conns):
                 conn.push(text)
+        elif isinstance(signal, PushSignal):
+            for conn in list(conns):
+                conn.push(signal.frame)
+        elif isinstance(signal, AccessSignal):
+            for conn in list(conns):
+                if signal.granted:
+                    conn.cursors.restore(signal.conversation_id)
+                else:
+                    conn.cursors.revoke(signal.conversation_id)
+                conn.push(signal.frame)
+        elif isinstance(signal, (AlertSignal, InboxSignal)):
+            if self.alerts is not None:
+                self.alerts.on_signal(list(conns), signal)
 
     def _on_broadcast(self, payload: bytes) -> None:
         try:
@@ -150,11 +171,16 @@ class ConnectionRegistry:
             return
         if isinstance(signal, NoticeSignal) and self.fanout is not None:
             self.fanout.on_signal(signal)
+            return
+        for handler in self.broadcast_handlers:
+            handler(signal)
 
     def on_resync(self) -> None:
         """The broker was away: every connection catches up from storage."""
         if self.fanout is not None:
             self.fanout.resync()
+        if self.alerts is not None:
+            self.alerts.resync(self.connections())
         for conn in self.connections():
             uid = conn.user.id
             conn.catch_up(lambda cursors, uid=uid: self._catch_up(uid, cursors))  # type: ignore[misc]

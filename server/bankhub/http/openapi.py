@@ -15,6 +15,8 @@ from ..models import ConversationSummary
 from ..policy import PRIVILEGED_READ_REASONS
 from ..protocol.frames import Message
 from . import accounts as account_routes
+from . import alerts as alert_routes
+from . import service as service_routes
 from .routes import AssignBody, DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody
 
 __all__ = ["openapi_document"]
@@ -116,6 +118,8 @@ def openapi_document() -> dict[str, Any]:
         MessagePage,
         Problem,
         *account_routes.OPENAPI_TYPES,
+        *alert_routes.OPENAPI_TYPES,
+        *service_routes.OPENAPI_TYPES,
     ]
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     conv_id = {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
@@ -191,5 +195,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/conversations/{conversation_id}/messages": {"get": history},
             "/v1/compliance/conversations/{conversation_id}/messages": {"get": privileged},
             **account_routes.openapi_paths(_op, _ref),
+            **alert_routes.openapi_paths(_op, _ref),
+            **service_routes.openapi_paths(_op, _ref),
         },
     }

@@ -56,6 +56,23 @@ __all__ = [
     "NoticeRecalled",
     "AccountReceipt",
     "AccountSync",
+    "AlertId",
+    "Alert",
+    "AlertEvent",
+    "SyncInbox",
+    "InboxSynced",
+    "ReadAlerts",
+    "InboxUpdate",
+    "SystemBody",
+    "StaffCard",
+    "CustomerCard",
+    "RmChanged",
+    "ConversationAdded",
+    "ConversationRemoved",
+    "ServiceStatus",
+    "ServiceNote",
+    "ServiceAssigned",
+    "AgentState",
 ]
 
 PROTOCOL_VERSION = 1
@@ -127,11 +144,25 @@ class UndecryptableBody(Struct, tag="undecryptable", tag_field="kind", forbid_un
     """
 
 
+class SystemBody(Struct, tag="system", tag_field="kind", omit_defaults=True, forbid_unknown_fields=True, gc=False):
+    """Sent by the server only: the bank speaking inside a conversation.
+
+    Handover notices, the service bot's answers, queue and assignment notices, an away
+    RM's auto-reply, the out-of-hours reply. Stored, numbered and synced like any message;
+    its sender is the hub's system user. ``event`` is a stable code (see
+    docs/protocol.md), ``text`` what to show, ``data`` the facts behind it.
+    """
+
+    event: str
+    text: str
+    data: dict[str, str] = {}
+
+
 Body = TextBody
 """What a client may send."""
 
-MessageBody = TextBody | ShreddedBody | UndecryptableBody
-"""What a message carries: a sent body, or a server marker standing in for one."""
+MessageBody = TextBody | SystemBody | ShreddedBody | UndecryptableBody
+"""What a message carries: a sent body, a notice from the bank, or a server marker standing in for one."""
 
 
 # --- client frames ----------------------------------------------------------------
@@ -184,7 +215,29 @@ class ReadNotices(Struct, tag="read_notices", tag_field="type", forbid_unknown_f
     seq: Seq
 
 
-ClientFrame = Send | Read | Sync | Ping | ReadNotices
+AlertId = Annotated[str, Meta(min_length=1, max_length=64, description="An alert id")]
+
+
+class SyncInbox(Struct, tag="sync_inbox", tag_field="type", forbid_unknown_fields=True):
+    """Fetch my alert inbox after ``since`` (the last inbox seq I hold; 0: from the start).
+
+    Answered by ``inbox_synced``; repeat from its ``cursor`` while ``has_more``.
+    """
+
+    id: FrameId
+    since: Seq = 0
+    limit: Annotated[int, Meta(ge=1, le=500)] = 100
+
+
+class ReadAlerts(Struct, tag="read_alerts", tag_field="type", forbid_unknown_fields=True):
+    """Mark alerts read: those listed, and/or every alert up to ``up_to_seq``. Answered by ``inbox_update``."""
+
+    id: FrameId
+    alert_ids: Annotated[list[AlertId], Meta(max_length=100)] = []
+    up_to_seq: Seq | None = None
+
+
+ClientFrame = Send | Read | Sync | Ping | ReadNotices | SyncInbox | ReadAlerts
 
 
 # --- server frames ----------------------------------------------------------------
@@ -371,8 +424,198 @@ class AccountSync(Struct):
     has_more: bool
 
 
+# --- alerts ------------------------------------------------------------------------
+
+
+class Alert(Struct, omit_defaults=True, gc=False):
+    """A transactional alert in my inbox, rendered in my language and time zone.
+
+    ``seq`` is its place in my inbox stream (gap-free). ``category`` is ``security``,
+    ``transaction``, ``service`` or ``marketing``; ``priority`` ``high``, ``normal`` or
+    ``low``; ``state`` ``unread``, ``read`` or ``archived``. ``replaces``: drop the alert
+    with that id (same ``collapse_key``, now out of date). ``silent``: it arrived in my
+    quiet hours, show it without sound. ``expires_at``: hide it after this time.
+    """
+
+    alert_id: str
+    seq: int
+    category: str
+    priority: str
+    template: str
+    title: str
+    text: str
+    ts: int
+    state: str = "unread"
+    expires_at: int | None = None
+    collapse_key: str | None = None
+    replaces: str | None = None
+    silent: bool = False
+
+
+class AlertEvent(Struct, tag="alert", tag_field="type", gc=False):
+    """A new alert in my inbox."""
+
+    alert: Alert
+
+
+class InboxSynced(Struct, tag="inbox_synced", tag_field="type"):
+    """Answer to ``sync_inbox``: the alerts in ``(since, cursor]`` that are still deliverable
+    (expired and replaced ones are left out), my inbox's ``last_seq`` and ``unread`` count."""
+
+    id: str
+    alerts: list[Alert]
+    cursor: int
+    last_seq: int
+    unread: int
+    has_more: bool
+
+
+class InboxUpdate(Struct, tag="inbox_update", tag_field="type", omit_defaults=True, gc=False):
+    """Alerts of mine changed state (``read`` or ``archived``), on this or another device.
+
+    ``id`` is set when it answers my ``read_alerts``. ``unread`` is my inbox's unread count after it.
+    """
+
+    state: str
+    unread: int
+    alert_ids: list[str]
+    up_to_seq: int | None = None
+    id: str | None = None
+
+
+# --- relationship managers and the service desk ------------------------------------
+
+
+class StaffCard(Struct, gc=False):
+    """A member of staff as customers see them (their RM, the agent serving them)."""
+
+    user_id: str
+    username: str
+    display_name: str
+
+
+class CustomerCard(Struct, omit_defaults=True, gc=False):
+    """A customer's profile card, for their RM and the agent serving them.
+
+    ``branch`` is the code of the customer's org (``org_name`` its name); ``account_class``
+    is ``I``, ``II`` or ``III``; ``segment`` a targeting segment such as ``wealth``.
+    """
+
+    user_id: str
+    username: str
+    display_name: str
+    branch: str
+    org_name: str
+    segment: str | None = None
+    account_class: str | None = None
+    tags: list[str] = []
+    rm: StaffCard | None = None
+
+
+class RmChanged(Struct, tag="rm_changed", tag_field="type", omit_defaults=True, gc=False):
+    """My relationship manager changed (a handover). ``conversation_id``: my direct
+    conversation, which passed to the new RM with its history (None if I had none)."""
+
+    rm: StaffCard
+    conversation_id: str | None = None
+    previous_rm_id: str | None = None
+
+
+class ConversationAdded(Struct, tag="conversation_added", tag_field="type", gc=False):
+    """A conversation was given to me: a customer handed over to me (``reason`` ``handover``)
+    or a service session routed or transferred to me (``service``). Its history is readable."""
+
+    conversation_id: str
+    kind: str
+    reason: str
+
+
+class ConversationRemoved(Struct, tag="conversation_removed", tag_field="type", gc=False):
+    """I lost a conversation: ``handover`` (the customer now has another RM), ``transferred``
+    or ``closed`` (a service session). Nothing more of it reaches me; history, sync and send
+    answer ``not_found`` from now on."""
+
+    conversation_id: str
+    reason: str
+
+
+class ServiceStatus(Struct, tag="service_status", tag_field="type", omit_defaults=True, gc=False):
+    """My service session changed (customers): its ``state`` (``bot``, ``waiting``,
+    ``active``, ``closed``) and, while waiting, my ``position`` in the queue (1 = next),
+    how many wait in all and the estimated wait in seconds (None: no estimate).
+
+    ``revision`` grows with every change of the queue: ignore a status with a lower
+    revision than one already shown. ``csat_pending``: a closed session I may rate.
+    """
+
+    session_id: str
+    conversation_id: str
+    queue: str
+    state: str
+    revision: int = 0
+    position: int | None = None
+    waiting: int | None = None
+    estimated_wait_s: int | None = None
+    agent: StaffCard | None = None
+    csat_pending: bool = False
+
+
+class ServiceNote(Struct, omit_defaults=True, gc=False):
+    """A note on a service session, for agents and supervisors only."""
+
+    author_id: str
+    kind: str
+    text: str
+    ts: int
+    to_queue: str | None = None
+    to_agent_id: str | None = None
+
+
+class ServiceAssigned(Struct, tag="service_assigned", tag_field="type", gc=False):
+    """A customer was routed (``via`` ``queue``) or transferred (``transfer``) to me (agents).
+
+    I am now a member of ``conversation_id``; the session's messages start after
+    ``start_seq``. ``notes`` carry transfer notes (never shown to the customer).
+    """
+
+    session_id: str
+    conversation_id: str
+    queue: str
+    via: str
+    start_seq: int
+    customer: CustomerCard
+    notes: list[ServiceNote]
+
+
+class AgentState(Struct, tag="agent_state", tag_field="type", gc=False):
+    """My state on the service desk changed (agents): ``available``, ``busy`` or ``away``;
+    ``active`` conversations out of ``capacity``."""
+
+    state: str
+    capacity: int
+    active: int
+
+
 ServerFrame = (
-    Hello | Sent | MessageEvent | Receipt | Synced | Error | Pong | NoticeEvent | NoticeRecalled | AccountReceipt
+    Hello
+    | Sent
+    | MessageEvent
+    | Receipt
+    | Synced
+    | Error
+    | Pong
+    | NoticeEvent
+    | NoticeRecalled
+    | AccountReceipt
+    | AlertEvent
+    | InboxSynced
+    | InboxUpdate
+    | RmChanged
+    | ConversationAdded
+    | ConversationRemoved
+    | ServiceStatus
+    | ServiceAssigned
+    | AgentState
 )
 
 _encoder = msgspec.json.Encoder()

@@ -37,9 +37,10 @@ import msgspec
 
 from ..bodies import AesGcmBodyCodec, BodyCodec, BodyUnreadable
 from ..crypto.keyring import DataKey, Keyring, KeyringError
+from ..desk.system import SYSTEM_USER_ID
 from ..ids import uuid7
 from ..models import Membership, User
-from ..protocol.frames import Body, ConversationSync, ErrorCode, Message, MessageBody, ShreddedBody, UndecryptableBody
+from ..protocol.frames import ConversationSync, ErrorCode, Message, MessageBody, ShreddedBody, UndecryptableBody
 from .db import Conn, Database
 from .keys import ConversationKeyStore, KeyRow, KeyUnavailable
 
@@ -47,7 +48,8 @@ __all__ = ["NewMessage", "Appended", "MessageStore", "Authorize"]
 
 log = logging.getLogger("bankhub.storage.messages")
 
-_body_decoder = msgspec.json.Decoder(Body)
+# stored bodies: what clients send, and the system bodies the hub itself posts
+_body_decoder = msgspec.json.Decoder(MessageBody)
 _COLS = "conversation_id, seq, id, sender_id, client_msg_id, body, body_key_id, created_at"
 # a read: the message columns and the conversation's current wrapped key (alias k)
 _READ_COLS = ", ".join(f"m.{c.strip()}" for c in _COLS.split(",")) + ", k.kek_id, k.wrapped_dek, k.shredded_at"
@@ -69,6 +71,7 @@ class Appended(msgspec.Struct, gc=False):
 
     ``status`` is ``"stored"``, ``"duplicate"`` (the client_msg_id was stored before;
     ``message`` is the original) or ``"denied"`` (``code`` says why; nothing stored).
+    ``kind`` is the conversation's kind (for what reacts to committed messages).
     """
 
     status: str
@@ -76,6 +79,7 @@ class Appended(msgspec.Struct, gc=False):
     recipients: list[str] = []
     code: str | None = None
     reason: str = ""
+    kind: str = ""
 
 
 Authorize = Callable[[User, Membership | None], tuple[bool, str | None, str]]
@@ -208,6 +212,9 @@ class MessageStore:
             membership = None
             if conv is not None and row is not None:
                 membership = Membership(n.conversation_id, conv[0], n.sender.id, row["role"], row["read_seq"], conv[1])
+            elif conv is not None and n.sender.id == SYSTEM_USER_ID:
+                # the hub's own notices: the system user is a member of nothing; the policy decides
+                membership = Membership(n.conversation_id, conv[0], n.sender.id, "system", conv[1], conv[1])
             ok, code, reason = authorize(n.sender, membership)
             if ok:
                 allowed.append(i)
@@ -261,7 +268,7 @@ class MessageStore:
                 recipients = list(members[n.conversation_id])
                 if key in stored:
                     # stored by an earlier batch, or earlier in this one: answer with the original
-                    results[i] = Appended(status="duplicate", message=stored[key], recipients=recipients)
+                    results[i] = Appended(status="duplicate", message=stored[key], recipients=recipients, kind=convs[n.conversation_id][0])
                     continue
                 seq = next_seq[n.conversation_id] + 1
                 next_seq[n.conversation_id] = seq
@@ -280,7 +287,7 @@ class MessageStore:
                 rows.append(
                     (uuid.UUID(n.conversation_id), seq, mid, uuid.UUID(n.sender.id), n.client_msg_id, n.kind, body_stored, key_id, now)
                 )
-                results[i] = Appended(status="stored", message=message, recipients=recipients)
+                results[i] = Appended(status="stored", message=message, recipients=recipients, kind=convs[n.conversation_id][0])
 
             if rows:
                 bumped = [(uuid.UUID(c), s) for c, s in next_seq.items() if s != convs[c][1]]
@@ -321,6 +328,19 @@ class MessageStore:
             )
         keys = await self._read_keys(rows)
         return [self._read_message(r, keys) for r in rows]
+
+    async def latest(self, conversation_ids: Sequence[str]) -> dict[str, Message]:
+        """The last message of each of ``conversation_ids`` that has any, in one query."""
+        async with self.db.connection("message_latest") as conn:
+            rows = await conn.fetch(
+                f"""SELECT {_READ_COLS} FROM conversations c
+                    JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq
+                    LEFT JOIN conversation_keys k ON k.conversation_id = m.conversation_id
+                    WHERE c.id = ANY($1::uuid[])""",
+                [uuid.UUID(c) for c in conversation_ids],
+            )
+        keys = await self._read_keys(rows)
+        return {str(r["conversation_id"]): self._read_message(r, keys) for r in rows}
 
     async def range(self, conversation_id: str, after_seq: int, upto_seq: int) -> list[Message]:
         """Messages with ``after_seq < seq <= upto_seq`` in seq order (gap filling)."""

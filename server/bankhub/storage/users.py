@@ -128,33 +128,39 @@ class UserStore:
 
         Returns the handed-over conversation's id (None when there was none to hand over).
         """
-        customer, new_rm = uuid.UUID(customer_id), uuid.UUID(new_rm_id)
         async with self.db.transaction("customer_reassign") as conn:
-            await conn.execute("UPDATE users SET rm_id = $2 WHERE id = $1", customer, new_rm)
-            if old_rm_id is None:
-                return None
-            old_rm = uuid.UUID(old_rm_id)
-            conv = await conn.fetchval(
-                "SELECT id FROM conversations WHERE direct_key = $1 FOR UPDATE", ":".join(sorted((customer_id, old_rm_id)))
-            )
-            if conv is None:
-                return None
-            await conn.execute("DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2", conv, old_rm)
-            new_key = ":".join(sorted((customer_id, new_rm_id)))
-            if await conn.fetchval("SELECT 1 FROM conversations WHERE direct_key = $1", new_key):
-                # the customer already talks with the new RM (an earlier assignment): keep that one as
-                # the direct conversation; this one stays as the customer's history only
-                await conn.execute("UPDATE conversations SET kind = 'group', direct_key = NULL, title = 'Previous RM' WHERE id = $1", conv)
-                return None
-            await conn.execute("UPDATE conversations SET direct_key = $2 WHERE id = $1", conv, new_key)
-            # the new RM starts with the history read: it is a handover, not a flood of unread messages
-            await conn.execute(
-                """INSERT INTO conversation_members (conversation_id, user_id, role, read_seq)
-                   SELECT $1, $2, 'member', last_seq FROM conversations WHERE id = $1""",
-                conv,
-                new_rm,
-            )
-            return str(conv)
+            return await self.move_customer(conn, customer_id, old_rm_id, new_rm_id)
+
+    @staticmethod
+    async def move_customer(conn: Conn, customer_id: str, old_rm_id: str | None, new_rm_id: str) -> str | None:
+        """:meth:`reassign_customer` inside the caller's transaction (a whole book is handed
+        over in one). Returns the handed-over conversation's id, or None."""
+        customer, new_rm = uuid.UUID(customer_id), uuid.UUID(new_rm_id)
+        await conn.execute("UPDATE users SET rm_id = $2 WHERE id = $1", customer, new_rm)
+        if old_rm_id is None:
+            return None
+        old_rm = uuid.UUID(old_rm_id)
+        conv = await conn.fetchval(
+            "SELECT id FROM conversations WHERE direct_key = $1 FOR UPDATE", ":".join(sorted((customer_id, old_rm_id)))
+        )
+        if conv is None:
+            return None
+        await conn.execute("DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2", conv, old_rm)
+        new_key = ":".join(sorted((customer_id, new_rm_id)))
+        if await conn.fetchval("SELECT 1 FROM conversations WHERE direct_key = $1", new_key):
+            # the customer already talks with the new RM (an earlier assignment): keep that one as
+            # the direct conversation; this one stays as the customer's history only
+            await conn.execute("UPDATE conversations SET kind = 'group', direct_key = NULL, title = 'Previous RM' WHERE id = $1", conv)
+            return None
+        await conn.execute("UPDATE conversations SET direct_key = $2 WHERE id = $1", conv, new_key)
+        # the new RM starts with the history read: it is a handover, not a flood of unread messages
+        await conn.execute(
+            """INSERT INTO conversation_members (conversation_id, user_id, role, read_seq)
+               SELECT $1, $2, 'member', last_seq FROM conversations WHERE id = $1""",
+            conv,
+            new_rm,
+        )
+        return str(conv)
 
     async def org_ancestry(self, org_id: str) -> list[str]:
         """The org and its ancestors up to the head office (policy facts for branch admins)."""

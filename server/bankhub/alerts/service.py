@@ -1,0 +1,165 @@
+"""One node's alert machinery: stores, calling systems' secrets, delivery, fallback, sweeps.
+
+The :class:`~bankhub.hub.Hub` builds one :class:`AlertService` and starts and stops it
+with itself. Background loops, each on every node (all safe to run on many nodes at once):
+
+* flush online deliveries to storage (every 0.2 s);
+* the fallback worker (every ``alert_worker_seconds``, when a channel is configured);
+* the expiry sweep (every 10 s) and pruning of old nonces and idempotency keys (every ~10 minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from ..crypto import Keyring
+from ..protocol.frames import Alert
+from ..settings import Settings
+from ..storage.alert_systems import AlertSystemStore
+from ..storage.alerts import AlertRecord, AlertStore
+from ..storage.db import Database
+from .fallback import FallbackChannel, FallbackWorker, channel_from_settings
+from .retry import RetryPolicy
+from .signing import MAX_SKEW_SECONDS
+
+__all__ = ["AlertService", "to_frame", "ms", "secret_text", "IDEMPOTENCY_RETENTION"]
+
+log = logging.getLogger("bankhub.alerts")
+
+IDEMPOTENCY_RETENTION = dt.timedelta(days=7)
+"""How long an ``Idempotency-Key`` is remembered: a retry within it never creates a second alert."""
+_SECRET_PREFIX = "bhs_"
+SWEEP_SECONDS = 10.0
+
+
+def secret_text(raw: bytes) -> str:
+    """The printed form of a system's 32-byte secret; its UTF-8 bytes are the HMAC key."""
+    return _SECRET_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def ms(value: dt.datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def to_frame(rec: AlertRecord) -> Alert:
+    """An alert as its recipient's devices see it."""
+    assert rec.seq is not None, "suppressed alerts are never shown"
+    return Alert(
+        alert_id=rec.id,
+        seq=rec.seq,
+        category=rec.category,
+        priority=rec.priority,
+        template=rec.template,
+        title=rec.title,
+        text=rec.body,
+        ts=ms(rec.created_at) or 0,
+        state=rec.state,
+        expires_at=ms(rec.expires_at),
+        collapse_key=rec.collapse_key,
+        replaces=rec.replaces,
+        silent=rec.silent,
+    )
+
+
+class AlertService:
+    def __init__(self, db: Database, keyring: Keyring, settings: Settings, *, channel: FallbackChannel | None = None) -> None:
+        from ..gateway.alerts import AlertDelivery
+
+        self.settings = settings
+        self.provider = keyring.provider
+        self.store = AlertStore(db, keyring)
+        self.systems = AlertSystemStore(db)
+        self.delivery = AlertDelivery(self._fetch_range)
+        self.channel = channel if channel is not None else channel_from_settings(settings)
+        self.fallback_after = (
+            dt.timedelta(seconds=settings.alert_fallback_after_seconds) if self.channel is not None else None
+        )
+        self.retry = RetryPolicy(
+            base=settings.alert_retry_base_seconds,
+            cap=max(settings.alert_retry_cap_seconds, settings.alert_retry_base_seconds),
+            max_attempts=settings.alert_retry_max_attempts,
+        )
+        self.worker = FallbackWorker(self.store, self.channel, self.retry) if self.channel is not None else None
+        self._secrets: OrderedDict[tuple[str, bytes], str] = OrderedDict()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sweeps = 0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loops: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [
+            ("alert-deliveries", 0.2, self.flush_delivered),
+            # the exact unread count never waits for the sweep (readers subtract expired alerts
+            # themselves), so it need not run often
+            ("alert-sweep", SWEEP_SECONDS, self.sweep),
+        ]
+        if self.worker is not None:
+            loops.append(("alert-fallback", self.settings.alert_worker_seconds, self.worker.run_once))
+        self._tasks = [asyncio.create_task(self._every(s, job), name=name) for name, s, job in loops]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        try:
+            await self.flush_delivered()
+        except Exception:
+            log.warning("online alert deliveries not saved at shutdown", exc_info=True)
+        if self.channel is not None:
+            await self.channel.close()
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.warning("%s failed; retrying in %.1f s", getattr(job, "__name__", "job"), seconds, exc_info=True)
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    async def flush_delivered(self) -> None:
+        ids = self.delivery.take_delivered()
+        if not ids:
+            return
+        try:
+            await self.store.mark_delivered(ids)
+        except Exception:
+            self.delivery.give_back(ids)
+            raise
+
+    async def sweep(self) -> None:
+        """Expire unread alerts past their time; every 60th round forget old nonces and keys."""
+        while await self.store.sweep_expired() >= 500:
+            pass
+        self._sweeps += 1
+        if self._sweeps % 60 == 1:
+            await self.systems.prune(dt.timedelta(seconds=4 * MAX_SKEW_SECONDS), IDEMPOTENCY_RETENTION)
+
+    # --- helpers for actions -------------------------------------------------------------
+
+    async def secret(self, kek_id: str, wrapped: bytes) -> str:
+        """A system's secret in the form it was printed, unwrapped by the key provider (cached)."""
+        key = (kek_id, wrapped)
+        cached = self._secrets.get(key)
+        if cached is not None:
+            self._secrets.move_to_end(key)
+            return cached
+        if getattr(self.provider, "blocking", True):
+            raw = await asyncio.to_thread(self.provider.unwrap, kek_id, wrapped)
+        else:
+            raw = self.provider.unwrap(kek_id, wrapped)
+        text = secret_text(raw)
+        self._secrets[key] = text
+        while len(self._secrets) > 1000:
+            self._secrets.popitem(last=False)
+        return text
+
+    async def _fetch_range(self, user_id: str, after: int, upto: int | None) -> list[Alert]:
+        return [to_frame(r) for r in await self.store.range(user_id, after, upto if upto is not None else 2**62)]

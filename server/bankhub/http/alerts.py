@@ -1,0 +1,365 @@
+"""HTTP handlers for alerts: the signed ingest API, the inbox, preferences, dead letters.
+
+Calling systems authenticate every request with an HMAC signature (``docs/alerts.md``),
+never with a bearer token; customers and administrators use their bearer token as for
+the rest of the API. Handlers stay thin: read, call an action, encode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..actions import alerts as alert_actions
+from ..actions.errors import ActionError
+from ..alerts.signing import SCHEME, SignedHeaders
+from ..models import AlertSystem
+from ..protocol.frames import Alert, AlertId, InboxUpdate, Seq
+from .auth import require_session
+from .problems import json_response, problem
+from .routes import Handler, _body, _client_ip, _hub, _int_param
+
+__all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths", "MAX_SINGLE_BYTES", "MAX_BATCH_BYTES"]
+
+MAX_SINGLE_BYTES = 16 * 1024
+MAX_BATCH_BYTES = 512 * 1024
+
+
+class MarkBody(msgspec.Struct, forbid_unknown_fields=True):
+    alert_ids: Annotated[list[AlertId], Meta(max_length=500)] = []
+    up_to_seq: Seq | None = None
+
+
+class ReplayBody(msgspec.Struct, forbid_unknown_fields=True):
+    alert_ids: Annotated[list[AlertId], Meta(max_length=1000)] | None = None
+    all: bool = False
+
+
+class FallbackOut(msgspec.Struct):
+    state: str
+    attempts: int
+    next_at: str | None
+    last_error: str | None
+    cancel_reason: str | None
+    sent_at: str | None
+    dead_at: str | None
+
+
+class NotificationOut(msgspec.Struct):
+    alert_id: str
+    status: str
+    recipient: str | None
+    category: str
+    priority: str
+    template: str
+    created_at: str
+    expires_at: str | None
+    expired: bool
+    suppressed_reason: str | None
+    delivered_at: str | None
+    read_at: str | None
+    superseded_by: str | None
+    replaces: str | None
+    silent: bool
+    fallback: FallbackOut | None
+
+
+class NotificationEnvelope(msgspec.Struct):
+    notification: NotificationOut
+
+
+class NotificationList(msgspec.Struct):
+    notifications: list[NotificationOut]
+
+
+class InboxPage(msgspec.Struct):
+    alerts: list[Alert]
+    has_more: bool
+    unread: int
+    last_seq: int
+
+
+class UnreadOut(msgspec.Struct):
+    unread: int
+    last_seq: int
+
+
+class QuietHoursOut(msgspec.Struct):
+    start: str
+    end: str
+
+
+class PreferencesOut(msgspec.Struct):
+    muted: list[str]
+    quiet_hours: QuietHoursOut | None
+    timezone: str
+    locale: str
+    categories: list[str]
+    mutable: list[str]
+
+
+class ReplayOut(msgspec.Struct):
+    replayed: list[str]
+
+
+# --- signed requests ----------------------------------------------------------------------
+
+
+async def _raw(request: Request, limit: int) -> bytes:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ActionError("too_large", f"request body over {limit} bytes")
+    return raw
+
+
+def _signed_problem(exc: ActionError) -> Response:
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = SCHEME
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return problem(exc.status, exc.code, exc.message, headers or None)
+
+
+async def _signed(request: Request, limit: int) -> tuple[AlertSystem, SignedHeaders, bytes]:
+    """Authenticate a calling system's request; returns ``(system, signed headers, body)``."""
+    hub = _hub(request)
+    body = await _raw(request, limit)
+    # the path and query exactly as sent: that is what the system signed
+    path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    query: bytes = request.scope.get("query_string", b"")
+    system, signed = await alert_actions.authenticate_system(
+        hub, request.method, path.decode("latin-1"), query.decode("latin-1"), request.headers, body, _client_ip(request)
+    )
+    return system, signed, body
+
+
+def _decode(body: bytes, type_: Any) -> Any:
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        raise ActionError("invalid_request", str(exc)) from None
+    except msgspec.DecodeError:
+        raise ActionError("invalid_request", "body is not valid JSON") from None
+
+
+def _json_content(request: Request) -> None:
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise ActionError("unsupported_media_type", "send Content-Type: application/json")
+
+
+async def post_notification(request: Request) -> Response:
+    try:
+        _json_content(request)
+        system, signed, body = await _signed(request, MAX_SINGLE_BYTES)
+        item: alert_actions.NotificationIn = _decode(body, alert_actions.NotificationIn)
+        replayed, alerts = await alert_actions.ingest(_hub(request), system, signed.idempotency_key, body, [item], batch=False)
+    except ActionError as exc:
+        return _signed_problem(exc)
+    response = json_response({"notification": alert_actions.notification_json(alerts[0], item.recipient)}, 200 if replayed else 201)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def post_batch(request: Request) -> Response:
+    try:
+        _json_content(request)
+        system, signed, body = await _signed(request, MAX_BATCH_BYTES)
+        batch: alert_actions.BatchIn = _decode(body, alert_actions.BatchIn)
+        replayed, alerts = await alert_actions.ingest(
+            _hub(request), system, signed.idempotency_key, body, batch.notifications, batch=True
+        )
+    except ActionError as exc:
+        return _signed_problem(exc)
+    out = [alert_actions.notification_json(a, n.recipient) for a, n in zip(alerts, batch.notifications, strict=True)]
+    response = json_response({"notifications": out}, 200 if replayed else 201)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def get_notification(request: Request) -> Response:
+    try:
+        system, _, _ = await _signed(request, 0)
+        out = await alert_actions.alert_status(_hub(request), system, request.path_params["alert_id"])
+    except ActionError as exc:
+        return _signed_problem(exc)
+    return json_response({"notification": out})
+
+
+# --- the customer's inbox and preferences -----------------------------------------------------
+
+
+async def inbox(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    page = await alert_actions.list_inbox(
+        hub,
+        session.user,
+        request.query_params.get("state", "inbox"),
+        _int_param(request, "before_seq", None),
+        _int_param(request, "limit", 50) or 50,
+    )
+    return json_response(page)
+
+
+async def unread(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    counts = await alert_actions.unread_count(hub, session.user)
+    return json_response({"unread": counts.unread, "last_seq": counts.last_seq})
+
+
+async def _mark(request: Request, state: str) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: MarkBody = await _body(request, MarkBody)
+    update = await alert_actions.mark(hub, session.user, state, body.alert_ids, body.up_to_seq)
+    return json_response(update)
+
+
+async def mark_read(request: Request) -> Response:
+    return await _mark(request, "read")
+
+
+async def archive(request: Request) -> Response:
+    return await _mark(request, "archived")
+
+
+async def get_preferences(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    prefs = await alert_actions.get_preferences(hub, session.user)
+    return json_response(alert_actions.preferences_json(prefs))
+
+
+async def put_preferences(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: alert_actions.PreferencesIn = await _body(request, alert_actions.PreferencesIn)
+    prefs = await alert_actions.set_preferences(hub, session.user, body)
+    return json_response(alert_actions.preferences_json(prefs))
+
+
+# --- operators ----------------------------------------------------------------------------------
+
+
+async def dead_letters(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    out = await alert_actions.dead_letters(hub, session.user, _int_param(request, "limit", 100) or 100)
+    return json_response({"notifications": out})
+
+
+async def replay(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: ReplayBody = await _body(request, ReplayBody)
+    if body.all == (body.alert_ids is not None):
+        raise ActionError("invalid_request", 'send {"alert_ids": [...]} or {"all": true}')
+    replayed = await alert_actions.replay_dead_letters(hub, session.user, body.alert_ids, ip=_client_ip(request))
+    return json_response({"replayed": replayed})
+
+
+ROUTES: list[tuple[str, Handler, list[str]]] = [
+    ("/v1/notifications", post_notification, ["POST"]),
+    ("/v1/notifications/batch", post_batch, ["POST"]),
+    ("/v1/notifications/{alert_id}", get_notification, ["GET"]),
+    ("/v1/inbox", inbox, ["GET"]),
+    ("/v1/inbox/unread", unread, ["GET"]),
+    ("/v1/inbox/read", mark_read, ["POST"]),
+    ("/v1/inbox/archive", archive, ["POST"]),
+    ("/v1/me/alert-preferences", get_preferences, ["GET"]),
+    ("/v1/me/alert-preferences", put_preferences, ["PUT"]),
+    ("/v1/admin/alerts/dead-letters", dead_letters, ["GET"]),
+    ("/v1/admin/alerts/dead-letters/replay", replay, ["POST"]),
+]
+
+OPENAPI_TYPES: list[Any] = [
+    alert_actions.NotificationIn,
+    alert_actions.BatchIn,
+    alert_actions.PreferencesIn,
+    MarkBody,
+    ReplayBody,
+    NotificationEnvelope,
+    NotificationList,
+    InboxPage,
+    InboxUpdate,
+    UnreadOut,
+    PreferencesOut,
+    ReplayOut,
+]
+
+_SIGNED_HEADERS = [
+    {"name": "X-Bankhub-System", "in": "header", "required": True, "schema": {"type": "string"}},
+    {"name": "X-Bankhub-Timestamp", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    {"name": "X-Bankhub-Nonce", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"}},
+    {"name": "X-Bankhub-Signature", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$"}},
+]
+_IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": True, "schema": {"type": "string", "maxLength": 128}}
+
+
+def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
+    """The OpenAPI paths of this module (``op`` and ``ref`` are openapi.py's builders)."""
+
+    def signed(o: dict[str, Any], *params: dict[str, Any]) -> dict[str, Any]:
+        o["security"] = []  # HMAC-signed, see docs/alerts.md; no bearer token
+        o["parameters"] = [*_SIGNED_HEADERS, *params]
+        o["responses"]["401"] = {
+            "description": "Problem",
+            "content": {"application/problem+json": {"schema": ref("Problem")}},
+        }
+        return o
+
+    single = signed(
+        op(
+            "A calling system sends one alert (signed; 200 + Idempotent-Replayed on a retry)",
+            201,
+            "NotificationEnvelope",
+            body=ref("NotificationIn"),
+            auth=False,
+            extra=(400, 403, 404, 409, 413, 415, 422, 429),
+        ),
+        _IDEMPOTENCY,
+    )
+    batch = signed(
+        op(
+            "A calling system sends up to 100 alerts, all or nothing (signed)",
+            201,
+            "NotificationList",
+            body=ref("BatchIn"),
+            auth=False,
+            extra=(400, 403, 404, 409, 413, 415, 422, 429),
+        ),
+        _IDEMPOTENCY,
+    )
+    status = signed(
+        op("Delivery status of an alert the calling system sent (signed)", 200, "NotificationEnvelope", auth=False, extra=(404, 429)),
+        {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
+    )
+    inbox_op = op("My alerts, newest first (?state=inbox|unread|read|archived|all&before_seq=&limit=)", 200, "InboxPage", extra=(400,))
+    return {
+        "/v1/notifications": {"post": single},
+        "/v1/notifications/batch": {"post": batch},
+        "/v1/notifications/{alert_id}": {"get": status},
+        "/v1/inbox": {"get": inbox_op},
+        "/v1/inbox/unread": {"get": op("My unread alert count", 200, "UnreadOut")},
+        "/v1/inbox/read": {"post": op("Mark alerts read (by id and/or up to a seq)", 200, "InboxUpdate", body=ref("MarkBody"), extra=(400,))},
+        "/v1/inbox/archive": {"post": op("Archive alerts (by id and/or up to a seq)", 200, "InboxUpdate", body=ref("MarkBody"), extra=(400,))},
+        "/v1/me/alert-preferences": {
+            "get": op("My alert preferences", 200, "PreferencesOut"),
+            "put": op("Set my alert preferences (security alerts cannot be muted)", 200, "PreferencesOut", body=ref("PreferencesIn"), extra=(400,)),
+        },
+        "/v1/admin/alerts/dead-letters": {"get": op("Alerts the fallback channel gave up on (head office)", 200, "NotificationList", extra=(403,))},
+        "/v1/admin/alerts/dead-letters/replay": {
+            "post": op("Requeue dead letters (head office; audited)", 200, "ReplayOut", body=ref("ReplayBody"), extra=(400, 403))
+        },
+    }
