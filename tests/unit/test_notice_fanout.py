@@ -30,7 +30,7 @@ class FakeConn:
     notice_seen: dict[str, int] = field(default_factory=dict)
     frames: list[str] = field(default_factory=list)
 
-    def push(self, text: str) -> None:
+    def push(self, text: str, *, now: bool = False) -> None:
         self.frames.append(text)
 
     def decoded(self) -> list[dict[str, Any]]:

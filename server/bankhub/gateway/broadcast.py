@@ -150,7 +150,7 @@ class NoticeFanout:
             self._delivered[notice.notice_id] = self._delivered.get(notice.notice_id, 0) + len(chosen)
         if not self._backlog and len(chosen) <= SLICE:
             for conn in chosen:
-                conn.push(text)
+                conn.push(text, now=True)
             return
         self._backlog.append(_FanOut(text, chosen))
         if not self._draining:
@@ -164,7 +164,7 @@ class NoticeFanout:
             work = self._backlog[0]
             end = min(len(work.conns), work.next + budget)
             for conn in work.conns[work.next : end]:
-                conn.push(work.text)
+                conn.push(work.text, now=True)
             budget -= end - work.next
             work.next = end
             if end == len(work.conns):

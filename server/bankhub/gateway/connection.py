@@ -57,15 +57,22 @@ class Connection:
 
     # --- outbound ---------------------------------------------------------------
 
-    def push(self, text: str) -> None:
-        """Queue one encoded frame. Overflow closes the connection (4008)."""
+    def push(self, text: str, *, now: bool = False) -> None:
+        """Queue one encoded frame. Overflow closes the connection (4008).
+
+        ``now``: if the connection is idle (nothing queued or being sent) and its transport
+        writable, write the frame at once instead of waking the writer task. It pays for
+        single frames fanned out to many idle sockets (official-account notices: one wake-up
+        saved per follower); a burst of frames to one socket is cheaper through the writer
+        (measured in bench/: group fan-out 0.92x bare through the writer, 0.69x written at once).
+        """
         if self.close_code is not None and not self._flush:
             return
         if len(self._queue) >= self._limit:
             self.close(CloseCode.SLOW_CONSUMER, "outbound queue overflow: reconnect and sync")
             return
         # idle and writable: write now, in order (nothing is queued or being sent before it)
-        if not self._queue and not self._sending and self.close_code is None and self._write_now is not None:
+        if now and not self._queue and not self._sending and self.close_code is None and self._write_now is not None:
             try:
                 if self._write_now(text):
                     return
