@@ -119,9 +119,11 @@ async def test_readiness_fails_when_postgres_is_gone(node: RunningNode, postgres
     admin = await asyncpg.connect(postgres.server.dsn("postgres"))
     try:
         name = database_name(dsn)
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        # refuse new connections first, then end the existing ones: the hub's background jobs
+        # (schedulers, sweeps) would otherwise reconnect in between
         await admin.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")
         for _ in range(100):  # termination is asynchronous: wait until the hub's sessions are gone
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
             if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name):
                 break
             await asyncio.sleep(0.05)
