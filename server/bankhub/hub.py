@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from .actions.desk import Desk
+from .actions.accounts import publish_due
 from .actions.messages import Pending, commit_and_publish
 from .alerts.service import AlertService
 from .batching import Batcher
@@ -164,8 +165,6 @@ class Hub:
     async def publish_due_notices(self) -> int:
         """Publish scheduled notices whose time has come (every node runs this; rows are
         claimed with SKIP LOCKED, so each notice goes out once)."""
-        from .actions.accounts import publish_due
-
         return await publish_due(self)
 
     async def flush_notice_stats(self) -> None:
