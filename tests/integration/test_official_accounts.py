@@ -454,7 +454,7 @@ async def test_storage_and_gateway_apply_the_same_targeting_rule(node: RunningNo
     for u in users[3:]:
         assert u is not None
         await hub.accounts.follow(service.id, u.id)
-    orgs = await hub.accounts.org_ids_by_code(["HO", "BJ", "BJ-HD", "SH"])
+    orgs = await hub.users.org_ids_by_code(["HO", "BJ", "BJ-HD", "SH"])
     targets = [
         (codes, Target(tags=tags, segments=segments, staff_only=staff))
         for codes in (None, ["BJ"], ["BJ-HD"], ["SH"], ["HO"], ["BJ-HD", "SH"])
@@ -469,7 +469,7 @@ async def test_storage_and_gateway_apply_the_same_targeting_rule(node: RunningNo
         published.append((rec.seq, Target(org_ids=[orgs[c] for c in codes] if codes else None, tags=target.tags, segments=target.segments, staff_only=target.staff_only)))
     for user in users:
         assert user is not None
-        path = await hub.accounts.org_path(user.org_id)
+        path = await hub.users.org_ancestry(user.org_id)
         expected = {seq for seq, target in published if matches(target, user, path)}
         got = {n.seq for n in await hub.accounts.history(service.id, user.id, None, 500)}
         assert got == expected, user.username
@@ -477,7 +477,7 @@ async def test_storage_and_gateway_apply_the_same_targeting_rule(node: RunningNo
         assert unread == len(expected)
         assert 0 < len(expected) < len(published)
     # the publisher's figures count the same audience (computed from the org subtree side)
-    paths = {u.id: await hub.accounts.org_path(u.org_id) for u in users if u is not None}
+    paths = {u.id: await hub.users.org_ancestry(u.org_id) for u in users if u is not None}
     by_seq = {n.seq: n.notice_id for n in await hub.accounts.history(service.id, users[3].id, None, 500)}
     by_seq.update({n.seq: n.notice_id for n in await hub.accounts.history(service.id, users[0].id, None, 500)})
     for seq, target in published:

@@ -79,14 +79,14 @@ async def _account(hub: Hub, account_id: str) -> OfficialAccount:
 async def visible_account(hub: Hub, actor: User, account_id: str) -> OfficialAccount:
     """The account, if ``actor`` may see it (else ``not_found``)."""
     account = await _account(hub, account_id)
-    require(policy.may_view_account(actor, account, await hub.accounts.org_path(actor.org_id)))
+    require(policy.may_view_account(actor, account, await hub.users.org_ancestry(actor.org_id)))
     return account
 
 
 async def _managed(hub: Hub, actor: User, account_id: str) -> OfficialAccount:
     account = await _account(hub, account_id)
     decision = policy.may_manage_account(actor, account)
-    if not decision.allowed and not policy.may_view_account(actor, account, await hub.accounts.org_path(actor.org_id)).allowed:
+    if not decision.allowed and not policy.may_view_account(actor, account, await hub.users.org_ancestry(actor.org_id)).allowed:
         raise ActionError("not_found", "no such account")
     require(decision)
     return account
@@ -111,11 +111,11 @@ async def create_account(
     if owner_org_code is None:
         owner_org = actor.org_id
     else:
-        found = await hub.accounts.org_ids_by_code([owner_org_code])
+        found = await hub.users.org_ids_by_code([owner_org_code])
         if owner_org_code not in found:
             raise ActionError("invalid_request", f"no org with code {owner_org_code!r}")
         owner_org = found[owner_org_code]
-    require(policy.may_create_account(actor, await hub.accounts.org_path(owner_org)))
+    require(policy.may_create_account(actor, await hub.users.org_ancestry(owner_org)))
     async with hub.db.transaction("account_create") as conn:
         account = await hub.accounts.create(
             handle=handle,
@@ -145,7 +145,7 @@ async def create_account(
 async def search(hub: Hub, actor: User, query: str, limit: int = 20) -> list[OfficialAccount]:
     """Accounts the actor may see whose handle or name contains ``query``."""
     require(policy.may_read_conversation_list(actor))
-    path = await hub.accounts.org_path(actor.org_id)
+    path = await hub.users.org_ancestry(actor.org_id)
     found = await hub.accounts.search(query[:64], 200)
     return [a for a in found if policy.may_view_account(actor, a, path).allowed][:limit]
 
@@ -166,7 +166,7 @@ async def _signal_follow(hub: Hub, user_id: str, account_id: str, on: bool) -> N
 async def follow(hub: Hub, actor: User, account_id: str) -> OfficialAccount:
     """Follow an account. Earlier notices become history, not unread. Idempotent."""
     account = await _account(hub, account_id)
-    require(policy.may_follow_account(actor, account, await hub.accounts.org_path(actor.org_id)))
+    require(policy.may_follow_account(actor, account, await hub.users.org_ancestry(actor.org_id)))
     if await hub.accounts.follow(account.id, actor.id):
         await _signal_follow(hub, actor.id, account.id, True)
     return account
@@ -188,7 +188,7 @@ async def _validated_target(hub: Hub, account: OfficialAccount, org_codes: list[
             raise ActionError("invalid_request", f"a target list holds 1 to {MAX_TARGET_VALUES} values")
     org_ids = None
     if org_codes is not None:
-        found = await hub.accounts.org_ids_by_code(org_codes)
+        found = await hub.users.org_ids_by_code(org_codes)
         missing = sorted(set(org_codes) - set(found))
         if missing:
             raise ActionError("invalid_request", f"unknown org codes: {missing}")
@@ -196,7 +196,7 @@ async def _validated_target(hub: Hub, account: OfficialAccount, org_codes: list[
     elif len(account.owner_org_path) > 1:  # a branch account speaks to its own region by default
         org_ids = [account.owner_org_id]
     staff_only = target.staff_only or account.audience == "staff"
-    paths = [await hub.accounts.org_path(o) for o in org_ids or []]
+    paths = [await hub.users.org_ancestry(o) for o in org_ids or []]
     require(policy.may_target(account, paths, staff_only))
     return Target(org_ids=org_ids, tags=target.tags, segments=target.segments, staff_only=staff_only)
 

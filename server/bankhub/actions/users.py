@@ -58,10 +58,10 @@ async def create_user(
         raise ActionError("invalid_request", "a segment is 1-32 of a-z 0-9 _ -")
     if new_role is not Role.CUSTOMER and (rm or segment or tags):
         raise ActionError("invalid_request", "only customers have an RM, a segment or tags")
-    orgs = await hub.accounts.org_ids_by_code([org_code])
+    orgs = await hub.users.org_ids_by_code([org_code])
     if org_code not in orgs:
         raise ActionError("invalid_request", f"no org with code {org_code!r}")
-    require(policy.may_create_user(actor, new_role, await hub.accounts.org_path(orgs[org_code])))
+    require(policy.may_create_user(actor, new_role, await hub.users.org_ancestry(orgs[org_code])))
     rm_id = None
     if rm is not None:
         rm_user = await hub.users.by_username(rm)

@@ -616,20 +616,3 @@ class AccountStore:
             delivered_online=n["delivered_online"],
             read=counted["read"],
         )
-
-    async def org_path(self, org_id: str) -> list[str]:
-        """An org and its ancestors, nearest first (empty for an unknown org)."""
-        async with self.db.connection("org_path") as conn:
-            rows = await conn.fetch(
-                """WITH RECURSIVE up(id, parent_id, depth) AS (
-                       SELECT id, parent_id, 0 FROM orgs WHERE id = $1
-                       UNION ALL SELECT o.id, o.parent_id, up.depth + 1 FROM orgs o JOIN up ON o.id = up.parent_id)
-                   SELECT id FROM up ORDER BY depth""",
-                uuid.UUID(org_id),
-            )
-        return [str(r["id"]) for r in rows]
-
-    async def org_ids_by_code(self, codes: Sequence[str]) -> dict[str, str]:
-        async with self.db.connection("org_by_code") as conn:
-            rows = await conn.fetch("SELECT code, id FROM orgs WHERE code = ANY ($1::text[])", list(codes))
-        return {r["code"]: str(r["id"]) for r in rows}

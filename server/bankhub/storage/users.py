@@ -174,6 +174,12 @@ class UserStore:
             )
         return [str(r["id"]) for r in rows]
 
+    async def org_ids_by_code(self, codes: Sequence[str]) -> dict[str, str]:
+        """Org ids by org code (``"BJ"``), for the codes that exist."""
+        async with self.db.connection("org_by_code") as conn:
+            rows = await conn.fetch("SELECT code, id FROM orgs WHERE code = ANY ($1::text[])", list(codes))
+        return {r["code"]: str(r["id"]) for r in rows}
+
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         async with self.db.connection("user_rehash_password") as conn:
             await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", uuid.UUID(user_id), password_hash)
