@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from bankhub.broker import user_channel
 from bankhub.models import Role
@@ -123,7 +124,16 @@ async def test_handover_while_customers_keep_writing_cuts_the_old_rm_off_at_the_
     async with api(node, await token_for(node, "rm.chen")) as http:
         notice_seq = {}
         for name in names:
-            page = (await http.get(f"/v1/conversations/{convs[name]}/messages", params={"limit": 200})).json()["messages"]
+            # the whole history, page by page (a fast machine stores more than one page of sends)
+            page: list[dict[str, Any]] = []
+            before: int | None = None
+            for _ in range(100):
+                params = {"limit": 200} if before is None else {"limit": 200, "before_seq": before}
+                got = (await http.get(f"/v1/conversations/{convs[name]}/messages", params=params)).json()
+                page += got["messages"]  # newest first
+                if not got["has_more"]:
+                    break
+                before = got["messages"][-1]["seq"]
             notice_seq[convs[name]] = next(m["seq"] for m in page if m["body"]["kind"] == "system")
             assert sum(1 for m in page if m["body"]["kind"] == "text") == acked[name]  # every acknowledged send is there
     received: list[tuple[str, int]] = []
