@@ -137,9 +137,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .protocol.schema import protocol_schema
+    from .protocol.schema import protocol_schema_text
 
-    print(json.dumps(protocol_schema(), indent=2, sort_keys=True))
+    sys.stdout.write(protocol_schema_text())
     return 0
 
 
