@@ -79,6 +79,9 @@ class HubProcess:
             BANKHUB_LOG_LEVEL="warning",
             BANKHUB_NODE_NAME="bench",
         )
+        # the benchmarks' receivers listen without sending (they only answer pings), and
+        # connecting thousands of them can take longer than the production idle timeout
+        env.setdefault("BANKHUB_WS_IDLE_TIMEOUT_SECONDS", "3600")
         env.update(extra_env or {})
         exe = Path(sys.executable).with_name("bankhub")
         argv = [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "bankhub.cli", "serve"]

@@ -18,6 +18,7 @@ from bankhub.ratelimit import RateLimiter, RedisRateLimiter
 from bankhub.runner import RunningNode, start_node
 from bankhub.settings import Settings
 
+from .support.contract import ContractRecorder
 from .support.postgres import PostgresForTests
 from .support.valkey import start_valkey
 
@@ -65,6 +66,8 @@ class Nodes:
         self.dsn = dsn
         self.key_file = key_file
         self.running: list[RunningNode] = []
+        # every HTTP answer of these nodes is checked against /openapi.json (asserted at teardown)
+        self.contract = ContractRecorder()
 
     async def start(
         self,
@@ -88,7 +91,9 @@ class Nodes:
         broker = RedisBroker(redis_url, sealer=Sealer.from_b64(cluster_key) if cluster_key else None) if redis_url else MemoryBroker()
         if limiter is None and redis_url:
             limiter = RedisRateLimiter(redis_url)
-        node = await start_node(Hub(settings, broker=broker, session_limits=limits, limiter=limiter, key_provider=key_provider))
+        node = await start_node(
+            Hub(settings, broker=broker, session_limits=limits, limiter=limiter, key_provider=key_provider), wrap_app=self.contract.wrap
+        )
         self.running.append(node)
         return node
 
@@ -110,6 +115,7 @@ async def nodes(dsn: str, key_file: str) -> AsyncIterator[Nodes]:
     n = Nodes(dsn, key_file)
     yield n
     await n.stop_all()
+    n.contract.assert_clean()
 
 
 @pytest.fixture

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import math
 import logging
+import secrets
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.middleware import Middleware
+from starlette.routing import Match, Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import logredact
 from .actions.errors import ActionError
 from .gateway.endpoint import websocket_endpoint
-from .http.openapi import openapi_document
+from .http.openapi import PATH_PARAMETERS, openapi_document
 from .http.problems import json_response, problem
 from .http.accounts import ROUTES as ACCOUNT_ROUTES
+from .http.admin import ROUTES as ADMIN_ROUTES
 from .http.alerts import ROUTES as ALERT_ROUTES
-from .http.routes import ROUTES
+from .http.routes import ROUTES, Handler
 from .http.service import ROUTES as SERVICE_ROUTES
 from .hub import Hub
 from .storage import StorageUnavailable
@@ -49,12 +56,115 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return problem(exc.status_code, code, str(exc.detail))
+    # keep Starlette's headers: a 405 says in Allow which methods the path has
+    return problem(exc.status_code, code, str(exc.detail), dict(exc.headers) if exc.headers else None)
+
+
+class _UuidText(Convertor[str]):
+    """A path segment that is a UUID (hyphenated, as ``format: uuid`` in the document), kept as text."""
+
+    regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("uuidtext", _UuidText())
+_UUID_SEGMENTS = {name for name, schema in PATH_PARAMETERS.items() if schema.get("format") == "uuid"}
+
+
+def _routes(table: list[tuple[str, Handler, list[str]]]) -> list[Route]:
+    """One route per path, dispatching on the method: Starlette answers a method no route
+    of a path takes with 405 and an ``Allow`` header listing only the first route's
+    methods, so a path served by several handlers must be one route to answer correctly.
+
+    Id segments match UUIDs only, as the document says: ``DELETE /v1/sessions/refresh`` is
+    then a method ``/v1/sessions/refresh`` does not have (405), not the revocation of a
+    session called "refresh" (404)."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for path, handler, methods in table:
+        path = re.sub(r"\{(\w+)\}", lambda m: "{%s:uuidtext}" % m[1] if m[1] in _UUID_SEGMENTS else m[0], path)
+        for method in methods:
+            by_path.setdefault(path, {})[method] = handler
+
+    def dispatcher(handlers: dict[str, Handler]) -> Handler:
+        async def dispatch(request: Request) -> Response:
+            return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+        return dispatch
+
+    return [Route(path, dispatcher(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
+
+
+def _log_unhandled(scope: Scope, exc: BaseException) -> str:
+    """Log an unhandled error safely; returns the reference the client is given.
+
+    The line holds the reference, the method, the route *template* (not the path, which
+    carries client text), the exception's type and a traceback of code locations — never
+    the exception's message: an asyncpg error's DETAIL quotes the row, password hash and
+    all (see :mod:`bankhub.logredact`).
+    """
+    ref = secrets.token_hex(4)
+    route = "?"
+    app = scope.get("app")
+    for candidate in getattr(app, "routes", ()):
+        if candidate.matches(scope)[0] is Match.FULL:
+            route = getattr(candidate, "path", "?")
+            break
+    log.error(
+        "unhandled error %s on %s %s: %s\n%s",
+        ref,
+        scope.get("method", "?"),
+        route,
+        logredact.describe(exc),
+        logredact.safe_traceback(exc, messages=False),
+    )
+    return ref
+
+
+def _internal_problem(ref: str) -> Response:
+    return problem(500, "internal", f"internal error; nothing more is known to the client (reference {ref})")
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(500, "internal", "internal error")
+    # reached only by errors outside ContainErrors (in a middleware); Starlette re-raises after it
+    return _internal_problem(_log_unhandled(request.scope, exc))
+
+
+class ContainErrors:
+    """Answer an unhandled error in an HTTP handler with a 500 problem, logged once, safely.
+
+    Starlette's own last-resort handler re-raises after answering, so uvicorn logged a
+    second, raw traceback (with the asyncpg DETAIL in it). This middleware, inside
+    Starlette's, answers and stops there. An error after the response started cannot be
+    answered and is re-raised (the log record factory still scrubs it).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            ref = _log_unhandled(scope, exc)
+            if started:
+                raise
+            await _internal_problem(ref)(scope, receive, send)
 
 
 def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
@@ -77,11 +187,19 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
                 await hub.stop()
 
     routes: list[Route | WebSocketRoute] = [Route("/", index), Route("/openapi.json", openapi)]
-    routes += [Route(path, handler, methods=methods) for path, handler, methods in ROUTES + ACCOUNT_ROUTES + ALERT_ROUTES + SERVICE_ROUTES]
+    routes += _routes(ROUTES + ACCOUNT_ROUTES + ADMIN_ROUTES + ALERT_ROUTES + SERVICE_ROUTES)
     routes.append(WebSocketRoute("/v1/ws", websocket_endpoint))
+    for route in routes:
+        # Starlette anchors a route's regex with ``$``, which also matches before a final
+        # newline: ``/v1/me%0A`` was served as ``/v1/me``, and a UUID segment lost its newline
+        # unseen. ``\Z`` is a full match: such a path matches no route, or reaches its handler
+        # whole (where the text type refuses it).
+        if route.path_regex.pattern.endswith("$"):
+            route.path_regex = re.compile(route.path_regex.pattern[:-1] + r"\Z")
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(ContainErrors)],
         exception_handlers={
             ActionError: _action_error,
             StorageUnavailable: _unavailable,

@@ -1,4 +1,9 @@
-"""The ``bankhub`` command: ``dev``, ``serve``, ``migrate``, ``keygen``, ``schema``."""
+"""The ``bankhub`` command: ``dev``, ``serve``, ``migrate``, ``keygen``, ``schema``.
+
+Every command that touches the database finds it as :mod:`bankhub.cli_db` says (``--database-url``,
+``--data-dir`` of a running ``bankhub dev``, ``BANKHUB_DATABASE_URL``, then ``./var``) and exits
+2 with one line on stderr, never a traceback, when it cannot find or reach it.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,14 @@ import signal
 import sys
 from pathlib import Path
 
-from . import cli_alerts, cli_audit, cli_keys
+from . import cli_alerts, cli_audit, cli_db, cli_keys
 
 from . import gctune
 
 __all__ = ["main"]
 
 
-def _banner(port: int, tls: bool) -> str:
+def _banner(port: int, tls: bool, data_dir: str = cli_db.DEFAULT_DATA_DIR, dsn: str = "") -> str:
     from .demo import DEMO_PASSWORD, DEMO_USERS
 
     http = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
@@ -29,6 +34,8 @@ bankhub dev is running (embedded Postgres, in-process broker)
   OpenAPI      {http}/openapi.json
   Health       {http}/readyz
   WebSocket    {ws}   (subprotocol bankhub.v1)
+  Database     {dsn}
+               (other bankhub commands find it with --data-dir {data_dir})
 
 Demo logins (password for all: {DEMO_PASSWORD}):
 {users}
@@ -75,7 +82,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         config = uvicorn_config(hub, host=args.host, port=args.port, log_level="warning")
         gctune.tune_for_serving()
         server = HubServer(config, hub, freeze_gc=True)
-        print(_banner(args.port, bool(args.tls)), flush=True)
+        print(_banner(args.port, bool(args.tls), args.data_dir, dsn), flush=True)
         # uvicorn re-raises the signal that stopped it once its graceful shutdown is done; with
         # the default SIGTERM action that would kill the process before Postgres is stopped
         signal.signal(signal.SIGTERM, _stop_dev)
@@ -93,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .hub import Hub
     from .runner import HubServer, uvicorn_config
     from .settings import Settings
-    from .storage.migrate import pending
+    from .storage.migrate import Delta, pending
 
 
     settings = Settings.from_env()
@@ -102,7 +109,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"bankhub serve: {exc}", file=sys.stderr)
         return 2
-    todo = asyncio.run(pending(settings.database_url))
+
+    async def todo_deltas() -> list[Delta]:
+        # a clear one-line refusal when the database is not there, before pending() tries it
+        await (await cli_db.connect(settings.database_url)).close()
+        return list(await pending(settings.database_url))
+
+    todo = asyncio.run(todo_deltas())
     if todo:
         print(f"bankhub serve: {len(todo)} schema delta(s) pending; run `bankhub migrate` first", file=sys.stderr)
         return 2
@@ -117,14 +130,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from .settings import Settings
-    from .storage.migrate import migrate
+    from .storage.migrate import Delta, MigrationError, migrate
 
-    dsn = args.database_url or Settings.from_env().database_url
-    if not dsn:
-        print("bankhub migrate: set BANKHUB_DATABASE_URL or pass --database-url", file=sys.stderr)
+    dsn = cli_db.database_url(args)
+
+    async def run() -> list[Delta]:
+        await (await cli_db.connect(dsn)).close()
+        return await migrate(dsn)
+
+    try:
+        applied = asyncio.run(run())
+    except MigrationError as exc:  # e.g. a delta edited after it was applied
+        print(f"bankhub migrate: {exc}", file=sys.stderr)
         return 2
-    applied = asyncio.run(migrate(dsn))
     print(f"applied {len(applied)} delta(s)" + "".join(f"\n  {d.version:04d}_{d.name}" for d in applied))
     return 0
 
@@ -152,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--data-dir", default="./var")
     dev.add_argument("--tls", action="store_true", help="serve HTTPS/WSS with a generated self-signed certificate")
     dev.set_defaults(func=cmd_dev)
-    sub.add_parser("serve", help="run a production node, configured by BANKHUB_* variables").set_defaults(func=cmd_serve)
+    sub.add_parser("serve", help="run a production node, configured by BANKHUB_* variables").set_defaults(
+        func=cli_db.guard("serve", cmd_serve)
+    )
     mig = sub.add_parser("migrate", help="apply pending schema deltas")
-    mig.add_argument("--database-url")
-    mig.set_defaults(func=cmd_migrate)
+    cli_db.add_arguments(mig)
+    mig.set_defaults(func=cli_db.guard("migrate", cmd_migrate))
     sub.add_parser("keygen", help="print a new cluster key for BANKHUB_CLUSTER_KEY").set_defaults(func=cmd_keygen)
     sub.add_parser("schema", help="print the protocol's JSON Schema").set_defaults(func=cmd_schema)
     cli_audit.register(sub)

@@ -11,9 +11,10 @@
 * ``alerts dead-letters`` / ``alerts replay (--all | ID ...)`` — the fallback channel's
   dead-letter list, and requeueing it (audited).
 
-Database and key provider as for ``bankhub keys``: ``--database-url`` or
-``BANKHUB_DATABASE_URL``; ``--file``/``BANKHUB_KEY_FILE`` or ``BANKHUB_KEY_PROVIDER``.
-Exit codes: 0 done, 1 refused, 2 could not run.
+Database and key provider as for ``bankhub keys``: ``--database-url``, ``--data-dir`` of a
+running ``bankhub dev`` or ``BANKHUB_DATABASE_URL`` (see :mod:`bankhub.cli_db`);
+``--file``/``BANKHUB_KEY_FILE`` or ``BANKHUB_KEY_PROVIDER`` (with a data dir, its ``keys.json``).
+Exit codes: 0 done, 1 refused, 2 could not run (one line on stderr).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from . import cli_db
 from .alerts.rules import CATEGORIES
 
 __all__ = ["register"]
@@ -44,12 +46,7 @@ class _Fail(Exception):
 
 
 def _dsn(args: argparse.Namespace) -> str:
-    from .settings import Settings
-
-    dsn: str = args.database_url or Settings.from_env().database_url
-    if not dsn:
-        raise _Fail("set BANKHUB_DATABASE_URL or pass --database-url")
-    return dsn
+    return cli_db.database_url(args)
 
 
 def _provider(args: argparse.Namespace) -> Any:
@@ -57,18 +54,18 @@ def _provider(args: argparse.Namespace) -> Any:
     from .settings import NO_KEY_PROVIDER, Settings
 
     env = Settings.from_env()
-    provider = provider_from_settings(args.file or env.key_file, None if args.file else env.key_provider)
+    key_file = args.file or env.key_file or (None if env.key_provider else cli_db.dev_key_file(args))
+    provider = provider_from_settings(key_file, None if args.file else env.key_provider)
     if provider is None:
         raise _Fail(NO_KEY_PROVIDER)
     return provider
 
 
 def _with_db(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
-    from .storage.db import Database
+    dsn = _dsn(args)
 
     async def run() -> T:
-        db = Database(_dsn(args), min_size=1, max_size=2, acquire_timeout=10.0)
-        await db.open()
+        db = await cli_db.open_database(dsn)
         try:
             return await fn(db)
         finally:
@@ -91,7 +88,7 @@ def _guard(name: str, fn: Callable[[argparse.Namespace], int]) -> Callable[[argp
             print(f"bankhub {name}: {exc}", file=sys.stderr)
             return 2
 
-    return run
+    return cli_db.guard(name, run)
 
 
 def _show_secret(name: str, secret: str) -> None:
@@ -248,7 +245,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     from .storage.alerts import AlertStore
 
     rows = _with_db(args, lambda db: AlertStore(db).dead_letters(args.limit))
-    out = [notification_json(rec, username) for rec, username in rows]
+    out = [notification_json(rec, username) for rec, username, _ in rows]
     if args.json:
         print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
@@ -314,7 +311,7 @@ def register(subparsers: Any) -> None:
     sub = systems.add_subparsers(dest="systems_command", required=True)
 
     def db_args(p: Any, *, keys: bool = False) -> Any:
-        p.add_argument("--database-url", help="default: $BANKHUB_DATABASE_URL")
+        cli_db.add_arguments(p)
         if keys:
             p.add_argument("--file", help="key file (default: $BANKHUB_KEY_FILE)")
         return p

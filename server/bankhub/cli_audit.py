@@ -3,7 +3,9 @@
 ``audit verify`` walks the whole audit chain and exits 0 with a summary line ending in
 the head (``SEQ:HEX``, to be anchored outside the database), or 1 naming the first bad
 row. ``--expect-head`` (a previously anchored head) also catches a removed tail.
-Exit 2 means it could not run (no database URL, bad arguments, no audit table).
+Exit 2 means it could not run (no database found, database unreachable or lost midway, bad
+arguments, no audit table), with one line on stderr. The database is found as
+:mod:`bankhub.cli_db` says (``--database-url``, ``--data-dir``, ``BANKHUB_DATABASE_URL``, ``./var``).
 """
 
 from __future__ import annotations
@@ -13,17 +15,13 @@ import asyncio
 import sys
 from typing import Any
 
+from . import cli_db
+
 __all__ = ["register"]
 
 
-def _dsn(args: argparse.Namespace, command: str) -> str | None:
-    from .settings import Settings
-
-    dsn: str = args.database_url or Settings.from_env().database_url
-    if not dsn:
-        print(f"bankhub {command}: set BANKHUB_DATABASE_URL or pass --database-url", file=sys.stderr)
-        return None
-    return dsn
+def _dsn(args: argparse.Namespace) -> str:
+    return cli_db.database_url(args)
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -31,9 +29,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     from .storage.audit import Head, VerifyReport, verify
 
-    dsn = _dsn(args, "audit verify")
-    if dsn is None:
-        return 2
+    dsn = _dsn(args)
     try:
         expect = Head.parse(args.expect_head) if args.expect_head else None
     except ValueError as exc:
@@ -44,7 +40,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> VerifyReport:
-        conn = await asyncpg.connect(dsn)
+        conn = await cli_db.connect(dsn)
         try:
             return await verify(conn, expect_head=expect, batch_size=args.batch_size)
         finally:
@@ -69,12 +65,10 @@ def cmd_db_grant_app_role(args: argparse.Namespace) -> int:
 
     from .storage.roles import AppRoleError, GrantResult, grant_app_role
 
-    dsn = _dsn(args, "db grant-app-role")
-    if dsn is None:
-        return 2
+    dsn = _dsn(args)
 
     async def run() -> GrantResult:
-        conn = await asyncpg.connect(dsn)
+        conn = await cli_db.connect(dsn)
         try:
             return await grant_app_role(conn, args.role)
         finally:
@@ -98,10 +92,10 @@ def register(subparsers: Any) -> None:
     audit = subparsers.add_parser("audit", help="the tamper-evident audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     ver = audit_sub.add_parser("verify", help="re-compute the audit hash chain; exit 1 at the first bad row")
-    ver.add_argument("--database-url", help="defaults to BANKHUB_DATABASE_URL")
+    cli_db.add_arguments(ver)
     ver.add_argument("--expect-head", metavar="SEQ:HEX", help="a head anchored earlier: also detects a removed tail")
     ver.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
-    ver.set_defaults(func=cmd_audit_verify)
+    ver.set_defaults(func=cli_db.guard("audit verify", cmd_audit_verify))
 
     db = subparsers.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -110,5 +104,5 @@ def register(subparsers: Any) -> None:
         help="grant the role the hub runs as what it needs: no UPDATE, DELETE or TRUNCATE on audit_log",
     )
     grant.add_argument("role", help="an existing, non-owner, non-superuser LOGIN role")
-    grant.add_argument("--database-url", help="an owner's DSN; defaults to BANKHUB_DATABASE_URL")
-    grant.set_defaults(func=cmd_db_grant_app_role)
+    cli_db.add_arguments(grant, url_help="an owner's DSN; default: $BANKHUB_DATABASE_URL")
+    grant.set_defaults(func=cli_db.guard("db grant-app-role", cmd_db_grant_app_role))

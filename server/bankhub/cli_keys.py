@@ -9,9 +9,11 @@
 * ``keys shred --conversation ID`` — crypto-shred one conversation (irreversible).
 * ``keys status`` — the active KEK and how many conversation keys each KEK wraps.
 
-The key file is ``--file`` or ``BANKHUB_KEY_FILE`` (``BANKHUB_KEY_PROVIDER`` for an HSM);
-the database ``--database-url`` or ``BANKHUB_DATABASE_URL``. Exit codes: 0 done, 1 the
-operation did not (fully) happen, 2 could not run (configuration, arguments).
+The key file is ``--file`` or ``BANKHUB_KEY_FILE`` (``BANKHUB_KEY_PROVIDER`` for an HSM); the
+database ``--database-url``, ``--data-dir`` of a running ``bankhub dev``, or
+``BANKHUB_DATABASE_URL`` (see :mod:`bankhub.cli_db`); with a data dir, its ``keys.json`` is the
+default key file. Exit codes: 0 done, 1 the operation did not (fully) happen, 2 could not run
+(configuration, arguments, database unreachable), with one line on stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+from . import cli_db
 
 __all__ = ["register"]
 
@@ -32,12 +36,7 @@ class _Fail(Exception):
 
 
 def _dsn(args: argparse.Namespace) -> str:
-    from .settings import Settings
-
-    dsn: str = args.database_url or Settings.from_env().database_url
-    if not dsn:
-        raise _Fail("set BANKHUB_DATABASE_URL or pass --database-url")
-    return dsn
+    return cli_db.database_url(args)
 
 
 def _provider(args: argparse.Namespace) -> Any:
@@ -45,18 +44,16 @@ def _provider(args: argparse.Namespace) -> Any:
     from .settings import NO_KEY_PROVIDER, Settings
 
     env = Settings.from_env()
-    provider = provider_from_settings(args.file or env.key_file, None if args.file else env.key_provider)
+    key_file = args.file or env.key_file or (None if env.key_provider else cli_db.dev_key_file(args))
+    provider = provider_from_settings(key_file, None if args.file else env.key_provider)
     if provider is None:
         raise _Fail(NO_KEY_PROVIDER)
     return provider
 
 
 def _with_db(dsn: str, fn: Callable[[Any], Awaitable[T]]) -> T:
-    from .storage.db import Database
-
     async def run() -> T:
-        db = Database(dsn, min_size=1, max_size=2, acquire_timeout=10.0)
-        await db.open()
+        db = await cli_db.open_database(dsn)
         try:
             return await fn(db)
         finally:
@@ -75,7 +72,7 @@ def _guard(name: str, fn: Callable[[argparse.Namespace], int]) -> Callable[[argp
             print(f"bankhub keys {name}: {exc}", file=sys.stderr)
             return 2
 
-    return run
+    return cli_db.guard(f"keys {name}", run)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -164,7 +161,7 @@ def register(subparsers: Any) -> None:
         if file:
             p.add_argument("--file", help="key file (default: $BANKHUB_KEY_FILE)")
         if db:
-            p.add_argument("--database-url", help="default: $BANKHUB_DATABASE_URL")
+            cli_db.add_arguments(p)
         p.set_defaults(func=_guard(name, fn))
         return p
 

@@ -6,7 +6,9 @@ Seeded once (skipped when any user exists). Every demo password is ``bankhub-dem
 from __future__ import annotations
 
 
+from .actions import audit
 from .models import Role
+from .policy import DUAL_CONTROL_ROLES
 from .passwords import hash_password
 from .storage import ConversationStore, Database, UserStore
 from .storage.accounts import AccountStore
@@ -75,6 +77,16 @@ async def seed_demo(dsn: str) -> bool:
                     tags=DEMO_PROFILES.get(username, (None, []))[1],
                 )
                 ids[username] = user.id
+                if role in DUAL_CONTROL_ROLES:
+                    # the operator's bootstrap is the one direct way to an administrative account: audited
+                    await audit.record(
+                        db,
+                        actor=audit.SYSTEM,
+                        action=audit.USER_BOOTSTRAPPED,
+                        target=user,
+                        details={"role": role.value, "org": org, "source": "demo seed"},
+                        conn=conn,
+                    )
             await _seed_accounts(conn, db, orgs, ids)
             await _seed_service_desk(conn, db, ids)
         await ConversationStore(db).create_group(ids["rm.wang"], "Wang's wealth club", [ids["c.li"], ids["c.zhang"]])

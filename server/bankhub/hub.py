@@ -60,7 +60,8 @@ class Hub:
         self.audit = AuditStore(self.db)
         self.conversations = ConversationStore(self.db)
         self.messages = MessageStore(self.db, self.keyring, codec)
-        self.session_limits = session_limits or SessionLimits()
+        # passed limits (tests) win; a node takes the idle timeout from its settings
+        self.session_limits = session_limits or SessionLimits(idle_timeout=settings.ws_idle_timeout_seconds)
         self.accounts = AccountStore(self.db)
         self.fanout = NoticeFanout(self.accounts.events)
         self.registry = ConnectionRegistry(self.broker, self._catch_up, self.fanout)

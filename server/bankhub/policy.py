@@ -36,6 +36,11 @@ __all__ = [
     "may_decide_notice",
     "may_target",
     "may_create_user",
+    "DUAL_CONTROL_ROLES",
+    "may_request_user",
+    "may_request_role_change",
+    "may_view_admin_request",
+    "may_decide_admin_request",
     "may_use_inbox",
     "may_set_alert_preferences",
     "may_send_alert",
@@ -43,12 +48,15 @@ __all__ = [
     "may_manage_alert_delivery",
     "may_post_system",
     "may_view_book",
+    "may_read_book_messages",
+    "may_see_my_rm",
     "may_set_rm_status",
     "may_view_customer_card",
     "may_handover_book",
     "may_use_service",
     "may_view_service_session",
     "may_handle_service_session",
+    "may_transfer_to_agent",
     "may_rate_service_session",
     "may_set_agent_state",
     "may_supervise_desk",
@@ -99,7 +107,8 @@ def may_open_direct(actor: User, peer: User) -> Decision:
     if peer.disabled or peer.id == actor.id:
         return Decision(False, "forbidden", "cannot open a conversation with this user")
     if actor.role is Role.CUSTOMER:
-        if peer.id == actor.rm_id:
+        # the peer itself is checked too: an RM who became staff keeps no customers
+        if peer.id == actor.rm_id and peer.role is Role.RM:
             return ALLOW
         return Decision(False, "forbidden", "customers may open a direct conversation only with their own RM")
     if peer.role is Role.CUSTOMER:
@@ -112,7 +121,8 @@ def may_open_direct(actor: User, peer: User) -> Decision:
 
 
 def may_create_group(actor: User, members: Sequence[User]) -> Decision:
-    """Create a group: staff only; customers in it must be in the creator's own book."""
+    """Create a group: staff only; customers in it must be in the creator's own book (the
+    creator an RM now: a former RM's old customers still point at them)."""
     if (denied := _active(actor)) is not None:
         return denied
     if actor.role is Role.CUSTOMER:
@@ -120,7 +130,7 @@ def may_create_group(actor: User, members: Sequence[User]) -> Decision:
     for m in members:
         if m.disabled:
             return Decision(False, "forbidden", f"{m.username} is disabled")
-        if m.role is Role.CUSTOMER and m.rm_id != actor.id:
+        if m.role is Role.CUSTOMER and (actor.role is not Role.RM or m.rm_id != actor.id):
             return Decision(False, "forbidden", f"{m.username} is not in your book")
     return ALLOW
 
@@ -132,10 +142,19 @@ def may_issue_ws_ticket(actor: User) -> Decision:
 
 _BRANCH_GRANTABLE = frozenset({Role.CUSTOMER, Role.RM, Role.AGENT, Role.STAFF})
 
+# Roles that approve what others do (notices: :func:`may_decide_notice`; accounts of these
+# roles: :func:`may_decide_admin_request`) or read any conversation (compliance). Nobody
+# grants one alone: creating such an account, or moving anyone into such a role, is a
+# request that a second, existing administrator approves (dual control).
+DUAL_CONTROL_ROLES = frozenset({Role.BRANCH_ADMIN, Role.HEAD_OFFICE_ADMIN, Role.COMPLIANCE})
+_ADMIN_ROLES = (Role.HEAD_OFFICE_ADMIN, Role.BRANCH_ADMIN)
+_NEEDS_APPROVAL = Decision(False, "approval_required", "this role is granted only with a second administrator's approval")
 
-def may_change_role(actor: User, target: User, new_role: Role, target_org_ancestry: Sequence[str]) -> Decision:
-    """Head office administers every user; a branch admin only users of their own subtree,
-    and only between the non-administrative roles. Nobody changes their own role."""
+
+def may_request_role_change(actor: User, target: User, new_role: Role, target_org_ancestry: Sequence[str]) -> Decision:
+    """The maker's side of a role change: head office administers every user; a branch
+    admin only users of their own subtree, and only between the non-administrative roles.
+    Nobody changes their own role."""
     if (denied := _active(actor)) is not None:
         return denied
     if actor.id == target.id:
@@ -151,23 +170,33 @@ def may_change_role(actor: User, target: User, new_role: Role, target_org_ancest
     return Decision(False, "forbidden", "only administrators change roles")
 
 
+def may_change_role(actor: User, target: User, new_role: Role, target_org_ancestry: Sequence[str]) -> Decision:
+    """Change a role at once: :func:`may_request_role_change`, except that a role of
+    :data:`DUAL_CONTROL_ROLES` is never granted directly (``approval_required``: the caller
+    files a request for a second administrator instead)."""
+    if not (decision := may_request_role_change(actor, target, new_role, target_org_ancestry)).allowed:
+        return decision
+    return _NEEDS_APPROVAL if new_role in DUAL_CONTROL_ROLES else ALLOW
+
+
 def may_reassign_customer(
     actor: User, customer: User, new_rm: User, customer_ancestry: Sequence[str], rm_ancestry: Sequence[str]
 ) -> Decision:
-    """Head office reassigns anyone; a branch admin only within their subtree (customer and RM)."""
+    """Head office reassigns anyone; a branch admin only within their subtree (customer and RM).
+
+    Every principal is checked, the actor's reach first (so nothing about another branch's
+    users leaks): the customer must be a customer, the new RM an active RM."""
     if (denied := _active(actor)) is not None:
         return denied
+    if actor.role not in _ADMIN_ROLES:
+        return Decision(False, "forbidden", "only administrators reassign customers")
+    if actor.role is Role.BRANCH_ADMIN and not (actor.org_id in customer_ancestry and actor.org_id in rm_ancestry):
+        return Decision(False, "not_found", "no such customer or RM in your branch")
     if customer.role is not Role.CUSTOMER:
         return Decision(False, "invalid_request", f"{customer.username} is not a customer")
     if new_rm.role is not Role.RM or new_rm.disabled:
         return Decision(False, "invalid_request", f"{new_rm.username} is not an active relationship manager")
-    if actor.role is Role.HEAD_OFFICE_ADMIN:
-        return ALLOW
-    if actor.role is Role.BRANCH_ADMIN:
-        if actor.org_id in customer_ancestry and actor.org_id in rm_ancestry:
-            return ALLOW
-        return Decision(False, "not_found", "no such customer or RM in your branch")
-    return Decision(False, "forbidden", "only administrators reassign customers")
+    return ALLOW
 
 
 PRIVILEGED_READ_REASONS = frozenset(
@@ -283,19 +312,93 @@ def may_target(account: OfficialAccount, target_org_paths: Sequence[Sequence[str
     return ALLOW
 
 
-def may_create_user(actor: User, role: Role, org_path: Sequence[str]) -> Decision:
-    """Head office creates any user; a branch admin non-administrative users in their subtree."""
+def may_request_user(
+    actor: User, role: Role, org_path: Sequence[str], rm: User | None = None, rm_path: Sequence[str] = ()
+) -> Decision:
+    """The maker's side of creating a user: head office creates any user; a branch admin
+    non-administrative users in their subtree.
+
+    Every principal is checked: a customer's relationship manager ``rm`` (its org path
+    ``rm_path``) must be an active RM in an org the actor administers — head office
+    anywhere (a customer may be served from another branch), a branch admin only in its
+    own subtree, which also holds the customer. Whether the RM is missing, not an RM,
+    disabled or out of reach gets one answer, so nothing about other branches' staff leaks."""
     if (denied := _active(actor)) is not None:
         return denied
     if actor.role is Role.HEAD_OFFICE_ADMIN:
-        return ALLOW
-    if actor.role is Role.BRANCH_ADMIN:
+        pass
+    elif actor.role is Role.BRANCH_ADMIN:
         if actor.org_id not in org_path:
             return Decision(False, "forbidden", "branch admins create users in their own branch only")
         if role not in _BRANCH_GRANTABLE:
             return Decision(False, "forbidden", "branch admins cannot create administrators")
+    else:
+        return Decision(False, "forbidden", "only administrators create users")
+    if rm is not None:
+        if role is not Role.CUSTOMER:
+            return Decision(False, "invalid_request", "only customers have an RM")
+        if rm.role is not Role.RM or rm.disabled or not _administers(actor, rm_path):
+            return Decision(False, "invalid_request", f"{rm.username!r} is not an active relationship manager you administer")
+    return ALLOW
+
+
+def may_create_user(
+    actor: User, role: Role, org_path: Sequence[str], rm: User | None = None, rm_path: Sequence[str] = ()
+) -> Decision:
+    """Create a user at once: :func:`may_request_user`, except that an account of a role in
+    :data:`DUAL_CONTROL_ROLES` is never created directly (``approval_required``)."""
+    if not (decision := may_request_user(actor, role, org_path, rm, rm_path)).allowed:
+        return decision
+    return _NEEDS_APPROVAL if role in DUAL_CONTROL_ROLES else ALLOW
+
+
+def may_view_admin_request(actor: User, requester_id: str, org_path: Sequence[str]) -> Decision:
+    """A dual-control request (metadata only, never a password): the administrator who
+    filed it, and administrators of the org the account is or will be in."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role not in _ADMIN_ROLES:
+        return Decision(False, "forbidden", "only administrators see administrative requests")
+    if actor.id == requester_id or _administers(actor, org_path):
         return ALLOW
-    return Decision(False, "forbidden", "only administrators create users")
+    return Decision(False, "not_found", "no such request")
+
+
+def may_decide_admin_request(
+    actor: User,
+    requester: User,
+    role: Role,
+    org_path: Sequence[str],
+    *,
+    approve: bool,
+    target: User | None = None,
+) -> Decision:
+    """Dual control: approve or reject a request to create an account of ``role`` in the org
+    of ``org_path`` (or to move ``target`` into ``role``), filed by ``requester``.
+
+    Every principal is checked. The decider: an active administrator who is not the
+    requester (the requester may only withdraw, i.e. reject, their own request) and not the
+    target; head office decides every request; a branch admin only requests for a branch
+    admin in their own subtree (never a role above their own). The requester must still be
+    an active administrator entitled to make the request (checked by the caller with
+    :func:`may_request_user` / :func:`may_request_role_change`)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role not in _ADMIN_ROLES:
+        return Decision(False, "forbidden", "only administrators decide administrative requests")
+    if actor.id == requester.id:
+        if approve:
+            return Decision(False, "forbidden", "a second administrator approves this request, never the one who filed it")
+        return ALLOW  # withdrawing one's own request
+    if target is not None and target.id == actor.id:
+        return Decision(False, "forbidden", "nobody decides a request about their own account")
+    if not _administers(actor, org_path):
+        return Decision(False, "not_found", "no such request")
+    if actor.role is Role.BRANCH_ADMIN and role is not Role.BRANCH_ADMIN:
+        return Decision(False, "forbidden", "a branch admin cannot approve a role above their own")
+    if approve and (requester.disabled or requester.role not in _ADMIN_ROLES):
+        return Decision(False, "conflict", "the requester is no longer an active administrator")
+    return ALLOW
 
 
 # --- transactional alerts -----------------------------------------------------------
@@ -379,6 +482,29 @@ def may_view_book(actor: User, rm: User, rm_ancestry: Sequence[str]) -> Decision
     return Decision(False, "forbidden", "an RM sees their own book only")
 
 
+def may_read_book_messages(actor: User, rm: User) -> Decision:
+    """The text of the last message on a book: the RM alone, who is a member of those
+    conversations. Administrators see the book's metadata only (last activity, unread,
+    who wrote last); message text reaches anyone else only through the reason-coded,
+    audited compliance read (:func:`may_read_privileged`)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.id == rm.id and actor.role is Role.RM:
+        return ALLOW
+    return Decision(False, "forbidden", "message text is for the RM; compliance reads it with a reason code")
+
+
+def may_see_my_rm(actor: User, rm: User) -> Decision:
+    """A customer sees ``rm`` as their relationship manager only while ``rm`` still is one:
+    an RM whose role changed, or who was disabled, serves no book even where the customer
+    row still points at them (a handover is pending)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is Role.CUSTOMER and actor.rm_id == rm.id and rm.role is Role.RM and not rm.disabled:
+        return ALLOW
+    return Decision(False, "not_found", "you have no relationship manager")
+
+
 def may_set_rm_status(actor: User) -> Decision:
     """Availability (online, away, off duty) is declared by RMs themselves."""
     if (denied := _active(actor)) is not None:
@@ -396,7 +522,9 @@ def may_view_customer_card(actor: User, customer: User, customer_ancestry: Seque
         return denied
     if customer.role is not Role.CUSTOMER:
         return Decision(False, "not_found", "no such customer")
-    if actor.id == customer.id or actor.id == customer.rm_id or actor.role is Role.HEAD_OFFICE_ADMIN:
+    if actor.id == customer.id or actor.role is Role.HEAD_OFFICE_ADMIN:
+        return ALLOW
+    if actor.id == customer.rm_id and actor.role is Role.RM:  # a former RM (now staff) sees no cards
         return ALLOW
     if actor.role is Role.AGENT and serving:
         return ALLOW
@@ -416,14 +544,14 @@ def may_handover_book(
         return denied
     if actor.role not in (Role.HEAD_OFFICE_ADMIN, Role.BRANCH_ADMIN):
         return Decision(False, "forbidden", "only administrators hand over a book")
+    if actor.role is Role.BRANCH_ADMIN and not (actor.org_id in from_ancestry and actor.org_id in to_ancestry):
+        return Decision(False, "not_found", "no such RM in your branch")
     if from_rm.role is not Role.RM:
         return Decision(False, "invalid_request", f"{from_rm.username} is not a relationship manager")
     if to_rm.role is not Role.RM or to_rm.disabled:
         return Decision(False, "invalid_request", f"{to_rm.username} is not an active relationship manager")
     if from_rm.id == to_rm.id:
         return Decision(False, "invalid_request", "a book is handed to another RM")
-    if actor.role is Role.BRANCH_ADMIN and not (actor.org_id in from_ancestry and actor.org_id in to_ancestry):
-        return Decision(False, "not_found", "no such RM in your branch")
     return ALLOW
 
 
@@ -454,6 +582,17 @@ def may_handle_service_session(actor: User, agent_id: str | None) -> Decision:
     if actor.role is Role.AGENT and agent_id is not None and actor.id == agent_id:
         return ALLOW
     return _NO_SESSION
+
+
+def may_transfer_to_agent(actor: User, agent_id: str | None, target: User | None) -> Decision:
+    """Transfer a served session straight to ``target``: who may handle the session
+    (:func:`may_handle_service_session`), and the target must be an active service agent.
+    A missing, disabled or non-agent target gets one answer."""
+    if not (decision := may_handle_service_session(actor, agent_id)).allowed:
+        return decision
+    if target is None or target.disabled or target.role is not Role.AGENT:
+        return Decision(False, "not_found", "no such agent on the service desk")
+    return ALLOW
 
 
 def may_rate_service_session(actor: User, customer_id: str) -> Decision:

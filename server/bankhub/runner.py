@@ -2,7 +2,9 @@
 
 WebSocket frames over the protocol's ``max_frame_bytes`` are refused by the transport
 with close code 1009; permessage-deflate is off (compression of secrets alongside
-attacker-controlled text leaks them, and it costs memory per connection).
+attacker-controlled text leaks them, and it costs memory per connection). A request
+(headers, body, or a WebSocket upgrade) not complete within ``handshake_timeout_seconds``
+is answered 408 and its connection closed (:class:`~bankhub.gateway.transport.HubHttpProtocol`).
 """
 
 from __future__ import annotations
@@ -10,27 +12,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from . import gctune, logredact
 from .app import create_app
-from .gateway.transport import HubWebSocketProtocol
+from .gateway.transport import HubWebSocketProtocol, http_protocol
 from .hub import Hub
 
-__all__ = ["uvicorn_config", "HubServer", "RunningNode", "start_node"]
+__all__ = ["uvicorn_config", "HubServer", "RunningNode", "start_node", "AppWrapper"]
 
 
-def uvicorn_config(hub: Hub, *, host: str, port: int, manage_hub: bool = True, log_level: str = "info") -> uvicorn.Config:
+AppWrapper = Callable[[ASGIApp], ASGIApp]
+
+
+def uvicorn_config(
+    hub: Hub, *, host: str, port: int, manage_hub: bool = True, log_level: str = "info", wrap_app: AppWrapper | None = None
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``hub``. ``wrap_app`` wraps the whole ASGI app (outermost,
+    so it sees every answer, 500s included): tests use it to check each answer against
+    ``/openapi.json``."""
     s = hub.settings
     logredact.install()
+    app: ASGIApp = create_app(hub, manage_hub=manage_hub)
     return uvicorn.Config(
-        create_app(hub, manage_hub=manage_hub),
+        wrap_app(app) if wrap_app is not None else app,
         host=host,
         port=port,
         ws=HubWebSocketProtocol,
-        http="httptools",
+        http=http_protocol(s.handshake_timeout_seconds),
         loop="none" if not manage_hub else "auto",
         ws_max_size=hub.session_limits.max_frame_bytes,
         ws_per_message_deflate=False,
@@ -94,12 +107,13 @@ class RunningNode:
         await asyncio.wait_for(self.task, 30)
 
 
-async def start_node(hub: Hub, *, port: int = 0, log_level: str = "warning") -> RunningNode:
-    """Serve ``hub`` on 127.0.0.1 in this loop; returns once it accepts connections."""
+async def start_node(hub: Hub, *, port: int = 0, log_level: str = "warning", wrap_app: AppWrapper | None = None) -> RunningNode:
+    """Serve ``hub`` on 127.0.0.1 in this loop; returns once it accepts connections.
+    ``wrap_app``: see :func:`uvicorn_config`."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn_config(hub, host="127.0.0.1", port=sock.getsockname()[1], log_level=log_level)
+    config = uvicorn_config(hub, host="127.0.0.1", port=sock.getsockname()[1], log_level=log_level, wrap_app=wrap_app)
     server = HubServer(config, hub)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):

@@ -31,7 +31,18 @@ class Settings:
     tls_key: str | None = None
     node_name: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
     session_ttl_hours: float = 12.0
+    # absolute session lifetime, counted from the password sign-in: refresh never extends a
+    # session (or the sessions refreshed from it) past signed_in_at + this
+    session_max_lifetime_hours: float = 24.0
     ws_ticket_ttl_seconds: int = 30
+    # WebSocket gateway, per node: open sockets per user and per client address (beyond
+    # them a handshake is refused 429 too_many_connections); seconds a request (headers,
+    # body, WebSocket upgrade) may take to arrive (then 408); seconds a WebSocket may stay
+    # without a frame from its client (then closed 4000; announced in hello.limits)
+    max_sockets_per_user: int = 10
+    max_sockets_per_ip: int = 200
+    handshake_timeout_seconds: float = 10.0
+    ws_idle_timeout_seconds: float = 90.0
     session_recheck_seconds: float = 30.0
     # official accounts: how often each node looks for scheduled notices that are due, and
     # adds its online delivery counts to storage
@@ -71,6 +82,11 @@ class Settings:
         s.tls_key = _env("TLS_KEY")
         s.node_name = _env("NODE_NAME", s.node_name) or s.node_name
         s.session_ttl_hours = float(_env("SESSION_TTL_HOURS", str(s.session_ttl_hours)) or s.session_ttl_hours)
+        s.session_max_lifetime_hours = float(_env("SESSION_MAX_LIFETIME_HOURS", "") or s.session_max_lifetime_hours)
+        s.max_sockets_per_user = int(_env("MAX_SOCKETS_PER_USER", "") or s.max_sockets_per_user)
+        s.max_sockets_per_ip = int(_env("MAX_SOCKETS_PER_IP", "") or s.max_sockets_per_ip)
+        s.handshake_timeout_seconds = float(_env("HANDSHAKE_TIMEOUT_SECONDS", "") or s.handshake_timeout_seconds)
+        s.ws_idle_timeout_seconds = float(_env("WS_IDLE_TIMEOUT_SECONDS", "") or s.ws_idle_timeout_seconds)
         origins = _env("ALLOWED_ORIGINS", "") or ""
         s.allowed_origins = tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip())
         s.db_pool_size = int(_env("DB_POOL_SIZE", str(s.db_pool_size)) or s.db_pool_size)
@@ -95,5 +111,11 @@ class Settings:
             raise ValueError("BANKHUB_CLUSTER_KEY is required with BANKHUB_REDIS_URL (generate one: bankhub keygen)")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("BANKHUB_TLS_CERT and BANKHUB_TLS_KEY go together")
+        if self.max_sockets_per_user < 1 or self.max_sockets_per_ip < 1:
+            raise ValueError("BANKHUB_MAX_SOCKETS_PER_USER and BANKHUB_MAX_SOCKETS_PER_IP must be at least 1")
+        if not (self.handshake_timeout_seconds > 0 and self.ws_idle_timeout_seconds > 0):
+            raise ValueError("BANKHUB_HANDSHAKE_TIMEOUT_SECONDS and BANKHUB_WS_IDLE_TIMEOUT_SECONDS must be positive")
+        if not self.session_max_lifetime_hours > 0:
+            raise ValueError("BANKHUB_SESSION_MAX_LIFETIME_HOURS must be positive")
         if not (self.key_file or self.key_provider):
             raise ValueError(NO_KEY_PROVIDER)

@@ -46,6 +46,9 @@ async def test_bankhub_dev_starts_seeds_once_and_prints_logins(tmp_path: Path) -
                     await asyncio.sleep(0.1)
                 r = await http.post("/v1/sessions", json={"username": "co.sun", "password": "bankhub-demo"})
                 assert r.status_code == 201 and r.json()["user"]["role"] == "compliance"
+            # while it runs, other commands find its database through the same data dir
+            code, out, err = await _bankhub("audit", "verify", "--data-dir", str(tmp_path / "var"), cwd=tmp_path)
+            assert code == 0 and out.startswith("audit log intact"), (out, err)
         finally:
             proc.send_signal(stop_with)
             out, _ = await asyncio.wait_for(proc.communicate(), 30)
@@ -56,6 +59,7 @@ async def test_bankhub_dev_starts_seeds_once_and_prints_logins(tmp_path: Path) -
     assert "demo data seeded" in first
     assert "created key file" in first and ((tmp_path / "var" / "keys.json").stat().st_mode & 0o777) == 0o600
     assert f"http://127.0.0.1:{port}/openapi.json" in first and f"ws://127.0.0.1:{port}/v1/ws" in first
+    assert f"--data-dir {tmp_path / 'var'}" in first  # the banner tells how other commands reach its database
     for user in ("c.li", "c.zhang", "c.zhou", "rm.wang", "rm.chen", "agent.zhao", "ho.admin", "br.admin", "co.sun"):
         assert user in first
     second = await run_once(signal.SIGTERM)  # same data dir: reuses the database, does not seed again
@@ -149,3 +153,65 @@ def test_serve_refuses_to_start_without_a_database_url() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANKHUB_")}
     proc = subprocess.run([str(Path(sys.executable).with_name("bankhub")), "serve"], env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "BANKHUB_DATABASE_URL is required" in proc.stderr
+
+
+async def _bankhub(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``bankhub ARGS`` with no BANKHUB_* variables but ``env``; returns (exit code, stdout, stderr)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BANKHUB_")}
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("bankhub")), *args, cwd=cwd, env={**clean, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_database_commands_exit_2_with_one_line_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    # 1 means "the audit chain is broken" to a monitor: an outage must never look like tampering
+    unreachable = f"postgresql://bankhub:s3cret@127.0.0.1:{_free_port()}/bankhub"
+    key_file = tmp_path / "keys.json"
+    from bankhub.crypto import LocalKeyFile
+
+    LocalKeyFile.create(key_file)
+    commands = [
+        ["audit", "verify"],
+        ["db", "grant-app-role", "bankhub_app"],
+        ["migrate"],
+        ["keys", "status", "--file", str(key_file)],
+        ["keys", "shred", "--conversation", "00000000-0000-0000-0000-000000000000"],
+        ["systems", "list"],
+        ["alerts", "dead-letters"],
+    ]
+    runs = [_bankhub(*c, "--database-url", unreachable, cwd=tmp_path) for c in commands]
+    runs.append(_bankhub("audit", "verify", cwd=tmp_path, env={"BANKHUB_DATABASE_URL": unreachable}))
+    runs.append(_bankhub("serve", cwd=tmp_path, env={"BANKHUB_DATABASE_URL": unreachable, "BANKHUB_KEY_FILE": str(key_file)}))
+    # no URL anywhere, and no `bankhub dev` running in ./var (the default data dir) or the one named
+    runs.append(_bankhub("audit", "verify", cwd=tmp_path))
+    runs.append(_bankhub("audit", "verify", "--data-dir", str(tmp_path / "nothing"), cwd=tmp_path))
+    results = await asyncio.gather(*runs)
+    for command, (code, out, err) in zip([*commands, ["env"], ["serve"], ["no url"], ["no dev"]], results, strict=True):
+        assert code == 2, (command, code, out, err)
+        assert "Traceback" not in err + out and len(err.strip().splitlines()) == 1, (command, err)
+        assert err.startswith("bankhub ") and "s3cret" not in err, (command, err)
+    assert "cannot connect to the database at 127.0.0.1:" in results[0][2] and "Connection refused" in results[0][2]
+    assert "set BANKHUB_DATABASE_URL" in results[-2][2]
+    assert "no running `bankhub dev` database in" in results[-1][2]
+
+
+async def test_cli_finds_the_dev_database_through_the_data_dir(postgres: PostgresForTests, tmp_path: Path) -> None:
+    """`bankhub dev --data-dir DIR` keeps its embedded Postgres in DIR/pg; every command finds the
+    running server there (its postmaster.pid) with --data-dir DIR, or in ./var by default. The
+    test server is laid out the same way, so it stands in for a running `bankhub dev`."""
+    data_dir = postgres.server.data_dir.parent
+    code, out, err = await _bankhub("migrate", "--data-dir", str(data_dir), cwd=tmp_path)
+    assert code == 0 and "applied" in out, err
+    code, out, err = await _bankhub("audit", "verify", "--data-dir", str(data_dir), cwd=tmp_path)
+    assert code == 0 and out.startswith("audit log intact"), (out, err)
+    # no flag, no BANKHUB_DATABASE_URL: ./var, the default of `bankhub dev`
+    (tmp_path / "var").symlink_to(data_dir)
+    code, out, err = await _bankhub("audit", "verify", cwd=tmp_path)
+    assert code == 0 and out.startswith("audit log intact"), (out, err)
+    # an explicit URL still wins
+    code, _, err = await _bankhub("audit", "verify", "--database-url", f"postgresql://x@127.0.0.1:{_free_port()}/x", cwd=tmp_path)
+    assert code == 2 and "cannot connect" in err

@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from bankhub.models import Role
 from bankhub.runner import RunningNode
 
 from ..conftest import Nodes, login
+from ..support.desk import make_user
 from ..support.wsclient import RawClient
 
 pytestmark = pytest.mark.asyncio
@@ -309,12 +311,15 @@ async def test_recall_withdraws_the_notice_but_keeps_it_for_compliance(world: Wo
 
 async def test_maker_checker_needs_a_second_administrator(world: World) -> None:
     ho = await world.api("ho.admin")
+    # one administrator cannot make the second one alone (dual control: a pending request) ...
     await ho.call(
         "POST",
         "/v1/users",
-        201,
+        202,
         json={"username": "ho.checker", "display_name": "Checker", "role": "head_office_admin", "org": "HO", "password": "a-long-password"},
     )
+    # ... so the checker is an existing second head-office admin, made by the operator
+    await make_user(world.node, "ho.checker2", Role.HEAD_OFFICE_ADMIN, "HO")
     account = await ho.call(
         "POST",
         "/v1/accounts",
@@ -330,7 +335,7 @@ async def test_maker_checker_needs_a_second_administrator(world: World) -> None:
     assert (await li_api.call("GET", f"/v1/accounts/{account['id']}/notices"))["notices"] == []
     # the maker cannot check their own notice
     await ho.call("POST", f"/v1/notices/{pending['id']}/approve", 403)
-    checker = await world.api("ho.checker", "a-long-password")
+    checker = await world.api("ho.checker2")
     approved = await checker.call("POST", f"/v1/notices/{pending['id']}/approve")
     assert approved["status"] == "published" and approved["approved_by"] and approved["seq"] == 1
     assert (await li.expect("notice"))["notice"]["body"]["text"] == "Deposit rate 1.5% from 1 Dec"

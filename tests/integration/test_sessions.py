@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 import asyncpg
@@ -80,6 +81,77 @@ async def test_refresh_issues_a_new_token_and_kills_the_old_one(node: RunningNod
     assert await _closed_with(ws) == 1008
 
 
+async def _set_sign_in(dsn: str, token: str, signed_in_ago: dt.timedelta, expires_in: dt.timedelta | None = None) -> None:
+    """Move the password sign-in of ``token``'s session into the past (and its expiry, if given)."""
+    from bankhub.ids import token_hash
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """UPDATE sessions SET signed_in_at = now() - $2::interval,
+                                   expires_at = COALESCE(now() + $3::interval, expires_at) WHERE token_hash = $1""",
+            token_hash(token),
+            signed_in_ago,
+            expires_in,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_refresh_never_extends_a_session_past_its_absolute_lifetime(node: RunningNode, dsn: str) -> None:
+    assert (node.hub.settings.session_ttl_hours, node.hub.settings.session_max_lifetime_hours) == (12.0, 24.0)
+    token = await login(node, "c.li")
+    # signed in with the password 23 h ago (and refreshed since: half an hour left)
+    await _set_sign_in(dsn, token, dt.timedelta(hours=23), expires_in=dt.timedelta(minutes=30))
+    async with _http(node, token) as http:
+        r = await http.post("/v1/sessions/refresh")
+    assert r.status_code == 201
+    expires = dt.datetime.fromisoformat(r.json()["expires_at"])
+    left = expires - dt.datetime.now(dt.timezone.utc)
+    # capped at sign-in + 24 h (about 1 h from now), not now + 12 h
+    assert dt.timedelta(minutes=55) < left < dt.timedelta(minutes=61), left
+    fresh = r.json()["token"]
+    async with _http(node, fresh) as http:
+        assert (await http.get("/v1/me")).status_code == 200  # the new token works until the deadline
+        again = await http.post("/v1/sessions/refresh")  # it already ends at the deadline: no more refreshes
+        assert again.status_code == 401 and again.headers["content-type"] == "application/problem+json"
+        assert again.json()["code"] == "reauthentication_required"
+        assert (await http.get("/v1/me")).status_code == 200  # refused, not revoked
+    # the refreshed session carries the original sign-in time, not the refresh's
+    conn = await asyncpg.connect(dsn)
+    try:
+        signed_in = await conn.fetch(
+            "SELECT signed_in_at FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = 'c.li')"
+        )
+    finally:
+        await conn.close()
+    assert len({r["signed_in_at"] for r in signed_in}) == 1 and len(signed_in) == 2
+
+
+async def test_refresh_past_the_absolute_deadline_asks_for_the_password(node: RunningNode, dsn: str) -> None:
+    # e.g. a session opened before the maximum was lowered: its expiry is still ahead, its deadline is past
+    token = await login(node, "c.li")
+    await _set_sign_in(dsn, token, dt.timedelta(hours=25), expires_in=dt.timedelta(hours=1))
+    async with _http(node, token) as http:
+        r = await http.post("/v1/sessions/refresh")
+        assert r.status_code == 401 and r.json()["code"] == "reauthentication_required"
+    # the password gives a new session, with a new sign-in time
+    fresh = await login(node, "c.li")
+    async with _http(node, fresh) as http:
+        assert (await http.post("/v1/sessions/refresh")).status_code == 201
+
+
+async def test_one_token_refreshed_twice_at_once_yields_one_session(node: RunningNode) -> None:
+    token = await login(node, "c.li")
+    async with _http(node, token) as http:
+        answers = await asyncio.gather(*(http.post("/v1/sessions/refresh") for _ in range(4)))
+    assert sorted(r.status_code for r in answers) == [201, 401, 401, 401], [r.text for r in answers]
+    assert await _me_status(node, token) == 401
+    winner = next(r.json()["token"] for r in answers if r.status_code == 201)
+    async with _http(node, winner) as http:
+        assert len((await http.get("/v1/sessions")).json()["sessions"]) == 1
+
+
 async def test_password_change_closes_other_sessions_on_every_node(nodes: Nodes, valkey_url: str, cluster_key: str) -> None:
     a, b = await nodes.start_pair(valkey_url, cluster_key)
     current, other = await login(a, "c.li"), await login(b, "c.li")
@@ -131,7 +203,8 @@ async def test_lockout_after_repeated_failures_even_for_the_right_password(node:
             r = await http.post("/v1/sessions", json={"username": "c.zhou", "password": "guess"})
             assert r.status_code == 401
         locked = await http.post("/v1/sessions", json={"username": "c.zhou", "password": "bankhub-demo"})
-        assert locked.status_code == 423 and locked.json()["code"] == "account_locked"
+        # refused like any failure: the lock is not disclosed to whoever is trying (test_signin_hardening)
+        assert locked.status_code == 401 and locked.json()["code"] == "unauthorized"
         # other accounts are unaffected
         assert (await http.post("/v1/sessions", json={"username": "c.li", "password": "bankhub-demo"})).status_code == 201
     conn = await asyncpg.connect(dsn)

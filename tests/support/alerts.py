@@ -80,7 +80,7 @@ async def start_alert_node(nodes: Nodes, **overrides: Any) -> RunningNode:
     """A node whose alert settings differ from the defaults (fallback channel, short delays)."""
     overrides.setdefault("key_file", nodes.key_file)
     settings = Settings(database_url=nodes.dsn, node_name="alerts", **overrides)
-    node = await start_node(Hub(settings, broker=MemoryBroker()))
+    node = await start_node(Hub(settings, broker=MemoryBroker()), wrap_app=nodes.contract.wrap)
     nodes.running.append(node)
     return node
 

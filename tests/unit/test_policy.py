@@ -42,3 +42,16 @@ def test_conversation_access_is_membership_and_denials_do_not_reveal_existence()
     assert policy.may_send(ZHOU, member).code == "not_found"  # someone else's membership
     assert policy.may_send(GONE, Membership("conv", "direct", GONE.id, "member", 0, 0)).code == "forbidden"
     assert policy.may_issue_ws_ticket(LI).allowed and not policy.may_issue_ws_ticket(GONE).allowed
+
+
+def test_a_former_rm_keeps_no_book_after_a_role_change() -> None:
+    """A role change leaves the customers' rm_id pointing at the former RM: every decision
+    checks the role of that principal too, not only the id."""
+    former = User("rm1", "rm.wang", "Wang", Role.STAFF, "bj")
+    assert policy.may_create_group(RM, [LI]).allowed
+    assert policy.may_create_group(former, [LI]).code == "forbidden"
+    assert policy.may_view_customer_card(RM, LI, ["bj"], False).allowed
+    assert policy.may_view_customer_card(former, LI, ["bj"], False).code == "not_found"
+    assert policy.may_open_direct(LI, RM).allowed
+    assert policy.may_open_direct(LI, former).code == "forbidden"
+    assert policy.may_open_direct(former, LI).code == "forbidden"

@@ -27,6 +27,12 @@ ZHOU = User("zhou", "c.zhou", "Zhou", Role.CUSTOMER, SH, rm_id="chen")
 ZHAO = User("zhao", "agent.zhao", "Zhao", Role.AGENT, HO)
 CLERK = User("clerk", "staff.qian", "Qian", Role.STAFF, BJ)
 LIU = User("liu", "rm.liu", "Liu", Role.RM, BJ)
+GONE_RM = User("gone", "rm.gone", "Gone", Role.RM, BJ, disabled=True)
+WANG_AS_STAFF = User("wang", "rm.wang", "Wang", Role.STAFF, BJ)  # rm.wang after a role change: c.li still points at him
+QIAN = User("qian", "agent.qian", "Qian", Role.AGENT, HO)
+GONE_AGENT = User("gone-agent", "agent.gone", "Gone", Role.AGENT, HO, disabled=True)
+HO_CHECKER = User("hochecker", "ho.checker", "HO checker", Role.HEAD_OFFICE_ADMIN, HO)
+HO_GONE = User("hogone", "ho.gone", "HO gone", Role.HEAD_OFFICE_ADMIN, HO, disabled=True)
 
 ACTORS = {
     "customer": LI,
@@ -121,9 +127,72 @@ ACTIONS: dict[str, Cell] = {
     "desk:rate li's session": lambda a: policy.may_rate_service_session(a, LI.id),
     "desk:set own agent state (on the desk)": lambda a: policy.may_set_agent_state(a, True),
     "desk:figures and configuration": lambda a: policy.may_supervise_desk(a),
+    # every principal of a decision is checked (issue 11, defect 6)
+    "direct:open with rm.wang after he became staff": lambda a: policy.may_open_direct(a, WANG_AS_STAFF),
+    "rm:see rm.wang as my RM": lambda a: policy.may_see_my_rm(a, WANG),
+    "rm:see rm.wang as my RM after he became staff": lambda a: policy.may_see_my_rm(a, WANG_AS_STAFF),
+    "rm:see rm.wang as my RM after he was disabled": lambda a: policy.may_see_my_rm(
+        a, User("wang", "rm.wang", "Wang", Role.RM, BJ, disabled=True)
+    ),
+    "user:create customer in BJ with rm.wang (BJ)": lambda a: policy.may_create_user(a, Role.CUSTOMER, ANCESTRY[BJ], WANG, ANCESTRY[BJ]),
+    "user:create customer in BJ with rm.chen (SH)": lambda a: policy.may_create_user(a, Role.CUSTOMER, ANCESTRY[BJ], CHEN, ANCESTRY[SH]),
+    "user:create customer in BJ with a disabled RM": lambda a: policy.may_create_user(a, Role.CUSTOMER, ANCESTRY[BJ], GONE_RM, ANCESTRY[BJ]),
+    "user:create customer in BJ with agent.zhao as RM": lambda a: policy.may_create_user(a, Role.CUSTOMER, ANCESTRY[BJ], ZHAO, ANCESTRY[HO]),
+    "user:create staff in BJ with an RM": lambda a: policy.may_create_user(a, Role.STAFF, ANCESTRY[BJ], WANG, ANCESTRY[BJ]),
+    "customer:reassign c.zhang (HD) -> agent.zhao (not an RM)": lambda a: policy.may_reassign_customer(
+        a, ZHANG, ZHAO, ANCESTRY[HD], ANCESTRY[HO]
+    ),
+    "customer:reassign c.zhang (HD) -> a disabled RM (BJ)": lambda a: policy.may_reassign_customer(
+        a, ZHANG, GONE_RM, ANCESTRY[HD], ANCESTRY[BJ]
+    ),
+    "customer:reassign rm.liu (not a customer) -> rm.wang": lambda a: policy.may_reassign_customer(a, LIU, WANG, ANCESTRY[BJ], ANCESTRY[BJ]),
+    "rm:hand wang's book to a disabled RM (BJ)": lambda a: policy.may_handover_book(a, WANG, GONE_RM, ANCESTRY[BJ], ANCESTRY[BJ]),
+    "rm:hand wang's book to agent.zhao (not an RM)": lambda a: policy.may_handover_book(a, WANG, ZHAO, ANCESTRY[BJ], ANCESTRY[HO]),
+    "customer:card of c.li by rm.wang after he became staff": lambda a: policy.may_view_customer_card(
+        WANG_AS_STAFF if a.id == WANG.id else a, LI, ANCESTRY[BJ], False
+    ),
+    "desk:transfer a session zhao serves to agent.qian": lambda a: policy.may_transfer_to_agent(a, ZHAO.id, QIAN),
+    "desk:transfer a session zhao serves to a disabled agent": lambda a: policy.may_transfer_to_agent(a, ZHAO.id, GONE_AGENT),
+    "desk:transfer a session zhao serves to rm.wang (not an agent)": lambda a: policy.may_transfer_to_agent(a, ZHAO.id, WANG),
+    "desk:transfer a session zhao serves to nobody": lambda a: policy.may_transfer_to_agent(a, ZHAO.id, None),
+    # admins see a book's metadata; its message text is the RM's (issue 11, defect 5)
+    "rm:read message text on rm.wang's book": lambda a: policy.may_read_book_messages(a, WANG),
+    "rm:read message text on rm.chen's book": lambda a: policy.may_read_book_messages(a, CHEN),
+    # dual control of administrative accounts (issue 11, defect 8)
+    "user:create compliance in HO": lambda a: policy.may_create_user(a, Role.COMPLIANCE, ANCESTRY[HO]),
+    "user:create head_office_admin in HO": lambda a: policy.may_create_user(a, Role.HEAD_OFFICE_ADMIN, ANCESTRY[HO]),
+    "user:request branch_admin in BJ": lambda a: policy.may_request_user(a, Role.BRANCH_ADMIN, ANCESTRY[BJ]),
+    "user:role of c.zhang (HD) -> compliance": lambda a: policy.may_change_role(a, ZHANG, Role.COMPLIANCE, ANCESTRY[HD]),
+    "user:request role of rm.wang (BJ) -> branch_admin": lambda a: policy.may_request_role_change(a, WANG, Role.BRANCH_ADMIN, ANCESTRY[BJ]),
+    "admin:view a BJ request filed by ho.checker": lambda a: policy.may_view_admin_request(a, HO_CHECKER.id, ANCESTRY[BJ]),
+    "admin:view an SH request filed by ho.checker": lambda a: policy.may_view_admin_request(a, HO_CHECKER.id, ANCESTRY[SH]),
+    "admin:approve branch_admin in BJ filed by ho.checker": lambda a: policy.may_decide_admin_request(
+        a, HO_CHECKER, Role.BRANCH_ADMIN, ANCESTRY[BJ], approve=True
+    ),
+    "admin:approve branch_admin in SH filed by ho.checker": lambda a: policy.may_decide_admin_request(
+        a, HO_CHECKER, Role.BRANCH_ADMIN, ANCESTRY[SH], approve=True
+    ),
+    "admin:approve head_office_admin in HO filed by ho.checker": lambda a: policy.may_decide_admin_request(
+        a, HO_CHECKER, Role.HEAD_OFFICE_ADMIN, ANCESTRY[HO], approve=True
+    ),
+    "admin:approve compliance in BJ filed by ho.checker": lambda a: policy.may_decide_admin_request(
+        a, HO_CHECKER, Role.COMPLIANCE, ANCESTRY[BJ], approve=True
+    ),
+    "admin:approve my own request": lambda a: policy.may_decide_admin_request(a, a, Role.BRANCH_ADMIN, ANCESTRY[BJ], approve=True),
+    "admin:withdraw my own request": lambda a: policy.may_decide_admin_request(a, a, Role.BRANCH_ADMIN, ANCESTRY[BJ], approve=False),
+    "admin:approve my own promotion filed by ho.checker": lambda a: policy.may_decide_admin_request(
+        a, HO_CHECKER, Role.HEAD_OFFICE_ADMIN, ANCESTRY[a.org_id], approve=True, target=a
+    ),
+    "admin:approve a BJ request of a disabled requester": lambda a: policy.may_decide_admin_request(
+        a, HO_GONE, Role.BRANCH_ADMIN, ANCESTRY[BJ], approve=True
+    ),
+    "admin:reject a BJ request of a disabled requester": lambda a: policy.may_decide_admin_request(
+        a, HO_GONE, Role.BRANCH_ADMIN, ANCESTRY[BJ], approve=False
+    ),
 }
 
 A, F, N, I = "allow", "forbidden", "not_found", "invalid_request"
+R, C = "approval_required", "conflict"
 #                                            customer rm  agent staff br_admin ho_admin compliance
 EXPECTED: dict[str, tuple[str, ...]] = {
     "direct:open with rm.wang":                  (A, F, A, A, A, A, A),
@@ -141,7 +210,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "conversation:list/sync own":                (A, A, A, A, A, A, A),
     "user:role of c.zhang (HD) -> staff":        (F, F, F, F, A, A, F),
     "user:role of rm.chen (SH) -> staff":        (F, F, F, F, N, A, F),
-    "user:role of rm.wang (BJ) -> branch_admin": (F, F, F, F, F, A, F),
+    "user:role of rm.wang (BJ) -> branch_admin": (F, F, F, F, F, R, F),
     "ws:issue ticket":                           (A, A, A, A, A, A, A),
     "customer:reassign c.zhang (HD) -> rm.wang (BJ)": (F, F, F, F, A, A, F),
     "customer:reassign c.zhang (HD) -> rm.chen (SH)": (F, F, F, F, N, A, F),
@@ -162,7 +231,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "notice:approve another's (BJ account)":     (F, F, F, F, A, A, F),
     "user:create customer in HD":                (F, F, F, F, A, A, F),
     "user:create customer in SH":                (F, F, F, F, F, A, F),
-    "user:create branch_admin in BJ":            (F, F, F, F, F, A, F),
+    "user:create branch_admin in BJ":            (F, F, F, F, F, R, F),
     "alerts:use own inbox":                      (A, A, A, A, A, A, A),
     "alerts:mute marketing":                     (A, A, A, A, A, A, A),
     "alerts:mute security":                      (I, I, I, I, I, I, I),
@@ -182,6 +251,43 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "desk:rate li's session":                    (A, N, N, N, N, N, N),
     "desk:set own agent state (on the desk)":    (F, F, A, F, F, F, F),
     "desk:figures and configuration":            (F, F, F, F, F, A, F),
+    "direct:open with rm.wang after he became staff":          (F, F, A, A, A, A, A),
+    "rm:see rm.wang as my RM":                                 (A, N, N, N, N, N, N),
+    "rm:see rm.wang as my RM after he became staff":           (N, N, N, N, N, N, N),
+    "rm:see rm.wang as my RM after he was disabled":           (N, N, N, N, N, N, N),
+    "user:create customer in BJ with rm.wang (BJ)":            (F, F, F, F, A, A, F),
+    "user:create customer in BJ with rm.chen (SH)":            (F, F, F, F, I, A, F),
+    "user:create customer in BJ with a disabled RM":           (F, F, F, F, I, I, F),
+    "user:create customer in BJ with agent.zhao as RM":        (F, F, F, F, I, I, F),
+    "user:create staff in BJ with an RM":                      (F, F, F, F, I, I, F),
+    "customer:reassign c.zhang (HD) -> agent.zhao (not an RM)": (F, F, F, F, N, I, F),
+    "customer:reassign c.zhang (HD) -> a disabled RM (BJ)":    (F, F, F, F, I, I, F),
+    "customer:reassign rm.liu (not a customer) -> rm.wang":    (F, F, F, F, I, I, F),
+    "rm:hand wang's book to a disabled RM (BJ)":               (F, F, F, F, I, I, F),
+    "rm:hand wang's book to agent.zhao (not an RM)":           (F, F, F, F, N, I, F),
+    "customer:card of c.li by rm.wang after he became staff":  (A, N, N, N, A, A, N),
+    "desk:transfer a session zhao serves to agent.qian":       (N, N, A, N, N, A, N),
+    "desk:transfer a session zhao serves to a disabled agent": (N, N, N, N, N, N, N),
+    "desk:transfer a session zhao serves to rm.wang (not an agent)": (N, N, N, N, N, N, N),
+    "desk:transfer a session zhao serves to nobody":           (N, N, N, N, N, N, N),
+    "rm:read message text on rm.wang's book":                  (F, A, F, F, F, F, F),
+    "rm:read message text on rm.chen's book":                  (F, F, F, F, F, F, F),
+    "user:create compliance in HO":                            (F, F, F, F, F, R, F),
+    "user:create head_office_admin in HO":                     (F, F, F, F, F, R, F),
+    "user:request branch_admin in BJ":                         (F, F, F, F, F, A, F),
+    "user:role of c.zhang (HD) -> compliance":                 (F, F, F, F, F, R, F),
+    "user:request role of rm.wang (BJ) -> branch_admin":       (F, F, F, F, F, A, F),
+    "admin:view a BJ request filed by ho.checker":             (F, F, F, F, A, A, F),
+    "admin:view an SH request filed by ho.checker":            (F, F, F, F, N, A, F),
+    "admin:approve branch_admin in BJ filed by ho.checker":    (F, F, F, F, A, A, F),
+    "admin:approve branch_admin in SH filed by ho.checker":    (F, F, F, F, N, A, F),
+    "admin:approve head_office_admin in HO filed by ho.checker": (F, F, F, F, N, A, F),
+    "admin:approve compliance in BJ filed by ho.checker":      (F, F, F, F, F, A, F),
+    "admin:approve my own request":                            (F, F, F, F, F, F, F),
+    "admin:withdraw my own request":                           (F, F, F, F, A, A, F),
+    "admin:approve my own promotion filed by ho.checker":      (F, F, F, F, F, F, F),
+    "admin:approve a BJ request of a disabled requester":      (F, F, F, F, C, C, F),
+    "admin:reject a BJ request of a disabled requester":       (F, F, F, F, A, A, F),
 }  # fmt: skip
 
 

@@ -143,3 +143,44 @@ def test_a_node_enforces_exactly_the_text_limit_it_announces() -> None:
         pass
     else:
         raise AssertionError("a limit above the protocol's maximum was accepted")
+
+
+# --- deeply nested JSON: every decode failure is a malformed answer, never an exception ---
+
+
+NESTED = [
+    "[" * 30000,
+    '{"a":' * 30000,
+    '{"a":' * 2000 + "1" + "}" * 2000,  # well-formed, only too deep
+    "[" * 2000 + "]" * 2000,
+    '{"type":"ping","id":"p","x":' + "[" * 30000,
+    '{"type":"sync","id":"s","since":' + '{"a":' * 30000,
+    '{"type":"sync","id":"s","accounts":' + "[" * 2000 + "]" * 2000 + "}",
+]
+
+
+def test_deeply_nested_json_is_answered_malformed_and_never_raises() -> None:
+    s, clock = session(max_frame_bytes=256 * 1024, max_strikes=100)
+    for frame in NESTED:
+        out = s.receive(frame)
+        assert isinstance(out, Reject) and out.error.code == "malformed", (frame[:40], out)
+        out = s.receive(frame.encode())
+        assert isinstance(out, Reject) and out.error.code == "malformed", (frame[:40], out)
+    # also when the frame is refused for the rate first (its id is peeked at, not decoded blindly)
+    s, clock = session(max_frame_bytes=256 * 1024, frame_burst=1, frames_per_second=1.0)
+    assert isinstance(s.receive('{"type":"ping"}'), Accept)
+    out = s.receive("[" * 30000)
+    assert isinstance(out, Reject) and out.error.code == "rate_limited"
+    # and the session goes on: a valid frame after all of it is accepted
+    clock.now += 5
+    assert s.receive('{"type":"ping","id":"after"}') == Accept(Ping("after"))
+
+
+def test_hello_limits_announce_the_abuse_threshold_and_the_idle_timeout() -> None:
+    limits = SessionLimits(max_strikes=7, strike_window=3.5, idle_timeout=42.0).as_limits()
+    assert (limits.max_strikes, limits.strike_window, limits.idle_timeout) == (7, 3.5, 42.0)
+    # the announced threshold is the enforced one: strike max_strikes + 1 closes with 1008
+    s, _ = session(max_strikes=7, strike_window=3.5)
+    outs = [s.receive("{not json") for _ in range(8)]
+    assert all(isinstance(o, Reject) for o in outs[:7])
+    assert outs[7] == Close(1008, "too many invalid or rate-limited frames")

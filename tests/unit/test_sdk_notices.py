@@ -272,8 +272,8 @@ async def test_account_calls_build_requests_and_decode_answers() -> None:
         with pytest.raises(ValueError):
             await api.publish_notice("a1", "x", scheduled_at=dt.datetime(2030, 1, 1, 9))  # naive: ambiguous
     assert seen == [
-        ("GET", "/v1/accounts?q=bank", None),
-        ("GET", "/v1/me/accounts", None),
+        ("GET", "/v1/accounts?q=bank&limit=200", None),  # every page: limit=200 until next_cursor is null
+        ("GET", "/v1/me/accounts?limit=200", None),
         ("PUT", "/v1/accounts/a1/follow", None),
         ("DELETE", "/v1/accounts/a1/follow", None),
         ("GET", "/v1/accounts/a1/notices?limit=2&before_seq=3", None),

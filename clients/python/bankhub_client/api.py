@@ -149,8 +149,9 @@ class Api(AlertsApi, DeskApi):
         return self._decode(await self._request("GET", "/v1/me"), Me)
 
     async def conversations(self) -> list[Conversation]:
-        """``GET /v1/conversations``: my conversations with their seq and read positions."""
-        return self._decode(await self._request("GET", "/v1/conversations"), ConversationList).conversations
+        """``GET /v1/conversations``: my conversations with their seq and read positions (every page)."""
+        found: ConversationList = await self._get_all("/v1/conversations", ConversationList, "conversations")
+        return found.conversations
 
     async def open_direct(self, username: str) -> Conversation:
         """``POST /v1/conversations`` (direct): the direct conversation with ``username``,
@@ -191,11 +192,13 @@ class Api(AlertsApi, DeskApi):
         """``GET /v1/accounts``: the official accounts I may follow, ``query`` matching
         their handle or name (all when empty); ``following`` says which I follow."""
         params: dict[str, str | int] = {"q": query} if query else {}
-        return self._decode(await self._request("GET", "/v1/accounts", params=params), AccountList).accounts
+        found: AccountList = await self._get_all("/v1/accounts", AccountList, "accounts", params)
+        return found.accounts
 
     async def my_accounts(self) -> list[FollowedAccount]:
-        """``GET /v1/me/accounts``: the accounts I follow, with my exact unread counts."""
-        return self._decode(await self._request("GET", "/v1/me/accounts"), FollowedList).accounts
+        """``GET /v1/me/accounts``: the accounts I follow, with my exact unread counts (every page)."""
+        found: FollowedList = await self._get_all("/v1/me/accounts", FollowedList, "accounts")
+        return found.accounts
 
     async def account(self, account_id: str) -> Account:
         """``GET /v1/accounts/{id}``: one account (404 when it is not for me)."""

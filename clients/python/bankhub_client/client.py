@@ -18,7 +18,7 @@ Guarantees (per :class:`Client`):
   (see :mod:`bankhub_client.notices`).
 * **Reconnects are automatic** (capped exponential backoff with jitter, bounded by a
   :class:`~bankhub_client.ReconnectPolicy`) after a network loss or a close with
-  1001/1006/1011/1012/1013/4008. A close with 1008 (session revoked or expired, abuse)
+  1001/1006/1011/1012/1013/4000/4008. A close with 1008 (session revoked or expired, abuse)
   or a handshake refused with 401/403 ends the client with
   :class:`~bankhub_client.AuthError`; 1000 ends it quietly.
 

@@ -95,7 +95,8 @@ class CustomerCard(Struct, frozen=True):
 
 
 class ServiceNote(Struct, frozen=True):
-    """A note on a service session: for agents and supervisors only."""
+    """A note on a service session: for agents and supervisors only. ``unreadable``
+    (``shredded``, ``undecryptable``): why ``text`` is empty."""
 
     author_id: str
     kind: str
@@ -103,6 +104,7 @@ class ServiceNote(Struct, frozen=True):
     ts: int
     to_queue: str | None = None
     to_agent_id: str | None = None
+    unreadable: str | None = None
 
 
 # --- events ------------------------------------------------------------------------------
@@ -204,11 +206,14 @@ class ServiceSession(Struct, frozen=True):
 
 
 class ServiceSessionDetail(Struct, frozen=True):
-    """A session; for its agent and supervisors also the customer's card and the notes."""
+    """A session; for its agent and supervisors also the customer's card and the notes.
+    ``csat_comment_unreadable`` (``shredded``, ``undecryptable``): why the comment is missing."""
 
     session: ServiceSession
     customer: CustomerCard | None = None
     notes: list[ServiceNote] = []
+    csat_comment: str | None = None
+    csat_comment_unreadable: str | None = None
 
 
 class AgentDesk(Struct, frozen=True):
@@ -301,6 +306,7 @@ class Book(Struct, frozen=True):
     rm: StaffCard
     availability: RmAvailability
     customers: list[BookEntry]
+    next_cursor: str | None = None  # always None here: book() reads every page
 
 
 class CustomerCardView(Struct, frozen=True):
@@ -324,6 +330,7 @@ class Handover(Struct, frozen=True):
 
 class _Queues(Struct):
     queues: list[ServiceQueue]
+    next_cursor: str | None = None
 
 
 class _Tags(Struct):
@@ -332,6 +339,9 @@ class _Tags(Struct):
 
 def _q(value: str) -> str:
     return quote(value, safe="")
+
+
+PAGE_SIZE = 200  # the hub's largest page
 
 
 class DeskApi:
@@ -348,6 +358,17 @@ class DeskApi:
 
     async def _get(self, path: str, type_: type[Any], params: Mapping[str, str | int] | None = None) -> Any:
         return self._decode(await self._request("GET", path, params=params), type_)
+
+    async def _get_all(self, path: str, type_: type[Any], field: str, params: Mapping[str, str | int] | None = None) -> Any:
+        """A paged list, every page: the first page with ``field`` holding the items of all of
+        them (the hub pages every list; ``next_cursor`` is passed back until it is null)."""
+        query: dict[str, str | int] = {**(params or {}), "limit": PAGE_SIZE}
+        first = page = await self._get(path, type_, query)
+        items = list(getattr(page, field))
+        while page.next_cursor is not None:
+            page = await self._get(path, type_, {**query, "cursor": page.next_cursor})
+            items += getattr(page, field)
+        return msgspec.structs.replace(first, **{field: items, "next_cursor": None})
 
     async def _send(self, method: str, path: str, type_: type[Any], json: Any = None) -> Any:
         return self._decode(await self._request(method, path, json=json), type_)
@@ -437,7 +458,7 @@ class DeskApi:
 
     async def service_queues(self) -> list[ServiceQueue]:
         """``GET /v1/service/queues``: the queues, their hours, open now or not."""
-        queues: _Queues = await self._get("/v1/service/queues", _Queues)
+        queues: _Queues = await self._get_all("/v1/service/queues", _Queues, "queues")
         return queues.queues
 
     async def customer_card(self, username: str) -> CustomerCardView:
@@ -449,7 +470,7 @@ class DeskApi:
 
     async def book(self, rm: str | None = None) -> Book:
         """``GET /v1/rm/book``: my workbench (administrators name the ``rm``)."""
-        book: Book = await self._get("/v1/rm/book", Book, {"rm": rm} if rm else None)
+        book: Book = await self._get_all("/v1/rm/book", Book, "customers", {"rm": rm} if rm else None)
         return book
 
     async def set_availability(self, status: str, message: str | None = None) -> RmAvailability:

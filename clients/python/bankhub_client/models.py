@@ -115,6 +115,12 @@ class Limits(Struct, frozen=True):
     frames_per_second: float = 50.0
     frame_burst: int = 100
     outbound_queue: int = 1024
+    # more than max_strikes rejected frames within strike_window seconds close with 1008;
+    # no frame (a message or a WebSocket ping) for idle_timeout seconds closes with 4000
+    # (the client's keep-alive ping, every ping_interval = 20 s, keeps a quiet connection open)
+    max_strikes: int = 20
+    strike_window: float = 10.0
+    idle_timeout: float = 90.0
 
 
 class Hello(Struct, frozen=True):

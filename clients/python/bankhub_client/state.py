@@ -449,14 +449,14 @@ class CloseAction(enum.Enum):
     FATAL = "fatal"  # reconnecting cannot help: end with ConnectionLost
 
 
-_RECONNECT_CODES = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1014, 4008})
+_RECONNECT_CODES = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1014, 4000, 4008})
 
 
 def classify_close(code: int | None) -> CloseAction:
     """What to do after the connection closed with ``code`` (None: no close frame).
 
     1000 ends normally; 1008 (policy: session revoked or expired, abuse) is an auth
-    failure; 1001/1011/1012/1013/1014/4008 and a connection lost without a close
+    failure; 1001/1011/1012/1013/1014/4000 (idle)/4008 and a connection lost without a close
     (1005/1006/None) are retried; anything else (1002, 1003, 1007, 1009 frame too big,
     unknown codes) is fatal.
     """

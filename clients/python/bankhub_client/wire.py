@@ -390,6 +390,7 @@ class Problem(Struct):
 
 class ConversationList(Struct):
     conversations: list[Conversation]
+    next_cursor: str | None = None
 
 
 class ConversationEnvelope(Struct):
@@ -403,10 +404,12 @@ class WireHistory(Struct):
 
 class AccountList(Struct):
     accounts: list[Account]
+    next_cursor: str | None = None
 
 
 class FollowedList(Struct):
     accounts: list[FollowedAccount]
+    next_cursor: str | None = None
 
 
 class WireNoticePage(Struct):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -25,7 +26,7 @@ from ..broker import BROADCAST_CHANNEL, user_channel
 from ..models import OfficialAccount, User
 from ..protocol.frames import AccountReceipt, AccountSync, Notice, NoticeBody
 from ..signals import AccountReadSignal, FollowSignal, NoticeSignal, encode_signal
-from ..storage.accounts import FollowedAccount, NoticeRecord, NoticeStats
+from ..storage.accounts import AccountKey, FollowedAccount, NoticeRecord, NoticeStats, account_key
 from ..targeting import Target
 from .audit import record
 from .errors import ActionError, require
@@ -142,18 +143,43 @@ async def create_account(
     return account
 
 
-async def search(hub: Hub, actor: User, query: str, limit: int = 20) -> list[OfficialAccount]:
-    """Accounts the actor may see whose handle or name contains ``query``."""
+SEARCH_SCAN_ROWS = 200
+SEARCH_SCAN_BATCHES = 10
+
+
+async def search(
+    hub: Hub, actor: User, query: str, limit: int = 50, *, after: AccountKey | None = None
+) -> tuple[list[OfficialAccount], AccountKey | None]:
+    """A page of the accounts the actor may see whose handle or name contains ``query``, in
+    :func:`~bankhub.storage.accounts.account_key` order, after ``after``; and the key to
+    continue from (None: nothing more).
+
+    Visibility is the policy's decision, so the matches are read in batches and filtered
+    here until the page is full. One request scans at most ``SEARCH_SCAN_BATCHES`` batches:
+    past that the page may be short (even empty) and the returned key says where to go on,
+    so no account the actor may see is ever skipped, however many they may not."""
     require(policy.may_read_conversation_list(actor))
     path = await hub.users.org_ancestry(actor.org_id)
-    found = await hub.accounts.search(query[:64], 200)
-    return [a for a in found if policy.may_view_account(actor, a, path).allowed][:limit]
+    page: list[OfficialAccount] = []
+    cursor = after
+    for _ in range(SEARCH_SCAN_BATCHES):
+        batch = await hub.accounts.search(query[:64], SEARCH_SCAN_ROWS, after=cursor)
+        for a in batch:
+            if policy.may_view_account(actor, a, path).allowed:
+                if len(page) == limit:
+                    return page, account_key(page[-1])
+                page.append(a)
+            cursor = account_key(a)
+        if len(batch) < SEARCH_SCAN_ROWS:
+            return page, None
+    return page, cursor
 
 
-async def following(hub: Hub, actor: User) -> list[FollowedAccount]:
-    """The actor's followed accounts with exact unread counts."""
+async def following(hub: Hub, actor: User, *, after: AccountKey | None = None, limit: int | None = None) -> list[FollowedAccount]:
+    """The actor's followed accounts with exact unread counts, in
+    :func:`~bankhub.storage.accounts.account_key` order: all, or up to ``limit`` after ``after``."""
     require(policy.may_read_conversation_list(actor))
-    return await hub.accounts.following(actor.id)
+    return await hub.accounts.following(actor.id, after=after, limit=limit)
 
 
 async def _signal_follow(hub: Hub, user_id: str, account_id: str, on: bool) -> None:
@@ -388,9 +414,13 @@ async def sync(hub: Hub, actor: User, since: dict[str, int], limit: int) -> list
     return await hub.accounts.sync(actor.id, since, limit)
 
 
-async def outbox(hub: Hub, actor: User, account_id: str, status: str | None, limit: int) -> list[NoticeRecord]:
+async def outbox(
+    hub: Hub, actor: User, account_id: str, status: str | None, limit: int, *, after: tuple[dt.datetime, uuid.UUID] | None = None
+) -> list[NoticeRecord]:
+    """Up to ``limit`` of an account's notices for its administrators, newest first, after the
+    sort key ``after`` (``(created_at, id)`` of the last notice of the previous page)."""
     account = await _managed(hub, actor, account_id)
-    return await hub.accounts.outbox(account.id, status, limit)
+    return await hub.accounts.outbox(account.id, status, limit, after=after)
 
 
 async def stats(hub: Hub, actor: User, notice_id: str) -> tuple[NoticeRecord, NoticeStats]:

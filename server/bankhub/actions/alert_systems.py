@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from ..models import AlertSystem
 from ..storage.alert_systems import AlertSystemStore, WrappedSecret
 from ..storage.alerts import AlertStore
 from ..storage.db import Conn, Database
+from ..text import is_username
 from . import audit
 from .errors import ActionError
 
@@ -44,7 +44,6 @@ SYSTEM_ADDED = "alerts.system_added"
 SYSTEM_SECRET_ROTATED = "alerts.system_secret_rotated"
 SYSTEM_DISABLED = "alerts.system_disabled"
 SYSTEM_ENABLED = "alerts.system_enabled"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 SECRET_BYTES = 32
 
 
@@ -76,7 +75,7 @@ async def add_system(
     actor: audit.Actor = audit.SYSTEM,
 ) -> tuple[AlertSystem, str]:
     """Register a calling system; returns it and its secret (to be shown once, then forgotten)."""
-    if not _NAME.match(name):
+    if not is_username(name):  # system names follow the username rule
         raise ActionError("invalid_request", "a system name is 2-64 of a-z 0-9 . _ - (starting with a letter or digit)")
     cats = list(dict.fromkeys(categories))
     if not cats or any(c not in CATEGORIES for c in cats):

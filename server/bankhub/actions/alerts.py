@@ -41,6 +41,7 @@ from ..ratelimit import Limit
 from ..signals import AlertSignal, InboxSignal, encode_signal
 from ..storage.alerts import AlertRecord, AlertStore, Decide, InboxCounts, PlannedAlert, Recipient
 from ..storage.db import Database
+from ..text import Line, Username
 from . import audit
 from .errors import ActionError, require
 from .limits import enforce
@@ -80,19 +81,19 @@ SIGNATURE_FAILURES_PER_IP = Limit(rate=1.0, burst=30)
 _NO_SYSTEM = secrets.token_urlsafe(32)
 ALERTS_DEAD_LETTERS_REPLAYED = "alerts.dead_letters_replayed"
 
-Username = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
 class NotificationIn(msgspec.Struct, forbid_unknown_fields=True):
     """One alert as a calling system sends it (see ``docs/alerts.md``)."""
 
     recipient: Username
-    template: Annotated[str, Meta(min_length=1, max_length=64)]
-    variables: dict[Annotated[str, Meta(max_length=32)], Any] = {}
+    template: Annotated[Line, Meta(min_length=1, max_length=64)]
+    # values are checked, cleaned and typed by the template (alerts.templates)
+    variables: Annotated[dict[Annotated[Line, Meta(max_length=32)], Any], Meta(max_length=32)] = {}
     category: Literal["security", "transaction", "service", "marketing"] | None = None
     priority: Literal["high", "normal", "low"] | None = None
     ttl_seconds: Annotated[int, Meta(ge=1, le=30 * 86400)] | None = None
-    collapse_key: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")] | None = None
+    collapse_key: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$(?!\n)")] | None = None
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -100,14 +101,14 @@ class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class QuietHoursIn(msgspec.Struct, forbid_unknown_fields=True):
-    start: Annotated[str, Meta(max_length=5)]
-    end: Annotated[str, Meta(max_length=5)]
+    start: Annotated[Line, Meta(max_length=5)]
+    end: Annotated[Line, Meta(max_length=5)]
 
 
 class PreferencesIn(msgspec.Struct, forbid_unknown_fields=True):
-    muted: Annotated[list[Annotated[str, Meta(max_length=32)]], Meta(max_length=8)] = []
+    muted: Annotated[list[Annotated[Line, Meta(max_length=32)]], Meta(max_length=8)] = []
     quiet_hours: QuietHoursIn | None = None
-    timezone: Annotated[str, Meta(max_length=64)] = rules.DEFAULT_TIMEZONE
+    timezone: Annotated[Line, Meta(max_length=64)] = rules.DEFAULT_TIMEZONE
     locale: Literal["zh-CN", "en"] = "zh-CN"
 
 
@@ -429,10 +430,15 @@ async def set_preferences(hub: Hub, actor: User, body: PreferencesIn) -> rules.P
 # --- dead letters -----------------------------------------------------------------------
 
 
-async def dead_letters(hub: Hub, actor: User, limit: int) -> list[dict[str, Any]]:
+async def dead_letters(
+    hub: Hub, actor: User, limit: int, *, after: tuple[dt.datetime, uuid.UUID] | None = None
+) -> tuple[list[dict[str, Any]], tuple[dt.datetime, uuid.UUID] | None]:
+    """A page of up to ``limit`` dead letters, newest first, after the sort key ``after``;
+    and the key to continue from (None: no more)."""
     require(policy.may_manage_alert_delivery(actor))
-    rows = await hub.alerting.store.dead_letters(max(1, min(limit, 500)))
-    return [notification_json(rec, username) for rec, username in rows]
+    rows = await hub.alerting.store.dead_letters(limit + 1, after=after)
+    next_key = rows[limit - 1][2] if len(rows) > limit else None
+    return [notification_json(rec, username) for rec, username, _ in rows[:limit]], next_key
 
 
 async def replay_dead_letters(hub: Hub, actor: User, alert_ids: Sequence[str] | None, ip: str | None = None) -> list[str]:

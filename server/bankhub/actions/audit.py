@@ -40,6 +40,11 @@ __all__ = [
     "KEYS_SHREDDED",
     "KEYS_RETIRED",
     "PRIVILEGED_READ",
+    "USER_BOOTSTRAPPED",
+    "ADMIN_REQUEST_FILED",
+    "ADMIN_REQUEST_APPROVED",
+    "ADMIN_REQUEST_REJECTED",
+    "ADMIN_REQUEST_EXPIRED",
     "Actor",
     "record",
     "verify",
@@ -62,6 +67,12 @@ KEYS_ROTATED = "keys.rotated"
 KEYS_SHREDDED = "keys.shredded"
 KEYS_RETIRED = "keys.retired"
 PRIVILEGED_READ = "privileged_read"
+# dual control of administrative accounts (actions/admin_requests.py)
+USER_BOOTSTRAPPED = "user.bootstrapped"  # an administrative account made by the operator (demo seed)
+ADMIN_REQUEST_FILED = "admin_request.filed"
+ADMIN_REQUEST_APPROVED = "admin_request.approved"
+ADMIN_REQUEST_REJECTED = "admin_request.rejected"
+ADMIN_REQUEST_EXPIRED = "admin_request.expired"
 # administrative actions use "admin.<verb>", e.g. "admin.user_disabled"
 
 Actor = User | Session | str

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .. import policy
 from ..models import ConversationSummary, User
 from ..protocol.frames import Message
+from ..storage.conversations import ConversationKey
 from .errors import ActionError, require
 
 if TYPE_CHECKING:
@@ -54,8 +55,12 @@ async def create_group(hub: Hub, actor: User, title: str, usernames: list[str]) 
     return await summary(hub, actor, conv_id)
 
 
-async def list_conversations(hub: Hub, actor: User) -> list[ConversationSummary]:
-    return await hub.conversations.list_for_user(actor.id)
+async def list_conversations(
+    hub: Hub, actor: User, *, after: ConversationKey | None = None, limit: int | None = None
+) -> list[tuple[ConversationSummary, ConversationKey]]:
+    """A page of my conversations, most recent activity first, each with its sort key:
+    all of them, or up to ``limit`` after the key ``after``."""
+    return await hub.conversations.page_for_user(actor.id, after=after, limit=limit)
 
 
 async def history(

@@ -45,6 +45,7 @@ from ..protocol.frames import (
 )
 from ..signals import AccessSignal, PushSignal, RmStatusSignal, Signal, encode_signal
 from ..storage import Appended, NewMessage
+from ..storage.keys import KeyUnavailable
 from ..storage.rm import RmStore
 from ..storage.service import QueueSnapshot, RouteOutcome, ServiceStore, SessionRow, is_retryable
 
@@ -89,7 +90,7 @@ class Desk:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.store = ServiceStore(hub.db)
+        self.store = ServiceStore(hub.db, hub.keyring)
         self.rm = RmStore(hub.db)
         self.faq: Sequence[FaqEntry] = DEFAULT_FAQ
         self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
@@ -99,6 +100,7 @@ class Desk:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # per conversation, with its users
         self._loop: asyncio.Task[None] | None = None
         self._stopped = False
+        self._legacy_sealed = False
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -109,6 +111,10 @@ class Desk:
             self.unavailable_rms = await self.rm.unavailable_rms()
         except Exception:
             log.warning("service desk start-up reads failed; the sweep retries", exc_info=True)
+        try:
+            await self.seal_legacy_text()
+        except Exception:
+            log.warning("sealing service-desk texts stored in plaintext failed; the sweep retries", exc_info=True)
         self._loop = asyncio.create_task(self._sweep_loop(), name="service-desk-sweep")
 
     async def stop(self) -> None:
@@ -141,10 +147,22 @@ class Desk:
                 log.warning("service desk sweep failed", exc_info=True)
 
     async def sweep(self) -> None:
-        """Route every queue with customers waiting; refresh the unavailable RMs."""
+        """Route every queue with customers waiting; refresh the unavailable RMs; seal any
+        desk text left in plaintext if start-up could not."""
         self.unavailable_rms = await self.rm.unavailable_rms()
         for queue in await self.store.queues_with_waiting():
             await self.publish_route(await self.retrying(lambda q=queue: self.store.route(q)))  # type: ignore[misc]
+        await self.seal_legacy_text()  # last: a key provider still down never holds routing up
+
+    async def seal_legacy_text(self) -> None:
+        """Seal the notes and CSAT comments stored in plaintext before delta 0010 (see
+        :meth:`ServiceStore.seal_legacy_text`); once per node, until it succeeded."""
+        if self._legacy_sealed:
+            return
+        count = await self.store.seal_legacy_text()
+        self._legacy_sealed = True
+        if count:
+            log.info("sealed %d service-desk texts stored in plaintext before encryption at rest", count)
 
     def _on_broadcast(self, signal: Signal) -> None:
         if isinstance(signal, RmStatusSignal):
@@ -304,6 +322,12 @@ class Desk:
         card = await self.rm.card(session.customer_id)
         items: list[tuple[str, Signal]] = []
         if card is not None:
+            try:
+                notes = await self.store.notes(session.id)
+            except KeyUnavailable:
+                # the assignment is committed: push it anyway; the notes are one GET away once the key provider is back
+                log.warning("notes of service session %s not pushed: conversation key unavailable", session.id)
+                notes = []
             frame = ServiceAssigned(
                 session_id=session.id,
                 conversation_id=session.conversation_id,
@@ -311,7 +335,7 @@ class Desk:
                 via=via,
                 start_seq=session.start_seq,
                 customer=card,
-                notes=await self.store.notes(session.id),
+                notes=notes,
             )
             items.append(self.access(session.agent_id, session.conversation_id, True, frame))
         items.append(

@@ -20,7 +20,8 @@ class ActionError(Exception):
         "rate_limited": 429,
         "too_large": 413,
         "unsupported_media_type": 415,
-        "account_locked": 423,
+        # a session at its absolute lifetime: sign in with the password again
+        "reauthentication_required": 401,
         "gone": 410,
         # signed requests of calling systems (alerts)
         "signature_required": 401,

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .. import policy
+from ..desk.system import SYSTEM_USER_ID
 from ..models import Role, User
 from ..protocol.frames import ConversationAdded, ConversationRemoved, CustomerCard, Message, RmChanged, StaffCard
 from ..signals import Signal
-from ..storage.rm import RM_STATUSES, HandedOver, RmStatus, RmStore
+from ..storage.rm import RM_STATUSES, BookKey, HandedOver, RmStatus, RmStore
 from .audit import CUSTOMER_REASSIGNED, record
 from .desk import SystemEvent
 from .errors import ActionError, require
@@ -60,19 +61,26 @@ class RmStatusView(msgspec.Struct, omit_defaults=True):
 
 
 class BookCustomer(msgspec.Struct):
-    """One customer on the RM's workbench."""
+    """One customer on the RM's workbench.
+
+    ``last_message`` (its text) is for the RM alone; administrators get the metadata:
+    ``last_message_ts``, ``unread`` and ``last_sender`` (``customer``, ``rm``, ``system``,
+    or ``other`` — e.g. a previous RM) and read text, if they must, through the
+    reason-coded, audited compliance read."""
 
     customer: CustomerCard
     conversation_id: str | None = None
     unread: int = 0
     last_message_ts: int | None = None
     last_message: Message | None = None
+    last_sender: str | None = None
 
 
 class Book(msgspec.Struct):
     rm: StaffCard
     availability: RmStatusView
     customers: list[BookCustomer]
+    next_cursor: str | None = None  # set by the HTTP layer: more customers follow (pass it as ?cursor=)
 
 
 class CardView(msgspec.Struct, omit_defaults=True):
@@ -106,6 +114,16 @@ def _status_view(s: RmStatus) -> RmStatusView:
     return RmStatusView(status=s.status, message=s.message, since=None if s.since is None else int(s.since.timestamp() * 1000))
 
 
+def _sender_kind(sender_id: str | None, customer_id: str, rm_id: str) -> str | None:
+    if sender_id is None:
+        return None
+    if sender_id == customer_id:
+        return "customer"
+    if sender_id == rm_id:
+        return "rm"
+    return "system" if sender_id == SYSTEM_USER_ID else "other"
+
+
 async def _rm_by_name(hub: Hub, username: str) -> User:
     user = await hub.users.by_username(username)
     if user is None or user.role is not Role.RM:
@@ -113,28 +131,41 @@ async def _rm_by_name(hub: Hub, username: str) -> User:
     return user
 
 
-async def book(hub: Hub, actor: User, rm_username: str | None = None) -> Book:
-    """The RM's workbench: every customer with their card, the RM's unread count and the
-    last message of their direct conversation, most recent first. RMs see their own book;
-    administrators pass ``rm_username``."""
+async def book(
+    hub: Hub, actor: User, rm_username: str | None = None, *, after: BookKey | None = None, limit: int | None = None
+) -> tuple[Book, BookKey | None]:
+    """The RM's workbench: customers with their card, the RM's unread count and the
+    last message of their direct conversation (its text for the RM only: see
+    :class:`BookCustomer`), most recent first. RMs see their own book;
+    administrators pass ``rm_username``. All customers, or a page of up to ``limit`` after
+    the sort key ``after``; returns the book and the key to continue from (None: no more)."""
     rm = actor if rm_username is None or rm_username == actor.username else await _rm_by_name(hub, rm_username)
     require(policy.may_view_book(actor, rm, await hub.users.org_ancestry(rm.org_id)))
-    entries = await hub.desk.rm.book(rm.id)
-    latest = await hub.messages.latest([e.conversation_id for e in entries if e.conversation_id and e.last_seq])
+    entries = await hub.desk.rm.book(rm.id, after=after, limit=None if limit is None else limit + 1)
+    more = limit is not None and len(entries) > limit
+    entries = entries[:limit] if limit is not None else entries
+    next_key = entries[-1].key if more and entries else None
+    latest: dict[str, Message] = {}
+    if policy.may_read_book_messages(actor, rm).allowed:  # others: nothing is even decrypted
+        latest = await hub.messages.latest([e.conversation_id for e in entries if e.conversation_id and e.last_seq])
     status = await hub.desk.rm.status(rm.id)
-    return Book(
-        rm=_staff(rm),
-        availability=_status_view(status),
-        customers=[
-            BookCustomer(
-                customer=e.customer,
-                conversation_id=e.conversation_id,
-                unread=e.unread,
-                last_message_ts=e.last_message_ts,
-                last_message=latest.get(e.conversation_id) if e.conversation_id else None,
-            )
-            for e in entries
-        ],
+    return (
+        Book(
+            rm=_staff(rm),
+            availability=_status_view(status),
+            customers=[
+                BookCustomer(
+                    customer=e.customer,
+                    conversation_id=e.conversation_id,
+                    unread=e.unread,
+                    last_message_ts=e.last_message_ts,
+                    last_message=latest.get(e.conversation_id) if e.conversation_id else None,
+                    last_sender=_sender_kind(e.last_sender_id, e.customer.user_id, rm.id),
+                )
+                for e in entries
+            ],
+        ),
+        next_key,
     )
 
 
@@ -164,6 +195,7 @@ async def my_rm(hub: Hub, actor: User) -> MyRm:
     rm = (await hub.users.by_ids([actor.rm_id])).get(actor.rm_id)
     if rm is None:
         raise ActionError("not_found", "you have no relationship manager")
+    require(policy.may_see_my_rm(actor, rm))
     conv = None
     for c in await hub.conversations.list_for_user(actor.id):
         if c.kind == "direct" and rm.id in c.members:

@@ -22,7 +22,6 @@ so it is in their history on every device.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -35,6 +34,7 @@ from ..desk.routing import AGENT_STATES, estimate_wait
 from ..models import Role, User
 from ..protocol.frames import CustomerCard, Message, ServiceNote, ServiceStatus, StaffCard, TextBody
 from ..storage.service import AgentFigures, AgentRow, QueueFigures, QueueRow, ServiceError, SessionRow
+from ..text import is_queue_code
 from .audit import record
 from .desk import SystemEvent
 from .errors import ActionError, require
@@ -74,7 +74,6 @@ SERVICE_AGENT_CONFIGURED = "service.agent_configured"
 SERVICE_QUEUE_CONFIGURED = "service.queue_configured"
 MAX_TAGS = 5
 MAX_NOTE = 2000
-_QUEUE_CODE = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
 T = TypeVar("T")
 _HINT = 'Type "人工" or "agent" at any time to talk to a person.'
 
@@ -99,11 +98,18 @@ class SessionView(msgspec.Struct, omit_defaults=True):
 
 
 class SessionDetail(msgspec.Struct, omit_defaults=True):
-    """A session for the agent serving it and supervisors: the customer's card and the notes."""
+    """A session for the agent serving it and supervisors: the customer's card and the notes.
+
+    ``csat_comment`` is the customer's comment with their rating (shown to them and to
+    supervisors). When it cannot be shown, ``csat_comment_unreadable`` says why:
+    ``shredded`` (the conversation was erased) or ``undecryptable``.
+    """
 
     session: SessionView
     customer: CustomerCard | None = None
     notes: list[ServiceNote] = []
+    csat_comment: str | None = None
+    csat_comment_unreadable: str | None = None
 
 
 class AgentView(msgspec.Struct):
@@ -405,9 +411,14 @@ async def session_detail(hub: Hub, actor: User, session_id: str) -> SessionDetai
     session = await _session_for(hub, session_id)
     require(policy.may_view_service_session(actor, session.customer_id, session.agent_id if session.state == "active" else None))
     view = await _view(hub, session)
-    if actor.id == session.customer_id:
-        return SessionDetail(session=view)
-    return SessionDetail(session=view, customer=await hub.desk.rm.card(session.customer_id), notes=await hub.desk.store.notes(session.id))
+    detail = SessionDetail(session=view)
+    if session.csat is not None:
+        comment = await hub.desk.store.csat_comment(session.id)
+        detail.csat_comment, detail.csat_comment_unreadable = comment.text, comment.unreadable
+    if actor.id != session.customer_id:
+        detail.customer = await hub.desk.rm.card(session.customer_id)
+        detail.notes = await hub.desk.store.notes(session.id)
+    return detail
 
 
 def _note(note: str) -> str:
@@ -447,8 +458,8 @@ async def transfer(
     else:
         assert agent is not None
         target_user = await hub.users.by_username(agent)
-        if target_user is None or target_user.role is not Role.AGENT:
-            raise ActionError("not_found", "no such agent on the service desk")
+        require(policy.may_transfer_to_agent(actor, previous, target_user))  # the target is a principal too
+        assert target_user is not None
         target_id = target_user.id
         change = await _store(hub, lambda: hub.desk.store.transfer_to_agent(session_id, actor.id, target_id, text, previous))
         items = await hub.desk.assigned(change.session, "transfer")
@@ -511,11 +522,12 @@ async def figures(hub: Hub, actor: User, since: dt.datetime | None) -> Figures:
     return Figures(since=start, queues=queues_, agents=agents)
 
 
-async def queues(hub: Hub, actor: User) -> list[QueueView]:
-    """The desk's queues with their hours and whether they are open now (anyone signed in)."""
+async def queues(hub: Hub, actor: User, *, after: str | None = None, limit: int | None = None) -> list[QueueView]:
+    """The desk's queues by code with their hours and whether they are open now (anyone
+    signed in): all, or up to ``limit`` with a code after ``after``."""
     require(policy.may_read_conversation_list(actor))
     now = hub.desk.clock()
-    return [_queue_view(q, now) for q in await hub.desk.store.queues()]
+    return [_queue_view(q, now) for q in await hub.desk.store.queues(after=after, limit=limit)]
 
 
 async def tags(hub: Hub, actor: User) -> dict[str, str]:
@@ -538,7 +550,7 @@ async def put_queue(
 ) -> QueueView:
     """Create or reconfigure a queue (name, business hours, out-of-hours reply). Audited."""
     require(policy.may_supervise_desk(actor))
-    if not _QUEUE_CODE.match(code):
+    if not is_queue_code(code):
         raise ActionError("invalid_request", "a queue code is 2-32 of a-z 0-9 _ -, starting with a letter")
     if not 1 <= len(name.strip()) <= 64:
         raise ActionError("invalid_request", "a queue name has 1 to 64 characters")

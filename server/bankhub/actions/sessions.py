@@ -8,6 +8,7 @@ node's periodic re-check (:meth:`Hub.recheck_sessions`) is the safety net if a s
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import TYPE_CHECKING
 
 from .. import policy
@@ -15,6 +16,7 @@ from ..ids import new_token, token_hash
 from ..models import Role, Session, User
 from ..passwords import hash_password, needs_rehash, verify_password
 from ..signals import RevokeSignal
+from ..storage.db import Conn
 from ..storage.sessions import SessionInfo
 from . import audit
 from .errors import ActionError, require
@@ -53,17 +55,28 @@ class LoginResult:
         self.user = user
 
 
+def _lifetimes(hub: Hub) -> tuple[dt.timedelta, dt.timedelta]:
+    """(ttl, absolute maximum) of a session, from settings."""
+    s = hub.settings
+    return dt.timedelta(hours=s.session_ttl_hours), dt.timedelta(hours=s.session_max_lifetime_hours)
+
+
 async def _open_session(hub: Hub, user: User, *, user_agent: str | None, ip: str | None) -> LoginResult:
     token = new_token()
-    ttl = dt.timedelta(hours=hub.settings.session_ttl_hours)
-    session_id, expires = await hub.sessions.create(user.id, token_hash(token), ttl, user_agent=user_agent, ip=ip)
+    ttl, max_lifetime = _lifetimes(hub)
+    session_id, expires = await hub.sessions.create(
+        user.id, token_hash(token), ttl, user_agent=user_agent, ip=ip, max_lifetime=max_lifetime
+    )
     return LoginResult(token, session_id, expires, user)
 
 
-async def _audit_login_failed(hub: Hub, username: str, user: User | None, outcome: str, ip: str | None) -> None:
+async def _audit_login_failed(
+    hub: Hub, username: str, user: User | None, outcome: str, ip: str | None, *, conn: Conn | None = None
+) -> None:
     attempted = username[:128]  # never the password
     await audit.record(
         hub,
+        conn=conn,
         actor=audit.ANONYMOUS,
         action=audit.SESSION_LOGIN_FAILED,
         target=audit.user_target(user) if user else f"username:{attempted}",
@@ -75,24 +88,42 @@ async def _audit_login_failed(hub: Hub, username: str, user: User | None, outcom
 async def login(hub: Hub, username: str, password: str, *, user_agent: str | None, ip: str | None) -> LoginResult:
     """Check the password; on success open a session and return its bearer token (shown once).
 
-    Rate-limited per address and per username (failing closed), and the account locks for
-    :data:`LOCKOUT` after :data:`MAX_FAILED_LOGINS` failures in a row.
+    Rate-limited per address and per username (failing closed). :data:`MAX_FAILED_LOGINS`
+    failures in a row lock the account for :data:`LOCKOUT` (audited ``user.locked``); while it
+    is locked even the right password is refused and nothing is counted; once the lock lapses
+    the count starts again from zero, and a successful sign-in resets it.
+
+    Every refusal -- unknown username, disabled account, wrong password, locked account --
+    answers the same ``unauthorized`` "wrong username or password" after the same work (one
+    Argon2 verification, against a dummy hash for an unknown name; one failure-count
+    statement; one ``session.login_failed`` audit row), so an anonymous caller learns neither
+    whether a username exists nor whether it is locked. The owner of a locked account learns
+    it from the bank (the lock is in the audit log).
     """
     await enforce(hub, f"login:ip:{ip}", LOGIN_PER_IP, fail_closed=True)
     await enforce(hub, f"login:user:{username.lower()[:64]}", LOGIN_PER_USERNAME, fail_closed=True)
     found = await hub.users.credentials(username)
+    # verified before anything else is looked at: locked and unknown accounts cost the same
     ok = await verify_password(found.password_hash if found else None, password)
-    if found is not None and found.locked:
-        await _audit_login_failed(hub, username, found.user, "locked", ip)
-        raise ActionError("account_locked", "too many failed sign-ins; try again later or contact the bank")
-    if not ok or found is None or found.user.disabled:
-        if found is not None and await hub.users.login_failed(found.user.id, max_failures=MAX_FAILED_LOGINS, lock_for=LOCKOUT):
-            await audit.record(
-                hub, actor=audit.SYSTEM, action=audit.USER_LOCKED, target=found.user, ip=ip,
-                reason=f"{MAX_FAILED_LOGINS} failed sign-ins in a row", details={"minutes": int(LOCKOUT.total_seconds() // 60)},
-            )
-        outcome = "unknown_user" if found is None else "disabled" if found.user.disabled else "bad_password"
-        await _audit_login_failed(hub, username, found.user if found else None, outcome, ip)
+    if not ok or found is None or found.locked or found.user.disabled:
+        if found is None:
+            outcome = "unknown_user"
+        elif found.locked:
+            outcome = "locked"
+        elif found.user.disabled:
+            outcome = "disabled"
+        else:
+            outcome = "bad_password"
+        # one transaction for every kind of failure: the count, its audit row and, when this
+        # failure locks the account, the lock's audit row commit together (no lock unaudited)
+        async with hub.db.transaction("login_failed") as conn:
+            locked_now = await hub.users.login_failed(username, max_failures=MAX_FAILED_LOGINS, lock_for=LOCKOUT, conn=conn)
+            await _audit_login_failed(hub, username, found.user if found else None, outcome, ip, conn=conn)
+            if locked_now is not None and found is not None:
+                await audit.record(
+                    hub, actor=audit.SYSTEM, action=audit.USER_LOCKED, target=found.user, ip=ip, conn=conn,
+                    reason=f"{MAX_FAILED_LOGINS} failed sign-ins in a row", details={"minutes": int(LOCKOUT.total_seconds() // 60)},
+                )
         raise ActionError("unauthorized", "wrong username or password")
     user = found.user
     await hub.users.login_succeeded(user.id)
@@ -139,15 +170,37 @@ async def logout(hub: Hub, session: Session, *, ip: str | None = None) -> None:
 
 
 async def refresh(hub: Hub, session: Session, *, user_agent: str | None, ip: str | None) -> LoginResult:
-    """Trade the current token for a fresh one with a new expiry; the old one stops working."""
-    fresh = await _open_session(hub, session.user, user_agent=user_agent, ip=ip)
-    await hub.sessions.revoke(session.id, "refreshed")
+    """Trade the current token for a fresh one; the old one stops working.
+
+    A refreshed session keeps the time of the password sign-in it descends from and expires
+    at ``min(now + session_ttl_hours, signed_in_at + session_max_lifetime_hours)``. A session
+    that already ends at that absolute deadline cannot be extended: ``reauthentication_required``
+    (the token keeps working until the deadline; then sign in with the password again). Of two
+    refreshes of one token, one succeeds and the other gets ``unauthorized``.
+    """
+    token = new_token()
+    ttl, max_lifetime = _lifetimes(hub)
+    done = await hub.sessions.refresh(
+        session.id, token_hash(token), ttl, max_lifetime, user_agent=user_agent, ip=ip
+    )
+    if done.outcome == "deadline":
+        hours = f"{hub.settings.session_max_lifetime_hours:g}"
+        raise ActionError(
+            "reauthentication_required",
+            f"a session lasts at most {hours} hours from the password sign-in; sign in again with the password",
+        )
+    if done.session_id is None or done.expires_at is None:
+        raise ActionError("unauthorized", "invalid, expired or revoked token")
     await _revoked(hub, session, session.user.id, [session.id], "session refreshed: reconnect with the new token", ip)
-    return fresh
+    return LoginResult(token, done.session_id, done.expires_at, session.user)
 
 
-async def list_sessions(hub: Hub, session: Session) -> list[SessionInfo]:
-    return await hub.sessions.list_active(session.user.id)
+async def list_sessions(
+    hub: Hub, session: Session, *, after: tuple[dt.datetime, uuid.UUID] | None = None, limit: int | None = None
+) -> list[SessionInfo]:
+    """My active sessions, newest first: all, or up to ``limit`` after the sort key ``after``
+    (``(created_at, id)`` of the last session of the previous page)."""
+    return await hub.sessions.list_active(session.user.id, after=after, limit=limit)
 
 
 async def revoke_session(hub: Hub, session: Session, target_id: str) -> None:

@@ -66,7 +66,7 @@ DEFAULT_PREFERENCES = Preferences()
 
 def parse_clock(value: str) -> int:
     """``"22:30"`` -> 1350 (minutes after midnight)."""
-    m = _CLOCK.match(value)
+    m = _CLOCK.fullmatch(value)
     if m is None:
         raise PreferenceError(f"{value[:16]!r} is not a time of day HH:MM (00:00-23:59)")
     return int(m.group(1)) * 60 + int(m.group(2))

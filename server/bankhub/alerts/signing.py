@@ -106,17 +106,17 @@ def parse_headers(headers: Mapping[str, str]) -> SignedHeaders:
             "signature_required",
             "sign the request: X-Bankhub-System, X-Bankhub-Timestamp, X-Bankhub-Nonce and X-Bankhub-Signature are required",
         )
-    if not _SYSTEM.match(system):
+    if not _SYSTEM.fullmatch(system):
         raise SignatureError("invalid_signature", "X-Bankhub-System is not a system name")
-    if not _TIMESTAMP.match(timestamp):
+    if not _TIMESTAMP.fullmatch(timestamp):
         raise SignatureError("invalid_signature", "X-Bankhub-Timestamp must be Unix seconds")
-    if not _NONCE.match(nonce):
+    if not _NONCE.fullmatch(nonce):
         raise SignatureError("invalid_signature", "X-Bankhub-Nonce must be 16-64 characters of A-Z a-z 0-9 _ -")
-    m = _SIGNATURE.match(sig)
+    m = _SIGNATURE.fullmatch(sig)
     if m is None:
         raise SignatureError("invalid_signature", "X-Bankhub-Signature must be v1=<64 lower-case hex digits>")
     key = headers.get(HEADER_IDEMPOTENCY)
-    if key is not None and not _IDEMPOTENCY.match(key):
+    if key is not None and not _IDEMPOTENCY.fullmatch(key):
         raise SignatureError("invalid_request", "Idempotency-Key must be 1-128 visible ASCII characters")
     return SignedHeaders(system=system, timestamp=timestamp, nonce=nonce, signature=m.group(1), idempotency_key=key)
 

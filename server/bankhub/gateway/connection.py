@@ -82,21 +82,27 @@ class Connection:
         self._wake.set()
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
-        """Close the connection. Idempotent.
+        """Close the connection. Idempotent: the first close's code and reason stay.
 
         By default what is queued is dropped and a send blocked on a peer that stopped
-        reading is interrupted. With ``flush`` (a draining node) the queued frames — answers
-        to requests already committed — are written first.
+        reading is interrupted. With ``flush`` (a draining node, a policy close) the queued
+        frames — answers to requests already accepted — are written first. A later close
+        without ``flush`` ends such a flush: what is still queued is dropped (a peer that
+        stopped reading, an overflow, a revoked session).
         """
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
             self._flush = flush
-            if not flush:
-                self._queue.clear()
-                if self._sending and self._writer is not None:
-                    self._writer.cancel()
-            self._wake.set()
+        elif flush or not self._flush:
+            return
+        else:
+            self._flush = False
+        if not self._flush:
+            self._queue.clear()
+            if self._sending and self._writer is not None:
+                self._writer.cancel()
+        self._wake.set()
 
     def inflight(self) -> list[asyncio.Task[None]]:
         """The requests of this connection still being handled."""

@@ -7,20 +7,36 @@ allowed (403), or the ``bankhub.v1`` subprotocol is not offered (400). Credentia
 30-second ticket from ``POST /v1/ws-tickets`` — for browsers; a bearer token in the URL
 is never accepted.
 
+The handshake is also refused with 429 ``too_many_connections`` when the node already
+holds ``max_sockets_per_ip`` sockets from the client's address (checked before the
+credentials) or ``max_sockets_per_user`` sockets of the signed-in user.
+
 After ``hello``, every received frame goes through the sans-I/O
 :class:`~bankhub.protocol.session.ServerSession` and accepted requests go to the actions.
+Nothing a client sends can raise out of the read loop: an unexpected fault there is
+logged by its exception type only (never the frame) and closes the socket with 1011.
+When the session (or such a fault) ends the connection, reading stops, the requests
+already accepted finish and their answers are written, and only then is the socket
+closed: every accepted request gets its answer before the close frame.
+
+A connection from which no frame (a message or a WebSocket ping) arrives for
+``limits.idle_timeout`` seconds is closed with 4000 (the timestamp is kept by the
+transport, :class:`~bankhub.gateway.transport.HubWebSocketProtocol`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket
 
+from .. import logredact
 from ..actions import accounts as account_actions
 from ..actions import alerts as alert_actions
 from ..actions import messages as message_actions
@@ -60,6 +76,10 @@ __all__ = ["websocket_endpoint"]
 
 log = logging.getLogger("bankhub.gateway")
 
+CLOSE_FLUSH_TIMEOUT = 5.0
+"""Seconds a closing connection waits for its accepted requests, and then for their answers
+to be written, before it closes anyway (a client that stopped reading cannot hold it open)."""
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -95,17 +115,42 @@ async def _authenticate(hub: Hub, ws: WebSocket) -> Session | tuple[int, str, st
     return session
 
 
+def _too_many(detail: str) -> tuple[int, str, str]:
+    return 429, "too_many_connections", detail
+
+
 async def websocket_endpoint(ws: WebSocket) -> None:
     hub: Hub = ws.app.state.hub
     if hub.draining:
         await ws.send_denial_response(problem(503, "draining", "this node is shutting down; connect to another"))
         return
-    auth = await _authenticate(hub, ws)
-    if not isinstance(auth, Session):
-        status, code, detail = auth
-        await ws.send_denial_response(problem(status, code, detail, {"WWW-Authenticate": "Bearer"} if status == 401 else None))
+    ip = ws.client.host if ws.client else "unknown"
+    sockets = hub.registry.sockets
+    # the address's slot is taken before any await, so a flood of parallel handshakes from
+    # one address cannot pass the check together (nor make the hub verify their credentials)
+    if not sockets.take_ip(ip, hub.settings.max_sockets_per_ip):
+        await ws.send_denial_response(problem(*_too_many("too many open connections from this address; close some first")))
         return
-    session = auth
+    try:
+        auth = await _authenticate(hub, ws)
+        if not isinstance(auth, Session):
+            status, code, detail = auth
+            await ws.send_denial_response(problem(status, code, detail, {"WWW-Authenticate": "Bearer"} if status == 401 else None))
+            return
+        uid = auth.user.id
+        if not sockets.take_user(uid, hub.settings.max_sockets_per_user):
+            await ws.send_denial_response(problem(*_too_many("too many open connections for this user; close some first")))
+            return
+        try:
+            await _serve(hub, ws, auth)
+        finally:
+            sockets.release_user(uid)
+    finally:
+        sockets.release_ip(ip)
+
+
+async def _serve(hub: Hub, ws: WebSocket, session: Session) -> None:
+    """Accept the socket, say ``hello`` and move frames until either side closes."""
     await ws.accept(subprotocol=SUBPROTOCOL)
     limits = hub.session_limits
     conn = Connection(
@@ -139,23 +184,51 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         return
     writer = asyncio.create_task(conn.writer(), name=f"ws-writer-{conn.id}")
     proto = ServerSession(limits)
+    idle = _IdleWatch(conn, limits.idle_timeout, ws.scope.get("extensions", {}).get("bankhub.last_heard"))
+    ending: Close | None = None
     try:
-        await _read_loop(hub, ws, conn, proto)
+        try:
+            ending = await _read_loop(hub, ws, conn, proto)
+        except Exception as exc:
+            # a fault of ours, not the client's frame: log its type only, never the frame
+            log.error("read loop failed (%s); closing the connection with 1011", type(exc).__name__)
+            ending = Close(CloseCode.INTERNAL_ERROR, "internal error")
+        if ending is not None and conn.close_code is None:
+            await _close_after_answers(conn, ending)
     finally:
+        idle.cancel()
         await hub.registry.remove(conn)
         if conn.close_code is None:
             conn.close(CloseCode.NORMAL, "")
         conn.cancel_tasks()
+        await _finish_writer(conn, writer)
+
+
+async def _close_after_answers(conn: Connection, ending: Close) -> None:
+    """Close with ``ending`` once every accepted request is answered (bounded wait)."""
+    inflight = conn.inflight()
+    if inflight:
+        await asyncio.wait(inflight, timeout=CLOSE_FLUSH_TIMEOUT)
+    # the queued answers are written before the close frame
+    conn.close(ending.code, ending.reason, flush=True)
+
+
+async def _finish_writer(conn: Connection, writer: asyncio.Task[None]) -> None:
+    """Wait for the writer to close the socket; a client that stopped reading is cut off."""
+    done, _ = await asyncio.wait([writer], timeout=CLOSE_FLUSH_TIMEOUT)
+    if not done:
+        conn.close(conn.close_code or CloseCode.NORMAL, conn.close_reason)  # drops what is still queued
         await writer
 
 
-async def _read_loop(hub: Hub, ws: WebSocket, conn: Connection, proto: ServerSession) -> None:
+async def _read_loop(hub: Hub, ws: WebSocket, conn: Connection, proto: ServerSession) -> Close | None:
+    """Move frames until the client goes away (None) or the session decides to close."""
     receive = ws.receive
     while conn.close_code is None:
         message = await receive()
         if message["type"] == "websocket.disconnect":
             conn.close(message.get("code", CloseCode.GOING_AWAY), "")
-            return
+            return None
         text = message.get("text")
         outcome = proto.receive(text if text is not None else message.get("bytes"), binary=text is None)
         if isinstance(outcome, Accept):
@@ -166,8 +239,44 @@ async def _read_loop(hub: Hub, ws: WebSocket, conn: Connection, proto: ServerSes
         elif isinstance(outcome, Reject):
             conn.push(encode(outcome.error).decode())
         elif isinstance(outcome, Close):
-            conn.close(outcome.code, outcome.reason)
+            return outcome  # read no further: the requests accepted so far are answered first
+    return None
+
+
+class _IdleWatch:
+    """Closes ``conn`` with 4000 once no frame came from the client for ``timeout`` seconds.
+
+    ``last_heard`` (the transport's ``bankhub.last_heard`` extension) gives the loop time of
+    the client's last frame, a WebSocket ping included; a pong to the server's own ping
+    does not count. One timer per connection, re-armed only when it fires: nothing is
+    done per frame here. Without the extension (another ASGI server) nothing is watched.
+    """
+
+    __slots__ = ("_conn", "_timeout", "_last_heard", "_loop", "_handle")
+
+    def __init__(self, conn: Connection, timeout: float, last_heard: Callable[[], float] | None) -> None:
+        self._conn = conn
+        self._timeout = timeout
+        self._last_heard = last_heard
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        if last_heard is not None:
+            self._handle = self._loop.call_later(timeout, self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        if self._conn.close_code is not None or self._last_heard is None:
             return
+        quiet = self._loop.time() - self._last_heard()
+        if quiet >= self._timeout:
+            self._conn.close(CloseCode.IDLE_TIMEOUT, f"idle: no frame for {self._timeout:g} s")
+        else:
+            self._handle = self._loop.call_later(self._timeout - quiet, self._check)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
@@ -181,12 +290,17 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
             reply = await message_actions.read(hub, conn.user, frame)
         elif isinstance(frame, Sync):
             convs = await message_actions.sync(hub, conn.user, frame)
+            # Cursors only for the user's own conversations: those in the answer (the query
+            # returns nothing else), and listed ones the connection already tracks. A key of
+            # ``since`` is client input: it is never kept just because it was sent.
+            cursors = conn.cursors
             for c in convs:
                 held = c.messages[-1].seq if c.messages else frame.since.get(c.conversation_id)
                 if held is not None:
-                    conn.cursors.set(c.conversation_id, held)
+                    cursors.set(c.conversation_id, held)
             for cid, seq in frame.since.items():
-                conn.cursors.set(cid, seq)
+                if cursors.get(cid) is not None:
+                    cursors.set(cid, seq)
             # one more query only for users who follow official accounts
             accounts = await account_actions.sync(hub, conn.user, frame.accounts, frame.limit) if conn.follows else []
             for acc in accounts:
@@ -205,7 +319,16 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
         reply = Error(code=exc.code, message=exc.message, id=frame_id, retry_after_ms=retry_ms)
     except StorageUnavailable:
         reply = Error(code=ErrorCode.UNAVAILABLE, message="storage unavailable; nothing was stored, retry", id=frame_id)
-    except Exception:
-        log.exception("request %s failed", type(frame).__name__)
-        reply = Error(code=ErrorCode.INTERNAL, message="internal error; nothing was stored", id=frame_id)
+    except Exception as exc:
+        # the type and code locations only: an asyncpg error's message quotes row values
+        ref = secrets.token_hex(4)
+        log.error(
+            "request %s failed on connection %s (reference %s): %s\n%s",
+            type(frame).__name__,
+            conn.id,
+            ref,
+            logredact.describe(exc),
+            logredact.safe_traceback(exc, messages=False),
+        )
+        reply = Error(code=ErrorCode.INTERNAL, message=f"internal error; nothing was stored (reference {ref})", id=frame_id)
     conn.push(encode(reply).decode())

@@ -31,11 +31,56 @@ from .alerts import AlertDelivery
 from .broadcast import NoticeFanout
 from .connection import Connection
 
-__all__ = ["ConnectionRegistry"]
+__all__ = ["ConnectionRegistry", "SocketCounts"]
 
 log = logging.getLogger("bankhub.gateway")
 
 _PREFIX = user_channel("")
+
+
+class SocketCounts:
+    """Open sockets on this node per client address and per user, for the handshake caps.
+
+    Synchronous (no await between the check and the count), so parallel handshakes
+    cannot pass a cap together. An entry exists only while its count is above zero: the
+    maps are bounded by the number of open sockets.
+    """
+
+    __slots__ = ("by_ip", "by_user")
+
+    def __init__(self) -> None:
+        self.by_ip: dict[str, int] = {}
+        self.by_user: dict[str, int] = {}
+
+    @staticmethod
+    def _take(counts: dict[str, int], key: str, cap: int) -> bool:
+        held = counts.get(key, 0)
+        if held >= cap:
+            return False
+        counts[key] = held + 1
+        return True
+
+    @staticmethod
+    def _release(counts: dict[str, int], key: str) -> None:
+        held = counts.get(key, 0) - 1
+        if held > 0:
+            counts[key] = held
+        else:
+            counts.pop(key, None)
+
+    def take_ip(self, ip: str, cap: int) -> bool:
+        """Count one more socket from ``ip``; False (nothing counted) if it holds ``cap`` already."""
+        return self._take(self.by_ip, ip, cap)
+
+    def take_user(self, user_id: str, cap: int) -> bool:
+        """Count one more socket of ``user_id``; False (nothing counted) if it holds ``cap`` already."""
+        return self._take(self.by_user, user_id, cap)
+
+    def release_ip(self, ip: str) -> None:
+        self._release(self.by_ip, ip)
+
+    def release_user(self, user_id: str) -> None:
+        self._release(self.by_user, user_id)
 
 
 class ConnectionRegistry:
@@ -52,6 +97,8 @@ class ConnectionRegistry:
         # other listeners of the broadcast channel (RM availability, for auto-replies)
         self.broadcast_handlers: list[Callable[[Signal], None]] = []
         self.by_user: dict[str, set[Connection]] = {}
+        # sockets per address and per user, including handshakes not yet registered here
+        self.sockets = SocketCounts()
         self._locks: dict[str, asyncio.Lock] = {}
         # a group message arrives once per member channel with the same bytes: decode it and
         # encode its frame once, not once per member

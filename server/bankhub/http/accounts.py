@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import uuid
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,23 +15,34 @@ from ..actions import accounts as account_actions
 from ..actions import users as user_actions
 from ..models import OfficialAccount
 from ..protocol.frames import AccountId, Notice, NoticeBody, Seq
-from ..storage.accounts import NoticeRecord, NoticeStats
+from ..actions.errors import ActionError
+from ..storage.accounts import AccountKey, NoticeRecord, NoticeStats, account_key
 from ..targeting import Target
+from .. import text
 from .auth import require_session
 from .problems import json_response
-from .routes import Handler, _body, _client_ip, _hub, _int_param, _user_json
+from .paging import BEFORE_SEQ, CURSOR_PARAM, HISTORY_LIMIT, PAGE_LIMIT, Cursor, encode_cursor
+from .params import ACCOUNT_ID, NOTICE_ID, NOTICE_STATUS, SEARCH
+from .routes import Handler, RoleName, _body, _client_ip, _hub, _user_json
 
 __all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths"]
 
-Tag = msgspec.Meta(min_length=1, max_length=32)
+# a target list: 1 to actions.accounts.MAX_TARGET_VALUES values (the action checks the minimum)
+_TargetList = Meta(max_length=account_actions.MAX_TARGET_VALUES)
+
+NOTICE_STATUSES = ("pending_approval", "scheduled", "published", "recalled", "rejected")
+MAX_SEARCH_CHARS = 64
+OutboxKey = tuple[dt.datetime, uuid.UUID]
+OUTBOX_CURSOR = Cursor[OutboxKey](OutboxKey)
+ACCOUNT_CURSOR = Cursor[AccountKey](AccountKey)
 
 
 class AccountBody(msgspec.Struct, forbid_unknown_fields=True):
-    handle: str
-    name: str
-    audience: str = "customer"
-    description: str = ""
-    owner_org: str | None = None  # org code; default: my own org
+    handle: text.Username
+    name: Annotated[text.Line, Meta(min_length=1, max_length=64)]
+    audience: Literal["customer", "staff"] = "customer"
+    description: Annotated[text.Text, Meta(max_length=1000)] = ""
+    owner_org: text.OrgCode | None = None  # org code; default: my own org
     is_default: bool = False
     requires_approval: bool = False
 
@@ -37,20 +50,20 @@ class AccountBody(msgspec.Struct, forbid_unknown_fields=True):
 class TargetBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Who a notice is for; every dimension given must match (see docs/official-accounts.md)."""
 
-    org_codes: list[str] | None = None
-    tags: list[str] | None = None
-    segments: list[str] | None = None
+    org_codes: Annotated[list[text.OrgCode], _TargetList] | None = None
+    tags: Annotated[list[text.Tag], _TargetList] | None = None
+    segments: Annotated[list[text.Tag], _TargetList] | None = None
     staff_only: bool = False
 
 
 class NoticeInBody(msgspec.Struct, forbid_unknown_fields=True):
     body: NoticeBody
     target: TargetBody | None = None
-    scheduled_at: dt.datetime | None = None
+    scheduled_at: Annotated[dt.datetime, Meta(extra_json_schema={"format": "date-time"})] | None = None
 
 
 class RecallBody(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str
+    reason: Annotated[text.Line, Meta(min_length=1, max_length=500)]
 
 
 class ReadBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -58,14 +71,14 @@ class ReadBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class UserBody(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    display_name: str
-    role: str
-    org: str  # org code
-    password: str
-    rm: str | None = None
-    segment: str | None = None
-    tags: list[str] | None = None
+    username: text.Username
+    display_name: Annotated[text.Line, Meta(min_length=1, max_length=64)]
+    role: RoleName
+    org: text.OrgCode  # org code
+    password: text.Password
+    rm: text.Username | None = None
+    segment: text.Tag | None = None
+    tags: Annotated[list[text.Tag], Meta(max_length=32)] | None = None
 
 
 class AccountOut(msgspec.Struct):
@@ -88,10 +101,12 @@ class FollowedOut(msgspec.Struct):
 
 class AccountList(msgspec.Struct):
     accounts: list[AccountOut]
+    next_cursor: str | None  # more follow: pass it as ?cursor= (a page may be short, even empty)
 
 
 class FollowedList(msgspec.Struct):
     accounts: list[FollowedOut]
+    next_cursor: str | None  # more follow: pass it as ?cursor=
 
 
 class NoticePage(msgspec.Struct):
@@ -123,6 +138,7 @@ class NoticeOut(msgspec.Struct):
 
 class NoticeList(msgspec.Struct):
     notices: list[NoticeOut]
+    next_cursor: str | None  # more follow: pass it as ?cursor=
 
 
 class StatsOut(msgspec.Struct):
@@ -161,21 +177,33 @@ def _notice_out(rec: NoticeRecord) -> NoticeOut:
 async def search_accounts(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    found = await account_actions.search(hub, session.user, request.query_params.get("q", ""))
+    q = SEARCH.read(request) or ""
+    if len(q) > MAX_SEARCH_CHARS:
+        raise ActionError("invalid_request", f"q is at most {MAX_SEARCH_CHARS} characters")
+    found, next_key = await account_actions.search(hub, session.user, q, PAGE_LIMIT.read_default(request), after=ACCOUNT_CURSOR.read(request))
     mine = {f.account.id for f in await account_actions.following(hub, session.user)}
-    return json_response(AccountList(accounts=[_account_out(a, a.id in mine) for a in found]))
+    return json_response(
+        AccountList(
+            accounts=[_account_out(a, a.id in mine) for a in found],
+            next_cursor=None if next_key is None else encode_cursor(next_key),
+        )
+    )
 
 
 async def my_accounts(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    followed = await account_actions.following(hub, session.user)
+    limit = PAGE_LIMIT.read_default(request)
+    followed = await account_actions.following(hub, session.user, after=ACCOUNT_CURSOR.read(request), limit=limit + 1)
+    more = len(followed) > limit
+    followed = followed[:limit]
     return json_response(
         FollowedList(
             accounts=[
                 FollowedOut(account=_account_out(f.account, True), last_seq=f.account.last_seq, read_seq=f.read_seq, unread=f.unread)
                 for f in followed
-            ]
+            ],
+            next_cursor=encode_cursor(account_key(followed[-1].account)) if more else None,
         )
     )
 
@@ -202,7 +230,7 @@ async def create_account(request: Request) -> Response:
 async def get_account(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    account = await account_actions.visible_account(hub, session.user, request.path_params["account_id"])
+    account = await account_actions.visible_account(hub, session.user, ACCOUNT_ID.value(request))
     following = await hub.accounts.follow_state(account.id, session.user.id) is not None
     return json_response(_account_out(account, following))
 
@@ -210,24 +238,22 @@ async def get_account(request: Request) -> Response:
 async def follow(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    account = await account_actions.follow(hub, session.user, request.path_params["account_id"])
+    account = await account_actions.follow(hub, session.user, ACCOUNT_ID.value(request))
     return json_response(_account_out(account, True))
 
 
 async def unfollow(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    await account_actions.unfollow(hub, session.user, request.path_params["account_id"])
+    await account_actions.unfollow(hub, session.user, ACCOUNT_ID.value(request))
     return Response(status_code=204)
 
 
 async def account_notices(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    limit = min(_int_param(request, "limit", 50) or 50, 200)
-    page = await account_actions.history(
-        hub, session.user, request.path_params["account_id"], _int_param(request, "before_seq", None), limit + 1
-    )
+    limit = HISTORY_LIMIT.read_default(request)
+    page = await account_actions.history(hub, session.user, ACCOUNT_ID.value(request), BEFORE_SEQ.read(request), limit + 1)
     return json_response(NoticePage(notices=page[:limit], has_more=len(page) > limit))
 
 
@@ -235,7 +261,7 @@ async def read_account(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     body: ReadBody = await _body(request, ReadBody)
-    receipt = await account_actions.read(hub, session.user, request.path_params["account_id"], body.seq)
+    receipt = await account_actions.read(hub, session.user, ACCOUNT_ID.value(request), body.seq)
     return json_response(AccountReadOut(account_id=receipt.account_id, read_seq=receipt.read_seq, unread=receipt.unread))
 
 
@@ -247,7 +273,7 @@ async def publish_notice(request: Request) -> Response:
     rec = await account_actions.publish(
         hub,
         session.user,
-        request.path_params["account_id"],
+        ACCOUNT_ID.value(request),
         body.body,
         org_codes=t.org_codes,
         target=Target(tags=t.tags, segments=t.segments, staff_only=t.staff_only),
@@ -260,24 +286,34 @@ async def publish_notice(request: Request) -> Response:
 async def account_outbox(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    limit = min(_int_param(request, "limit", 50) or 50, 200)
+    limit = PAGE_LIMIT.read_default(request)
+    status = NOTICE_STATUS.read(request) or None
+    if status is not None and status not in NOTICE_STATUSES:
+        raise ActionError("invalid_request", f"status must be one of {list(NOTICE_STATUSES)}")
     recs = await account_actions.outbox(
-        hub, session.user, request.path_params["account_id"], request.query_params.get("status") or None, limit
+        hub, session.user, ACCOUNT_ID.value(request), status, limit + 1, after=OUTBOX_CURSOR.read(request)
     )
-    return json_response(NoticeList(notices=[_notice_out(r) for r in recs]))
+    more = len(recs) > limit
+    recs = recs[:limit]
+    return json_response(
+        NoticeList(
+            notices=[_notice_out(r) for r in recs],
+            next_cursor=encode_cursor((recs[-1].created_at, uuid.UUID(recs[-1].id))) if more else None,
+        )
+    )
 
 
 async def approve_notice(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    rec = await account_actions.approve(hub, session.user, request.path_params["notice_id"], ip=_client_ip(request))
+    rec = await account_actions.approve(hub, session.user, NOTICE_ID.value(request), ip=_client_ip(request))
     return json_response(_notice_out(rec))
 
 
 async def reject_notice(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    rec = await account_actions.reject(hub, session.user, request.path_params["notice_id"], ip=_client_ip(request))
+    rec = await account_actions.reject(hub, session.user, NOTICE_ID.value(request), ip=_client_ip(request))
     return json_response(_notice_out(rec))
 
 
@@ -285,14 +321,14 @@ async def recall_notice(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     body: RecallBody = await _body(request, RecallBody)
-    rec = await account_actions.recall(hub, session.user, request.path_params["notice_id"], body.reason, ip=_client_ip(request))
+    rec = await account_actions.recall(hub, session.user, NOTICE_ID.value(request), body.reason, ip=_client_ip(request))
     return json_response(_notice_out(rec))
 
 
 async def notice_stats(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    rec, figures = await account_actions.stats(hub, session.user, request.path_params["notice_id"])
+    rec, figures = await account_actions.stats(hub, session.user, NOTICE_ID.value(request))
     return json_response(StatsOut(notice=_notice_out(rec), stats=figures))
 
 
@@ -300,7 +336,7 @@ async def create_user(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     body: UserBody = await _body(request, UserBody)
-    user, followed = await user_actions.create_user(
+    created = await user_actions.create_user(
         hub,
         session.user,
         username=body.username,
@@ -313,6 +349,9 @@ async def create_user(request: Request) -> Response:
         tags=body.tags,
         ip=_client_ip(request),
     )
+    if isinstance(created, user_actions.AdminRequestView):  # an administrative role: a second administrator decides
+        return json_response(created, 202)
+    user, followed = created
     return json_response(CreatedUserOut(user=_user_json(user), followed_accounts=followed), 201)
 
 
@@ -352,24 +391,58 @@ OPENAPI_TYPES: list[Any] = [
 ]
 
 
+def _user_post(op: Any, ref: Any) -> dict[str, Any]:
+    post: dict[str, Any] = op(
+        "Create a user (administrators); they follow the default accounts. An administrative or compliance "
+        "account is only requested (202): a second administrator approves it at /v1/admin-requests",
+        201,
+        "CreatedUserOut",
+        body=ref("UserBody"),
+        extra=(400, 403, 409),
+    )
+    post["responses"]["202"] = {
+        "description": "Accepted: the role is under dual control; the pending request a second administrator decides",
+        "content": {"application/json": {"schema": ref("AdminRequestView")}},
+    }
+    post["responses"]["409"]["description"] = "`conflict`: the username is taken, or a request about it is already pending"
+    return post
+
+
 def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     """The OpenAPI paths of this module (``op`` and ``ref`` are openapi.py's builders)."""
+
+    def paged(o: dict[str, Any], *params: dict[str, Any]) -> dict[str, Any]:
+        o["description"] = "Paged: pass next_cursor (null on the last page) back unchanged as ?cursor= for the next page."
+        o["parameters"] = [*params, CURSOR_PARAM, PAGE_LIMIT.openapi()]
+        return o
+
+    def seq_paged(o: dict[str, Any]) -> dict[str, Any]:
+        o["description"] = "Paged by seq: pass the oldest seq of this page as ?before_seq= while has_more is true."
+        o["parameters"] = [BEFORE_SEQ.openapi(), HISTORY_LIMIT.openapi()]
+        return o
+
+    search_q = {
+        "name": "q",
+        "in": "query",
+        "required": False,
+        "description": "part of the handle or name (case-insensitive)",
+        "schema": SEARCH.openapi()["schema"],  # the text type the handler checks q with
+    }
+    status_q = {"name": "status", "in": "query", "required": False, "schema": {"type": "string", "enum": list(NOTICE_STATUSES)}}
     return {
-        "/v1/users": {
-            "post": op("Create a user (administrators); they follow the default accounts", 201, "CreatedUserOut", body=ref("UserBody"), extra=(400, 403, 409))
-        },
+        "/v1/users": {"post": _user_post(op, ref)},
         "/v1/accounts": {
-            "get": op("Official accounts I may follow (?q= searches handle and name)", 200, "AccountList"),
+            "get": paged(op("Official accounts I may follow (?q= searches handle and name)", 200, "AccountList"), search_q),
             "post": op("Create an official account (administrators)", 201, "AccountOut", body=ref("AccountBody"), extra=(400, 403, 409)),
         },
-        "/v1/me/accounts": {"get": op("The accounts I follow, with exact unread counts", 200, "FollowedList")},
+        "/v1/me/accounts": {"get": paged(op("The accounts I follow, with exact unread counts", 200, "FollowedList"))},
         "/v1/accounts/{account_id}": {"get": op("One account", 200, "AccountOut", extra=(404,))},
         "/v1/accounts/{account_id}/follow": {
             "put": op("Follow (idempotent)", 200, "AccountOut", extra=(404,)),
             "delete": op("Unfollow", 204, None, extra=(403, 404)),
         },
         "/v1/accounts/{account_id}/notices": {
-            "get": op("Notices for me, newest first (?before_seq=&limit=)", 200, "NoticePage", extra=(404,)),
+            "get": seq_paged(op("Notices for me, newest first (?before_seq=&limit=)", 200, "NoticePage", extra=(403, 404))),
             "post": op(
                 "Publish a notice: now, scheduled, or pending a second administrator's approval",
                 201,
@@ -379,7 +452,9 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
             ),
         },
         "/v1/accounts/{account_id}/read": {"put": op("Move my read position", 200, "AccountReadOut", body=ref("ReadBody"), extra=(404,))},
-        "/v1/accounts/{account_id}/outbox": {"get": op("An account's notices for its administrators (?status=)", 200, "NoticeList", extra=(403, 404))},
+        "/v1/accounts/{account_id}/outbox": {
+            "get": paged(op("An account's notices for its administrators (?status=), newest first", 200, "NoticeList", extra=(403, 404)), status_q)
+        },
         "/v1/notices/{notice_id}/approve": {"post": op("Approve a pending notice (not its author)", 200, "NoticeOut", extra=(403, 404, 409))},
         "/v1/notices/{notice_id}/reject": {"post": op("Reject a pending notice (not its author)", 200, "NoticeOut", extra=(403, 404, 409))},
         "/v1/notices/{notice_id}/recall": {

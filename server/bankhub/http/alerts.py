@@ -7,7 +7,9 @@ the rest of the API. Handlers stay thin: read, call an action, encode.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import uuid
 from typing import Annotated, Any
 
 import msgspec
@@ -20,14 +22,22 @@ from ..actions.errors import ActionError
 from ..alerts.signing import SCHEME, SignedHeaders
 from ..models import AlertSystem
 from ..protocol.frames import Alert, AlertId, InboxUpdate, Seq
+from ..text import explain
 from .auth import require_session
 from .problems import json_response, problem
-from .routes import Handler, _body, _client_ip, _hub, _int_param
+from .paging import BEFORE_SEQ, CURSOR_PARAM, HISTORY_LIMIT, Cursor, IntParam, encode_cursor
+from .params import ALERT_ID, INBOX_STATE
+from .routes import Handler, _body, _client_ip, _hub
 
 __all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths", "MAX_SINGLE_BYTES", "MAX_BATCH_BYTES"]
 
 MAX_SINGLE_BYTES = 16 * 1024
 MAX_BATCH_BYTES = 512 * 1024
+
+INBOX_STATES = ("inbox", "unread", "read", "archived", "all")  # actions.alerts.list_inbox
+DEAD_LETTER_LIMIT = IntParam("limit", 1, 500, 100, "page size")
+DeadLetterKey = tuple[dt.datetime, uuid.UUID]
+DEAD_LETTER_CURSOR = Cursor[DeadLetterKey](DeadLetterKey)
 
 
 class MarkBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -75,6 +85,11 @@ class NotificationEnvelope(msgspec.Struct):
 
 class NotificationList(msgspec.Struct):
     notifications: list[NotificationOut]
+
+
+class DeadLetterPage(msgspec.Struct):
+    notifications: list[NotificationOut]
+    next_cursor: str | None  # more follow: pass it as ?cursor=
 
 
 class InboxPage(msgspec.Struct):
@@ -145,7 +160,7 @@ def _decode(body: bytes, type_: Any) -> Any:
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
-        raise ActionError("invalid_request", str(exc)) from None
+        raise ActionError("invalid_request", explain(str(exc))) from None
     except msgspec.DecodeError:
         raise ActionError("invalid_request", "body is not valid JSON") from None
 
@@ -189,7 +204,7 @@ async def post_batch(request: Request) -> Response:
 async def get_notification(request: Request) -> Response:
     try:
         system, _, _ = await _signed(request, 0)
-        out = await alert_actions.alert_status(_hub(request), system, request.path_params["alert_id"])
+        out = await alert_actions.alert_status(_hub(request), system, ALERT_ID.value(request))
     except ActionError as exc:
         return _signed_problem(exc)
     return json_response({"notification": out})
@@ -204,9 +219,9 @@ async def inbox(request: Request) -> Response:
     page = await alert_actions.list_inbox(
         hub,
         session.user,
-        request.query_params.get("state", "inbox"),
-        _int_param(request, "before_seq", None),
-        _int_param(request, "limit", 50) or 50,
+        INBOX_STATE.read(request) or "inbox",
+        BEFORE_SEQ.read(request),
+        HISTORY_LIMIT.read_default(request),
     )
     return json_response(page)
 
@@ -255,8 +270,10 @@ async def put_preferences(request: Request) -> Response:
 async def dead_letters(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    out = await alert_actions.dead_letters(hub, session.user, _int_param(request, "limit", 100) or 100)
-    return json_response({"notifications": out})
+    out, next_key = await alert_actions.dead_letters(
+        hub, session.user, DEAD_LETTER_LIMIT.read_default(request), after=DEAD_LETTER_CURSOR.read(request)
+    )
+    return json_response({"notifications": out, "next_cursor": None if next_key is None else encode_cursor(next_key)})
 
 
 async def replay(request: Request) -> Response:
@@ -291,6 +308,7 @@ OPENAPI_TYPES: list[Any] = [
     ReplayBody,
     NotificationEnvelope,
     NotificationList,
+    DeadLetterPage,
     InboxPage,
     InboxUpdate,
     UnreadOut,
@@ -345,10 +363,28 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         op("Delivery status of an alert the calling system sent (signed)", 200, "NotificationEnvelope", auth=False, extra=(404, 429)),
         {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
     )
-    inbox_op = op("My alerts, newest first (?state=inbox|unread|read|archived|all&before_seq=&limit=)", 200, "InboxPage", extra=(400,))
+    inbox_op = op("My alerts, newest first (?state=inbox|unread|read|archived|all&before_seq=&limit=)", 200, "InboxPage", extra=(400, 403))
+    inbox_op["description"] = "Paged by seq: pass the oldest seq of this page as ?before_seq= while has_more is true."
+    inbox_op["parameters"] = [
+        {"name": "state", "in": "query", "required": False, "schema": {"type": "string", "enum": list(INBOX_STATES), "default": "inbox"}},
+        BEFORE_SEQ.openapi(),
+        HISTORY_LIMIT.openapi(),
+    ]
+    dead_op = op("Alerts the fallback channel gave up on, newest first (head office)", 200, "DeadLetterPage", extra=(403,))
+    dead_op["description"] = "Paged: pass next_cursor (null on the last page) back unchanged as ?cursor= for the next page."
+    dead_op["parameters"] = [CURSOR_PARAM, DEAD_LETTER_LIMIT.openapi()]
+
+    def replayed(o: dict[str, Any], out: str) -> dict[str, Any]:
+        o["responses"]["200"] = {
+            "description": "A retry with the same Idempotency-Key and body: the original answer, Idempotent-Replayed: true",
+            "headers": {"Idempotent-Replayed": {"required": True, "schema": {"type": "string", "enum": ["true"]}}},
+            "content": {"application/json": {"schema": ref(out)}},
+        }
+        return o
+
     return {
-        "/v1/notifications": {"post": single},
-        "/v1/notifications/batch": {"post": batch},
+        "/v1/notifications": {"post": replayed(single, "NotificationEnvelope")},
+        "/v1/notifications/batch": {"post": replayed(batch, "NotificationList")},
         "/v1/notifications/{alert_id}": {"get": status},
         "/v1/inbox": {"get": inbox_op},
         "/v1/inbox/unread": {"get": op("My unread alert count", 200, "UnreadOut")},
@@ -358,7 +394,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
             "get": op("My alert preferences", 200, "PreferencesOut"),
             "put": op("Set my alert preferences (security alerts cannot be muted)", 200, "PreferencesOut", body=ref("PreferencesIn"), extra=(400,)),
         },
-        "/v1/admin/alerts/dead-letters": {"get": op("Alerts the fallback channel gave up on (head office)", 200, "NotificationList", extra=(403,))},
+        "/v1/admin/alerts/dead-letters": {"get": dead_op},
         "/v1/admin/alerts/dead-letters/replay": {
             "post": op("Requeue dead letters (head office; audited)", 200, "ReplayOut", body=ref("ReplayBody"), extra=(400, 403))
         },

@@ -6,8 +6,9 @@ decode and encode, so the document cannot drift from the code's shapes.
 
 from __future__ import annotations
 
+import re
 from functools import cache
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -15,11 +16,14 @@ from ..models import ConversationSummary
 from ..policy import PRIVILEGED_READ_REASONS
 from ..protocol.frames import Message
 from . import accounts as account_routes
+from . import admin as admin_routes
 from . import alerts as alert_routes
 from . import service as service_routes
+from . import params
+from .paging import BEFORE_SEQ, CURSOR_PARAM, HISTORY_LIMIT, PAGE_LIMIT
 from .routes import AssignBody, DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody
 
-__all__ = ["openapi_document"]
+__all__ = ["openapi_document", "operation_id", "PATH_PARAMETERS"]
 
 
 class UserOut(msgspec.Struct):
@@ -45,6 +49,7 @@ class TicketOut(msgspec.Struct):
 
 class ConversationList(msgspec.Struct):
     conversations: list[ConversationSummary]
+    next_cursor: str | None  # more follow: pass it as ?cursor=
 
 
 class ConversationOut(msgspec.Struct):
@@ -67,13 +72,34 @@ class SessionOut(msgspec.Struct):
 
 class SessionList(msgspec.Struct):
     sessions: list[SessionOut]
+    next_cursor: str | None  # more follow: pass it as ?cursor=
+
+
+class HealthOut(msgspec.Struct):
+    status: Literal["ok"]
+
+
+class ReadyOut(msgspec.Struct):
+    status: Literal["ready"]
+    checks: dict[str, bool]
+    node: str
+
+
+class RevokedOut(msgspec.Struct):
+    revoked: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class PasswordChangedOut(msgspec.Struct):
+    revoked_sessions: Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Problem(msgspec.Struct):
+    """An RFC 9457 problem; ``code`` is stable and says what went wrong."""
+
     type: str
     title: str
-    status: int
-    code: str
+    status: Annotated[int, msgspec.Meta(ge=400, le=599)]
+    code: Annotated[str, msgspec.Meta(min_length=1)]
     detail: str
 
 
@@ -100,6 +126,106 @@ def _op(summary: str, ok: int, out: str | None, *, body: dict[str, Any] | None =
     return op
 
 
+def _described(op: dict[str, Any], description: str, statuses: dict[int, str]) -> dict[str, Any]:
+    """``op`` with a description and what its problem statuses mean."""
+    op["description"] = description
+    for status, text in statuses.items():
+        op["responses"][str(status)]["description"] = text
+    return op
+
+
+def _with_params(op: dict[str, Any], *params: dict[str, Any]) -> dict[str, Any]:
+    op["parameters"] = [*op.get("parameters", []), *params]
+    return op
+
+
+def _paged(op: dict[str, Any]) -> dict[str, Any]:
+    """A list endpoint: ``?cursor=&limit=``, ``next_cursor`` in the answer."""
+    op["description"] = (
+        "Paged with a cursor: the answer's next_cursor (null on the last page) is passed back unchanged as "
+        "?cursor= for the next page; limit is the page size."
+    )
+    return _with_params(op, CURSOR_PARAM, PAGE_LIMIT.openapi())
+
+
+def _also(op: dict[str, Any], status: int, out: str | None, description: str) -> dict[str, Any]:
+    """``op`` with a second success status."""
+    op["responses"][str(status)] = {"description": description, **(_json(out) if out else {})}
+    return op
+
+
+# The schema of every path parameter, by name; _complete declares them on every operation
+# whose path has them, so none can be left out.
+_UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "conversation_id": _UUID,
+    "session_id": _UUID,
+    "account_id": _UUID,
+    "notice_id": _UUID,
+    "alert_id": _UUID,
+    "request_id": _UUID,
+    # the text types the handlers check these segments with (http/params.py)
+    "username": params.USERNAME.openapi()["schema"],
+    "code": params.QUEUE_CODE.openapi()["schema"],
+}
+
+_PROBLEM_TEXT = {
+    400: "`invalid_request`: a parameter or the body is malformed or out of range",
+    401: "`unauthorized`: no, an invalid, expired or revoked bearer token",
+    413: "`too_large`: the body is over the size limit",
+    415: "`unsupported_media_type`: send Content-Type: application/json",
+    429: "`rate_limited`: too many requests; retry after Retry-After seconds",
+    503: "`unavailable`: storage or a dependency is unreachable, or the node is draining; nothing was changed, retry",
+}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "minLength": 1}}},
+    429: {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+}
+
+
+def operation_id(method: str, path: str) -> str:
+    """The ``operationId`` of an operation: its method and path, e.g. ``get_v1_accounts_account_id``."""
+    return method + "_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
+
+
+def _complete(doc: dict[str, Any]) -> dict[str, Any]:
+    """Add to every operation what holds for all of them, so no operation can forget it:
+    its path parameters (from :data:`PATH_PARAMETERS`), an ``operationId``, and the problem
+    statuses every handler can answer — 401 and 429 with a bearer token, 400 with any
+    parameter or body, 413 and 415 with a body, 503 wherever storage is touched."""
+    for path, item in doc["paths"].items():
+        names = re.findall(r"{(\w+)}", path)
+        for method, op in item.items():
+            params: list[dict[str, Any]] = list(op.get("parameters", []))
+            declared = {(p["in"], p["name"]) for p in params}
+            params[:0] = [
+                {"name": n, "in": "path", "required": True, "schema": PATH_PARAMETERS[n]} for n in names if ("path", n) not in declared
+            ]
+            if params:
+                op["parameters"] = params
+            op["operationId"] = operation_id(method, path)
+            bearer = op.get("security") != []
+            statuses: list[int] = []
+            if bearer:
+                statuses += [401, 429]
+            if params or "requestBody" in op:
+                statuses.append(400)
+            if "requestBody" in op:
+                statuses += [413, 415]
+            if path != "/healthz":
+                statuses.append(503)
+            responses = op["responses"]
+            for status in statuses:
+                responses.setdefault(
+                    str(status),
+                    {"description": _PROBLEM_TEXT[status], "content": {"application/problem+json": {"schema": _ref("Problem")}}},
+                )
+            for status, headers in _HEADERS.items():
+                if str(status) in responses:
+                    responses[str(status)].setdefault("headers", headers)
+    return doc
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     types = [
@@ -117,18 +243,19 @@ def openapi_document() -> dict[str, Any]:
         ConversationOut,
         MessagePage,
         Problem,
+        HealthOut,
+        ReadyOut,
+        RevokedOut,
+        PasswordChangedOut,
         *account_routes.OPENAPI_TYPES,
+        *admin_routes.OPENAPI_TYPES,
         *alert_routes.OPENAPI_TYPES,
         *service_routes.OPENAPI_TYPES,
     ]
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     conv_id = {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
     history = _op("A page of history, newest first", 200, "MessagePage", extra=(400, 404))
-    history["parameters"] = [
-        conv_id,
-        {"name": "before_seq", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-    ]
+    history["parameters"] = [conv_id, BEFORE_SEQ.openapi(), HISTORY_LIMIT.openapi()]
     privileged = _op("Compliance: read any conversation, audited, with a reason code", 200, "MessagePage", extra=(400, 403, 404))
     privileged["parameters"] = history["parameters"] + [
         {
@@ -137,9 +264,9 @@ def openapi_document() -> dict[str, Any]:
             "required": True,
             "schema": {"type": "string", "enum": sorted(PRIVILEGED_READ_REASONS)},
         },
-        {"name": "case_ref", "in": "query", "schema": {"type": "string", "maxLength": 128}},
+        params.CASE_REF.openapi(),
     ]
-    return {
+    return _complete({
         "openapi": "3.1.0",
         "info": {
             "title": "bankhub HTTP API",
@@ -153,20 +280,44 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/healthz": {"get": _op("Liveness", 200, None, auth=False)},
-            "/readyz": {"get": _op("Readiness: Postgres and broker reachable", 200, None, auth=False, extra=(503,))},
+            "/healthz": {"get": _op("Liveness", 200, "HealthOut", auth=False)},
+            "/readyz": {"get": _op("Readiness: Postgres and broker reachable", 200, "ReadyOut", auth=False, extra=(503,))},
             "/v1/sessions": {
-                "post": _op(
-                    "Sign in; returns a bearer token", 201, "LoginOut", body=_ref("LoginBody"), auth=False, extra=(400, 401, 423, 429, 503)
+                "post": _described(
+                    _op("Sign in; returns a bearer token", 201, "LoginOut", body=_ref("LoginBody"), auth=False, extra=(400, 401, 429, 503)),
+                    "The session expires after BANKHUB_SESSION_TTL_HOURS (default 12), and at the latest "
+                    "BANKHUB_SESSION_MAX_LIFETIME_HOURS (default 24) after this sign-in, however often it is refreshed. "
+                    "Five failures in a row lock the account for 15 minutes.",
+                    {
+                        401: "`unauthorized`, \"wrong username or password\": the same status, body and timing for an "
+                        "unknown username, a disabled or locked account and a wrong password (a locked account refuses "
+                        "even the right password; the lock is never disclosed here)",
+                        429: "`rate_limited`: too many attempts from this address or against this username (Retry-After)",
+                        503: "`unavailable`: the rate limiter or the database is down; credential checks fail closed",
+                    },
                 ),
-                "get": _op("My active sessions", 200, "SessionList"),
-                "delete": _op("Revoke all my sessions (?keep_current=true keeps this one)", 200, None),
+                "get": _paged(_op("My active sessions, newest first (paged)", 200, "SessionList")),
+                "delete": _with_params(
+                    _op("Revoke all my sessions (?keep_current=true keeps this one)", 200, "RevokedOut"),
+                    {"name": "keep_current", "in": "query", "required": False, "schema": {"type": "boolean", "default": False}},
+                ),
             },
             "/v1/sessions/current": {"delete": _op("Sign out (revoke this session)", 204, None)},
-            "/v1/sessions/refresh": {"post": _op("Trade this token for a fresh one; the old one stops working", 201, "LoginOut")},
+            "/v1/sessions/refresh": {
+                "post": _described(
+                    _op("Trade this token for a fresh one; the old one stops working", 201, "LoginOut"),
+                    "The new session keeps the time of the password sign-in and expires at "
+                    "min(now + BANKHUB_SESSION_TTL_HOURS, signed-in time + BANKHUB_SESSION_MAX_LIFETIME_HOURS).",
+                    {
+                        401: "`unauthorized`: invalid, expired or revoked token (also the loser of two refreshes of one "
+                        "token); `reauthentication_required`: the session already ends at its absolute lifetime and "
+                        "cannot be extended; sign in with the password again",
+                    },
+                )
+            },
             "/v1/sessions/{session_id}": {"delete": _op("Revoke one of my sessions", 204, None, extra=(404,))},
             "/v1/me/password": {
-                "post": _op("Change my password; my other sessions end", 200, None, body=_ref("PasswordBody"), extra=(400, 403, 429))
+                "post": _op("Change my password; my other sessions end", 200, "PasswordChangedOut", body=_ref("PasswordBody"), extra=(400, 403, 429))
             },
             "/v1/customers/{username}/rm": {
                 "put": _op(
@@ -178,18 +329,70 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             "/v1/users/{username}/role": {
-                "put": _op("Change a user's role (administrators); their sessions end", 200, "UserOut", body=_ref("RoleBody"), extra=(403, 404))
+                "put": _also(
+                    _op(
+                        "Change a user's role (administrators); their sessions end. Into an administrative or compliance "
+                        "role it is only requested (202): a second administrator approves it at /v1/admin-requests",
+                        200,
+                        "UserOut",
+                        body=_ref("RoleBody"),
+                        extra=(400, 403, 404, 409),
+                    ),
+                    202,
+                    "AdminRequestView",
+                    "Accepted: the role is under dual control; the pending request a second administrator decides",
+                )
+            },
+            "/v1/admin-requests": {
+                "get": _paged(
+                    _op(
+                        "Pending dual-control requests I filed or may decide (administrators), oldest first (paged)",
+                        200,
+                        "AdminRequestList",
+                        extra=(400, 403),
+                    )
+                )
+            },
+            "/v1/admin-requests/{request_id}/approve": {
+                "post": _described(
+                    _op("Approve a pending request: the account is created or the role granted", 200, "AdminRequestView", extra=(403, 404, 409)),
+                    "Dual control: a second, existing administrator with authority over the account's org approves; the "
+                    "requester never can. Head office approves any request; a branch admin only a branch admin of its own "
+                    "subtree. Audited (admin_request.approved with user.created or user.role_changed).",
+                    {
+                        403: "`forbidden`: you filed this request, it concerns your own account, or the role is above yours",
+                        404: "`not_found`: no such request, or not in an org you administer",
+                        409: "`conflict`: the request is no longer pending, has expired (72 hours), the username is taken, or "
+                        "the requester may no longer make it",
+                    },
+                )
+            },
+            "/v1/admin-requests/{request_id}/reject": {
+                "post": _described(
+                    _op("Reject a pending request (or withdraw my own)", 200, "AdminRequestView", extra=(403, 404, 409)),
+                    "Audited as admin_request.rejected (details.withdrawn when the requester withdrew it).",
+                    {
+                        403: "`forbidden`: not an administrator who may decide it",
+                        404: "`not_found`: no such request, or not in an org you administer",
+                        409: "`conflict`: the request is no longer pending, or has expired",
+                    },
+                )
             },
             "/v1/ws-tickets": {"post": _op("A single-use 30-second ticket for a browser WebSocket", 201, "TicketOut")},
             "/v1/me": {"get": _op("The signed-in user", 200, "UserOut")},
             "/v1/conversations": {
-                "get": _op("My conversations with unread counts", 200, "ConversationList"),
-                "post": _op(
-                    "Open a direct conversation (200 if it existed) or create a group",
-                    201,
+                "get": _paged(_op("My conversations with unread counts, most recent activity first (paged)", 200, "ConversationList")),
+                "post": _also(
+                    _op(
+                        "Open a direct conversation (200 if it existed) or create a group",
+                        201,
+                        "ConversationOut",
+                        body={"oneOf": [_ref("DirectBody"), _ref("GroupBody")]},
+                        extra=(400, 403, 404),
+                    ),
+                    200,
                     "ConversationOut",
-                    body={"oneOf": [_ref("DirectBody"), _ref("GroupBody")]},
-                    extra=(400, 403, 404),
+                    "The direct conversation existed already",
                 ),
             },
             "/v1/conversations/{conversation_id}/messages": {"get": history},
@@ -198,4 +401,4 @@ def openapi_document() -> dict[str, Any]:
             **alert_routes.openapi_paths(_op, _ref),
             **service_routes.openapi_paths(_op, _ref),
         },
-    }
+    })

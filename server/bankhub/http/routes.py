@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,9 +16,15 @@ from ..actions import compliance as compliance_actions
 from ..actions import conversations as conv_actions
 from ..actions import customers as customer_actions
 from ..actions import sessions as session_actions
+from ..actions import users as user_actions
+from ..actions.conversations import MAX_GROUP_MEMBERS
 from ..actions.errors import ActionError
 from ..models import ConversationSummary, User
+from ..text import Line, LoginName, Password, Username, explain, header_line
+from ..storage.conversations import ConversationKey
 from .auth import require_session
+from .paging import BEFORE_SEQ, HISTORY_LIMIT, PAGE_LIMIT, Cursor, encode_cursor
+from .params import CASE_REF, CONVERSATION_ID, KEEP_CURRENT, PRIVILEGED_READ_REASON, SESSION_ID, USERNAME
 from .problems import json_response, problem
 
 if TYPE_CHECKING:
@@ -26,18 +35,21 @@ __all__ = ["ROUTES", "MAX_BODY_BYTES"]
 MAX_BODY_BYTES = 64 * 1024
 
 
+# the roles of bankhub.models.Role, as the document's enum
+RoleName = Literal["customer", "rm", "agent", "staff", "branch_admin", "head_office_admin", "compliance"]
+
 class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    password: str
+    username: LoginName
+    password: Password
 
 
 class DirectBody(msgspec.Struct, tag="direct", tag_field="kind", forbid_unknown_fields=True):
-    peer: str
+    peer: Username
 
 
 class GroupBody(msgspec.Struct, tag="group", tag_field="kind", forbid_unknown_fields=True):
-    title: str
-    members: list[str]
+    title: Annotated[Line, Meta(min_length=1, max_length=100)]
+    members: Annotated[list[Username], Meta(max_length=MAX_GROUP_MEMBERS)]
 
 
 def _hub(request: Request) -> Hub:
@@ -56,7 +68,7 @@ async def _body(request: Request, type_: Any) -> Any:
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
-        raise ActionError("invalid_request", str(exc)) from None
+        raise ActionError("invalid_request", explain(str(exc))) from None
     except msgspec.DecodeError:
         raise ActionError("invalid_request", "body is not valid JSON") from None
 
@@ -75,7 +87,7 @@ def _user_json(u: User) -> dict[str, Any]:
 async def login(request: Request) -> Response:
     body: LoginBody = await _body(request, LoginBody)
     result = await session_actions.login(
-        _hub(request), body.username, body.password, user_agent=request.headers.get("user-agent"), ip=_client_ip(request)
+        _hub(request), body.username, body.password, user_agent=header_line(request.headers.get("user-agent")), ip=_client_ip(request)
     )
     return json_response(_login_json(result), 201)
 
@@ -88,12 +100,12 @@ async def logout(request: Request) -> Response:
 
 
 class PasswordBody(msgspec.Struct, forbid_unknown_fields=True):
-    current_password: str
-    new_password: str
+    current_password: Password
+    new_password: Password
 
 
 class RoleBody(msgspec.Struct, forbid_unknown_fields=True):
-    role: str
+    role: RoleName
 
 
 def _client_ip(request: Request) -> str | None:
@@ -112,16 +124,25 @@ def _login_json(result: session_actions.LoginResult) -> dict[str, Any]:
 async def refresh_session(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    result = await session_actions.refresh(hub, session, user_agent=request.headers.get("user-agent"), ip=_client_ip(request))
+    result = await session_actions.refresh(hub, session, user_agent=header_line(request.headers.get("user-agent")), ip=_client_ip(request))
     return json_response(_login_json(result), 201)
+
+
+SessionKey = tuple[dt.datetime, uuid.UUID]
+SESSION_CURSOR = Cursor[SessionKey](SessionKey)
+CONVERSATION_CURSOR = Cursor[ConversationKey](ConversationKey)
 
 
 async def list_sessions(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    sessions = await session_actions.list_sessions(hub, session)
+    limit = PAGE_LIMIT.read_default(request)
+    sessions = await session_actions.list_sessions(hub, session, after=SESSION_CURSOR.read(request), limit=limit + 1)
+    more = len(sessions) > limit
+    sessions = sessions[:limit]
     return json_response(
         {
+            "next_cursor": encode_cursor((sessions[-1].created_at, uuid.UUID(sessions[-1].id))) if more else None,
             "sessions": [
                 {
                     "id": s.id,
@@ -140,14 +161,17 @@ async def list_sessions(request: Request) -> Response:
 async def revoke_session(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    await session_actions.revoke_session(hub, session, request.path_params["session_id"])
+    await session_actions.revoke_session(hub, session, SESSION_ID.value(request))
     return Response(status_code=204)
 
 
 async def revoke_all_sessions(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    keep = request.query_params.get("keep_current", "false").lower() in ("1", "true", "yes")
+    raw_keep = KEEP_CURRENT.read(request) or "false"
+    if raw_keep not in ("true", "false"):
+        raise ActionError("invalid_request", "keep_current must be true or false")
+    keep = raw_keep == "true"
     count = await session_actions.revoke_all_sessions(hub, session, keep_current=keep)
     return json_response({"revoked": count})
 
@@ -164,12 +188,14 @@ async def change_role(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     body: RoleBody = await _body(request, RoleBody)
-    user = await session_actions.change_role(hub, session.user, request.path_params["username"], body.role)
-    return json_response(_user_json(user))
+    changed = await user_actions.change_role(hub, session.user, USERNAME.value(request), body.role, ip=_client_ip(request))
+    if isinstance(changed, user_actions.AdminRequestView):  # an administrative role: a second administrator decides
+        return json_response(changed, 202)
+    return json_response(_user_json(changed))
 
 
 class AssignBody(msgspec.Struct, forbid_unknown_fields=True):
-    rm: str
+    rm: Username
 
 
 async def reassign_customer(request: Request) -> Response:
@@ -177,7 +203,7 @@ async def reassign_customer(request: Request) -> Response:
     session = await require_session(hub, request)
     body: AssignBody = await _body(request, AssignBody)
     user = await customer_actions.reassign_customer(
-        hub, session.user, request.path_params["username"], body.rm, ip=_client_ip(request)
+        hub, session.user, USERNAME.value(request), body.rm, ip=_client_ip(request)
     )
     return json_response(_user_json(user))
 
@@ -197,7 +223,11 @@ async def me(request: Request) -> Response:
 async def list_conversations(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    return json_response({"conversations": await conv_actions.list_conversations(hub, session.user)})
+    limit = PAGE_LIMIT.read_default(request)
+    page = await conv_actions.list_conversations(hub, session.user, after=CONVERSATION_CURSOR.read(request), limit=limit + 1)
+    more = len(page) > limit
+    page = page[:limit]
+    return json_response({"conversations": [c for c, _ in page], "next_cursor": encode_cursor(page[-1][1]) if more else None})
 
 
 async def create_conversation(request: Request) -> Response:
@@ -213,25 +243,12 @@ async def create_conversation(request: Request) -> Response:
     return json_response({"conversation": summary}, 201 if created else 200)
 
 
-def _int_param(request: Request, name: str, default: int | None) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ActionError("invalid_request", f"{name} must be an integer") from None
-    if not 0 <= value <= 2**62:
-        raise ActionError("invalid_request", f"{name} is out of range")
-    return value
-
-
 async def conversation_messages(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    before = _int_param(request, "before_seq", None)
-    limit = _int_param(request, "limit", 50) or 50
-    page, has_more = await conv_actions.history(hub, session.user, request.path_params["conversation_id"], before, limit)
+    before = BEFORE_SEQ.read(request)
+    limit = HISTORY_LIMIT.read_default(request)
+    page, has_more = await conv_actions.history(hub, session.user, CONVERSATION_ID.value(request), before, limit)
     return json_response({"messages": page, "has_more": has_more})
 
 
@@ -241,11 +258,11 @@ async def compliance_messages(request: Request) -> Response:
     page, has_more = await compliance_actions.read_conversation(
         hub,
         session.user,
-        request.path_params["conversation_id"],
-        reason=request.query_params.get("reason", ""),
-        case_ref=request.query_params.get("case_ref"),
-        before_seq=_int_param(request, "before_seq", None),
-        limit=_int_param(request, "limit", 50) or 50,
+        CONVERSATION_ID.value(request),
+        reason=PRIVILEGED_READ_REASON.read(request) or "",
+        case_ref=CASE_REF.read(request),
+        before_seq=BEFORE_SEQ.read(request),
+        limit=HISTORY_LIMIT.read_default(request),
         ip=_client_ip(request),
     )
     return json_response({"messages": page, "has_more": has_more})

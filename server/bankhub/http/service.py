@@ -3,72 +3,83 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import re
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..actions import rm as rm_actions
 from ..actions import service as service_actions
 from ..actions.errors import ActionError
+from .. import text
 from .auth import require_session
 from .problems import json_response
+from ..storage.rm import BookKey
+from .paging import CURSOR_PARAM, PAGE_LIMIT, Cursor, encode_cursor
+from .params import QUEUE_CODE, RM, SESSION_ID, SINCE, USERNAME
 from .routes import Handler, _body, _client_ip, _hub
 
 __all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths"]
 
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})", re.ASCII)
+BOOK_CURSOR = Cursor[BookKey](BookKey)
+QUEUE_CURSOR = Cursor[tuple[str]](tuple[str])
+
 
 class AvailabilityBody(msgspec.Struct, forbid_unknown_fields=True):
-    status: str  # online | away | off_duty
-    message: str | None = None  # my auto-reply while away or off duty (default: a standard one)
+    status: Literal["online", "away", "off_duty"]
+    message: Annotated[text.Text, Meta(max_length=500)] | None = None  # my auto-reply while away or off duty (default: a standard one)
 
 
 class HandoverBody(msgspec.Struct, forbid_unknown_fields=True):
-    to: str  # the RM taking over
-    customers: list[str] | None = None  # usernames; omitted: the whole book
+    to: text.Username  # the RM taking over
+    customers: Annotated[list[text.Username], Meta(max_length=rm_actions.MAX_HANDOVER)] | None = None  # omitted: the whole book
 
 
 class OpenSessionBody(msgspec.Struct, forbid_unknown_fields=True):
-    queue: str | None = None  # default: general
+    queue: text.QueueCode | None = None  # default: general
 
 
 class TransferBody(msgspec.Struct, forbid_unknown_fields=True):
-    note: str  # for the next agent only, never shown to the customer
-    queue: str | None = None
-    agent: str | None = None
+    note: Annotated[text.Text, Meta(max_length=service_actions.MAX_NOTE)]  # for the next agent only, never shown to the customer
+    queue: text.QueueCode | None = None
+    agent: text.Username | None = None
 
 
 class CloseBody(msgspec.Struct, forbid_unknown_fields=True):
-    tags: list[str]
-    note: str | None = None
+    tags: Annotated[list[text.Tag], Meta(max_length=32)]
+    note: Annotated[text.Text, Meta(max_length=service_actions.MAX_NOTE)] | None = None
 
 
 class CsatBody(msgspec.Struct, forbid_unknown_fields=True):
-    score: int
-    comment: str | None = None
+    score: Annotated[int, Meta(ge=1, le=5)]
+    comment: Annotated[text.Text, Meta(max_length=1000)] | None = None
 
 
 class AgentStateBody(msgspec.Struct, forbid_unknown_fields=True):
-    state: str  # available | busy | away
+    state: Literal["available", "busy", "away"]
 
 
 class AgentConfigBody(msgspec.Struct, forbid_unknown_fields=True):
-    capacity: int | None = None
-    queues: list[str] | None = None
+    capacity: Annotated[int, Meta(ge=1, le=50)] | None = None
+    queues: Annotated[list[text.QueueCode], Meta(max_length=50)] | None = None
 
 
 class QueueBody(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    timezone: str = "Asia/Shanghai"
-    days: list[int] = msgspec.field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])  # ISO weekdays
-    open: str = "00:00"
-    close: str = "24:00"
-    out_of_hours_text: str = ""
+    name: Annotated[text.Line, Meta(min_length=1, max_length=64)]
+    timezone: Annotated[text.Line, Meta(max_length=64)] = "Asia/Shanghai"
+    days: Annotated[list[Annotated[int, Meta(ge=1, le=7)]], Meta(max_length=7)] = msgspec.field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])  # ISO weekdays
+    open: Annotated[text.Line, Meta(max_length=5)] = "00:00"
+    close: Annotated[text.Line, Meta(max_length=5)] = "24:00"
+    out_of_hours_text: Annotated[text.Text, Meta(max_length=1000)] = ""
 
 
 class QueueList(msgspec.Struct):
     queues: list[service_actions.QueueView]
+    next_cursor: str | None  # more follow: pass it as ?cursor=
 
 
 class TagList(msgspec.Struct):
@@ -81,7 +92,15 @@ class TagList(msgspec.Struct):
 async def rm_book(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    return json_response(await rm_actions.book(hub, session.user, request.query_params.get("rm") or None))
+    book, next_key = await rm_actions.book(
+        hub,
+        session.user,
+        RM.read(request),
+        after=BOOK_CURSOR.read(request),
+        limit=PAGE_LIMIT.read_default(request),
+    )
+    book.next_cursor = None if next_key is None else encode_cursor(next_key)
+    return json_response(book)
 
 
 async def rm_availability(request: Request) -> Response:
@@ -94,7 +113,7 @@ async def rm_availability(request: Request) -> Response:
 async def customer_card(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    return json_response(await rm_actions.card(hub, session.user, request.path_params["username"]))
+    return json_response(await rm_actions.card(hub, session.user, USERNAME.value(request)))
 
 
 async def my_rm(request: Request) -> Response:
@@ -108,7 +127,7 @@ async def hand_over(request: Request) -> Response:
     session = await require_session(hub, request)
     body: HandoverBody = await _body(request, HandoverBody)
     result = await rm_actions.hand_over_book(
-        hub, session.user, request.path_params["username"], body.to, body.customers, ip=_client_ip(request)
+        hub, session.user, USERNAME.value(request), body.to, body.customers, ip=_client_ip(request)
     )
     return json_response(result)
 
@@ -119,7 +138,12 @@ async def hand_over(request: Request) -> Response:
 async def list_queues(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    return json_response(QueueList(queues=await service_actions.queues(hub, session.user)))
+    limit = PAGE_LIMIT.read_default(request)
+    after = QUEUE_CURSOR.read(request)
+    queues = await service_actions.queues(hub, session.user, after=None if after is None else after[0], limit=limit + 1)
+    more = len(queues) > limit
+    queues = queues[:limit]
+    return json_response(QueueList(queues=queues, next_cursor=encode_cursor((queues[-1].code,)) if more else None))
 
 
 async def put_queue(request: Request) -> Response:
@@ -129,7 +153,7 @@ async def put_queue(request: Request) -> Response:
     view = await service_actions.put_queue(
         hub,
         session.user,
-        request.path_params["code"],
+        QUEUE_CODE.value(request),
         name=body.name,
         timezone=body.timezone,
         days=body.days,
@@ -166,19 +190,19 @@ async def current_session(request: Request) -> Response:
 async def get_session(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    return json_response(await service_actions.session_detail(hub, session.user, request.path_params["session_id"]))
+    return json_response(await service_actions.session_detail(hub, session.user, SESSION_ID.value(request)))
 
 
 async def ask_for_person(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    return json_response(await service_actions.ask_for_person(hub, session.user, request.path_params["session_id"]))
+    return json_response(await service_actions.ask_for_person(hub, session.user, SESSION_ID.value(request)))
 
 
 async def cancel_session(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    return json_response(await service_actions.cancel(hub, session.user, request.path_params["session_id"]))
+    return json_response(await service_actions.cancel(hub, session.user, SESSION_ID.value(request)))
 
 
 async def transfer_session(request: Request) -> Response:
@@ -186,7 +210,7 @@ async def transfer_session(request: Request) -> Response:
     session = await require_session(hub, request)
     body: TransferBody = await _body(request, TransferBody)
     view = await service_actions.transfer(
-        hub, session.user, request.path_params["session_id"], queue=body.queue, agent=body.agent, note=body.note
+        hub, session.user, SESSION_ID.value(request), queue=body.queue, agent=body.agent, note=body.note
     )
     return json_response(view)
 
@@ -195,7 +219,7 @@ async def close_session(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     body: CloseBody = await _body(request, CloseBody)
-    return json_response(await service_actions.close(hub, session.user, request.path_params["session_id"], body.tags, body.note))
+    return json_response(await service_actions.close(hub, session.user, SESSION_ID.value(request), body.tags, body.note))
 
 
 async def rate_session(request: Request) -> Response:
@@ -203,7 +227,7 @@ async def rate_session(request: Request) -> Response:
     session = await require_session(hub, request)
     body: CsatBody = await _body(request, CsatBody)
     return json_response(
-        await service_actions.rate(hub, session.user, request.path_params["session_id"], body.score, body.comment)
+        await service_actions.rate(hub, session.user, SESSION_ID.value(request), body.score, body.comment)
     )
 
 
@@ -225,7 +249,7 @@ async def put_agent(request: Request) -> Response:
     session = await require_session(hub, request)
     body: AgentConfigBody = await _body(request, AgentConfigBody)
     view = await service_actions.put_agent(
-        hub, session.user, request.path_params["username"], capacity=body.capacity, queues=body.queues, ip=_client_ip(request)
+        hub, session.user, USERNAME.value(request), capacity=body.capacity, queues=body.queues, ip=_client_ip(request)
     )
     return json_response(view)
 
@@ -234,13 +258,15 @@ async def figures(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     since = None
-    if raw := request.query_params.get("since"):
+    raw = SINCE.read(request)
+    if raw is not None or "since" in request.query_params:
+        # an RFC 3339 date-time, as the document says: seconds and an offset (or Z) required
+        if raw is None or not _RFC3339.fullmatch(raw):
+            raise ActionError("invalid_request", "since is an RFC 3339 time, e.g. 2025-01-31T00:00:00+08:00")
         try:
-            since = dt.datetime.fromisoformat(raw)
+            since = dt.datetime.fromisoformat(raw.upper())
         except ValueError:
-            raise ActionError("invalid_request", "since is an ISO 8601 time, e.g. 2025-01-31T00:00:00+08:00") from None
-        if since.tzinfo is None:
-            raise ActionError("invalid_request", "since needs a UTC offset")
+            raise ActionError("invalid_request", "since is an RFC 3339 time, e.g. 2025-01-31T00:00:00+08:00") from None
     return json_response(await service_actions.figures(hub, session.user, since))
 
 
@@ -300,7 +326,27 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         return {**o, "parameters": [session_id]}
 
     book = op("An RM's workbench: customers with card, unread count and last message (?rm= for administrators)", 200, "Book", extra=(403, 404))
-    book["parameters"] = [{"name": "rm", "in": "query", "schema": {"type": "string"}}]
+    book["description"] = "Paged: pass next_cursor (null on the last page) back unchanged as ?cursor= for the next page."
+    book["parameters"] = [
+        RM.openapi(),
+        CURSOR_PARAM,
+        PAGE_LIMIT.openapi(),
+    ]
+    queues = op("Service queues with business hours and whether they are open now, by code", 200, "QueueList")
+    queues["description"] = book["description"]
+    queues["parameters"] = [CURSOR_PARAM, PAGE_LIMIT.openapi()]
+    open_op = op(
+        "Talk to the service desk (customers): the bot answers first; 200 with the session already open",
+        201,
+        "SessionView",
+        body=ref("OpenSessionBody"),
+        extra=(403, 404),
+    )
+    open_op["requestBody"]["required"] = False  # no body: the general queue
+    open_op["responses"]["200"] = {
+        "description": "My service session was open already: it is returned unchanged",
+        "content": {"application/json": {"schema": ref("SessionView")}},
+    }
     figures_op = op("Supervisors: waiting now, longest wait, average wait and handle time, CSAT per queue and agent", 200, "Figures", extra=(400, 403))
     figures_op["parameters"] = [{"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}}]
     return {
@@ -319,26 +365,24 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         },
         "/v1/customers/{username}/card": {"get": op("A customer's profile card (their RM, the agent serving them, administrators)", 200, "CardView", extra=(404,))},
         "/v1/me/rm": {"get": op("My relationship manager and their availability (customers)", 200, "MyRm", extra=(404,))},
-        "/v1/service/queues": {"get": op("Service queues with business hours and whether they are open now", 200, "QueueList")},
+        "/v1/service/queues": {"get": queues},
         "/v1/service/queues/{code}": {
             "put": op("Create or configure a queue (supervisors): name, business hours, out-of-hours reply", 200, "QueueView", body=ref("QueueBody"), extra=(400, 403))
         },
         "/v1/service/tags": {"get": op("The tags a session is closed with", 200, "TagList")},
-        "/v1/service/sessions": {
-            "post": op("Talk to the service desk (customers): the bot answers first; 200 with the session already open", 201, "SessionView", body=ref("OpenSessionBody"), extra=(403, 404))
-        },
+        "/v1/service/sessions": {"post": open_op},
         "/v1/service/sessions/current": {"get": op("My open service session, with queue position and estimated wait", 200, "SessionView", extra=(403, 404))},
-        "/v1/service/sessions/{session_id}": {"get": with_id(op("A session; its agent and supervisors also see the customer card and notes", 200, "SessionDetail", extra=(404,)))},
+        "/v1/service/sessions/{session_id}": {"get": with_id(op("A session with the CSAT comment; its agent and supervisors also see the customer card and notes", 200, "SessionDetail", extra=(404,)))},
         "/v1/service/sessions/{session_id}/human": {"post": with_id(op("Ask for a person: join the queue (or get the out-of-hours reply)", 200, "SessionView", extra=(403, 404)))},
         "/v1/service/sessions/{session_id}/cancel": {"post": with_id(op("Leave before being served", 200, "SessionView", extra=(403, 404, 409)))},
         "/v1/service/sessions/{session_id}/transfer": {
-            "post": with_id(op("Transfer to a queue or an agent, with a note for agents only", 200, "SessionView", body=ref("TransferBody"), extra=(400, 404, 409)))
+            "post": with_id(op("Transfer to a queue or an agent, with a note for agents only (410: the conversation was erased)", 200, "SessionView", body=ref("TransferBody"), extra=(400, 404, 409, 410)))
         },
         "/v1/service/sessions/{session_id}/close": {
-            "post": with_id(op("Close with at least one tag; the customer is asked to rate", 200, "SessionView", body=ref("CloseBody"), extra=(400, 404, 409)))
+            "post": with_id(op("Close with at least one tag; the customer is asked to rate (410: a note, and the conversation was erased)", 200, "SessionView", body=ref("CloseBody"), extra=(400, 404, 409, 410)))
         },
         "/v1/service/sessions/{session_id}/csat": {
-            "post": with_id(op("Rate a closed session 1-5, once (its customer)", 200, "SessionView", body=ref("CsatBody"), extra=(400, 404, 409)))
+            "post": with_id(op("Rate a closed session 1-5, once (its customer); 410: a comment, and the conversation was erased", 200, "SessionView", body=ref("CsatBody"), extra=(400, 404, 409, 410)))
         },
         "/v1/service/agents/me": {"get": op("My desk state, capacity, load and sessions (agents)", 200, "AgentView", extra=(403, 404))},
         "/v1/service/agents/me/state": {"put": op("Set my state: available, busy, away (agents)", 200, "AgentView", body=ref("AgentStateBody"), extra=(400, 403, 404))},

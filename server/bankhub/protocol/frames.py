@@ -16,6 +16,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
+from ..text import Line, Text
+
 __all__ = [
     "PROTOCOL_VERSION",
     "SUBPROTOCOL",
@@ -78,10 +80,10 @@ __all__ = [
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "bankhub.v1"
 
-FrameId = Annotated[str, Meta(min_length=1, max_length=64, description="Client-chosen request id, echoed in the answer")]
-ConversationId = Annotated[str, Meta(min_length=1, max_length=64)]
+FrameId = Annotated[Line, Meta(min_length=1, max_length=64, description="Client-chosen request id, echoed in the answer")]
+ConversationId = Annotated[Line, Meta(min_length=1, max_length=64)]
 ClientMsgId = Annotated[
-    str,
+    Line,
     Meta(
         min_length=1,
         max_length=64,
@@ -89,14 +91,14 @@ ClientMsgId = Annotated[
     ),
 ]
 Seq = Annotated[int, Meta(ge=0, le=2**62)]
-AccountId = Annotated[str, Meta(min_length=1, max_length=64, description="An official account id")]
+AccountId = Annotated[Line, Meta(min_length=1, max_length=64, description="An official account id")]
 MAX_TEXT_CHARS = 4000
 
 
 class ErrorCode:
     """Stable error codes carried by ``error`` frames (and HTTP problem responses)."""
 
-    MALFORMED = "malformed"  # not a JSON object / not UTF-8 / binary frame
+    MALFORMED = "malformed"  # not a JSON object / not UTF-8 / nested too deeply / binary frame
     UNKNOWN_TYPE = "unknown_type"  # ``type`` missing or not a client frame type
     INVALID_FRAME = "invalid_frame"  # a known type with missing/extra/ill-typed fields
     RATE_LIMITED = "rate_limited"  # too many frames; slow down and retry later
@@ -116,6 +118,7 @@ class CloseCode:
     MESSAGE_TOO_BIG = 1009  # a frame over ``limits.max_frame_bytes``
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012  # node draining: reconnect (to another node) and sync
+    IDLE_TIMEOUT = 4000  # no frame from the client for ``limits.idle_timeout`` seconds: reconnect and sync
     SLOW_CONSUMER = 4008  # outbound queue overflowed: reconnect and sync
 
 
@@ -125,7 +128,7 @@ class CloseCode:
 class TextBody(Struct, tag="text", tag_field="kind", forbid_unknown_fields=True, gc=False):
     """A plain-text message body. Later kinds (image, voice, card) join the ``Body`` union."""
 
-    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+    text: Annotated[Text, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
 class ShreddedBody(Struct, tag="shredded", tag_field="kind", forbid_unknown_fields=True):
@@ -215,7 +218,7 @@ class ReadNotices(Struct, tag="read_notices", tag_field="type", forbid_unknown_f
     seq: Seq
 
 
-AlertId = Annotated[str, Meta(min_length=1, max_length=64, description="An alert id")]
+AlertId = Annotated[Line, Meta(min_length=1, max_length=64, description="An alert id")]
 
 
 class SyncInbox(Struct, tag="sync_inbox", tag_field="type", forbid_unknown_fields=True):
@@ -244,7 +247,14 @@ ClientFrame = Send | Read | Sync | Ping | ReadNotices | SyncInbox | ReadAlerts
 
 
 class Limits(Struct, forbid_unknown_fields=True):
-    """The limits this server enforces, announced in ``hello``."""
+    """The limits this server enforces, announced in ``hello``.
+
+    ``max_strikes`` and ``strike_window``: more than ``max_strikes`` rejected frames
+    (errors ``malformed``, ``unknown_type``, ``invalid_frame``, ``rate_limited``) within
+    ``strike_window`` seconds close the connection with 1008, after every request accepted
+    before it has been answered. ``idle_timeout``: a connection that sends no frame (a
+    message or a WebSocket ping) for this many seconds is closed with 4000.
+    """
 
     max_frame_bytes: int
     max_text_chars: int
@@ -252,6 +262,9 @@ class Limits(Struct, forbid_unknown_fields=True):
     frames_per_second: float
     frame_burst: int
     outbound_queue: int
+    max_strikes: int
+    strike_window: float
+    idle_timeout: float
 
 
 class Message(Struct, forbid_unknown_fields=True, gc=False):
@@ -345,10 +358,13 @@ class Pong(Struct, tag="pong", tag_field="type", omit_defaults=True, gc=False):
 class TextNotice(Struct, tag="text", tag_field="kind", forbid_unknown_fields=True, gc=False):
     """A plain-text notice."""
 
-    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+    text: Annotated[Text, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
-HttpsUrl = Annotated[str, Meta(max_length=2048, pattern=r"^(https://|bankhub://)[^\s]+$")]
+# no whitespace, control or bidi control character anywhere; ``(?!\n)``: see bankhub.text
+HttpsUrl = Annotated[
+    str, Meta(max_length=2048, pattern=r"^(https://|bankhub://)[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$(?!\n)")
+]
 
 
 class ArticleNotice(Struct, tag="article", tag_field="kind", forbid_unknown_fields=True, gc=False):
@@ -357,12 +373,12 @@ class ArticleNotice(Struct, tag="article", tag_field="kind", forbid_unknown_fiel
     Links are ``https://`` or the app's own ``bankhub://`` deep links, nothing else.
     """
 
-    title: Annotated[str, Meta(min_length=1, max_length=120)]
-    summary: Annotated[str, Meta(max_length=500)] = ""
-    body: Annotated[str, Meta(max_length=20000)] = ""
+    title: Annotated[Line, Meta(min_length=1, max_length=120)]
+    summary: Annotated[Text, Meta(max_length=500)] = ""
+    body: Annotated[Text, Meta(max_length=20000)] = ""
     image_url: HttpsUrl | None = None
     action_url: HttpsUrl | None = None
-    action_label: Annotated[str, Meta(max_length=40)] | None = None
+    action_label: Annotated[Line, Meta(max_length=40)] | None = None
 
 
 NoticeBody = TextNotice | ArticleNotice
@@ -561,7 +577,12 @@ class ServiceStatus(Struct, tag="service_status", tag_field="type", omit_default
 
 
 class ServiceNote(Struct, omit_defaults=True, gc=False):
-    """A note on a service session, for agents and supervisors only."""
+    """A note on a service session, for agents and supervisors only.
+
+    ``unreadable`` is set when the text cannot be shown (``text`` is then empty):
+    ``shredded`` (the conversation was erased) or ``undecryptable`` (the stored text failed
+    its integrity check).
+    """
 
     author_id: str
     kind: str
@@ -569,6 +590,7 @@ class ServiceNote(Struct, omit_defaults=True, gc=False):
     ts: int
     to_queue: str | None = None
     to_agent_id: str | None = None
+    unreadable: str | None = None
 
 
 class ServiceAssigned(Struct, tag="service_assigned", tag_field="type", gc=False):

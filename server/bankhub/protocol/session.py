@@ -11,6 +11,12 @@ The session enforces the frame size limit, a token-bucket rate limit and an abus
 budget: every rejected frame is a *strike*; more than ``max_strikes`` strikes within
 ``strike_window`` seconds closes the connection with 1008. The clock is injected, so
 tests drive time explicitly.
+
+:meth:`ServerSession.receive` never raises: whatever bytes arrive (deeply nested JSON
+that exhausts the decoder's recursion limit included), the answer is an outcome, and a
+frame that cannot be decoded is a ``malformed`` rejection. After a :class:`Close` the
+caller stops reading, lets the requests it already accepted finish and be answered,
+and then closes (the close is the last thing the client receives).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from ..text import explain
 from .frames import MAX_TEXT_CHARS, ClientFrame, CloseCode, Error, ErrorCode, Limits, Send
 
 __all__ = ["Accept", "Reject", "Close", "Outcome", "SessionLimits", "ServerSession", "TokenBucket"]
@@ -59,10 +66,15 @@ class SessionLimits:
     outbound_queue: int = 1024
     max_strikes: int = 20
     strike_window: float = 10.0
+    # seconds without a frame from the client (a message or a WebSocket ping) before the
+    # connection is closed with 4000; well above the SDK's 20 s keep-alive ping
+    idle_timeout: float = 90.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
             raise ValueError(f"max_text_chars must be within 1..{MAX_TEXT_CHARS} (the protocol's maximum)")
+        if self.idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive")
 
     def as_limits(self) -> Limits:
         return Limits(
@@ -72,6 +84,9 @@ class SessionLimits:
             frames_per_second=self.frames_per_second,
             frame_burst=self.frame_burst,
             outbound_queue=self.outbound_queue,
+            max_strikes=self.max_strikes,
+            strike_window=self.strike_window,
+            idle_timeout=self.idle_timeout,
         )
 
 
@@ -100,12 +115,20 @@ _decoder = msgspec.json.Decoder(ClientFrame)
 _CLIENT_TYPES = frozenset(t.__struct_config__.tag for t in typing.get_args(ClientFrame))
 
 
+_UNDECODABLE = object()
+"""What :func:`_peek` says a frame's ``type`` is when the frame is no JSON it can read."""
+
+
 def _peek(data: bytes) -> tuple[str | None, object]:
-    """Best-effort read of ``id`` and ``type`` from a frame that failed validation."""
+    """Best-effort read of ``id`` and ``type`` from a frame that failed validation.
+
+    Never raises: a frame it cannot decode at all (not JSON, invalid UTF-8 in a string,
+    nested past the decoder's recursion limit, ...) gives ``(None, _UNDECODABLE)``.
+    """
     try:
         obj = msgspec.json.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError):  # a JSON string may hold invalid UTF-8
-        return None, None
+    except Exception:
+        return None, _UNDECODABLE
     if not isinstance(obj, dict):
         return None, None
     frame_id = obj.get("id")
@@ -145,14 +168,20 @@ class ServerSession:
             frame = _decoder.decode(raw)
         except msgspec.ValidationError as exc:
             frame_id, frame_type = _peek(raw)
+            if frame_type is _UNDECODABLE:
+                return self._strike(None, ErrorCode.MALFORMED, "frame is not valid JSON or is nested too deeply")
             if frame_type is None and frame_id is None and not raw.lstrip().startswith(b"{"):
                 return self._strike(None, ErrorCode.MALFORMED, "frame must be a JSON object")
             if not isinstance(frame_type, str) or frame_type not in _CLIENT_TYPES:
                 shown = frame_type if isinstance(frame_type, str) and len(frame_type) <= 32 else None
                 return self._strike(frame_id, ErrorCode.UNKNOWN_TYPE, f"unknown frame type {shown!r}")
-            return self._strike(frame_id, ErrorCode.INVALID_FRAME, str(exc))
+            return self._strike(frame_id, ErrorCode.INVALID_FRAME, explain(str(exc)))
         except msgspec.DecodeError:
             return self._strike(None, ErrorCode.MALFORMED, "frame is not valid JSON")
+        except RecursionError:  # e.g. "[" * 30000: the decoder's depth limit, not ours to crash on
+            return self._strike(None, ErrorCode.MALFORMED, "frame is nested too deeply")
+        except Exception:  # anything else the decoder may raise is still the client's bad frame
+            return self._strike(None, ErrorCode.MALFORMED, "frame could not be decoded")
         if isinstance(frame, Send) and len(frame.body.text) > self.limits.max_text_chars:
             return self._strike(frame.id, ErrorCode.INVALID_FRAME, f"text over {self.limits.max_text_chars} characters")
         return Accept(frame)

@@ -27,11 +27,30 @@ import msgspec
 from ..models import OfficialAccount, Role
 from ..protocol.frames import AccountSync, Notice, NoticeBody
 from ..targeting import Target
+from ..text import StoredDecoder
 from .db import Conn, Database
 
-__all__ = ["AccountStore", "NoticeRecord", "NoticeStats", "FollowedAccount", "NoticeEventRow", "notice_from_row"]
+__all__ = [
+    "AccountStore",
+    "NoticeRecord",
+    "NoticeStats",
+    "FollowedAccount",
+    "NoticeEventRow",
+    "notice_from_row",
+    "AccountKey",
+    "account_key",
+]
 
-_body_decoder = msgspec.json.Decoder(NoticeBody)
+AccountKey = tuple[bool, str, uuid.UUID]
+"""The sort key of account lists: ``(not default, name, id)``, ascending."""
+
+
+def account_key(a: OfficialAccount) -> AccountKey:
+    """The position of ``a`` in account lists (default accounts first, then by name and id)."""
+    return (not a.is_default, a.name, uuid.UUID(a.id))
+
+
+_body_decoder = StoredDecoder[NoticeBody](NoticeBody)  # rows may predate the text constraints
 
 # The follower "me": their org path (own org first), tags, segment and role. $1 = user id.
 _ME = """me AS (
@@ -229,15 +248,20 @@ class AccountStore:
             row = await conn.fetchrow(f"SELECT {_ACCOUNT_COLS} FROM official_accounts a WHERE a.id = $1", key)
         return None if row is None else account_from_row(row)
 
-    async def search(self, query: str, limit: int) -> list[OfficialAccount]:
-        """Accounts whose handle or name contains ``query`` (the caller filters by visibility)."""
+    async def search(self, query: str, limit: int, *, after: AccountKey | None = None) -> list[OfficialAccount]:
+        """Up to ``limit`` accounts whose handle or name contains ``query``, default accounts
+        first, then by name and id (:func:`account_key`), after ``after`` when given (keyset
+        paging). The caller filters by visibility."""
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         async with self.db.connection("account_search") as conn:
             rows = await conn.fetch(
                 f"""SELECT {_ACCOUNT_COLS} FROM official_accounts a
-                    WHERE a.handle ILIKE $1 OR a.name ILIKE $1 ORDER BY a.is_default DESC, a.name LIMIT $2""",
+                    WHERE (a.handle ILIKE $1 OR a.name ILIKE $1)
+                      AND ($3::bool IS NULL OR (NOT a.is_default, a.name, a.id) > ($3::bool, $4::text, $5::uuid))
+                    ORDER BY NOT a.is_default, a.name, a.id LIMIT $2""",
                 pattern,
                 limit,
+                *(after if after else (None, None, None)),
             )
         return [account_from_row(r) for r in rows]
 
@@ -277,8 +301,9 @@ class AccountStore:
         )
         return [str(r["account_id"]) for r in rows]
 
-    async def following(self, user_id: str) -> list[FollowedAccount]:
-        """The user's followed accounts with read position and exact unread count."""
+    async def following(self, user_id: str, *, after: AccountKey | None = None, limit: int | None = None) -> list[FollowedAccount]:
+        """The user's followed accounts with read position and exact unread count, in
+        :func:`account_key` order: all, or up to ``limit`` after ``after`` (keyset paging)."""
         async with self.db.connection("account_following") as conn:
             rows = await conn.fetch(
                 f"""WITH {_ME}
@@ -288,8 +313,11 @@ class AccountStore:
                                AND {_TARGETS_ME}) AS unread
                     FROM me JOIN account_follows f ON f.user_id = me.id
                     JOIN official_accounts a ON a.id = f.account_id
-                    ORDER BY a.is_default DESC, a.name""",
+                    WHERE $2::bool IS NULL OR (NOT a.is_default, a.name, a.id) > ($2::bool, $3::text, $4::uuid)
+                    ORDER BY NOT a.is_default, a.name, a.id LIMIT $5""",
                 uuid.UUID(user_id),
+                *(after if after else (None, None, None)),
+                limit,
             )
         return [
             FollowedAccount(account=account_from_row(r), read_seq=r["read_seq"], unread=r["unread"], followed_at=r["followed_at"])
@@ -467,15 +495,21 @@ class AccountStore:
             row = await conn.fetchrow(f"SELECT {_NOTICE_COLS} FROM notices n WHERE n.id = $1", key)
         return None if row is None else record_from_row(row)
 
-    async def outbox(self, account_id: str, status: str | None, limit: int) -> list[NoticeRecord]:
-        """An account's notices for its administrators, newest first, optionally by status."""
+    async def outbox(
+        self, account_id: str, status: str | None, limit: int, *, after: tuple[dt.datetime, uuid.UUID] | None = None
+    ) -> list[NoticeRecord]:
+        """Up to ``limit`` of an account's notices for its administrators, optionally by
+        status, newest first (``created_at``, then id, descending), after the sort key
+        ``after`` when given (keyset paging)."""
         async with self.db.connection("notice_outbox") as conn:
             rows = await conn.fetch(
                 f"""SELECT {_NOTICE_COLS} FROM notices n WHERE n.account_id = $1 AND ($2::text IS NULL OR n.status = $2)
-                    ORDER BY n.created_at DESC LIMIT $3""",
+                      AND ($4::timestamptz IS NULL OR (n.created_at, n.id) < ($4::timestamptz, $5::uuid))
+                    ORDER BY n.created_at DESC, n.id DESC LIMIT $3""",
                 uuid.UUID(account_id),
                 status,
                 limit,
+                *(after if after else (None, None)),
             )
         return [record_from_row(r) for r in rows]
 

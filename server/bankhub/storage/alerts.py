@@ -694,18 +694,22 @@ class AlertStore:
                 reason,
             )
 
-    async def dead_letters(self, limit: int, before: dt.datetime | None = None) -> list[tuple[AlertRecord, str]]:
-        """The dead-letter list, newest first: alerts the fallback channel gave up on."""
+    async def dead_letters(
+        self, limit: int, *, after: tuple[dt.datetime, uuid.UUID] | None = None
+    ) -> list[tuple[AlertRecord, str, tuple[dt.datetime, uuid.UUID]]]:
+        """Up to ``limit`` dead letters (alerts the fallback channel gave up on), newest first
+        (``dead_at``, then alert id, descending), after the sort key ``after`` when given;
+        each with its recipient's username and its sort key."""
         async with self.db.connection("alert_dead_letters") as conn:
             rows = await conn.fetch(
                 f"""SELECT {_ALERT_COLS}, {_FALLBACK_COLS}, u.username FROM alert_fallback f
                     JOIN alerts a ON a.id = f.alert_id JOIN users u ON u.id = a.user_id
-                    WHERE f.state = 'dead' AND ($2::timestamptz IS NULL OR f.dead_at < $2)
-                    ORDER BY f.dead_at DESC LIMIT $1""",
+                    WHERE f.state = 'dead' AND ($2::timestamptz IS NULL OR (f.dead_at, f.alert_id) < ($2::timestamptz, $3::uuid))
+                    ORDER BY f.dead_at DESC, f.alert_id DESC LIMIT $1""",
                 limit,
-                before,
+                *(after if after else (None, None)),
             )
-        return [(_record(r, fallback=True), r["username"]) for r in rows]
+        return [(_record(r, fallback=True), r["username"], (r["f_dead_at"], r["id"])) for r in rows]
 
     async def replay(self, alert_ids: Sequence[str] | None) -> list[str]:
         """Put dead letters back in the queue (all of them when ``alert_ids`` is None), due now,

@@ -195,7 +195,7 @@ class AuditEntry:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if not _ACTION.match(self.action):
+        if not _ACTION.fullmatch(self.action):
             raise ValueError(f"bad audit action {self.action!r}: want dotted lower-case words like 'session.login'")
         if not self.actor or not self.target:
             raise ValueError("audit actor and target must not be empty")

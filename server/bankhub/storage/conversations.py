@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from ..models import ConversationSummary, Membership
 from .db import Database
 
-__all__ = ["ConversationStore", "direct_key"]
+__all__ = ["ConversationStore", "ConversationKey", "direct_key"]
+
+ConversationKey = tuple[dt.datetime | None, dt.datetime, uuid.UUID]
+"""The sort key of a user's conversation list: ``(last activity, created_at, id)``, descending."""
 
 
 def direct_key(a: str, b: str) -> str:
@@ -108,29 +113,57 @@ class ConversationStore:
             )
         return row["read_seq"], row["last_seq"], [str(r["user_id"]) for r in members]
 
-    async def list_for_user(self, user_id: str) -> list[ConversationSummary]:
+    async def list_for_user(
+        self, user_id: str, *, after: ConversationKey | None = None, limit: int | None = None
+    ) -> list[ConversationSummary]:
+        """The user's conversations, most recent activity first: all, or up to ``limit`` after
+        the sort key ``after`` (see :meth:`page_for_user`)."""
+        return [s for s, _ in await self.page_for_user(user_id, after=after, limit=limit)]
+
+    async def page_for_user(
+        self, user_id: str, *, after: ConversationKey | None = None, limit: int | None = None
+    ) -> list[tuple[ConversationSummary, ConversationKey]]:
+        """:meth:`list_for_user` with each conversation's sort key ``(last activity, created_at,
+        id)``, descending; a conversation without messages (last activity None) sorts last.
+        Activity moves a conversation to the front, so a client paging while messages arrive
+        may see it twice or (if it moved behind the cursor) learn of it from the live stream."""
         async with self.db.connection("conversations_for_user") as conn:
             rows = await conn.fetch(
-                """SELECT c.id, c.kind, c.title, c.last_seq, m.read_seq,
-                          (SELECT array_agg(o.user_id::text ORDER BY o.user_id)
-                             FROM conversation_members o WHERE o.conversation_id = c.id) AS members,
-                          (SELECT x.created_at FROM messages x
-                             WHERE x.conversation_id = c.id AND x.seq = c.last_seq) AS last_at
-                   FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
-                   WHERE m.user_id = $1
-                   ORDER BY last_at DESC NULLS LAST, c.created_at DESC""",
+                """SELECT * FROM (
+                     SELECT c.id, c.kind, c.title, c.last_seq, m.read_seq, c.created_at,
+                            (SELECT array_agg(o.user_id::text ORDER BY o.user_id)
+                               FROM conversation_members o WHERE o.conversation_id = c.id) AS members,
+                            (SELECT x.created_at FROM messages x
+                               WHERE x.conversation_id = c.id AND x.seq = c.last_seq) AS last_at
+                     FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
+                     WHERE m.user_id = $1) t
+                   WHERE $3::timestamptz IS NULL
+                      OR (COALESCE(t.last_at, '-infinity'), t.created_at, t.id)
+                         < (COALESCE($2::timestamptz, '-infinity'), $3::timestamptz, $4::uuid)
+                   ORDER BY COALESCE(t.last_at, '-infinity') DESC, t.created_at DESC, t.id DESC LIMIT $5""",
                 uuid.UUID(user_id),
+                after[0] if after else None,
+                after[1] if after else None,
+                after[2] if after else None,
+                limit,
             )
         return [
-            ConversationSummary(
-                id=str(r["id"]),
-                kind=r["kind"],
-                title=r["title"],
-                last_seq=r["last_seq"],
-                read_seq=r["read_seq"],
-                unread=r["last_seq"] - r["read_seq"],
-                members=list(r["members"] or []),
-                last_message_ts=int(r["last_at"].timestamp() * 1000) if r["last_at"] else None,
+            (
+                self._summary(r),
+                (r["last_at"], r["created_at"], r["id"]),
             )
             for r in rows
         ]
+
+    @staticmethod
+    def _summary(r: Any) -> ConversationSummary:
+        return ConversationSummary(
+            id=str(r["id"]),
+            kind=r["kind"],
+            title=r["title"],
+            last_seq=r["last_seq"],
+            read_seq=r["read_seq"],
+            unread=r["last_seq"] - r["read_seq"],
+            members=list(r["members"] or []),
+            last_message_ts=int(r["last_at"].timestamp() * 1000) if r["last_at"] else None,
+        )

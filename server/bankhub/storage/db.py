@@ -5,6 +5,12 @@ Every store method runs its SQL through :meth:`Database.transaction` or
 failing transactions show up by name in logs and metrics. Connection failures are
 raised as :class:`StorageUnavailable`, which callers turn into ``unavailable`` errors:
 nothing was committed, the client may retry.
+
+Any other asyncpg error propagates unchanged to the unhandled-error paths (``app.py``, the
+gateway), which answer ``internal`` and log its type, SQLSTATE and constraint only: its
+message and ``detail`` quote row values — a password hash, a username, message text — so
+no code logs them (``StorageUnavailable`` names the transaction and the error type, never
+the message), and :mod:`bankhub.logredact` strips them from any record that tries.
 """
 
 from __future__ import annotations

@@ -79,6 +79,8 @@ class ConversationKeyStore:
         Takes the conversation's row lock, as an append batch does: a send in flight either
         committed before (its message is shredded with the rest) or sees the shredded key.
         A conversation without messages yet gets a shredded row, so it can never get a key.
+        The service desk's notes and CSAT comments are sealed under the same key and go
+        with it (any still in plaintext from before they were sealed are cleared here).
         ``in_transaction`` (e.g. writing the audit record) runs in the same transaction,
         after the key is destroyed.
         """
@@ -93,6 +95,16 @@ class ConversationKeyStore:
                    VALUES ($1, NULL, NULL, now())
                    ON CONFLICT (conversation_id) DO UPDATE SET wrapped_dek = NULL, shredded_at = now()""",
                 cid,
+            )
+            # service-desk texts still in plaintext from before they were sealed (delta 0010;
+            # sealed at the next start-up) go with the key; the sealed ones need nothing
+            await conn.execute(
+                """UPDATE service_notes SET text = NULL
+                   WHERE text IS NOT NULL AND session_id IN (SELECT id FROM service_sessions WHERE conversation_id = $1)""",
+                cid,
+            )
+            await conn.execute(
+                "UPDATE service_sessions SET csat_comment = NULL WHERE conversation_id = $1 AND csat_comment IS NOT NULL", cid
             )
             if in_transaction is not None:
                 await in_transaction(conn)

@@ -41,6 +41,7 @@ from ..desk.system import SYSTEM_USER_ID
 from ..ids import uuid7
 from ..models import Membership, User
 from ..protocol.frames import ConversationSync, ErrorCode, Message, MessageBody, ShreddedBody, UndecryptableBody
+from ..text import StoredDecoder
 from .db import Conn, Database
 from .keys import ConversationKeyStore, KeyRow, KeyUnavailable
 
@@ -49,7 +50,7 @@ __all__ = ["NewMessage", "Appended", "MessageStore", "Authorize"]
 log = logging.getLogger("bankhub.storage.messages")
 
 # stored bodies: what clients send, and the system bodies the hub itself posts
-_body_decoder = msgspec.json.Decoder(MessageBody)
+_body_decoder = StoredDecoder[MessageBody](MessageBody)  # rows may predate the text constraints
 _COLS = "conversation_id, seq, id, sender_id, client_msg_id, body, body_key_id, created_at"
 # a read: the message columns and the conversation's current wrapped key (alias k)
 _READ_COLS = ", ".join(f"m.{c.strip()}" for c in _COLS.split(",")) + ", k.kek_id, k.wrapped_dek, k.shredded_at"

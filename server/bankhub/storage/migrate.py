@@ -47,7 +47,7 @@ def load_deltas(schema_dir: Path | None = None) -> list[Delta]:
         raise MigrationError(f"schema directory not found: {directory} (install bankhub from its source tree)")
     deltas = []
     for path in sorted(directory.glob("*.sql")):
-        m = _NAME.match(path.name)
+        m = _NAME.fullmatch(path.name)
         if not m:
             raise MigrationError(f"bad delta file name {path.name!r}: want NNNN_name.sql")
         deltas.append(Delta(int(m.group(1)), m.group(2), path.read_text(encoding="utf-8")))

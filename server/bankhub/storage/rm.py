@@ -21,9 +21,12 @@ from .conversations import direct_key
 from .db import Conn, Database
 from .users import UserStore
 
-__all__ = ["RmStore", "BookEntry", "RmStatus", "HandedOver", "RM_STATUSES"]
+__all__ = ["RmStore", "BookEntry", "BookKey", "RmStatus", "HandedOver", "RM_STATUSES"]
 
 RM_STATUSES = ("online", "away", "off_duty")
+
+BookKey = tuple[dt.datetime | None, str, str]
+"""The sort key of an RM's book: ``(last message time, display name, username)``."""
 
 
 class BookEntry(msgspec.Struct):
@@ -34,6 +37,8 @@ class BookEntry(msgspec.Struct):
     last_seq: int
     unread: int
     last_message_ts: int | None
+    key: BookKey | None = None  # the position in the book (see RmStore.book)
+    last_sender_id: str | None = None  # who wrote the last message: metadata, never its text
 
 
 class RmStatus(msgspec.Struct):
@@ -87,36 +92,50 @@ class RmStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def book(self, rm_id: str) -> list[BookEntry]:
+    async def book(
+        self, rm_id: str, *, after: BookKey | None = None, limit: int | None = None
+    ) -> list[BookEntry]:
         """The RM's customers with their card and the RM's unread count and last message
-        time in each direct conversation; most recent conversation first."""
+        time in each direct conversation; most recent conversation first, then by display
+        name and username (:attr:`BookEntry.key`). All of them, or up to ``limit`` after the
+        sort key ``after`` (keyset paging)."""
         async with self.db.connection("rm_book") as conn:
-            rows = await conn.fetch(_CARD + " WHERE u.rm_id = $1 AND u.role = 'customer'", uuid.UUID(rm_id))
-            keys = {direct_key(str(r["id"]), rm_id): r for r in rows}
-            convs = await conn.fetch(
-                """SELECT c.id, c.direct_key, c.last_seq, m.read_seq, x.created_at AS last_at
-                   FROM conversations c
-                   JOIN conversation_members m ON m.conversation_id = c.id AND m.user_id = $2
-                   LEFT JOIN messages x ON x.conversation_id = c.id AND x.seq = c.last_seq
-                   WHERE c.direct_key = ANY($1::text[])""",
-                list(keys),
+            rows = await conn.fetch(
+                """SELECT * FROM (
+                     SELECT u.id, u.username, u.display_name, u.role, u.segment, u.account_class, u.tags, u.rm_id,
+                            o.code AS branch, o.name AS org_name,
+                            r.username AS rm_username, r.display_name AS rm_display_name,
+                            c.id AS conversation_id, c.last_seq, c.read_seq, x.created_at AS last_at,
+                            x.sender_id AS last_sender
+                     FROM users u JOIN orgs o ON o.id = u.org_id LEFT JOIN users r ON r.id = u.rm_id
+                     LEFT JOIN (SELECT c.id, c.direct_key, c.last_seq, m.read_seq FROM conversations c
+                                JOIN conversation_members m ON m.conversation_id = c.id AND m.user_id = $1::uuid) c
+                       -- storage.conversations.direct_key: the two ids in code-point order
+                       ON c.direct_key = CASE WHEN u.id::text COLLATE "C" < $1::uuid::text COLLATE "C"
+                                              THEN u.id::text || ':' || $1::uuid::text ELSE $1::uuid::text || ':' || u.id::text END
+                     LEFT JOIN messages x ON x.conversation_id = c.id AND x.seq = c.last_seq
+                     WHERE u.rm_id = $1::uuid AND u.role = 'customer') t
+                   WHERE $4::text IS NULL
+                      OR COALESCE(t.last_at, '-infinity') < COALESCE($2::timestamptz, '-infinity')
+                      OR (COALESCE(t.last_at, '-infinity') = COALESCE($2::timestamptz, '-infinity')
+                          AND (t.display_name, t.username) > ($3::text, $4::text))
+                   ORDER BY COALESCE(t.last_at, '-infinity') DESC, t.display_name, t.username LIMIT $5""",
                 uuid.UUID(rm_id),
+                *(after if after else (None, None, None)),
+                limit,
             )
-        by_key = {c["direct_key"]: c for c in convs}
-        out = []
-        for key, row in keys.items():
-            c = by_key.get(key)
-            out.append(
-                BookEntry(
-                    customer=card_from_row(row),
-                    conversation_id=str(c["id"]) if c else None,
-                    last_seq=c["last_seq"] if c else 0,
-                    unread=c["last_seq"] - c["read_seq"] if c else 0,
-                    last_message_ts=_ms(c["last_at"]) if c else None,
-                )
+        return [
+            BookEntry(
+                customer=card_from_row(r),
+                conversation_id=str(r["conversation_id"]) if r["conversation_id"] else None,
+                last_seq=r["last_seq"] or 0,
+                unread=r["last_seq"] - r["read_seq"] if r["conversation_id"] else 0,
+                last_message_ts=_ms(r["last_at"]),
+                key=(r["last_at"], r["display_name"], r["username"]),
+                last_sender_id=None if r["last_sender"] is None else str(r["last_sender"]),
             )
-        out.sort(key=lambda e: (-(e.last_message_ts or 0), e.customer.display_name, e.customer.username))
-        return out
+            for r in rows
+        ]
 
     async def card(self, customer_id: str) -> CustomerCard | None:
         async with self.db.connection("customer_card") as conn:

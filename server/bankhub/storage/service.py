@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -37,11 +38,14 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from ..crypto.keyring import DataKey, Keyring, KeyringError
 from ..desk.hours import BusinessHours
 from ..desk.routing import AgentLoad, Assignment, plan
+from ..desk.sealing import CSAT_COMMENT, DESK_TEXT_KEY_ID, NOTE_TEXT, SHREDDED, UNDECRYPTABLE, TextUnreadable, open_text, seal_text
 from ..desk.system import SYSTEM_DISPLAY_NAME, SYSTEM_USER_ID, SYSTEM_USERNAME
 from ..protocol.frames import ServiceNote
 from .db import Conn, Database
+from .keys import ConversationKeyStore, KeyUnavailable
 
 __all__ = [
     "ServiceStore",
@@ -55,9 +59,12 @@ __all__ = [
     "Change",
     "QueueFigures",
     "AgentFigures",
+    "DeskText",
     "DEFAULT_HANDLE_SECONDS",
     "is_retryable",
 ]
+
+log = logging.getLogger("bankhub.storage.service")
 
 DEFAULT_HANDLE_SECONDS = 300.0
 """The handle time estimates assume for a queue with no finished conversations yet."""
@@ -116,7 +123,15 @@ class SessionRow(msgspec.Struct):
     closed_by: str | None
     tags: list[str]
     csat: int | None
-    csat_comment: str | None
+
+
+class DeskText(msgspec.Struct, frozen=True):
+    """A sealed desk text as read: ``text``, or None with ``unreadable`` saying why
+    (``shredded``: the conversation was erased; ``undecryptable``: the stored bytes failed
+    their integrity check). Both None: there is no text."""
+
+    text: str | None = None
+    unreadable: str | None = None
 
 
 class WaitingEntry(msgspec.Struct):
@@ -179,7 +194,7 @@ class AgentFigures(msgspec.Struct):
 
 
 _SESSION_COLS = """id, conversation_id, customer_id, queue, state, ticket, priority, agent_id, start_seq, opened_at,
-                   queued_at, assigned_at, closed_at, closed_by, tags, csat, csat_comment"""
+                   queued_at, assigned_at, closed_at, closed_by, tags, csat"""
 
 
 def _sid(value: Any) -> str | None:
@@ -204,7 +219,6 @@ def session_from_row(r: Any) -> SessionRow:
         closed_by=_sid(r["closed_by"]),
         tags=list(r["tags"]),
         csat=r["csat"],
-        csat_comment=r["csat_comment"],
     )
 
 
@@ -231,8 +245,90 @@ class _Locked(msgspec.Struct):
 
 
 class ServiceStore:
-    def __init__(self, db: Database) -> None:
+    """The desk's storage. ``keyring`` seals and opens the desk's free text (notes, CSAT
+    comments; :mod:`bankhub.desk.sealing`); without one (seeding tools that never touch
+    texts) writing or reading a text raises ``RuntimeError``."""
+
+    def __init__(self, db: Database, keyring: Keyring | None = None) -> None:
         self.db = db
+        self.keyring = keyring
+
+    # --- sealed texts: the conversation's data key --------------------------------------------
+
+    def _keyring(self) -> Keyring:
+        if self.keyring is None:
+            raise RuntimeError("this ServiceStore has no keyring: it cannot seal or open desk texts")
+        return self.keyring
+
+    async def text_key(self, conversation_id: str) -> DataKey | None:
+        """The data key this conversation's desk texts are sealed under; None if the
+        conversation was shredded. A conversation without a key yet gets one here, as with
+        its first message (INSERT ... ON CONFLICT DO NOTHING, then read back: a key stored
+        meanwhile wins). Raises :class:`KeyUnavailable` when the key provider fails.
+
+        Read outside the desk's transactions (an HSM call never runs under their locks): a
+        shred committed after this read leaves the text sealed under the destroyed key,
+        unrecoverable like every message of the conversation — never readable.
+        """
+        keyring = self._keyring()
+        cid = _uid(conversation_id)
+        try:
+            async with self.db.connection("service_text_key") as conn:
+                row = (await ConversationKeyStore.fetch(conn, [cid])).get(str(cid))
+            if row is None:
+                kek_id, wrapped, _ = await keyring.create()
+                async with self.db.transaction("service_text_key_new") as conn:
+                    await ConversationKeyStore.insert_new(conn, [(cid, kek_id, wrapped)])
+                    row = (await ConversationKeyStore.fetch(conn, [cid])).get(str(cid))
+            if row is None:
+                raise KeyUnavailable("the conversation's data key could not be stored")
+            if row.shredded or row.kek_id is None or row.wrapped is None:
+                return None
+            return await keyring.unwrap(row.kek_id, row.wrapped)
+        except KeyringError as exc:
+            log.error("data key of conversation %s unavailable: %s", conversation_id, exc)
+            raise KeyUnavailable(str(exc)) from exc
+
+    async def _sealing_key(self, conversation_id: str) -> DataKey:
+        """:meth:`text_key`, refusing (``gone``) a conversation that was shredded."""
+        key = await self.text_key(conversation_id)
+        if key is None:
+            raise ServiceError("gone", "this conversation was erased: no text can be stored with it any more")
+        return key
+
+    async def _read_keys(self, rows: Sequence[Any], sealed_column: str) -> dict[tuple[str, bytes], DataKey]:
+        """The unwrapped keys of the rows that hold a sealed text (``unavailable`` if the provider fails)."""
+        try:
+            return await self._keyring().unwrap_many(
+                (r["kek_id"], r["wrapped_dek"]) for r in rows if r["wrapped_dek"] is not None and r[sealed_column] is not None
+            )
+        except KeyringError as exc:
+            log.error("conversation key unavailable: %s", exc)
+            raise KeyUnavailable(str(exc)) from exc
+
+    @staticmethod
+    def _open(
+        r: Any, keys: dict[tuple[str, bytes], DataKey], field: str, row_id: str, prefix: str, *, always: bool
+    ) -> DeskText:
+        """Read column ``prefix`` of row ``r`` (with ``<prefix>_sealed``, ``<prefix>_key_id``
+        and the conversation's key columns). ``always``: the row always had a text (a note),
+        so one with none left was cleared by a shred."""
+        conv = str(r["conversation_id"])
+        sealed, plain = r[f"{prefix}_sealed"], r[prefix]
+        if r["shredded_at"] is not None:
+            return DeskText(unreadable=SHREDDED) if (always or sealed is not None or plain is not None) else DeskText()
+        if sealed is None:
+            # written before texts were sealed (delta 0010); sealed by the next start-up
+            return DeskText(text=plain) if (plain is not None or not always) else DeskText(unreadable=UNDECRYPTABLE)
+        wrapped = r["wrapped_dek"]
+        key = keys.get((r["kek_id"], wrapped)) if wrapped is not None else None
+        try:
+            if key is None:
+                raise TextUnreadable("the conversation has no data key")
+            return DeskText(text=open_text(key, field, conv, row_id, sealed, r[f"{prefix}_key_id"]))
+        except TextUnreadable as exc:
+            log.warning("%s of row %s (conversation %s) is undecryptable: %s", field, row_id, conv, exc)
+            return DeskText(unreadable=UNDECRYPTABLE)
 
     # --- the system user and the customer's service conversation ---------------------------
 
@@ -351,22 +447,51 @@ class ServiceStore:
             )
 
     async def notes(self, session_id: str) -> list[ServiceNote]:
+        """The session's notes, oldest first, their texts opened. In a shredded conversation
+        a note keeps its place (author, kind, time, target) with an empty ``text`` and
+        ``unreadable: "shredded"``; one that fails its integrity check, ``"undecryptable"``."""
         async with self.db.connection("service_notes") as conn:
+            # the conversation's current wrapped key with the rows, as message reads do
             rows = await conn.fetch(
-                "SELECT author_id, kind, text, to_queue, to_agent, created_at FROM service_notes WHERE session_id = $1 ORDER BY created_at",
+                """SELECT n.id, n.author_id, n.kind, n.text, n.text_sealed, n.text_key_id, n.to_queue, n.to_agent, n.created_at,
+                          s.conversation_id, k.kek_id, k.wrapped_dek, k.shredded_at
+                   FROM service_notes n
+                   JOIN service_sessions s ON s.id = n.session_id
+                   LEFT JOIN conversation_keys k ON k.conversation_id = s.conversation_id
+                   WHERE n.session_id = $1 ORDER BY n.created_at, n.id""",
                 _uid(session_id),
             )
-        return [
-            ServiceNote(
-                author_id=str(r["author_id"]),
-                kind=r["kind"],
-                text=r["text"],
-                ts=int(r["created_at"].timestamp() * 1000),
-                to_queue=r["to_queue"],
-                to_agent_id=_sid(r["to_agent"]),
+        keys = await self._read_keys(rows, "text_sealed")
+        out = []
+        for r in rows:
+            opened = self._open(r, keys, NOTE_TEXT, str(r["id"]), "text", always=True)
+            out.append(
+                ServiceNote(
+                    author_id=str(r["author_id"]),
+                    kind=r["kind"],
+                    text=opened.text or "",
+                    ts=int(r["created_at"].timestamp() * 1000),
+                    to_queue=r["to_queue"],
+                    to_agent_id=_sid(r["to_agent"]),
+                    unreadable=opened.unreadable,
+                )
             )
-            for r in rows
-        ]
+        return out
+
+    async def csat_comment(self, session_id: str) -> DeskText:
+        """The customer's CSAT comment on the session, opened (see :class:`DeskText`)."""
+        async with self.db.connection("service_csat_comment") as conn:
+            rows = await conn.fetch(
+                """SELECT s.id, s.conversation_id, s.csat_comment, s.csat_comment_sealed, s.csat_comment_key_id,
+                          k.kek_id, k.wrapped_dek, k.shredded_at
+                   FROM service_sessions s LEFT JOIN conversation_keys k ON k.conversation_id = s.conversation_id
+                   WHERE s.id = $1""",
+                _uid(session_id),
+            )
+        if not rows:
+            return DeskText()
+        keys = await self._read_keys(rows, "csat_comment_sealed")
+        return self._open(rows[0], keys, CSAT_COMMENT, str(rows[0]["id"]), "csat_comment", always=False)
 
     async def waiting_position(self, session: SessionRow) -> tuple[int, int, QueueSnapshot] | None:
         """For a waiting session: ``(position, waiting in all, estimate inputs)``; None if it
@@ -402,9 +527,12 @@ class ServiceStore:
 
     # --- queues, tags and agents ----------------------------------------------------------
 
-    async def queues(self) -> list[QueueRow]:
+    async def queues(self, *, after: str | None = None, limit: int | None = None) -> list[QueueRow]:
+        """The queues by code: all, or up to ``limit`` with a code after ``after`` (keyset paging)."""
         async with self.db.connection("service_queues") as conn:
-            rows = await conn.fetch("SELECT * FROM service_queues ORDER BY code")
+            rows = await conn.fetch(
+                "SELECT * FROM service_queues WHERE $1::text IS NULL OR code > $1 ORDER BY code LIMIT $2", after, limit
+            )
         return [_queue(r) for r in rows]
 
     async def queue(self, code: str) -> QueueRow | None:
@@ -721,16 +849,26 @@ class ServiceStore:
 
     @staticmethod
     async def _note(
-        conn: Conn, session_id: str, author_id: str, kind: str, text: str, to_queue: str | None = None, to_agent: str | None = None
+        conn: Conn,
+        key: DataKey,
+        session: SessionRow,
+        author_id: str,
+        kind: str,
+        text: str,
+        to_queue: str | None = None,
+        to_agent: str | None = None,
     ) -> None:
+        """Store a note, its text sealed under the conversation's key (``key``) and bound to its row."""
+        note_id = uuid.uuid4()
         await conn.execute(
-            """INSERT INTO service_notes (id, session_id, author_id, kind, text, to_queue, to_agent)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            uuid.uuid4(),
-            _uid(session_id),
+            """INSERT INTO service_notes (id, session_id, author_id, kind, text_sealed, text_key_id, to_queue, to_agent)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+            note_id,
+            _uid(session.id),
             _uid(author_id),
             kind,
-            text,
+            seal_text(key, NOTE_TEXT, session.conversation_id, str(note_id), text),
+            DESK_TEXT_KEY_ID,
             to_queue,
             None if to_agent is None else _uid(to_agent),
         )
@@ -753,13 +891,14 @@ class ServiceStore:
         current = await self._served(session_id)
         if current.agent_id != expected_agent:
             raise ServiceError("conflict", "the session changed meanwhile (transferred or closed); look again")
+        key = await self._sealing_key(current.conversation_id) if note else None
         async with self.db.transaction("service_close") as conn:
             await self._lock_agents(conn, None, [expected_agent])
             session = await self._lock_session(conn, session_id)
             self._same(session, current)
             await self._end_stint(conn, session, "closed")
-            if note:
-                await self._note(conn, session_id, actor_id, "close", note)
+            if note and key is not None:
+                await self._note(conn, key, session, actor_id, "close", note)
             row = await conn.fetchrow(
                 f"""UPDATE service_sessions SET state = 'closed', closed_at = clock_timestamp(), closed_by = $2, tags = $3
                     WHERE id = $1 RETURNING {_SESSION_COLS}""",
@@ -775,6 +914,7 @@ class ServiceStore:
         current = await self._served(session_id)
         if current.agent_id != expected_agent:
             raise ServiceError("conflict", "the session changed meanwhile (transferred or closed); look again")
+        key = await self._sealing_key(current.conversation_id)
         async with self.db.transaction("service_transfer_queue") as conn:
             await self._lock_queue(conn, queue)
             agents = await self._lock_agents(conn, queue, [expected_agent])
@@ -783,7 +923,7 @@ class ServiceStore:
             await self._end_stint(conn, session, "transferred")
             mine = agents[expected_agent]
             agents[expected_agent] = _Locked(dataclasses.replace(mine.load, active=mine.load.active - 1), mine.skilled)
-            await self._note(conn, session_id, actor_id, "transfer", note, to_queue=queue)
+            await self._note(conn, key, session, actor_id, "transfer", note, to_queue=queue)
             ticket = await self._next_ticket(conn, queue)
             await conn.execute(
                 """UPDATE service_sessions SET state = 'waiting', queue = $2, ticket = $3, priority = 1, queued_at = clock_timestamp()
@@ -803,6 +943,7 @@ class ServiceStore:
             raise ServiceError("conflict", "the session changed meanwhile (transferred or closed); look again")
         if agent_id == expected_agent:
             raise ServiceError("invalid_request", "the session is already with this agent")
+        key = await self._sealing_key(current.conversation_id)
         async with self.db.transaction("service_transfer_agent") as conn:
             agents = await self._lock_agents(conn, None, sorted({expected_agent, agent_id}))
             target = agents.get(agent_id)
@@ -813,7 +954,7 @@ class ServiceStore:
             session = await self._lock_session(conn, session_id)
             self._same(session, current)
             await self._end_stint(conn, session, "transferred")
-            await self._note(conn, session_id, actor_id, "transfer", note, to_agent=agent_id)
+            await self._note(conn, key, session, actor_id, "transfer", note, to_agent=agent_id)
             await conn.execute(
                 "UPDATE service_agents SET active = active + 1, last_assigned_at = clock_timestamp() WHERE user_id = $1", _uid(agent_id)
             )
@@ -839,21 +980,90 @@ class ServiceStore:
         return Change(session=session_from_row(row), released_agent=expected_agent)
 
     async def rate(self, session_id: str, customer_id: str, score: int, comment: str | None) -> SessionRow:
-        """The customer's CSAT (1-5), once, after an agent closed the session."""
+        """The customer's CSAT (1-5), once, after an agent closed the session. The comment
+        is sealed under the conversation's key, bound to this session's row; a comment on a
+        shredded conversation is refused (``gone``), a score alone is still taken."""
+        sealed: bytes | None = None
+        if comment:
+            current = await self.session(session_id)
+            if current is None or current.customer_id != customer_id:
+                raise ServiceError("conflict", "only a session an agent closed can be rated, and only once")
+            key = await self._sealing_key(current.conversation_id)
+            sealed = seal_text(key, CSAT_COMMENT, current.conversation_id, current.id, comment)
         async with self.db.connection("service_rate") as conn:
             row = await conn.fetchrow(
-                f"""UPDATE service_sessions SET csat = $3, csat_comment = $4, csat_at = now()
+                f"""UPDATE service_sessions SET csat = $3, csat_comment_sealed = $4, csat_comment_key_id = $5, csat_at = now()
                     WHERE id = $1 AND customer_id = $2 AND state = 'closed' AND csat IS NULL
                       AND agent_id IS NOT NULL AND closed_by IS DISTINCT FROM customer_id
                     RETURNING {_SESSION_COLS}""",
                 _uid(session_id),
                 _uid(customer_id),
                 score,
-                comment,
+                sealed,
+                None if sealed is None else DESK_TEXT_KEY_ID,
             )
         if row is None:
             raise ServiceError("conflict", "only a session an agent closed can be rated, and only once")
         return session_from_row(row)
+
+    # --- texts stored before they were sealed (delta 0010) ------------------------------
+
+    async def seal_legacy_text(self, batch: int = 200) -> int:
+        """Seal the notes and CSAT comments still stored in plaintext and clear the plaintext;
+        returns how many were sealed or, in a shredded conversation, cleared.
+
+        Run by every node when it starts (the delta cannot: sealing needs the KEK). Walks
+        the rows in id order, ``batch`` per transaction; each update is conditional on the
+        plaintext still being there, so nodes running it at once do each row once. Raises
+        :class:`KeyUnavailable` (nothing more done) if the key provider fails: run it again.
+        """
+        done = 0
+        for table, field, prefix, sql in (
+            (
+                "service_notes",
+                NOTE_TEXT,
+                "text",
+                """SELECT n.id, n.text AS plain, s.conversation_id FROM service_notes n
+                   JOIN service_sessions s ON s.id = n.session_id
+                   WHERE n.text IS NOT NULL AND n.id > $1 ORDER BY n.id LIMIT $2""",
+            ),
+            (
+                "service_sessions",
+                CSAT_COMMENT,
+                "csat_comment",
+                """SELECT id, csat_comment AS plain, conversation_id FROM service_sessions
+                   WHERE csat_comment IS NOT NULL AND id > $1 ORDER BY id LIMIT $2""",
+            ),
+        ):
+            after = uuid.UUID(int=0)
+            while True:
+                async with self.db.connection("service_legacy_text") as conn:
+                    rows = await conn.fetch(sql, after, batch)
+                if not rows:
+                    break
+                keys: dict[str, DataKey | None] = {}
+                ids, sealed = [], []
+                for r in rows:
+                    conv = str(r["conversation_id"])
+                    if conv not in keys:
+                        keys[conv] = await self.text_key(conv)
+                    key = keys[conv]
+                    ids.append(r["id"])
+                    # a shredded conversation: the plaintext is cleared, nothing is sealed
+                    sealed.append(None if key is None else seal_text(key, field, conv, str(r["id"]), r["plain"]))
+                async with self.db.transaction("service_seal_legacy_text") as conn:
+                    status = await conn.execute(
+                        f"""UPDATE {table} t SET {prefix} = NULL, {prefix}_sealed = v.sealed,
+                                   {prefix}_key_id = CASE WHEN v.sealed IS NULL THEN NULL ELSE $3 END
+                            FROM unnest($1::uuid[], $2::bytea[]) AS v(id, sealed)
+                            WHERE t.id = v.id AND t.{prefix} IS NOT NULL""",
+                        ids,
+                        sealed,
+                        DESK_TEXT_KEY_ID,
+                    )
+                done += int(status.rsplit(" ", 1)[-1])
+                after = rows[-1]["id"]
+        return done
 
     # --- figures -----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from ..models import Session
 from .db import Database
 from .users import user_from_row
 
-__all__ = ["SessionStore", "SessionInfo"]
+__all__ = ["SessionStore", "SessionInfo", "Refreshed"]
 
 
 class SessionInfo(msgspec.Struct):
@@ -27,6 +27,17 @@ class SessionInfo(msgspec.Struct):
     expires_at: dt.datetime
     user_agent: str | None
     ip: str | None
+
+
+class Refreshed(msgspec.Struct, frozen=True):
+    """What :meth:`SessionStore.refresh` did: ``outcome`` is ``"refreshed"`` (the new session's
+    id and expiry are set), ``"inactive"`` or ``"deadline"`` (nothing changed)."""
+
+    outcome: str
+    session_id: str | None = None
+    expires_at: dt.datetime | None = None
+    deadline: dt.datetime | None = None
+
 
 _ACTIVE_SESSION = """
     SELECT s.id AS session_id, s.expires_at, u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled,
@@ -55,21 +66,81 @@ class SessionStore:
         self.db = db
 
     async def create(
-        self, user_id: str, token_hash: bytes, ttl: dt.timedelta, *, user_agent: str | None, ip: str | None
+        self,
+        user_id: str,
+        token_hash: bytes,
+        ttl: dt.timedelta,
+        *,
+        user_agent: str | None,
+        ip: str | None,
+        max_lifetime: dt.timedelta | None = None,
     ) -> tuple[str, dt.datetime]:
+        """A session opened by a password sign-in (``signed_in_at`` = now); it expires after
+        ``ttl``, or ``max_lifetime`` if that is shorter."""
         session_id = uuid.uuid4()
         async with self.db.connection("session_create") as conn:
             expires = await conn.fetchval(
-                """INSERT INTO sessions (id, user_id, token_hash, expires_at, user_agent, ip)
-                   VALUES ($1, $2, $3, now() + $4::interval, $5, $6) RETURNING expires_at""",
+                """INSERT INTO sessions (id, user_id, token_hash, expires_at, user_agent, ip, signed_in_at)
+                   VALUES ($1, $2, $3, now() + LEAST($4::interval, COALESCE($7::interval, $4::interval)), $5, $6, now())
+                   RETURNING expires_at""",
                 session_id,
                 uuid.UUID(user_id),
                 token_hash,
                 ttl,
                 (user_agent or "")[:256] or None,
                 ip,
+                max_lifetime,
             )
         return str(session_id), expires
+
+    async def refresh(
+        self,
+        session_id: str,
+        token_hash: bytes,
+        ttl: dt.timedelta,
+        max_lifetime: dt.timedelta,
+        *,
+        user_agent: str | None,
+        ip: str | None,
+    ) -> Refreshed:
+        """Replace an active session by a new one, in one transaction.
+
+        The new session keeps the old one's ``signed_in_at`` and expires at
+        ``min(now + ttl, signed_in_at + max_lifetime)``; the old one is revoked ("refreshed").
+        Nothing changes when the old session is no longer active (``outcome="inactive"``: it was
+        revoked, e.g. by a concurrent refresh of the same token, or expired), or when it cannot
+        be extended because it already ends at its absolute deadline (``"deadline"``).
+        """
+        new_id = uuid.uuid4()
+        async with self.db.transaction("session_refresh") as conn:
+            row = await conn.fetchrow(
+                """SELECT user_id, signed_in_at, signed_in_at + $2::interval AS deadline,
+                          expires_at >= signed_in_at + $2::interval AS at_deadline
+                   FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now() FOR UPDATE""",
+                uuid.UUID(session_id),
+                max_lifetime,
+            )
+            if row is None:
+                return Refreshed("inactive")
+            if row["at_deadline"]:
+                return Refreshed("deadline", deadline=row["deadline"])
+            expires = await conn.fetchval(
+                """INSERT INTO sessions (id, user_id, token_hash, expires_at, user_agent, ip, signed_in_at)
+                   VALUES ($1, $2, $3, LEAST(now() + $4::interval, $5::timestamptz + $6::interval), $7, $8, $5)
+                   RETURNING expires_at""",
+                new_id,
+                row["user_id"],
+                token_hash,
+                ttl,
+                row["signed_in_at"],
+                max_lifetime,
+                (user_agent or "")[:256] or None,
+                ip,
+            )
+            await conn.execute(
+                "UPDATE sessions SET revoked_at = now(), revoked_reason = 'refreshed' WHERE id = $1", uuid.UUID(session_id)
+            )
+        return Refreshed("refreshed", session_id=str(new_id), expires_at=expires, deadline=row["deadline"])
 
     async def active_by_token(self, token_hash: bytes) -> Session | None:
         # reconnect storms: thousands of handshakes at once queue for the pool rather than fail
@@ -98,12 +169,21 @@ class SessionStore:
             )
         return [str(r["id"]) for r in rows]
 
-    async def list_active(self, user_id: str) -> list[SessionInfo]:
+    async def list_active(
+        self, user_id: str, *, after: tuple[dt.datetime, uuid.UUID] | None = None, limit: int | None = None
+    ) -> list[SessionInfo]:
+        """The user's active sessions, newest first (``created_at``, then id, descending): all of
+        them, or up to ``limit`` after the sort key ``after`` (keyset paging)."""
         async with self.db.connection("sessions_of_user") as conn:
             rows = await conn.fetch(
                 """SELECT id, created_at, expires_at, user_agent, ip FROM sessions
-                   WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at DESC""",
+                   WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+                     AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+                   ORDER BY created_at DESC, id DESC LIMIT $4""",
                 uuid.UUID(user_id),
+                after[0] if after else None,
+                after[1] if after else None,
+                limit,
             )
         return [
             SessionInfo(id=str(r["id"]), created_at=r["created_at"], expires_at=r["expires_at"], user_agent=r["user_agent"], ip=r["ip"])

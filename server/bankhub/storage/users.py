@@ -93,34 +93,56 @@ class UserStore:
             return None
         return Credentials(user=user_from_row(row), password_hash=row["password_hash"], locked=bool(row["locked"]))
 
-    async def login_failed(self, user_id: str, *, max_failures: int, lock_for: dt.timedelta) -> bool:
-        """Count a failed login; at ``max_failures`` in a row the account locks. True if it locked now."""
-        async with self.db.connection("user_login_failed") as conn:
-            row = await conn.fetchrow(
-                """UPDATE users SET failed_logins = failed_logins + 1,
-                          locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + $3::interval ELSE locked_until END
-                   WHERE id = $1 RETURNING failed_logins""",
-                uuid.UUID(user_id),
-                max_failures,
-                lock_for,
-            )
-        return row is not None and row["failed_logins"] == max_failures
+    async def login_failed(
+        self, username: str, *, max_failures: int, lock_for: dt.timedelta, conn: Conn | None = None
+    ) -> str | None:
+        """Count a failed sign-in for ``username``; returns the user's id if this failure locked the account.
+
+        One statement whether or not the name exists (an unknown name matches no row), so a
+        failure costs the same for every name. While a lock holds nothing is counted (the lock
+        is not extended). A lock that has lapsed restarts the count: the first failure after it
+        is failure 1, not ``max_failures + 1``. At ``max_failures`` in a row the account locks
+        for ``lock_for``. Runs in ``conn``'s transaction when given (with the failure's audit rows).
+        """
+        if conn is None:
+            async with self.db.connection("user_login_failed") as own:
+                return await self.login_failed(username, max_failures=max_failures, lock_for=lock_for, conn=own)
+        # a lapsed lock (locked_until in the past) counts as zero failures so far
+        row = await conn.fetchrow(
+            """UPDATE users SET
+                   failed_logins = CASE WHEN locked_until IS NULL THEN failed_logins ELSE 0 END + 1,
+                   locked_until = CASE WHEN CASE WHEN locked_until IS NULL THEN failed_logins ELSE 0 END + 1 >= $2
+                                       THEN now() + $3::interval END
+               WHERE username = $1 AND (locked_until IS NULL OR locked_until <= now())
+               RETURNING id, locked_until IS NOT NULL AS locked""",
+            username,
+            max_failures,
+            lock_for,
+        )
+        return str(row["id"]) if row is not None and row["locked"] else None
 
     async def login_succeeded(self, user_id: str) -> None:
+        """A successful sign-in: the failure count restarts and any lapsed lock is cleared."""
         async with self.db.connection("user_login_succeeded") as conn:
             await conn.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND failed_logins > 0",
+                """UPDATE users SET failed_logins = 0, locked_until = NULL
+                   WHERE id = $1 AND (failed_logins > 0 OR locked_until IS NOT NULL)""",
                 uuid.UUID(user_id),
             )
 
     async def set_role(self, user_id: str, role: Role) -> None:
         async with self.db.connection("user_set_role") as conn:
-            # only customers have a relationship manager
-            await conn.execute(
-                "UPDATE users SET role = $2, rm_id = CASE WHEN $2 = 'customer' THEN rm_id END WHERE id = $1",
-                uuid.UUID(user_id),
-                role.value,
-            )
+            await self.set_role_in(conn, user_id, role)
+
+    @staticmethod
+    async def set_role_in(conn: Conn, user_id: str, role: Role) -> None:
+        """:meth:`set_role` inside the caller's transaction (an approved dual-control request)."""
+        # only customers have a relationship manager
+        await conn.execute(
+            "UPDATE users SET role = $2, rm_id = CASE WHEN $2 = 'customer' THEN rm_id END WHERE id = $1",
+            uuid.UUID(user_id),
+            role.value,
+        )
 
     async def reassign_customer(self, customer_id: str, old_rm_id: str | None, new_rm_id: str) -> str | None:
         """Give a customer a new RM. The direct conversation with the old RM, if any, passes to the

@@ -1,0 +1,193 @@
+"""Dual control of administrative accounts: list, approve and reject the requests filed by
+:func:`bankhub.actions.users.create_user` and :func:`bankhub.actions.users.change_role`.
+
+A request is decided by a second, existing administrator with authority over the org the
+account is (or will be) in — never by the one who filed it, who may only withdraw it
+(reject). Every principal is checked again at decision time: the decider, the requester
+(still an active administrator entitled to make the request), the target user of a role
+change, the org. The change, the decision and their audit rows (``admin_request.approved``
+with ``user.created`` or ``user.role_changed``; ``admin_request.rejected``) commit in one
+transaction. A request not decided within :data:`~bankhub.actions.users.REQUEST_TTL`
+expires: deciding it then answers ``409`` and records ``admin_request.expired``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import policy
+from ..models import Role, User
+from ..signals import RevokeSignal
+from ..storage.accounts import AccountStore
+from ..storage.admin_requests import AdminRequestRow, AdminRequestStore, RequestKey
+from ..storage.users import UserStore
+from . import audit
+from .errors import ActionError, require
+from .users import USER_CREATED, AdminRequestView, request_view
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["list_pending", "approve", "reject", "MAX_PAGE"]
+
+MAX_PAGE = 200
+_SCAN_LIMIT = 10_000  # candidates examined for one page at most (the policy filters them)
+
+
+def _store(hub: Hub) -> AdminRequestStore:
+    return AdminRequestStore(hub.db)
+
+
+async def list_pending(hub: Hub, actor: User, *, after: RequestKey | None, limit: int) -> tuple[list[AdminRequestView], RequestKey | None]:
+    """Pending, unexpired requests the actor may see (filed by them, or for an org they
+    administer), oldest first; a page of up to ``limit`` after ``after``, and the key to
+    continue from (None: no more)."""
+    require(policy.may_view_admin_request(actor, actor.id, ()))  # administrators only (their own, at least)
+    subtree = None if actor.role is Role.HEAD_OFFICE_ADMIN else actor.org_id
+    found: list[AdminRequestRow] = []
+    cursor, scanned = after, 0
+    ancestry: dict[str, list[str]] = {}
+    while True:
+        batch = await _store(hub).pending_page(subtree_of=subtree, requested_by=actor.id, after=cursor, limit=limit + 1)
+        for row in batch:
+            if row.org_id not in ancestry:
+                ancestry[row.org_id] = await hub.users.org_ancestry(row.org_id)
+            if policy.may_view_admin_request(actor, row.requested_by, ancestry[row.org_id]).allowed:
+                if len(found) == limit:  # one more visible request: there is a next page
+                    return [request_view(r) for r in found], found[-1].key
+                found.append(row)
+            cursor, scanned = row.key, scanned + 1
+        if len(batch) <= limit:
+            return [request_view(r) for r in found], None
+        if scanned >= _SCAN_LIMIT:  # bounded work per page: continue from here next time
+            return [request_view(r) for r in found], cursor
+
+
+async def _principals(hub: Hub, row: AdminRequestRow) -> tuple[User | None, User | None, list[str]]:
+    """The requester, the target user (role changes) and the org's ancestry, as they are now."""
+    ids = [row.requested_by] + ([row.target_user_id] if row.target_user_id else [])
+    users = await hub.users.by_ids(ids)
+    target = users.get(row.target_user_id) if row.target_user_id else None
+    return users.get(row.requested_by), target, await hub.users.org_ancestry(row.org_id)
+
+
+async def _decide(hub: Hub, actor: User, request_id: str, *, approve_it: bool, ip: str | None) -> AdminRequestView:
+    current = await _store(hub).get(request_id)
+    if current is None:
+        raise ActionError("not_found", "no such request")
+    requester, target, org_path = await _principals(hub, current)
+    role = Role(current.role)
+    if requester is None or (current.kind == "change_role" and target is None):
+        raise ActionError("conflict", "the request no longer applies")
+    view = policy.may_view_admin_request(actor, current.requested_by, org_path)
+    if not view.allowed:
+        require(view)
+    require(policy.may_decide_admin_request(actor, requester, role, org_path, approve=approve_it, target=target))
+    if approve_it:
+        # the maker's authority must still hold: a demoted or disabled requester's request dies with it
+        if target is not None:
+            maker = policy.may_request_role_change(requester, target, role, await hub.users.org_ancestry(target.org_id))
+        else:
+            maker = policy.may_request_user(requester, role, org_path)
+        if not maker.allowed:
+            raise ActionError("conflict", "the requester may no longer make this request")
+    expired, done = False, None
+    async with hub.db.transaction("admin_request_decide") as conn:
+        locked = await AdminRequestStore.lock(conn, request_id)
+        if locked is None:
+            raise ActionError("not_found", "no such request")
+        row, password_hash, expired = locked
+        if row.status != "pending":
+            raise ActionError("conflict", f"this request is already {row.status}")
+        details = {"kind": row.kind, "username": row.username, "role": row.role, "org": row.org_code, "requested_by": row.requested_by}
+        if expired:
+            await AdminRequestStore.decide(conn, request_id, "expired", None)
+            await audit.record(
+                hub, actor=audit.SYSTEM, action=audit.ADMIN_REQUEST_EXPIRED, target=f"admin_request:{request_id}", details=details, conn=conn
+            )
+        elif not approve_it:
+            done = await AdminRequestStore.decide(conn, request_id, "rejected", actor.id)
+            await audit.record(
+                hub,
+                actor=actor,
+                action=audit.ADMIN_REQUEST_REJECTED,
+                target=f"admin_request:{request_id}",
+                ip=ip,
+                details={**details, "withdrawn": actor.id == row.requested_by},
+                conn=conn,
+            )
+        elif row.kind == "create_user":
+            if password_hash is None or await hub.users.by_username(row.username) is not None:
+                raise ActionError("conflict", f"the username {row.username!r} is taken")
+            user = await hub.users.create_user(
+                conn,
+                username=row.username,
+                display_name=row.display_name or row.username,
+                role=role,
+                org_id=row.org_id,
+                password_hash=password_hash,
+            )
+            followed = await AccountStore.follow_defaults(conn, user.id, role)
+            done = await AdminRequestStore.decide(conn, request_id, "approved", actor.id, user.id)
+            await audit.record(
+                hub,
+                actor=actor,
+                action=USER_CREATED,
+                target=user,
+                ip=ip,
+                details={"role": role.value, "org": row.org_code, "rm": None, "auto_followed": followed, "request": request_id,
+                         "requested_by": row.requested_by},
+                conn=conn,
+            )
+            await audit.record(
+                hub, actor=actor, action=audit.ADMIN_REQUEST_APPROVED, target=f"admin_request:{request_id}", ip=ip, details=details, conn=conn
+            )
+        else:
+            assert target is not None
+            await UserStore.set_role_in(conn, target.id, role)
+            done = await AdminRequestStore.decide(conn, request_id, "approved", actor.id, target.id)
+            await audit.record(
+                hub,
+                actor=actor,
+                action=audit.USER_ROLE_CHANGED,
+                target=target,
+                ip=ip,
+                details={"from": target.role.value, "to": role.value, "request": request_id, "requested_by": row.requested_by},
+                conn=conn,
+            )
+            await audit.record(
+                hub, actor=actor, action=audit.ADMIN_REQUEST_APPROVED, target=f"admin_request:{request_id}", ip=ip, details=details, conn=conn
+            )
+    if expired:
+        raise ActionError("conflict", "this request has expired; file it again")
+    assert done is not None
+    if approve_it and target is not None:
+        await _end_sessions(hub, actor, target.id, ip)
+    return request_view(done)
+
+
+async def _end_sessions(hub: Hub, actor: User, user_id: str, ip: str | None) -> None:
+    """After a role change: the user signs in again, on every node (as for a direct change)."""
+    revoked = await hub.sessions.revoke_all(user_id, "role changed")
+    if not revoked:
+        return
+    await hub.publish_revoke(RevokeSignal(user_id=user_id, session_ids=revoked, reason="role changed: sign in again"))
+    await audit.record(
+        hub,
+        actor=actor,
+        action=audit.SESSION_REVOKED,
+        target=f"user:{user_id}",
+        reason="role changed: sign in again",
+        ip=ip,
+        details={"sessions": revoked},
+    )
+
+
+async def approve(hub: Hub, actor: User, request_id: str, *, ip: str | None = None) -> AdminRequestView:
+    """A second administrator approves: the account is created or the role granted."""
+    return await _decide(hub, actor, request_id, approve_it=True, ip=ip)
+
+
+async def reject(hub: Hub, actor: User, request_id: str, *, ip: str | None = None) -> AdminRequestView:
+    """A second administrator rejects, or the requester withdraws, a pending request."""
+    return await _decide(hub, actor, request_id, approve_it=False, ip=ip)

@@ -1,0 +1,131 @@
+"""Query parameters of the HTTP API: bounded integers and opaque page cursors.
+
+Every integer query parameter is declared once as an :class:`IntParam`; the handler reads
+it with :meth:`IntParam.read` and ``/openapi.json`` describes it with
+:meth:`IntParam.openapi`, so the bounds a client is told are the bounds it gets. A value
+that is not an integer, or lies outside ``minimum..maximum``, is answered
+``400 invalid_request`` (never clamped, never ignored).
+
+List endpoints page with a cursor: the answer carries ``next_cursor`` (``null`` on the last
+page) and the client passes it back unchanged as ``?cursor=``. A cursor is the sort key of
+the last entry of the page (base64url JSON). It is opaque to clients and need not be
+secret: every query that reads it is still filtered to what the caller may see, so an
+edited cursor can only move the caller within their own list. One that does not decode to
+the key the endpoint expects is ``400 invalid_request``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from starlette.requests import Request
+
+from ..actions.errors import ActionError
+
+__all__ = [
+    "IntParam",
+    "CURSOR_PARAM",
+    "MAX_CURSOR_CHARS",
+    "PAGE_LIMIT",
+    "HISTORY_LIMIT",
+    "BEFORE_SEQ",
+    "encode_cursor",
+    "Cursor",
+]
+
+K = TypeVar("K")
+
+MAX_CURSOR_CHARS = 512
+
+
+@dataclass(frozen=True)
+class IntParam:
+    """An integer query parameter with inclusive bounds and an optional default."""
+
+    name: str
+    minimum: int
+    maximum: int
+    default: int | None = None
+    description: str = ""
+
+    def read(self, request: Request) -> int | None:
+        """The value sent, or the default when absent; 400 when empty, malformed or out of range."""
+        raw = request.query_params.get(self.name)
+        if raw is None:
+            return self.default
+        # int() accepts "١٢", "1_000" and surrounding blanks; the document promises plain ASCII digits
+        text = raw[1:] if raw[:1] == "-" else raw
+        if not (text.isascii() and text.isdigit()) or len(text) > 20:
+            raise ActionError("invalid_request", f"{self.name} must be an integer")
+        value = int(raw)
+        if not self.minimum <= value <= self.maximum:
+            raise ActionError("invalid_request", f"{self.name} must be within {self.minimum}..{self.maximum}")
+        return value
+
+    def read_default(self, request: Request) -> int:
+        """:meth:`read` for parameters that have a default."""
+        value = self.read(request)
+        assert value is not None, f"{self.name} has no default"
+        return value
+
+    def openapi(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+        if self.default is not None:
+            schema["default"] = self.default
+        out: dict[str, Any] = {"name": self.name, "in": "query", "required": False, "schema": schema}
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+PAGE_LIMIT = IntParam("limit", 1, 200, 50, "page size")
+HISTORY_LIMIT = IntParam("limit", 1, 200, 50, "page size")
+BEFORE_SEQ = IntParam("before_seq", 0, 2**62, None, "only entries with a smaller seq (the oldest seq of the previous page)")
+
+CURSOR_PARAM: dict[str, Any] = {
+    "name": "cursor",
+    "in": "query",
+    "required": False,
+    "description": "next_cursor of the previous page, unchanged; absent for the first page",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_CURSOR_CHARS, "pattern": "^[A-Za-z0-9_-]+$"},
+}
+
+
+def encode_cursor(key: Any) -> str:
+    """The opaque cursor of sort key ``key`` (strings, integers, booleans, datetimes)."""
+    return base64.urlsafe_b64encode(msgspec.json.encode(key)).rstrip(b"=").decode("ascii")
+
+
+class Cursor(Generic[K]):
+    """The cursor of one list endpoint: its sort key type ``K`` (a tuple type)."""
+
+    def __init__(self, key_type: Any) -> None:
+        self.key_type = key_type
+
+    def read(self, request: Request) -> K | None:
+        """The ``cursor`` query parameter decoded as this endpoint's key; None when absent."""
+        raw = request.query_params.get("cursor")
+        if raw is None:
+            return None
+        if not 0 < len(raw) <= MAX_CURSOR_CHARS or not raw.isascii():
+            raise _bad_cursor()
+        try:
+            data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+            key: K = msgspec.json.decode(data, type=self.key_type)
+        except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+            raise _bad_cursor() from None
+        # a cursor is client input: no string in it may carry what Postgres text refuses
+        if isinstance(key, tuple) and any(isinstance(v, str) and "\x00" in v for v in key):
+            raise _bad_cursor()
+        return key
+
+    def encode(self, key: K) -> str:
+        return encode_cursor(key)
+
+
+def _bad_cursor() -> ActionError:
+    return ActionError("invalid_request", "cursor is not valid: pass next_cursor of the previous page unchanged")
