@@ -34,7 +34,7 @@ __all__ = [
     "revoke_session",
     "revoke_all_sessions",
     "change_password",
-    "change_role",
+    "apply_role_change",
     "authenticate_token",
     "issue_ws_ticket",
     "redeem_ws_ticket",
@@ -234,23 +234,16 @@ async def change_password(hub: Hub, session: Session, current: str, new: str, *,
     return len(revoked)
 
 
-async def change_role(hub: Hub, actor: User, username: str, role: str) -> User:
-    """An administrator changes a user's role; all of that user's sessions end at once."""
-    try:
-        new_role = Role(role)
-    except ValueError:
-        raise ActionError("invalid_request", f"unknown role {role!r}") from None
-    target = await hub.users.by_username(username)
-    if target is None:
-        raise ActionError("not_found", "no such user")
-    require(policy.may_change_role(actor, target, new_role, await hub.users.org_ancestry(target.org_id)))
+async def apply_role_change(hub: Hub, actor: User, target: User, new_role: Role) -> User:
+    """Give ``target`` ``new_role`` (the caller has checked the policy): audited, and all of
+    ``target``'s sessions end at once so no token carries the old role."""
     await hub.users.set_role(target.id, new_role)
     await audit.record(
         hub, actor=actor, action=audit.USER_ROLE_CHANGED, target=target, details={"from": target.role.value, "to": new_role.value}
     )
     revoked = await hub.sessions.revoke_all(target.id, "role changed")
     await _revoked(hub, actor, target.id, revoked, "role changed: sign in again")
-    updated = await hub.users.by_username(username)
+    updated = await hub.users.by_username(target.username)
     assert updated is not None
     return updated
 

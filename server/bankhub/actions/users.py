@@ -233,5 +233,5 @@ async def change_role(hub: Hub, actor: User, username: str, role: str, *, ip: st
     decision = policy.may_change_role(actor, target, new_role, await hub.users.org_ancestry(target.org_id))
     if decision.code != "approval_required":
         require(decision)
-        return await session_actions.change_role(hub, actor, username, role)
+        return await session_actions.apply_role_change(hub, actor, target, new_role)
     return await _file(hub, actor, kind="change_role", username=username, role=new_role, org_id=target.org_id, ip=ip, target=target)
