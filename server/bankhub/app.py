@@ -28,6 +28,9 @@ from .http.admin import ROUTES as ADMIN_ROUTES
 from .http.alerts import ROUTES as ALERT_ROUTES
 from .http.routes import ROUTES, Handler
 from .http.service import ROUTES as SERVICE_ROUTES
+from .http.web_sessions import ROUTES as WEB_SESSION_ROUTES
+from .web import ROUTES as WEB_ROUTES
+from .web import SecurityHeaders
 from .hub import Hub
 from .storage import StorageUnavailable
 
@@ -37,7 +40,8 @@ log = logging.getLogger("bankhub.http")
 
 _INDEX = """<!doctype html><meta charset="utf-8"><title>bankhub</title>
 <h1>bankhub</h1><p>A bank's own messaging hub. Protocol v1.</p>
-<ul><li><a href="/openapi.json">OpenAPI document</a></li><li><a href="/readyz">/readyz</a></li>
+<ul><li><a href="/app/">Customer app</a> (融e联)</li><li><a href="/staff/">Staff workbench</a></li>
+<li><a href="/console/">Head-office and branch console</a></li><li><a href="/openapi.json">OpenAPI document</a></li><li><a href="/readyz">/readyz</a></li>
 <li>WebSocket: <code>/v1/ws</code>, subprotocol <code>bankhub.v1</code></li></ul>"""
 
 
@@ -187,7 +191,8 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
                 await hub.stop()
 
     routes: list[Route | WebSocketRoute] = [Route("/", index), Route("/openapi.json", openapi)]
-    routes += _routes(ROUTES + ACCOUNT_ROUTES + ADMIN_ROUTES + ALERT_ROUTES + SERVICE_ROUTES)
+    routes += _routes(ROUTES + ACCOUNT_ROUTES + ADMIN_ROUTES + ALERT_ROUTES + SERVICE_ROUTES + WEB_SESSION_ROUTES)
+    routes += WEB_ROUTES
     routes.append(WebSocketRoute("/v1/ws", websocket_endpoint))
     for route in routes:
         # Starlette anchors a route's regex with ``$``, which also matches before a final
@@ -199,7 +204,8 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(ContainErrors)],
+        # SecurityHeaders outermost: every answer, a 500 included, carries the CSP and nosniff
+        middleware=[Middleware(SecurityHeaders), Middleware(ContainErrors)],
         exception_handlers={
             ActionError: _action_error,
             StorageUnavailable: _unavailable,

@@ -30,6 +30,9 @@ def _banner(port: int, tls: bool, data_dir: str = cli_db.DEFAULT_DATA_DIR, dsn: 
     users = "\n".join(f"    {u:<11} {role.value:<18} {name}" for u, name, role, _, _ in DEMO_USERS)
     return f"""
 bankhub dev is running (embedded Postgres, in-process broker)
+  Customer app {http}/app/      (sign in as c.li; open it again in another browser as rm.wang)
+  Staff        {http}/staff/
+  Console      {http}/console/
   HTTP API     {http}/
   OpenAPI      {http}/openapi.json
   Health       {http}/readyz

@@ -189,7 +189,7 @@ class Hub:
 
     async def _catch_up(self, user_id: str, cursors: dict[str, int]) -> list[Message]:
         synced = await self.messages.since(user_id, cursors, self.session_limits.max_sync_limit)
-        return [m for c in synced if c.conversation_id in cursors for m in c.messages]
+        return [m for c in synced.conversations if c.conversation_id in cursors for m in c.messages]
 
     async def publish_revoke(self, signal: RevokeSignal) -> None:
         try:

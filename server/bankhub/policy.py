@@ -292,12 +292,19 @@ def may_manage_account(actor: User, account: OfficialAccount) -> Decision:
     return ALLOW
 
 
-def may_decide_notice(actor: User, account: OfficialAccount, author_id: str) -> Decision:
-    """Maker-checker: a second administrator of the account approves or rejects, never the author."""
+def may_decide_notice(actor: User, account: OfficialAccount, author: User | None, *, approve: bool = True) -> Decision:
+    """Maker-checker: a second administrator of the account approves or rejects, never the author.
+
+    Both principals are checked: a notice is approved only while its author (the maker)
+    may still publish on the account — an author since disabled, demoted or moved out of
+    the account's subtree leaves a notice that can only be rejected (``author`` is None
+    when the author's account no longer exists)."""
     if (denied := may_manage_account(actor, account)).allowed is False:
         return denied
-    if actor.id == author_id:
+    if author is not None and actor.id == author.id:
         return Decision(False, "forbidden", "a notice needs a second administrator's approval, not its author's")
+    if approve and (author is None or not may_manage_account(author, account).allowed):
+        return Decision(False, "conflict", "the notice's author may no longer publish on this account; reject it instead")
     return ALLOW
 
 

@@ -9,6 +9,8 @@ reaches the hub's log.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import uuid
@@ -323,3 +325,36 @@ async def test_a_user_agent_is_kept_as_a_bounded_single_line(node: RunningNode) 
         listed = await http.get("/v1/sessions", headers={"authorization": f"Bearer {token}"})
     mine = next(s for s in listed.json()["sessions"] if s["current"])
     assert mine["user_agent"] == ("Mozilla/5.0 \ufffd\ufffd31m" + "x" * 400)[:256]
+
+
+def _cursor_of(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).rstrip(b"=").decode("ascii")
+
+
+async def test_an_edited_cursor_with_an_instant_out_of_range_or_without_an_offset_is_400_on_every_list(
+    node: RunningNode,
+) -> None:
+    """Every datetime-keyed cursor: a well-formed ISO datetime whose UTC instant lies before
+    year 1 or after 9999, or one without an offset, is ``400 invalid_request``, never 500."""
+    admin, rm = await token_for(node, "ho.admin"), await token_for(node, "rm.wang")
+    async with api(node, admin) as http:
+        account = await _account_id(http, "bank.service")
+    some = str(uuid.uuid4())
+    lists: list[tuple[str, str, Any]] = [  # who, path, the key around a given datetime
+        ("ho.admin", "/v1/sessions", lambda t: [t, some]),
+        ("ho.admin", "/v1/conversations", lambda t: [None, t, some]),
+        ("ho.admin", "/v1/conversations", lambda t: [t, "2024-01-01T00:00:00+00:00", some]),
+        ("ho.admin", f"/v1/accounts/{account}/outbox", lambda t: [t, some]),
+        ("ho.admin", "/v1/admin/alerts/dead-letters", lambda t: [t, some]),
+        ("rm.wang", "/v1/rm/book", lambda t: [t, "c.li", some]),
+        ("ho.admin", "/v1/admin-requests", lambda t: [t, some]),
+    ]
+    tokens = {"ho.admin": admin, "rm.wang": rm}
+    for who, path, key in lists:
+        async with api(node, tokens[who]) as http:
+            ok = await http.get(path, params={"cursor": _cursor_of(key("2024-01-01T00:00:00+00:00"))})
+            assert ok.status_code == 200, (path, ok.text)  # a sound key of this shape pages
+            for instant in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00", "2024-01-01T00:00:00"):
+                r = await http.get(path, params={"cursor": _cursor_of(key(instant))})
+                assert r.status_code == 400, (path, instant, r.status_code, r.text)
+                assert r.json()["code"] == "invalid_request", (path, instant, r.text)

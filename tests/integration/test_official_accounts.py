@@ -349,6 +349,13 @@ async def test_maker_checker_needs_a_second_administrator(world: World) -> None:
     third = await ho.publish(account["id"], "later")
     br = await world.api("br.admin")
     await br.call("POST", f"/v1/notices/{third['id']}/approve", 403)
+    # the maker is a principal of the approval too: once the author may no longer publish
+    # (demoted to staff), their pending notice can be rejected but never approved
+    await checker.call("PUT", "/v1/users/ho.admin/role", json={"role": "staff"})
+    refused = await checker.call("POST", f"/v1/notices/{third['id']}/approve", 409)
+    assert "author" in refused["detail"]
+    assert (await checker.call("POST", f"/v1/notices/{third['id']}/reject"))["status"] == "rejected"
+    assert await li.quiet("notice", 0.3)
 
 
 async def test_follow_and_unfollow_take_effect_on_live_connections(world: World) -> None:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from bankhub.app import create_app
 from bankhub.http.openapi import openapi_document
 from bankhub.runner import RunningNode
+from bankhub.web import ROUTES as WEB_ROUTES
 
 from ..conftest import login, open_direct
 
@@ -192,7 +193,8 @@ def test_every_route_is_documented_with_its_methods(node: RunningNode) -> None:
     doc = openapi_document()
     routes: dict[str, set[str]] = {}
     for route in create_app(node.hub, manage_hub=False).routes:
-        if isinstance(route, Route) and route.path not in ("/", "/openapi.json"):
+        # the web pages and files (bankhub.web, docs/web.md) are not API operations
+        if isinstance(route, Route) and route.path not in ("/", "/openapi.json") and route not in WEB_ROUTES:
             path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
             routes[path] = {m.lower() for m in (route.methods or set())} - {"head"}
     documented = {path: set(item) for path, item in doc["paths"].items()}

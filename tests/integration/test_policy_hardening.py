@@ -4,13 +4,16 @@ administrator's approval (dual control), and every step is audited."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from typing import Any
 
 import httpx
 
 from bankhub.models import Role
 from bankhub.runner import RunningNode
+from bankhub.storage.audit import AUDIT_LOCK_KEY
 
 from ..conftest import login, open_direct
 from ..support.desk import api, make_user, token_for
@@ -89,6 +92,11 @@ async def test_a_branch_admin_cannot_attach_a_customer_to_another_branchs_rm(nod
     # head office administers every branch: a customer may be served from another one
     async with api(node, await token_for(node, "ho.admin")) as ho:
         assert (await ho.post("/v1/users", json=_new_user("c.moved", "customer", "BJ", rm="rm.chen"))).status_code == 201
+    # a caller who may not create users is refused before any username is looked up: an
+    # existing and an unknown RM get the same answer, so nobody can probe who exists
+    async with api(node, await token_for(node, "c.li")) as li:
+        answers = [await li.post("/v1/users", json=_new_user("c.probe", "customer", "BJ", rm=rm)) for rm in ("co.sun", "nobody.here")]
+        assert [(a.status_code, a.json()) for a in answers] == [(403, answers[0].json())] * 2
     # the customer refused above never chats with rm.chen
     created = await node.hub.users.by_username("c.cross")
     chen = await node.hub.users.by_username("rm.chen")
@@ -265,3 +273,101 @@ async def test_the_operators_bootstrap_of_administrative_accounts_is_audited(nod
             ("system", f"user:{ids['co.sun']}", "compliance"),
         ]
     )
+
+
+async def _waiting(node: RunningNode, n: int) -> None:
+    """Until ``n`` statements of the hub wait for a lock (the test holds it)."""
+    for _ in range(500):
+        async with node.hub.db.connection("test_waiting") as conn:
+            if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted") >= n:
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {n} statements ever waited for a lock")
+
+
+async def _approve_while_held(node: RunningNode, http: httpx.AsyncClient, request_id: str, hold: str, meanwhile: str) -> httpx.Response:
+    """Approve ``request_id`` while a test transaction runs ``hold`` (and holds its locks);
+    once the approval waits, ``meanwhile`` commits on another connection, then the hold ends."""
+    async with node.hub.db.transaction("test_hold") as held:
+        await held.execute(hold, request_id) if "$1" in hold else await held.execute(hold)
+        approval = asyncio.ensure_future(http.post(f"/v1/admin-requests/{request_id}/approve"))
+        await _waiting(node, 1)
+        async with node.hub.db.connection("test_meanwhile") as conn:
+            await conn.execute(meanwhile)
+    return await approval
+
+
+async def test_an_approval_decides_on_the_principals_as_they_are_when_it_commits(node: RunningNode) -> None:
+    await make_user(node, "ho.checker", Role.HEAD_OFFICE_ADMIN, "HO")
+    lock_request = "SELECT 1 FROM admin_requests WHERE id = $1::uuid FOR UPDATE"
+    async with api(node, await token_for(node, "ho.admin")) as ho:
+        promotion = (await ho.put("/v1/users/rm.wang/role", json={"role": "head_office_admin"})).json()
+        account = (await ho.post("/v1/users", json=_new_user("co.race", "compliance", "HO"))).json()
+    async with api(node, await token_for(node, "ho.checker")) as checker:
+        # the target's role changes after the request was read: the audit row says what it was changed from
+        r = await _approve_while_held(node, checker, promotion["id"], lock_request, "UPDATE users SET role = 'staff' WHERE username = 'rm.wang'")
+        assert r.status_code == 200, r.text
+        changed = await _audit(node, "user.role_changed")
+        assert (changed[-1]["details"]["from"], changed[-1]["details"]["to"]) == ("staff", "head_office_admin")
+        # the requester is disabled after the request was read: it dies with them
+        r = await _approve_while_held(node, checker, account["id"], lock_request, "UPDATE users SET disabled = true WHERE username = 'ho.admin'")
+        assert r.status_code == 409 and r.json()["code"] == "conflict", r.text
+    assert await node.hub.users.by_username("co.race") is None
+
+
+async def test_a_username_taken_while_the_approval_runs_is_409_not_500(node: RunningNode) -> None:
+    await make_user(node, "ho.checker", Role.HEAD_OFFICE_ADMIN, "HO")
+    async with api(node, await token_for(node, "ho.admin")) as ho:
+        filed = (await ho.post("/v1/users", json=_new_user("co.taken", "compliance", "HO"))).json()
+    async with api(node, await token_for(node, "ho.checker")) as checker:
+        async with node.hub.db.transaction("test_hold") as held:
+            # another transaction inserts the name and has not committed: the approval's insert waits for it
+            await held.execute(
+                """INSERT INTO users (id, username, display_name, role, org_id, password_hash)
+                   SELECT $1, 'co.taken', 'Someone Else', 'customer', org_id, 'x' FROM users WHERE username = 'c.li'""",
+                uuid.uuid4(),
+            )
+            approval = asyncio.ensure_future(checker.post(f"/v1/admin-requests/{filed['id']}/approve"))
+            await _waiting(node, 1)
+        r = await approval  # the hold committed
+        assert r.status_code == 409 and r.json()["code"] == "conflict", r.text
+    taken = await node.hub.users.by_username("co.taken")
+    assert taken is not None and taken.role is Role.CUSTOMER
+    async with api(node, await token_for(node, "ho.admin")) as ho:  # the request is still pending, to be rejected
+        assert [q["username"] for q in (await ho.get("/v1/admin-requests")).json()["requests"]] == ["co.taken"]
+
+
+async def test_two_filings_at_once_for_one_username_leave_one_pending_request(node: RunningNode) -> None:
+    await make_user(node, "ho.other", Role.HEAD_OFFICE_ADMIN, "HO")
+    async with api(node, await token_for(node, "ho.admin")) as ho, api(node, await token_for(node, "ho.other")) as other:
+        async with node.hub.db.transaction("test_hold") as held:
+            # both filings pass their check, then wait for the audit chain this transaction holds
+            await held.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)
+            filings = [
+                asyncio.ensure_future(http.post("/v1/users", json=_new_user("br.twice", "branch_admin", "BJ"))) for http in (ho, other)
+            ]
+            await _waiting(node, 2)
+        answers = await asyncio.gather(*filings)
+        assert sorted(a.status_code for a in answers) == [202, 409], [a.text for a in answers]
+        assert next(a for a in answers if a.status_code == 409).json()["code"] == "conflict"
+        assert [q["username"] for q in (await ho.get("/v1/admin-requests")).json()["requests"]] == ["br.twice"]
+    # a lapsed request does not block a new one: it is marked expired (and audited) when the next is filed
+    async with node.hub.db.connection("test_expire") as conn:
+        await conn.execute("UPDATE admin_requests SET expires_at = now() - interval '1 second' WHERE username = 'br.twice'")
+    async with api(node, await token_for(node, "ho.admin")) as ho:
+        assert (await ho.post("/v1/users", json=_new_user("br.twice", "branch_admin", "BJ"))).status_code == 202
+    async with node.hub.db.connection("test_count") as conn:
+        statuses = await conn.fetch("SELECT status FROM admin_requests WHERE username = 'br.twice' ORDER BY created_at")
+    assert [s["status"] for s in statuses] == ["expired", "pending"]
+    assert [r["actor"] for r in await _audit(node, "admin_request.expired")] == ["system"]
+
+
+async def test_two_creations_of_one_username_at_once_are_201_and_409_never_500(node: RunningNode) -> None:
+    """The username check before the insert can race; the database's unique key decides,
+    and the loser is told the name is taken (409), not a server error."""
+    async with api(node, await token_for(node, "ho.admin")) as ho:
+        for attempt in range(5):  # a race: a few tries make both requests overlap
+            name = f"c.twin{attempt}"
+            answers = await asyncio.gather(*(ho.post("/v1/users", json=_new_user(name, "customer", "BJ")) for _ in range(2)))
+            assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+            assert next(a for a in answers if a.status_code == 409).json()["code"] == "conflict"

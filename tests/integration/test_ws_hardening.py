@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from bankhub.broker import user_channel
 from bankhub.gateway import endpoint
 from bankhub.gateway.connection import Connection
 from bankhub.protocol.frames import CloseCode
 from bankhub.protocol.session import Outcome, ServerSession, SessionLimits
 from bankhub.runner import RunningNode
+from bankhub.signals import MessageSignal, encode_signal
+from bankhub.storage import NewMessage
 from bankhub_client import Client
 from bankhub_client.state import CloseAction, classify_close
 
@@ -75,6 +78,38 @@ async def test_sync_keys_of_streams_not_mine_are_never_kept(node: RunningNode) -
     later = await c.request({"type": "sync", "since": {mine: 1}})
     assert all(s["conversation_id"] != mine for s in later["conversations"])  # nothing new in it
     await c.close()
+
+
+async def test_sync_keeps_the_declared_position_of_my_quiet_conversations(node: RunningNode) -> None:
+    """A fresh connection tracks nothing yet: a ``sync`` of the user's own conversation with
+    nothing new still sets its cursor, so a late duplicate signal is dropped and a lost
+    signal's gap is filled from storage."""
+    token, rm_token = await login(node, "c.li"), await login(node, "rm.wang")
+    mine = await open_direct(node, token, "rm.wang")
+    rm = await RawClient.connect(node.ws_url, rm_token)
+    for i in (1, 2):
+        assert (await rm.request({"type": "send", "conversation_id": mine, "client_msg_id": f"q{i}",
+                                  "body": {"kind": "text", "text": f"m{i}"}}))["type"] == "sent"
+    c = await RawClient.connect(node.ws_url, token)  # a reconnect: the client holds seq 2
+    conn = _connection(node, c.hello["user_id"])
+    synced = await c.request({"type": "sync", "since": {mine: 2, str(uuid.uuid4()): 0}})
+    assert all(s["conversation_id"] != mine for s in synced["conversations"])  # nothing new in it
+    assert conn.cursors.get(mine) == 2
+    # a late duplicate of seq 2's signal: the client has it already
+    old = await node.hub.messages.range(mine, 1, 2)
+    await node.hub.broker.publish(user_channel(c.hello["user_id"]), encode_signal(MessageSignal(message=old[-1])))
+    assert await c.quiet("message", 0.5)
+    # seq 3's signal is lost (stored without one), seq 4's arrives: 3 is fetched, then 4
+    rm_user = (await node.hub.users.by_ids([rm.hello["user_id"]]))[rm.hello["user_id"]]
+    lost = NewMessage(sender=rm_user, conversation_id=mine, client_msg_id="q3", kind="text",
+                      body=b'{"kind":"text","text":"m3"}')
+    assert (await node.hub.messages.append_batch([lost], lambda _u, _m: (True, None, "")))[0].status == "stored"
+    assert (await rm.request({"type": "send", "conversation_id": mine, "client_msg_id": "q4",
+                              "body": {"kind": "text", "text": "m4"}}))["type"] == "sent"
+    assert [m["seq"] for m in await c.messages(2)] == [3, 4]
+    assert await c.quiet("message", 0.3)
+    await c.close()
+    await rm.close()
 
 
 async def test_sockets_per_user_and_per_address_are_capped_with_429(nodes: Nodes) -> None:

@@ -12,7 +12,8 @@ template) and checks the answer:
 
 Violations are collected, not raised (the test's own assertions stay readable); the
 ``nodes`` fixture asserts there were none when the test ends. Paths outside the document
-(``/``, ``/openapi.json`` and the WebSocket ``/v1/ws``) are not checked.
+(``/``, ``/openapi.json``, the WebSocket ``/v1/ws``, and the web pages and files of
+:mod:`bankhub.web` under ``/app``, ``/staff``, ``/console`` and ``/static/``) are not checked.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from bankhub.http.openapi import openapi_document
 
 __all__ = ["ContractRecorder", "ContractViolation"]
 
-_UNCHECKED = {"/", "/openapi.json", "/v1/ws"}
+_UNCHECKED = {"/", "/openapi.json", "/v1/ws", "/app", "/staff", "/console"}
+_UNCHECKED_PREFIXES = ("/app/", "/staff/", "/console/", "/static/")
 _MAX_BODY = 4 * 1024 * 1024
 
 
@@ -89,7 +91,7 @@ class ContractRecorder:
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         async def checked_app(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http" or scope["path"] in _UNCHECKED:
+            if scope["type"] != "http" or scope["path"] in _UNCHECKED or scope["path"].startswith(_UNCHECKED_PREFIXES):
                 await app(scope, receive, send)
                 return
             start: dict[str, Any] = {}

@@ -291,7 +291,8 @@ async def _decide(hub: Hub, actor: User, notice_id: str, approve_it: bool, ip: s
     if current is None:
         raise ActionError("not_found", "no such notice")
     account = await _managed(hub, actor, current.account_id)
-    require(policy.may_decide_notice(actor, account, current.author_id))
+    author = (await hub.users.by_ids([current.author_id])).get(current.author_id)
+    require(policy.may_decide_notice(actor, account, author, approve=approve_it))
     async with hub.db.transaction("notice_decide") as conn:
         locked = await hub.accounts.lock_notice(conn, notice_id)
         if locked is None or locked.status != "pending_approval":

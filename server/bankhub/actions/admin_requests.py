@@ -3,9 +3,10 @@
 
 A request is decided by a second, existing administrator with authority over the org the
 account is (or will be) in — never by the one who filed it, who may only withdraw it
-(reject). Every principal is checked again at decision time: the decider, the requester
-(still an active administrator entitled to make the request), the target user of a role
-change, the org. The change, the decision and their audit rows (``admin_request.approved``
+(reject). Every principal is checked again at decision time, inside the deciding
+transaction, the request row locked and the users share-locked until it commits: the
+decider, the requester (still an active administrator entitled to make the request), the
+target user of a role change, the org. A username taken meanwhile answers ``409``. The change, the decision and their audit rows (``admin_request.approved``
 with ``user.created`` or ``user.role_changed``; ``admin_request.rejected``) commit in one
 transaction. A request not decided within :data:`~bankhub.actions.users.REQUEST_TTL`
 expires: deciding it then answers ``409`` and records ``admin_request.expired``.
@@ -20,7 +21,7 @@ from ..models import Role, User
 from ..signals import RevokeSignal
 from ..storage.accounts import AccountStore
 from ..storage.admin_requests import AdminRequestRow, AdminRequestStore, RequestKey
-from ..storage.users import UserStore
+from ..storage.users import UsernameTaken, UserStore
 from . import audit
 from .errors import ActionError, require
 from .users import USER_CREATED, AdminRequestView, request_view
@@ -63,42 +64,39 @@ async def list_pending(hub: Hub, actor: User, *, after: RequestKey | None, limit
             return [request_view(r) for r in found], cursor
 
 
-async def _principals(hub: Hub, row: AdminRequestRow) -> tuple[User | None, User | None, list[str]]:
-    """The requester, the target user (role changes) and the org's ancestry, as they are now."""
-    ids = [row.requested_by] + ([row.target_user_id] if row.target_user_id else [])
-    users = await hub.users.by_ids(ids)
-    target = users.get(row.target_user_id) if row.target_user_id else None
-    return users.get(row.requested_by), target, await hub.users.org_ancestry(row.org_id)
-
-
 async def _decide(hub: Hub, actor: User, request_id: str, *, approve_it: bool, ip: str | None) -> AdminRequestView:
-    current = await _store(hub).get(request_id)
-    if current is None:
-        raise ActionError("not_found", "no such request")
-    requester, target, org_path = await _principals(hub, current)
-    role = Role(current.role)
-    if requester is None or (current.kind == "change_role" and target is None):
-        raise ActionError("conflict", "the request no longer applies")
-    view = policy.may_view_admin_request(actor, current.requested_by, org_path)
-    if not view.allowed:
-        require(view)
-    require(policy.may_decide_admin_request(actor, requester, role, org_path, approve=approve_it, target=target))
-    if approve_it:
-        # the maker's authority must still hold: a demoted or disabled requester's request dies with it
-        if target is not None:
-            maker = policy.may_request_role_change(requester, target, role, await hub.users.org_ancestry(target.org_id))
-        else:
-            maker = policy.may_request_user(requester, role, org_path)
-        if not maker.allowed:
-            raise ActionError("conflict", "the requester may no longer make this request")
-    expired, done = False, None
+    expired, done, target = False, None, None
     async with hub.db.transaction("admin_request_decide") as conn:
         locked = await AdminRequestStore.lock(conn, request_id)
         if locked is None:
             raise ActionError("not_found", "no such request")
         row, password_hash, expired = locked
+        # every principal as it is now, read in the deciding transaction and share-locked
+        # until it commits: a requester demoted or disabled, or a target whose role changed,
+        # before this point is seen here, and after it waits for the decision
+        users = await UserStore.lock_shared(
+            conn, [actor.id, row.requested_by] + ([row.target_user_id] if row.target_user_id else [])
+        )
+        decider, requester = users.get(actor.id, actor), users.get(row.requested_by)
+        target = users.get(row.target_user_id) if row.target_user_id else None
+        if requester is None or (row.kind == "change_role" and target is None):
+            raise ActionError("conflict", "the request no longer applies")
+        role = Role(row.role)
+        org_path = await UserStore.org_ancestry_in(conn, row.org_id)
+        view = policy.may_view_admin_request(decider, row.requested_by, org_path)
+        if not view.allowed:
+            require(view)
+        require(policy.may_decide_admin_request(decider, requester, role, org_path, approve=approve_it, target=target))
         if row.status != "pending":
             raise ActionError("conflict", f"this request is already {row.status}")
+        if approve_it and not expired:
+            # the maker's authority must still hold: a demoted or disabled requester's request dies with it
+            if target is not None:
+                maker = policy.may_request_role_change(requester, target, role, await UserStore.org_ancestry_in(conn, target.org_id))
+            else:
+                maker = policy.may_request_user(requester, role, org_path)
+            if not maker.allowed:
+                raise ActionError("conflict", "the requester may no longer make this request")
         details = {"kind": row.kind, "username": row.username, "role": row.role, "org": row.org_code, "requested_by": row.requested_by}
         if expired:
             await AdminRequestStore.decide(conn, request_id, "expired", None)
@@ -117,16 +115,20 @@ async def _decide(hub: Hub, actor: User, request_id: str, *, approve_it: bool, i
                 conn=conn,
             )
         elif row.kind == "create_user":
-            if password_hash is None or await hub.users.by_username(row.username) is not None:
-                raise ActionError("conflict", f"the username {row.username!r} is taken")
-            user = await hub.users.create_user(
-                conn,
-                username=row.username,
-                display_name=row.display_name or row.username,
-                role=role,
-                org_id=row.org_id,
-                password_hash=password_hash,
-            )
+            taken = ActionError("conflict", f"the username {row.username!r} is taken")
+            if password_hash is None or await UserStore.username_exists(conn, row.username):
+                raise taken
+            try:  # a user created meanwhile, by a direct create committing just now, too
+                user = await hub.users.create_user(
+                    conn,
+                    username=row.username,
+                    display_name=row.display_name or row.username,
+                    role=role,
+                    org_id=row.org_id,
+                    password_hash=password_hash,
+                )
+            except UsernameTaken:
+                raise taken from None
             followed = await AccountStore.follow_defaults(conn, user.id, role)
             done = await AdminRequestStore.decide(conn, request_id, "approved", actor.id, user.id)
             await audit.record(

@@ -13,6 +13,8 @@ class ActionError(Exception):
     _STATUS = {
         "not_found": 404,
         "forbidden": 403,
+        # a cookie-authenticated browser request without its CSRF proof (http/auth.py)
+        "csrf_failed": 403,
         "unauthorized": 401,
         "invalid_request": 400,
         "conflict": 409,

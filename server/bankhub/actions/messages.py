@@ -21,9 +21,10 @@ from .. import policy
 from ..broker import user_channel
 from ..desk.system import SYSTEM_USER_ID
 from ..models import User
-from ..protocol.frames import ConversationSync, Read, Receipt, Send, Sent, Sync
+from ..protocol.frames import Read, Receipt, Send, Sent, Sync
 from ..signals import MessageSignal, ReceiptSignal, encode_signal
 from ..storage import Appended, NewMessage
+from ..storage.messages import Since
 from .errors import ActionError, require
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ async def read(hub: Hub, actor: User, frame: Read) -> Receipt:
     )
 
 
-async def sync(hub: Hub, actor: User, frame: Sync) -> list[ConversationSync]:
-    """Everything the client missed after its cursors (one query); see ``Sync``."""
+async def sync(hub: Hub, actor: User, frame: Sync) -> Since:
+    """Everything the client missed after its cursors (one query), and which of the
+    conversations it listed are its own (see :meth:`~bankhub.storage.MessageStore.since`)."""
     require(policy.may_read_conversation_list(actor))
-    return await hub.messages.since(actor.id, frame.since, frame.limit)
+    return await hub.messages.since(actor.id, frame.since, frame.limit, listed_only=frame.listed_only)

@@ -24,9 +24,10 @@ from ..models import Role, User
 from ..passwords import hash_password
 from ..text import is_tag, is_username
 from ..storage.accounts import AccountStore
-from ..storage.admin_requests import AdminRequestRow, AdminRequestStore
+from ..storage.admin_requests import AdminRequestRow, AdminRequestStore, RequestPending
+from ..storage.users import UsernameTaken
 from . import sessions as session_actions
-from .audit import ADMIN_REQUEST_FILED, record
+from .audit import ADMIN_REQUEST_EXPIRED, ADMIN_REQUEST_FILED, SYSTEM, record
 from .errors import ActionError, require
 
 if TYPE_CHECKING:
@@ -98,22 +99,37 @@ async def _file(
     display_name: str | None = None,
     password_hash: str | None = None,
 ) -> AdminRequestView:
+    pending = ActionError("conflict", f"a request about {username!r} is already waiting for approval")
     async with hub.db.transaction("admin_request_file") as conn:
+        # a lapsed request no longer blocks: it is marked expired (and audited) first
+        for lapsed in await AdminRequestStore.expire_lapsed(conn, username):
+            await record(
+                hub,
+                actor=SYSTEM,
+                action=ADMIN_REQUEST_EXPIRED,
+                target=f"admin_request:{lapsed.id}",
+                details={"kind": lapsed.kind, "username": lapsed.username, "role": lapsed.role, "org": lapsed.org_code,
+                         "requested_by": lapsed.requested_by},
+                conn=conn,
+            )
         if await AdminRequestStore.live_for_username(conn, username):
-            raise ActionError("conflict", f"a request about {username!r} is already waiting for approval")
-        row = await AdminRequestStore.create(
-            conn,
-            kind=kind,
-            requested_by=actor.id,
-            username=username,
-            role=role.value,
-            org_id=org_id,
-            ttl=REQUEST_TTL,
-            target_user_id=None if target is None else target.id,
-            from_role=None if target is None else target.role.value,
-            display_name=display_name,
-            password_hash=password_hash,
-        )
+            raise pending
+        try:  # the unique index decides between filings running at once
+            row = await AdminRequestStore.create(
+                conn,
+                kind=kind,
+                requested_by=actor.id,
+                username=username,
+                role=role.value,
+                org_id=org_id,
+                ttl=REQUEST_TTL,
+                target_user_id=None if target is None else target.id,
+                from_role=None if target is None else target.role.value,
+                display_name=display_name,
+                password_hash=password_hash,
+            )
+        except RequestPending:
+            raise pending from None
         await record(
             hub,
             actor=actor,
@@ -169,12 +185,17 @@ async def create_user(
     orgs = await hub.users.org_ids_by_code([org_code])
     if org_code not in orgs:
         raise ActionError("invalid_request", f"no org with code {org_code!r}")
+    org_path = await hub.users.org_ancestry(orgs[org_code])
+    # the actor first: a caller who may not create this user learns nothing from the RM's
+    # lookup below (whether a username exists, or what it is)
+    if (early := policy.may_create_user(actor, new_role, org_path)).code != "approval_required":
+        require(early)
     rm_user = None if rm is None else await hub.users.by_username(rm)
     if rm is not None and rm_user is None:  # the same answer as an RM out of reach (policy)
         raise ActionError("invalid_request", f"{rm!r} is not an active relationship manager you administer")
     rm_path = () if rm_user is None else await hub.users.org_ancestry(rm_user.org_id)
     # every principal: the actor, the new user's org and role, and the RM
-    decision = policy.may_create_user(actor, new_role, await hub.users.org_ancestry(orgs[org_code]), rm_user, rm_path)
+    decision = policy.may_create_user(actor, new_role, org_path, rm_user, rm_path)
     rm_id = None if rm_user is None else rm_user.id
     if decision.code != "approval_required":
         require(decision)
@@ -194,19 +215,20 @@ async def create_user(
             password_hash=password_hash,
         )
     async with hub.db.transaction("user_create") as conn:
-        if await hub.users.by_username(username) is not None:
-            raise ActionError("conflict", f"the username {username!r} is taken")
-        user = await hub.users.create_user(
-            conn,
-            username=username,
-            display_name=display_name,
-            role=new_role,
-            org_id=orgs[org_code],
-            password_hash=password_hash,
-            rm_id=rm_id,
-            segment=segment,
-            tags=tags,
-        )
+        try:
+            user = await hub.users.create_user(
+                conn,
+                username=username,
+                display_name=display_name,
+                role=new_role,
+                org_id=orgs[org_code],
+                password_hash=password_hash,
+                rm_id=rm_id,
+                segment=segment,
+                tags=tags,
+            )
+        except UsernameTaken:  # created by a concurrent request since the check above
+            raise ActionError("conflict", f"the username {username!r} is taken") from None
         followed = await AccountStore.follow_defaults(conn, user.id, new_role)
         await record(
             hub,

@@ -46,6 +46,7 @@ from ..actions.limits import HANDSHAKES_PER_IP, enforce
 from ..http.problems import problem
 from ..models import Session
 from ..protocol.frames import (
+    PROTOCOL_FEATURES,
     PROTOCOL_VERSION,
     SUBPROTOCOL,
     ClientFrame,
@@ -173,6 +174,7 @@ async def _serve(hub: Hub, ws: WebSocket, session: Session) -> None:
                 node=hub.settings.node_name,
                 server_time=_now_ms(),
                 limits=limits.as_limits(),
+                features=list(PROTOCOL_FEATURES),
             )
         ).decode()
     )
@@ -289,18 +291,18 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
         elif isinstance(frame, Read):
             reply = await message_actions.read(hub, conn.user, frame)
         elif isinstance(frame, Sync):
-            convs = await message_actions.sync(hub, conn.user, frame)
-            # Cursors only for the user's own conversations: those in the answer (the query
-            # returns nothing else), and listed ones the connection already tracks. A key of
+            synced = await message_actions.sync(hub, conn.user, frame)
+            convs = synced.conversations
+            # Cursors only for the user's own conversations: those in the answer, and the
+            # listed ones storage found the user a member of (quiet ones included: the
+            # declared position is what the next signal is checked against). A key of
             # ``since`` is client input: it is never kept just because it was sent.
             cursors = conn.cursors
+            for cid, seq in synced.listed.items():
+                cursors.set(cid, seq)
             for c in convs:
-                held = c.messages[-1].seq if c.messages else frame.since.get(c.conversation_id)
-                if held is not None:
-                    cursors.set(c.conversation_id, held)
-            for cid, seq in frame.since.items():
-                if cursors.get(cid) is not None:
-                    cursors.set(cid, seq)
+                if c.messages:
+                    cursors.set(c.conversation_id, c.messages[-1].seq)
             # one more query only for users who follow official accounts
             accounts = await account_actions.sync(hub, conn.user, frame.accounts, frame.limit) if conn.follows else []
             for acc in accounts:

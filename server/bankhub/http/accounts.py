@@ -21,7 +21,7 @@ from ..targeting import Target
 from .. import text
 from .auth import require_session
 from .problems import json_response
-from .paging import BEFORE_SEQ, CURSOR_PARAM, HISTORY_LIMIT, PAGE_LIMIT, Cursor, encode_cursor
+from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT, Cursor, encode_cursor, next_page
 from .params import ACCOUNT_ID, NOTICE_ID, NOTICE_STATUS, SEARCH
 from .routes import Handler, RoleName, _body, _client_ip, _hub, _user_json
 
@@ -31,7 +31,6 @@ __all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths"]
 _TargetList = Meta(max_length=account_actions.MAX_TARGET_VALUES)
 
 NOTICE_STATUSES = ("pending_approval", "scheduled", "published", "recalled", "rejected")
-MAX_SEARCH_CHARS = 64
 OutboxKey = tuple[dt.datetime, uuid.UUID]
 OUTBOX_CURSOR = Cursor[OutboxKey](OutboxKey)
 ACCOUNT_CURSOR = Cursor[AccountKey](AccountKey)
@@ -177,9 +176,7 @@ def _notice_out(rec: NoticeRecord) -> NoticeOut:
 async def search_accounts(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    q = SEARCH.read(request) or ""
-    if len(q) > MAX_SEARCH_CHARS:
-        raise ActionError("invalid_request", f"q is at most {MAX_SEARCH_CHARS} characters")
+    q = SEARCH.read(request) or ""  # SEARCH bounds its length (400 past it)
     found, next_key = await account_actions.search(hub, session.user, q, PAGE_LIMIT.read_default(request), after=ACCOUNT_CURSOR.read(request))
     mine = {f.account.id for f in await account_actions.following(hub, session.user)}
     return json_response(
@@ -194,16 +191,18 @@ async def my_accounts(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     limit = PAGE_LIMIT.read_default(request)
-    followed = await account_actions.following(hub, session.user, after=ACCOUNT_CURSOR.read(request), limit=limit + 1)
-    more = len(followed) > limit
-    followed = followed[:limit]
+    followed, next_cursor = next_page(
+        await account_actions.following(hub, session.user, after=ACCOUNT_CURSOR.read(request), limit=limit + 1),
+        limit,
+        lambda f: account_key(f.account),
+    )
     return json_response(
         FollowedList(
             accounts=[
                 FollowedOut(account=_account_out(f.account, True), last_seq=f.account.last_seq, read_seq=f.read_seq, unread=f.unread)
                 for f in followed
             ],
-            next_cursor=encode_cursor(account_key(followed[-1].account)) if more else None,
+            next_cursor=next_cursor,
         )
     )
 
@@ -252,7 +251,7 @@ async def unfollow(request: Request) -> Response:
 async def account_notices(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
-    limit = HISTORY_LIMIT.read_default(request)
+    limit = PAGE_LIMIT.read_default(request)
     page = await account_actions.history(hub, session.user, ACCOUNT_ID.value(request), BEFORE_SEQ.read(request), limit + 1)
     return json_response(NoticePage(notices=page[:limit], has_more=len(page) > limit))
 
@@ -290,17 +289,12 @@ async def account_outbox(request: Request) -> Response:
     status = NOTICE_STATUS.read(request) or None
     if status is not None and status not in NOTICE_STATUSES:
         raise ActionError("invalid_request", f"status must be one of {list(NOTICE_STATUSES)}")
-    recs = await account_actions.outbox(
-        hub, session.user, ACCOUNT_ID.value(request), status, limit + 1, after=OUTBOX_CURSOR.read(request)
+    recs, next_cursor = next_page(
+        await account_actions.outbox(hub, session.user, ACCOUNT_ID.value(request), status, limit + 1, after=OUTBOX_CURSOR.read(request)),
+        limit,
+        lambda r: (r.created_at, uuid.UUID(r.id)),
     )
-    more = len(recs) > limit
-    recs = recs[:limit]
-    return json_response(
-        NoticeList(
-            notices=[_notice_out(r) for r in recs],
-            next_cursor=encode_cursor((recs[-1].created_at, uuid.UUID(recs[-1].id))) if more else None,
-        )
-    )
+    return json_response(NoticeList(notices=[_notice_out(r) for r in recs], next_cursor=next_cursor))
 
 
 async def approve_notice(request: Request) -> Response:
@@ -418,7 +412,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
 
     def seq_paged(o: dict[str, Any]) -> dict[str, Any]:
         o["description"] = "Paged by seq: pass the oldest seq of this page as ?before_seq= while has_more is true."
-        o["parameters"] = [BEFORE_SEQ.openapi(), HISTORY_LIMIT.openapi()]
+        o["parameters"] = [BEFORE_SEQ.openapi(), PAGE_LIMIT.openapi()]
         return o
 
     search_q = {

@@ -17,10 +17,10 @@ from starlette.responses import Response
 
 from .. import text
 from ..actions import admin_requests as request_actions
-from ..actions.errors import ActionError
 from ..actions.users import AdminRequestView
+from ..storage.admin_requests import RequestKey
 from .auth import require_session
-from .paging import PAGE_LIMIT, Cursor
+from .paging import PAGE_LIMIT, Cursor, encode_cursor
 from .params import TextParam
 from .problems import json_response
 from .routes import Handler, _client_ip, _hub
@@ -28,7 +28,7 @@ from .routes import Handler, _client_ip, _hub
 __all__ = ["ROUTES", "OPENAPI_TYPES", "REQUEST_ID"]
 
 REQUEST_ID = TextParam("request_id", text.Id, "path")
-_CURSOR = Cursor[tuple[dt.datetime, str]](tuple[dt.datetime, str])
+ADMIN_REQUEST_CURSOR = Cursor[tuple[dt.datetime, uuid.UUID]](tuple[dt.datetime, uuid.UUID])
 
 
 class AdminRequestList(msgspec.Struct):
@@ -38,17 +38,9 @@ class AdminRequestList(msgspec.Struct):
     next_cursor: str | None = None
 
 
-def _cursor(request: Request) -> tuple[dt.datetime, str] | None:
-    key = _CURSOR.read(request)
-    if key is None:
-        return None
-    try:
-        uuid.UUID(key[1])
-    except ValueError:
-        raise ActionError("invalid_request", "cursor is not valid: pass next_cursor of the previous page unchanged") from None
-    if key[0].tzinfo is None:
-        raise ActionError("invalid_request", "cursor is not valid: pass next_cursor of the previous page unchanged")
-    return key
+def _cursor(request: Request) -> RequestKey | None:
+    key = ADMIN_REQUEST_CURSOR.read(request)
+    return None if key is None else (key[0], str(key[1]))
 
 
 async def list_requests(request: Request) -> Response:
@@ -57,7 +49,7 @@ async def list_requests(request: Request) -> Response:
     found, next_key = await request_actions.list_pending(
         hub, session.user, after=_cursor(request), limit=PAGE_LIMIT.read_default(request)
     )
-    return json_response(AdminRequestList(requests=found, next_cursor=None if next_key is None else _CURSOR.encode(next_key)))
+    return json_response(AdminRequestList(requests=found, next_cursor=None if next_key is None else encode_cursor(next_key)))
 
 
 async def approve_request(request: Request) -> Response:

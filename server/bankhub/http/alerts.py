@@ -25,7 +25,7 @@ from ..protocol.frames import Alert, AlertId, InboxUpdate, Seq
 from ..text import explain
 from .auth import require_session
 from .problems import json_response, problem
-from .paging import BEFORE_SEQ, CURSOR_PARAM, HISTORY_LIMIT, Cursor, IntParam, encode_cursor
+from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT, Cursor, IntParam, encode_cursor
 from .params import ALERT_ID, INBOX_STATE
 from .routes import Handler, _body, _client_ip, _hub
 
@@ -221,7 +221,7 @@ async def inbox(request: Request) -> Response:
         session.user,
         INBOX_STATE.read(request) or "inbox",
         BEFORE_SEQ.read(request),
-        HISTORY_LIMIT.read_default(request),
+        PAGE_LIMIT.read_default(request),
     )
     return json_response(page)
 
@@ -368,7 +368,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     inbox_op["parameters"] = [
         {"name": "state", "in": "query", "required": False, "schema": {"type": "string", "enum": list(INBOX_STATES), "default": "inbox"}},
         BEFORE_SEQ.openapi(),
-        HISTORY_LIMIT.openapi(),
+        PAGE_LIMIT.openapi(),
     ]
     dead_op = op("Alerts the fallback channel gave up on, newest first (head office)", 200, "DeadLetterPage", extra=(403,))
     dead_op["description"] = "Paged: pass next_cursor (null on the last page) back unchanged as ?cursor= for the next page."

@@ -19,8 +19,9 @@ from . import accounts as account_routes
 from . import admin as admin_routes
 from . import alerts as alert_routes
 from . import service as service_routes
+from . import web_sessions as web_routes
 from . import params
-from .paging import BEFORE_SEQ, CURSOR_PARAM, HISTORY_LIMIT, PAGE_LIMIT
+from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT
 from .routes import AssignBody, DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody
 
 __all__ = ["openapi_document", "operation_id", "PATH_PARAMETERS"]
@@ -169,9 +170,15 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "code": params.QUEUE_CODE.openapi()["schema"],
 }
 
+_CSRF_TEXT = (
+    "`csrf_failed`: called with the browser session cookie (no Authorization header) without the session's "
+    "X-CSRF-Token, or from another site's page (Origin, Sec-Fetch-Site)"
+)
+_UNSAFE = frozenset({"post", "put", "patch", "delete"})
 _PROBLEM_TEXT = {
     400: "`invalid_request`: a parameter or the body is malformed or out of range",
     401: "`unauthorized`: no, an invalid, expired or revoked bearer token",
+    403: _CSRF_TEXT,
     413: "`too_large`: the body is over the size limit",
     415: "`unsupported_media_type`: send Content-Type: application/json",
     429: "`rate_limited`: too many requests; retry after Retry-After seconds",
@@ -191,7 +198,8 @@ def operation_id(method: str, path: str) -> str:
 def _complete(doc: dict[str, Any]) -> dict[str, Any]:
     """Add to every operation what holds for all of them, so no operation can forget it:
     its path parameters (from :data:`PATH_PARAMETERS`), an ``operationId``, and the problem
-    statuses every handler can answer — 401 and 429 with a bearer token, 400 with any
+    statuses every handler can answer — 401 and 429 with a bearer token (and 403 ``csrf_failed``
+    on an unsafe method, which a browser may call with the session cookie), 400 with any
     parameter or body, 413 and 415 with a body, 503 wherever storage is touched."""
     for path, item in doc["paths"].items():
         names = re.findall(r"{(\w+)}", path)
@@ -208,6 +216,10 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
             statuses: list[int] = []
             if bearer:
                 statuses += [401, 429]
+                if method in _UNSAFE:
+                    statuses.append(403)
+                    if "403" in op["responses"] and "csrf_failed" not in op["responses"]["403"]["description"]:
+                        op["responses"]["403"]["description"] += "; " + _CSRF_TEXT
             if params or "requestBody" in op:
                 statuses.append(400)
             if "requestBody" in op:
@@ -251,11 +263,12 @@ def openapi_document() -> dict[str, Any]:
         *admin_routes.OPENAPI_TYPES,
         *alert_routes.OPENAPI_TYPES,
         *service_routes.OPENAPI_TYPES,
+        *web_routes.OPENAPI_TYPES,
     ]
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     conv_id = {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
     history = _op("A page of history, newest first", 200, "MessagePage", extra=(400, 404))
-    history["parameters"] = [conv_id, BEFORE_SEQ.openapi(), HISTORY_LIMIT.openapi()]
+    history["parameters"] = [conv_id, BEFORE_SEQ.openapi(), PAGE_LIMIT.openapi()]
     privileged = _op("Compliance: read any conversation, audited, with a reason code", 200, "MessagePage", extra=(400, 403, 404))
     privileged["parameters"] = history["parameters"] + [
         {
@@ -276,7 +289,12 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                # browsers: POST /v1/web/sessions sets it; every bearer operation also takes it, unsafe
+                # methods with the X-CSRF-Token header (see that operation's description)
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "bankhub_session"},
+            },
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -400,5 +418,6 @@ def openapi_document() -> dict[str, Any]:
             **account_routes.openapi_paths(_op, _ref),
             **alert_routes.openapi_paths(_op, _ref),
             **service_routes.openapi_paths(_op, _ref),
+            **web_routes.openapi_paths(_op, _ref),
         },
     })

@@ -11,15 +11,19 @@ page) and the client passes it back unchanged as ``?cursor=``. A cursor is the s
 the last entry of the page (base64url JSON). It is opaque to clients and need not be
 secret: every query that reads it is still filtered to what the caller may see, so an
 edited cursor can only move the caller within their own list. One that does not decode to
-the key the endpoint expects is ``400 invalid_request``.
+the key the endpoint expects is ``400 invalid_request``, checked once in :meth:`Cursor.read`
+for every endpoint: a string with a NUL, a datetime without an offset or whose UTC instant
+lies outside years 1..9999 (the driver cannot encode it) are refused too.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 from starlette.requests import Request
@@ -31,13 +35,14 @@ __all__ = [
     "CURSOR_PARAM",
     "MAX_CURSOR_CHARS",
     "PAGE_LIMIT",
-    "HISTORY_LIMIT",
     "BEFORE_SEQ",
     "encode_cursor",
+    "next_page",
     "Cursor",
 ]
 
 K = TypeVar("K")
+T = TypeVar("T")
 
 MAX_CURSOR_CHARS = 512
 
@@ -82,8 +87,8 @@ class IntParam:
         return out
 
 
+# one page size for every list, whether it pages with a cursor or with before_seq
 PAGE_LIMIT = IntParam("limit", 1, 200, 50, "page size")
-HISTORY_LIMIT = IntParam("limit", 1, 200, 50, "page size")
 BEFORE_SEQ = IntParam("before_seq", 0, 2**62, None, "only entries with a smaller seq (the oldest seq of the previous page)")
 
 CURSOR_PARAM: dict[str, Any] = {
@@ -98,6 +103,14 @@ CURSOR_PARAM: dict[str, Any] = {
 def encode_cursor(key: Any) -> str:
     """The opaque cursor of sort key ``key`` (strings, integers, booleans, datetimes)."""
     return base64.urlsafe_b64encode(msgspec.json.encode(key)).rstrip(b"=").decode("ascii")
+
+
+def next_page(rows: Sequence[T], limit: int, key: Callable[[T], Any]) -> tuple[list[T], str | None]:
+    """A page from what a list query fetched with ``limit + 1`` (one more row than the page
+    tells whether another page follows): the first ``limit`` rows, and ``next_cursor`` — the
+    cursor of the sort key ``key`` of the page's last row, or None on the last page."""
+    page = list(rows[:limit])
+    return page, encode_cursor(key(page[-1])) if len(rows) > limit else None
 
 
 class Cursor(Generic[K]):
@@ -116,15 +129,29 @@ class Cursor(Generic[K]):
         try:
             data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
             key: K = msgspec.json.decode(data, type=self.key_type)
-        except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+            if isinstance(key, tuple):
+                key = cast(K, tuple(_checked(v) for v in key))
+        except (binascii.Error, ValueError, OverflowError, msgspec.DecodeError, msgspec.ValidationError):
             raise _bad_cursor() from None
-        # a cursor is client input: no string in it may carry what Postgres text refuses
-        if isinstance(key, tuple) and any(isinstance(v, str) and "\x00" in v for v in key):
-            raise _bad_cursor()
         return key
 
     def encode(self, key: K) -> str:
         return encode_cursor(key)
+
+
+def _checked(value: Any) -> Any:
+    """One field of a decoded cursor, as the query may take it (else ``ValueError`` /
+    ``OverflowError``). A cursor is client input: no string may carry what Postgres text
+    refuses, and a datetime must have an offset and lie in range once moved to UTC —
+    ``0001-01-01T00:00:00+01:00`` is a valid ISO string, but its UTC instant is before
+    year 1, which the driver cannot encode."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL in a cursor string")
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("a cursor datetime without an offset")
+        return value.astimezone(dt.timezone.utc)
+    return value
 
 
 def _bad_cursor() -> ActionError:

@@ -22,8 +22,8 @@ from ..actions.errors import ActionError
 from ..models import ConversationSummary, User
 from ..text import Line, LoginName, Password, Username, explain, header_line
 from ..storage.conversations import ConversationKey
-from .auth import require_session
-from .paging import BEFORE_SEQ, HISTORY_LIMIT, PAGE_LIMIT, Cursor, encode_cursor
+from .auth import cleared_cookie, cookie_token, require_session
+from .paging import BEFORE_SEQ, PAGE_LIMIT, Cursor, next_page
 from .params import CASE_REF, CONVERSATION_ID, KEEP_CURRENT, PRIVILEGED_READ_REASON, SESSION_ID, USERNAME
 from .problems import json_response, problem
 
@@ -96,7 +96,10 @@ async def logout(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     await session_actions.logout(hub, session, ip=_client_ip(request))
-    return Response(status_code=204)
+    response = Response(status_code=204)
+    if cookie_token(request) is not None:  # a browser signing out: its cookie goes too
+        response.headers["Set-Cookie"] = cleared_cookie(request)
+    return response
 
 
 class PasswordBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -137,12 +140,14 @@ async def list_sessions(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     limit = PAGE_LIMIT.read_default(request)
-    sessions = await session_actions.list_sessions(hub, session, after=SESSION_CURSOR.read(request), limit=limit + 1)
-    more = len(sessions) > limit
-    sessions = sessions[:limit]
+    sessions, next_cursor = next_page(
+        await session_actions.list_sessions(hub, session, after=SESSION_CURSOR.read(request), limit=limit + 1),
+        limit,
+        lambda s: (s.created_at, uuid.UUID(s.id)),
+    )
     return json_response(
         {
-            "next_cursor": encode_cursor((sessions[-1].created_at, uuid.UUID(sessions[-1].id))) if more else None,
+            "next_cursor": next_cursor,
             "sessions": [
                 {
                     "id": s.id,
@@ -224,10 +229,12 @@ async def list_conversations(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     limit = PAGE_LIMIT.read_default(request)
-    page = await conv_actions.list_conversations(hub, session.user, after=CONVERSATION_CURSOR.read(request), limit=limit + 1)
-    more = len(page) > limit
-    page = page[:limit]
-    return json_response({"conversations": [c for c, _ in page], "next_cursor": encode_cursor(page[-1][1]) if more else None})
+    page, next_cursor = next_page(
+        await conv_actions.list_conversations(hub, session.user, after=CONVERSATION_CURSOR.read(request), limit=limit + 1),
+        limit,
+        lambda entry: entry[1],
+    )
+    return json_response({"conversations": [c for c, _ in page], "next_cursor": next_cursor})
 
 
 async def create_conversation(request: Request) -> Response:
@@ -247,7 +254,7 @@ async def conversation_messages(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
     before = BEFORE_SEQ.read(request)
-    limit = HISTORY_LIMIT.read_default(request)
+    limit = PAGE_LIMIT.read_default(request)
     page, has_more = await conv_actions.history(hub, session.user, CONVERSATION_ID.value(request), before, limit)
     return json_response({"messages": page, "has_more": has_more})
 
@@ -262,7 +269,7 @@ async def compliance_messages(request: Request) -> Response:
         reason=PRIVILEGED_READ_REASON.read(request) or "",
         case_ref=CASE_REF.read(request),
         before_seq=BEFORE_SEQ.read(request),
-        limit=HISTORY_LIMIT.read_default(request),
+        limit=PAGE_LIMIT.read_default(request),
         ip=_client_ip(request),
     )
     return json_response({"messages": page, "has_more": has_more})

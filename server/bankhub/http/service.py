@@ -18,7 +18,7 @@ from .. import text
 from .auth import require_session
 from .problems import json_response
 from ..storage.rm import BookKey
-from .paging import CURSOR_PARAM, PAGE_LIMIT, Cursor, encode_cursor
+from .paging import CURSOR_PARAM, PAGE_LIMIT, Cursor, encode_cursor, next_page
 from .params import QUEUE_CODE, RM, SESSION_ID, SINCE, USERNAME
 from .routes import Handler, _body, _client_ip, _hub
 
@@ -140,10 +140,12 @@ async def list_queues(request: Request) -> Response:
     session = await require_session(hub, request)
     limit = PAGE_LIMIT.read_default(request)
     after = QUEUE_CURSOR.read(request)
-    queues = await service_actions.queues(hub, session.user, after=None if after is None else after[0], limit=limit + 1)
-    more = len(queues) > limit
-    queues = queues[:limit]
-    return json_response(QueueList(queues=queues, next_cursor=encode_cursor((queues[-1].code,)) if more else None))
+    queues, next_cursor = next_page(
+        await service_actions.queues(hub, session.user, after=None if after is None else after[0], limit=limit + 1),
+        limit,
+        lambda q: (q.code,),
+    )
+    return json_response(QueueList(queues=queues, next_cursor=next_cursor))
 
 
 async def put_queue(request: Request) -> Response:

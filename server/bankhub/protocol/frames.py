@@ -20,6 +20,7 @@ from ..text import Line, Text
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "PROTOCOL_FEATURES",
     "SUBPROTOCOL",
     "FrameId",
     "ConversationId",
@@ -78,6 +79,11 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+# Additive v1 features this hub speaks, listed in ``hello.features`` so a client can use
+# them without guessing (a hub from before a feature refuses its fields as
+# ``invalid_frame``). ``sync.listed_only``: ``sync`` may answer only the conversations it
+# lists (a gap fill, or a resume split over several frames).
+PROTOCOL_FEATURES = ("sync.listed_only",)
 SUBPROTOCOL = "bankhub.v1"
 
 FrameId = Annotated[Line, Meta(min_length=1, max_length=64, description="Client-chosen request id, echoed in the answer")]
@@ -192,13 +198,17 @@ class Sync(Struct, tag="sync", tag_field="type", forbid_unknown_fields=True):
     """Fetch what I missed: for each of my conversations the messages after my cursor.
 
     ``since`` maps conversation id to the last seq the client holds; a conversation not
-    listed is read from its beginning. Answered by ``synced``; repeat with the new
-    cursors while any conversation says ``has_more``.
+    listed is read from its beginning, unless ``listed_only`` is true: then only the
+    listed conversations are answered (feature ``sync.listed_only``). Answered by
+    ``synced``; repeat with the new cursors while any conversation says ``has_more``.
     """
 
     id: FrameId
     since: dict[ConversationId, Seq] = {}
     limit: Annotated[int, Meta(ge=1, le=500)] = 100
+    # true: answer only the conversations in ``since`` (a gap fill, or one of several
+    # frames a client with more conversations than fit in one frame resumes with)
+    listed_only: bool = False
     # official accounts I follow: the last account event seq I hold (my ``cursor``). An
     # account not listed is read from my read position, i.e. its unread notices.
     accounts: dict[AccountId, Seq] = {}
@@ -290,6 +300,8 @@ class Hello(Struct, tag="hello", tag_field="type"):
     node: str
     server_time: int
     limits: Limits
+    # additive v1 features of this hub (``PROTOCOL_FEATURES``); absent: none
+    features: list[str] = []
 
 
 class Sent(Struct, tag="sent", tag_field="type", omit_defaults=True, gc=False):

@@ -13,11 +13,18 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from .db import Conn, Database
 
-__all__ = ["AdminRequestStore", "AdminRequestRow", "RequestKey"]
+__all__ = ["AdminRequestStore", "AdminRequestRow", "RequestKey", "RequestPending"]
+
+
+class RequestPending(Exception):
+    """:meth:`AdminRequestStore.create` found a pending request about the username already
+    (a concurrent filing, too: the unique index ``admin_requests_one_pending``). The
+    caller's transaction is aborted; the callers answer ``409 conflict``."""
 
 RequestKey = tuple[dt.datetime, str]
 """The sort key of the pending list: ``(created_at, id)``, oldest first."""
@@ -108,24 +115,32 @@ class AdminRequestStore:
         display_name: str | None = None,
         password_hash: str | None = None,
     ) -> AdminRequestRow:
-        """File a pending request (in the caller's transaction, with its audit row)."""
+        """File a pending request (in the caller's transaction, with its audit row).
+
+        At most one request per username is pending (a unique index): :class:`RequestPending`
+        when one is. Call :meth:`expire_lapsed` first, so a lapsed one does not count."""
         request_id = uuid.uuid4()
-        await conn.execute(
-            """INSERT INTO admin_requests (id, kind, requested_by, username, target_user_id, role, from_role, org_id,
-                                           display_name, password_hash, expires_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp() + $11::interval)""",
-            request_id,
-            kind,
-            uuid.UUID(requested_by),
-            username,
-            None if target_user_id is None else uuid.UUID(target_user_id),
-            role,
-            from_role,
-            uuid.UUID(org_id),
-            display_name,
-            password_hash,
-            ttl,
-        )
+        try:
+            await conn.execute(
+                """INSERT INTO admin_requests (id, kind, requested_by, username, target_user_id, role, from_role, org_id,
+                                               display_name, password_hash, expires_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp() + $11::interval)""",
+                request_id,
+                kind,
+                uuid.UUID(requested_by),
+                username,
+                None if target_user_id is None else uuid.UUID(target_user_id),
+                role,
+                from_role,
+                uuid.UUID(org_id),
+                display_name,
+                password_hash,
+                ttl,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "admin_requests_one_pending":
+                raise RequestPending(username) from None  # no DB detail: it quotes the row
+            raise
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1", request_id)
         assert row is not None
         return _row(row)
@@ -139,6 +154,21 @@ class AdminRequestStore:
                 username,
             )
         )
+
+    @staticmethod
+    async def expire_lapsed(conn: Conn, username: str) -> list[AdminRequestRow]:
+        """Mark the pending requests about ``username`` that are past ``expires_at`` as
+        expired (their password hash dropped), in the caller's transaction; returns them,
+        for the caller's audit rows. A lapsed request no longer blocks a new one."""
+        ids = await conn.fetch(
+            """UPDATE admin_requests SET status = 'expired', decided_at = clock_timestamp(), password_hash = NULL
+               WHERE username = $1 AND status = 'pending' AND expires_at <= clock_timestamp() RETURNING id""",
+            username,
+        )
+        if not ids:
+            return []
+        rows = await conn.fetch(_SELECT + " WHERE a.id = ANY($1::uuid[]) ORDER BY a.created_at", [r["id"] for r in ids])
+        return [_row(r) for r in rows]
 
     async def get(self, request_id: str) -> AdminRequestRow | None:
         key = _uid(request_id)

@@ -10,13 +10,17 @@ conversation was crypto-shredded. Readers JOIN this table themselves
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
+from ..crypto.keyring import DataKey, Keyring, KeyringError
 from .db import Conn, Database, StorageUnavailable
 
-__all__ = ["ConversationKeyStore", "KeyRow", "KeyUnavailable", "RewrapItem"]
+__all__ = ["ConversationKeyStore", "DataKeys", "KeyRow", "KeyUnavailable", "RewrapItem"]
+
+log = logging.getLogger("bankhub.storage.keys")
 
 
 class KeyUnavailable(StorageUnavailable):
@@ -27,6 +31,14 @@ class KeyRow(NamedTuple):
     kek_id: str | None
     wrapped: bytes | None  # None: shredded
     shredded: bool
+
+
+class DataKeys(NamedTuple):
+    """The outcome of :meth:`ConversationKeyStore.data_keys`, by conversation id."""
+
+    keys: dict[str, DataKey]
+    shredded: set[str]
+    failed: set[str]  # the key provider could not create or unwrap the key (logged)
 
 
 class RewrapItem(NamedTuple):
@@ -68,6 +80,67 @@ class ConversationKeyStore:
             list(conversation_ids),
         )
         return {str(r["conversation_id"]): KeyRow(r["kek_id"], r["wrapped_dek"], r["shredded"]) for r in rows}
+
+    # --- the keys themselves: what a read or a write of sealed text needs --------------
+
+    @staticmethod
+    async def data_keys(
+        conn: Conn, keyring: Keyring, conversation_ids: Sequence[str], known: Mapping[str, KeyRow] | None = None
+    ) -> DataKeys:
+        """The data keys of ``conversation_ids`` (canonical ids), unwrapped.
+
+        ``known``: the key rows the caller read already (e.g. with its row locks); without
+        it they are read here. A conversation without a key gets one (the provider wraps a
+        new DEK; INSERT ... ON CONFLICT DO NOTHING, then read back: a row stored meanwhile
+        wins). ``shredded``: conversations whose key was destroyed; ``failed``: those whose
+        key the provider could not create or unwrap. Nothing raises for one conversation.
+        """
+        if known is None:
+            known = await ConversationKeyStore.fetch(conn, [uuid.UUID(c) for c in conversation_ids])
+        failed: set[str] = set()
+        new: list[tuple[uuid.UUID, str, bytes]] = []
+        for cid in conversation_ids:
+            if cid in known:
+                continue
+            try:
+                kek_id, wrapped, _ = await keyring.create()
+            except KeyringError as exc:
+                log.error("no data key for conversation %s: %s", cid, exc)
+                failed.add(cid)
+                continue
+            new.append((uuid.UUID(cid), kek_id, wrapped))
+        if new:
+            await ConversationKeyStore.insert_new(conn, new)
+            known = {**known, **await ConversationKeyStore.fetch(conn, [n[0] for n in new])}
+        out = DataKeys({}, set(), failed)
+        for cid in conversation_ids:
+            row = known.get(cid)
+            if cid in failed or row is None:
+                failed.add(cid)
+            elif row.shredded or row.kek_id is None or row.wrapped is None:
+                out.shredded.add(cid)
+            else:
+                try:
+                    out.keys[cid] = await keyring.unwrap(row.kek_id, row.wrapped)
+                except KeyringError as exc:
+                    log.error("data key of conversation %s unavailable: %s", cid, exc)
+                    failed.add(cid)
+        return out
+
+    @staticmethod
+    async def unwrap_rows(keyring: Keyring, rows: Iterable[Any], *, present: str) -> dict[tuple[str, bytes], DataKey]:
+        """The keys that came with read rows (columns ``kek_id``, ``wrapped_dek``, from a JOIN
+        of this table), unwrapped or from the keyring's cache, by ``(kek_id, wrapped_dek)``:
+        only for rows whose column ``present`` is not NULL (those that hold something sealed).
+        :class:`KeyUnavailable` if the provider fails: a read never hands out markers for
+        texts that are fine."""
+        try:
+            return await keyring.unwrap_many(
+                (r["kek_id"], r["wrapped_dek"]) for r in rows if r["wrapped_dek"] is not None and r[present] is not None
+            )
+        except KeyringError as exc:
+            log.error("conversation key unavailable: %s", exc)
+            raise KeyUnavailable(str(exc)) from exc
 
     # --- shredding ----------------------------------------------------------------------
 

@@ -36,16 +36,16 @@ from typing import Any
 import msgspec
 
 from ..bodies import AesGcmBodyCodec, BodyCodec, BodyUnreadable
-from ..crypto.keyring import DataKey, Keyring, KeyringError
+from ..crypto.keyring import DataKey, Keyring
 from ..desk.system import SYSTEM_USER_ID
 from ..ids import uuid7
 from ..models import Membership, User
 from ..protocol.frames import ConversationSync, ErrorCode, Message, MessageBody, ShreddedBody, UndecryptableBody
 from ..text import StoredDecoder
 from .db import Conn, Database
-from .keys import ConversationKeyStore, KeyRow, KeyUnavailable
+from .keys import ConversationKeyStore, KeyRow
 
-__all__ = ["NewMessage", "Appended", "MessageStore", "Authorize"]
+__all__ = ["NewMessage", "Appended", "MessageStore", "Authorize", "Since"]
 
 log = logging.getLogger("bankhub.storage.messages")
 
@@ -81,6 +81,19 @@ class Appended(msgspec.Struct, gc=False):
     code: str | None = None
     reason: str = ""
     kind: str = ""
+
+
+class Since(msgspec.Struct, gc=False):
+    """The answer of :meth:`MessageStore.since`.
+
+    ``conversations``: what the user missed. ``listed``: the ids the caller listed that are
+    conversations of the user, each with the position the client declared — the only
+    listed ids a caller may keep state for (the rest are client input about streams that
+    are not the user's).
+    """
+
+    conversations: list[ConversationSync]
+    listed: dict[str, int]
 
 
 Authorize = Callable[[User, Membership | None], tuple[bool, str | None, str]]
@@ -123,58 +136,12 @@ class MessageStore:
 
     async def _read_keys(self, rows: Sequence[Any]) -> _KeyMap:
         """Unwrap (or take from the cache) the wrapped keys that came with ``rows``."""
-        try:
-            return await self.keyring.unwrap_many(
-                (r["kek_id"], r["wrapped_dek"]) for r in rows if r["wrapped_dek"] is not None and r["seq"] is not None
-            )
-        except KeyringError as exc:
-            log.error("conversation key unavailable: %s", exc)
-            raise KeyUnavailable(str(exc)) from exc
+        return await ConversationKeyStore.unwrap_rows(self.keyring, rows, present="seq")
 
     def _read_message(self, row: Any, keys: _KeyMap) -> Message:
         wrapped = row["wrapped_dek"]
         key = keys.get((row["kek_id"], wrapped)) if wrapped is not None else None
         return self._message(row, key, shredded=row["shredded_at"] is not None)
-
-    async def _batch_keys(
-        self, conn: Conn, conv_ids: Sequence[str], known: dict[str, KeyRow]
-    ) -> tuple[dict[str, DataKey], set[str], set[str]]:
-        """The data keys of the batch's conversations: ``(keys, shredded, failed)``.
-
-        A conversation storing its first message gets a new key here (INSERT ... ON
-        CONFLICT DO NOTHING, then read back: a row already there wins). ``failed`` are
-        those whose key the provider could not wrap or unwrap.
-        """
-        failed: set[str] = set()
-        new: list[tuple[uuid.UUID, str, bytes]] = []
-        for cid in conv_ids:
-            if cid in known:
-                continue
-            try:
-                kek_id, wrapped, _ = await self.keyring.create()
-            except KeyringError as exc:
-                log.error("no data key for conversation %s: %s", cid, exc)
-                failed.add(cid)
-                continue
-            new.append((uuid.UUID(cid), kek_id, wrapped))
-        if new:
-            await self.keys.insert_new(conn, new)
-            known = {**known, **await self.keys.fetch(conn, [n[0] for n in new])}
-        keys: dict[str, DataKey] = {}
-        shredded: set[str] = set()
-        for cid in conv_ids:
-            row = known.get(cid)
-            if cid in failed or row is None:
-                failed.add(cid)
-            elif row.shredded or row.kek_id is None or row.wrapped is None:
-                shredded.add(cid)
-            else:
-                try:
-                    keys[cid] = await self.keyring.unwrap(row.kek_id, row.wrapped)
-                except KeyringError as exc:
-                    log.error("data key of conversation %s unavailable: %s", cid, exc)
-                    failed.add(cid)
-        return keys, shredded, failed
 
     async def append_batch(self, batch: Sequence[NewMessage], authorize: Authorize) -> list[Appended]:
         """Store a batch of sends in one transaction; see the module docstring."""
@@ -224,8 +191,8 @@ class MessageStore:
 
         deks: dict[str, DataKey] = {}
         if allowed:
-            deks, shredded, failed = await self._batch_keys(
-                conn, sorted({batch[i].conversation_id for i in allowed}), known_keys
+            deks, shredded, failed = await ConversationKeyStore.data_keys(
+                conn, self.keyring, sorted({batch[i].conversation_id for i in allowed}), known_keys
             )
             still_allowed = []
             for i in allowed:
@@ -357,11 +324,17 @@ class MessageStore:
         keys = await self._read_keys(rows)
         return [self._read_message(r, keys) for r in rows]
 
-    async def since(self, user_id: str, cursors: Mapping[str, int], limit: int) -> list[ConversationSync]:
+    async def since(
+        self, user_id: str, cursors: Mapping[str, int], limit: int, *, listed_only: bool = False
+    ) -> Since:
         """What ``user_id`` missed, in one query: per conversation, up to ``limit`` messages after its cursor.
 
-        Conversations the client listed with nothing new are omitted; those it did not list
-        are always included (so it learns about them), read from seq 1.
+        Conversations the client listed with nothing new are omitted from
+        ``conversations``; those it did not list are included (so it learns about them),
+        read from seq 1 — unless ``listed_only``, which answers the listed conversations
+        only. ``listed`` holds every listed id that is one of the user's conversations
+        (canonical form), answered or quiet, with the position the client declared (never
+        past ``last_seq``); listed ids that are not the user's are not in it.
         """
         valid = {}
         for cid, seq in cursors.items():
@@ -380,17 +353,23 @@ class MessageStore:
                         SELECT {_COLS} FROM messages y
                         WHERE y.conversation_id = c.id AND y.seq > COALESCE(s.cursor, 0)
                         ORDER BY y.seq LIMIT $4) AS x ON true
-                    WHERE m.user_id = $1 AND (s.cursor IS NULL OR c.last_seq > s.cursor)
+                    WHERE m.user_id = $1 AND (NOT $5::boolean OR s.cursor IS NOT NULL)
                     ORDER BY c.id, x.seq""",
                 uuid.UUID(user_id),
                 list(valid.keys()),
                 list(valid.values()),
                 limit,
+                listed_only,
             )
         keys = await self._read_keys(rows)
         out: dict[str, ConversationSync] = {}
+        listed: dict[str, int] = {}
         for r in rows:
             cid = str(r["cid"])
+            if r["cursor"] is not None:
+                listed[cid] = min(r["cursor"], r["last_seq"])
+                if r["last_seq"] <= r["cursor"]:
+                    continue  # listed, nothing new: the membership is all the answer needs
             entry = out.get(cid)
             if entry is None:
                 entry = out[cid] = ConversationSync(
@@ -404,6 +383,6 @@ class MessageStore:
             if r["seq"] is not None:
                 entry.messages.append(self._read_message(r, keys))
         for entry in out.values():
-            held = entry.messages[-1].seq if entry.messages else cursors.get(entry.conversation_id, 0)
+            held = entry.messages[-1].seq if entry.messages else listed.get(entry.conversation_id, 0)
             entry.has_more = held < entry.last_seq
-        return list(out.values())
+        return Since(conversations=list(out.values()), listed=listed)

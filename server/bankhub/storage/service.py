@@ -38,7 +38,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ..crypto.keyring import DataKey, Keyring, KeyringError
+from ..crypto.keyring import DataKey, Keyring
 from ..desk.hours import BusinessHours
 from ..desk.routing import AgentLoad, Assignment, plan
 from ..desk.sealing import CSAT_COMMENT, DESK_TEXT_KEY_ID, NOTE_TEXT, SHREDDED, UNDECRYPTABLE, TextUnreadable, open_text, seal_text
@@ -271,23 +271,12 @@ class ServiceStore:
         unrecoverable like every message of the conversation — never readable.
         """
         keyring = self._keyring()
-        cid = _uid(conversation_id)
-        try:
-            async with self.db.connection("service_text_key") as conn:
-                row = (await ConversationKeyStore.fetch(conn, [cid])).get(str(cid))
-            if row is None:
-                kek_id, wrapped, _ = await keyring.create()
-                async with self.db.transaction("service_text_key_new") as conn:
-                    await ConversationKeyStore.insert_new(conn, [(cid, kek_id, wrapped)])
-                    row = (await ConversationKeyStore.fetch(conn, [cid])).get(str(cid))
-            if row is None:
-                raise KeyUnavailable("the conversation's data key could not be stored")
-            if row.shredded or row.kek_id is None or row.wrapped is None:
-                return None
-            return await keyring.unwrap(row.kek_id, row.wrapped)
-        except KeyringError as exc:
-            log.error("data key of conversation %s unavailable: %s", conversation_id, exc)
-            raise KeyUnavailable(str(exc)) from exc
+        cid = str(_uid(conversation_id))
+        async with self.db.connection("service_text_key") as conn:  # autocommit: no lock is held
+            found = await ConversationKeyStore.data_keys(conn, keyring, [cid])
+        if cid in found.failed:
+            raise KeyUnavailable("the conversation's data key is unavailable")
+        return found.keys.get(cid)  # None: shredded
 
     async def _sealing_key(self, conversation_id: str) -> DataKey:
         """:meth:`text_key`, refusing (``gone``) a conversation that was shredded."""
@@ -298,13 +287,7 @@ class ServiceStore:
 
     async def _read_keys(self, rows: Sequence[Any], sealed_column: str) -> dict[tuple[str, bytes], DataKey]:
         """The unwrapped keys of the rows that hold a sealed text (``unavailable`` if the provider fails)."""
-        try:
-            return await self._keyring().unwrap_many(
-                (r["kek_id"], r["wrapped_dek"]) for r in rows if r["wrapped_dek"] is not None and r[sealed_column] is not None
-            )
-        except KeyringError as exc:
-            log.error("conversation key unavailable: %s", exc)
-            raise KeyUnavailable(str(exc)) from exc
+        return await ConversationKeyStore.unwrap_rows(self._keyring(), rows, present=sealed_column)
 
     @staticmethod
     def _open(

@@ -7,12 +7,19 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from ..models import Role, User
 from .db import Conn, Database
 
-__all__ = ["UserStore", "Credentials", "user_from_row"]
+__all__ = ["UserStore", "Credentials", "UsernameTaken", "user_from_row"]
+
+
+class UsernameTaken(Exception):
+    """:meth:`UserStore.create_user` found the username taken (by a concurrent insert, too).
+
+    The caller's transaction is aborted: leave it (the callers answer ``409 conflict``)."""
 
 class Credentials(msgspec.Struct, frozen=True):
     user: User
@@ -66,19 +73,24 @@ class UserStore:
         segment: str | None = None,
         tags: Sequence[str] = (),
     ) -> User:
-        row = await conn.fetchrow(
-            f"""INSERT INTO users (id, username, display_name, role, org_id, rm_id, password_hash, segment, tags)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_USER_COLS}""",
-            uuid.uuid4(),
-            username,
-            display_name,
-            role.value,
-            uuid.UUID(org_id),
-            uuid.UUID(rm_id) if rm_id else None,
-            password_hash,
-            segment,
-            list(tags),
-        )
+        try:
+            row = await conn.fetchrow(
+                f"""INSERT INTO users (id, username, display_name, role, org_id, rm_id, password_hash, segment, tags)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_USER_COLS}""",
+                uuid.uuid4(),
+                username,
+                display_name,
+                role.value,
+                uuid.UUID(org_id),
+                uuid.UUID(rm_id) if rm_id else None,
+                password_hash,
+                segment,
+                list(tags),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "users_username_key":
+                raise UsernameTaken(username) from None  # no DB detail: it quotes the row
+            raise
         return user_from_row(row)
 
     async def credentials(self, username: str) -> Credentials | None:
@@ -187,13 +199,18 @@ class UserStore:
     async def org_ancestry(self, org_id: str) -> list[str]:
         """The org and its ancestors up to the head office (policy facts for branch admins)."""
         async with self.db.connection("org_ancestry") as conn:
-            rows = await conn.fetch(
-                """WITH RECURSIVE up(id, parent_id, depth) AS (
-                       SELECT id, parent_id, 0 FROM orgs WHERE id = $1
-                       UNION ALL SELECT o.id, o.parent_id, up.depth + 1 FROM orgs o JOIN up ON o.id = up.parent_id)
-                   SELECT id FROM up ORDER BY depth""",
-                uuid.UUID(org_id),
-            )
+            return await self.org_ancestry_in(conn, org_id)
+
+    @staticmethod
+    async def org_ancestry_in(conn: Conn, org_id: str) -> list[str]:
+        """:meth:`org_ancestry`, in the caller's transaction."""
+        rows = await conn.fetch(
+            """WITH RECURSIVE up(id, parent_id, depth) AS (
+                   SELECT id, parent_id, 0 FROM orgs WHERE id = $1
+                   UNION ALL SELECT o.id, o.parent_id, up.depth + 1 FROM orgs o JOIN up ON o.id = up.parent_id)
+               SELECT id FROM up ORDER BY depth""",
+            uuid.UUID(org_id),
+        )
         return [str(r["id"]) for r in rows]
 
     async def org_ids_by_code(self, codes: Sequence[str]) -> dict[str, str]:
@@ -216,6 +233,19 @@ class UserStore:
         async with self.db.connection("users_by_ids") as conn:
             rows = await conn.fetch(f"SELECT {_USER_COLS} FROM users WHERE id = ANY($1::uuid[])", keys)
         return {str(r["id"]): user_from_row(r) for r in rows}
+
+    @staticmethod
+    async def lock_shared(conn: Conn, ids: Iterable[str]) -> dict[str, User]:
+        """The users ``ids`` as they are now, share-locked until the caller's transaction
+        ends (in id order: no deadlocks): a role change or disabling waits for it."""
+        keys = sorted({uuid.UUID(i) for i in ids})
+        rows = await conn.fetch(f"SELECT {_USER_COLS} FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE", keys)
+        return {str(r["id"]): user_from_row(r) for r in rows}
+
+    @staticmethod
+    async def username_exists(conn: Conn, username: str) -> bool:
+        """Whether ``username`` is taken, in the caller's transaction."""
+        return bool(await conn.fetchval("SELECT 1 FROM users WHERE username = $1", username))
 
     async def count(self) -> int:
         async with self.db.connection("users_count") as conn:
