@@ -35,6 +35,7 @@ __all__ = [
     "may_manage_account",
     "may_decide_notice",
     "may_target",
+    "may_list_orgs",
     "may_create_user",
     "DUAL_CONTROL_ROLES",
     "may_request_user",
@@ -47,6 +48,7 @@ __all__ = [
     "may_read_alert_status",
     "may_manage_alert_delivery",
     "may_post_system",
+    "may_list_rms",
     "may_view_book",
     "may_read_book_messages",
     "may_see_my_rm",
@@ -308,6 +310,16 @@ def may_decide_notice(actor: User, account: OfficialAccount, author: User | None
     return ALLOW
 
 
+def may_list_orgs(actor: User) -> Decision:
+    """The org tree, for the targeting picker: administrators, who see the subtree they
+    administer (head office all of it, a branch admin their own branch)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role not in (Role.HEAD_OFFICE_ADMIN, Role.BRANCH_ADMIN):
+        return Decision(False, "forbidden", "only administrators list the org tree")
+    return ALLOW
+
+
 def may_target(account: OfficialAccount, target_org_paths: Sequence[Sequence[str]], staff_only: bool) -> Decision:
     """A branch account speaks to its own region: every targeted org must lie in the owner's
     subtree. A staff account speaks to staff only."""
@@ -468,6 +480,16 @@ def may_post_system(actor: User, membership: Membership | None) -> Decision:
         return Decision(False, "forbidden", "only the hub posts as the system user")
     if membership.kind not in ("direct", "service"):
         return Decision(False, "forbidden", "system notices go into direct and service conversations only")
+    return ALLOW
+
+
+def may_list_rms(actor: User) -> Decision:
+    """The directory of RMs (to pick a book, or the RM taking one over): head office sees
+    every RM; a branch admin those of their own subtree (the query is scoped to it)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role not in (Role.HEAD_OFFICE_ADMIN, Role.BRANCH_ADMIN):
+        return Decision(False, "forbidden", "only administrators list relationship managers")
     return ALLOW
 
 

@@ -130,3 +130,39 @@ async def test_an_away_rm_auto_replies_once_per_away_period_per_customer(node: R
     async with api(node, wang_token) as http:
         page = (await http.get(f"/v1/conversations/{li_conv}/messages", params={"limit": 200})).json()["messages"]
         assert sum(1 for m in page if m["body"].get("event") == "rm_auto_reply") == 3
+
+
+async def test_administrators_list_the_rms_they_may_hand_books_between(node: RunningNode) -> None:
+    # a second Beijing RM (in the Haidian sub-branch), and one disabled: listed / not listed
+    async with api(node, await token_for(node, "br.admin")) as http:
+        for username in ("rm.liu", "rm.gone"):
+            r = await http.post(
+                "/v1/users",
+                json={"username": username, "display_name": username, "role": "rm", "org": "BJ-HD", "password": "bankhub-demo"},
+            )
+            assert r.status_code == 201, r.text
+    await node.hub.db.pool.execute("UPDATE users SET disabled = true WHERE username = 'rm.gone'")
+
+    async with api(node, await token_for(node, "ho.admin")) as http:
+        everyone = (await http.get("/v1/rm/managers")).json()
+        assert [m["username"] for m in everyone["managers"]] == ["rm.chen", "rm.liu", "rm.wang"]
+        assert everyone["next_cursor"] is None
+        wang = everyone["managers"][2]
+        assert (wang["branch"], wang["org_name"], wang["customers"], wang["status"]) == ("BJ", "Beijing Branch", 2, "online")
+        # paged by username
+        first = (await http.get("/v1/rm/managers?limit=2")).json()
+        assert [m["username"] for m in first["managers"]] == ["rm.chen", "rm.liu"] and first["next_cursor"]
+        rest = (await http.get(f"/v1/rm/managers?limit=2&cursor={first['next_cursor']}")).json()
+        assert [m["username"] for m in rest["managers"]] == ["rm.wang"] and rest["next_cursor"] is None
+        assert (await http.get("/v1/rm/managers?cursor=not-a-cursor")).json()["code"] == "invalid_request"
+
+    # a branch admin: only the RMs of their subtree (rm.chen of Shanghai is not even named)
+    async with api(node, await token_for(node, "br.admin")) as http:
+        mine = (await http.get("/v1/rm/managers")).json()
+        assert [(m["username"], m["branch"]) for m in mine["managers"]] == [("rm.liu", "BJ-HD"), ("rm.wang", "BJ")]
+        assert "rm.chen" not in str(mine)
+
+    for who in ("rm.wang", "agent.zhao", "c.li", "co.sun"):
+        async with api(node, await token_for(node, who)) as http:
+            r = await http.get("/v1/rm/managers")
+            assert r.status_code == 403 and r.json()["code"] == "forbidden", (who, r.text)

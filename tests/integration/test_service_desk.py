@@ -357,3 +357,27 @@ async def test_who_may_do_what_on_the_desk(node: RunningNode) -> None:
         assert (me["active"], me["capacity"]) == (2, 2) and len(me["sessions"]) == 2
     audit = await node.hub.db.pool.fetch("SELECT action, details FROM audit_log WHERE action = 'service.agent_configured'")
     assert len(audit) >= 2  # every configuration change is audited
+
+
+async def test_an_agent_sees_how_many_wait_in_each_of_their_queues(node: RunningNode) -> None:
+    # agent.zhao serves cards and general, away: c.li and c.zhang wait in cards, nobody in general
+    zhao = await _desk(node, "agent.zhao", capacity=1, queues=["cards", "general"])
+    async with api(node, zhao) as http:
+        assert (await http.put("/v1/service/agents/me/state", json={"state": "away"})).status_code == 200
+    for customer in ("c.li", "c.zhang"):
+        async with api(node, await token_for(node, customer)) as http:
+            sid = (await http.post("/v1/service/sessions", json={"queue": "cards"})).json()["session_id"]
+            assert (await http.post(f"/v1/service/sessions/{sid}/human")).json()["state"] == "waiting"
+    async with api(node, zhao) as http:
+        me = (await http.get("/v1/service/agents/me")).json()
+        by_queue = {q["queue"]: q for q in me["queue_waiting"]}
+        assert set(by_queue) == {"cards", "general"}  # only my queues, each once
+        assert by_queue["cards"]["waiting"] == 2 and by_queue["cards"]["longest_wait_s"] >= 0
+        assert by_queue["general"] == {"queue": "general", "waiting": 0, "longest_wait_s": None}
+        assert "customer" not in str(me["queue_waiting"])  # counts, no one named
+        # available: one is routed to me (capacity 1), one still waits
+        set_state = (await http.put("/v1/service/agents/me/state", json={"state": "available"})).json()
+        assert set_state["queue_waiting"] is None  # only GET /v1/service/agents/me counts
+        me = (await http.get("/v1/service/agents/me")).json()
+        assert {q["queue"]: q["waiting"] for q in me["queue_waiting"]} == {"cards": 1, "general": 0}
+        assert len(me["sessions"]) == 1

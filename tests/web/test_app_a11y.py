@@ -1,5 +1,6 @@
-"""The customer app at a phone viewport (375×812): each main screen, in Chinese and in English,
-has no serious or critical axe-core violation, and a screenshot is kept of each."""
+"""The customer app at a phone viewport (375×812): each main screen (Messages, a chat, Discover
+and a feed, Services with the desk, the alerts inbox and its preferences, Me), in Chinese and
+in English, has no serious or critical axe-core violation, and a screenshot is kept of each."""
 
 from __future__ import annotations
 
@@ -60,11 +61,32 @@ async def test_every_main_screen_is_accessible_at_a_phone_viewport(browser: Brow
     await page.keyboard.press("ArrowRight")
     await expect(page.get_by_role("tab", name="发现")).to_be_focused()
     await expect(page.get_by_role("tab", name="发现")).to_have_attribute("aria-selected", "true")
+    await expect(page.get_by_role("region", name="我关注的").get_by_role("button", name=re.compile("^Bank Service"))).to_be_visible()
+    await expect(page.get_by_role("list", name="官方账号").get_by_role("listitem").first).to_be_visible()
     await _check(page, shots, "05-discover")
+    await page.get_by_role("region", name="我关注的").get_by_role("button", name=re.compile("^Bank Service")).click()
+    await expect(page.get_by_text("还没有通知")).to_be_visible()
+    await _check(page, shots, "05-discover-feed")
     await page.get_by_role("tab", name="功能").click()
+    await expect(page.get_by_role("button", name=re.compile("^在线客服"))).to_be_visible()
     await _check(page, shots, "06-services")
+    # the service desk with the bot's greeting
+    await page.get_by_role("button", name=re.compile("^在线客服")).click()
+    await page.get_by_role("button", name="咨询客服").click()
+    await expect(page.get_by_role("log").locator('[data-event="bot_greeting"]')).to_be_visible()
+    await _check(page, shots, "06-services-desk")
+    # the alerts inbox and its preferences
+    await page.get_by_role("button", name=re.compile("返回")).click()
+    await page.get_by_role("button", name=re.compile("^动账提醒")).click()
+    await expect(page.get_by_text("没有提醒")).to_be_visible()
+    await _check(page, shots, "06-services-inbox")
+    await page.get_by_role("button", name="提醒设置").click()
+    await expect(page.get_by_role("switch", name="接收安全提醒")).to_be_disabled()
+    await _check(page, shots, "06-services-preferences")
     await page.get_by_role("tab", name="我", exact=True).click()
     await expect(page.get_by_text("Li Lei")).to_be_visible()
+    await expect(page.get_by_role("list", name="已登录设备").get_by_text("本设备")).to_be_visible()
+    await expect(page.locator(".rm-status")).to_have_text("在线")
     await _check(page, shots, "07-me")
 
     # English, remembered across a reload
@@ -74,6 +96,13 @@ async def test_every_main_screen_is_accessible_at_a_phone_viewport(browser: Brow
     await page.reload()
     await page.get_by_role("tab", name="Messages").click()
     await _check(page, shots, "08-messages-en")
+    await page.get_by_role("tab", name="Discover").click()
+    await expect(page.get_by_role("region", name="Following")).to_be_visible()
+    await _check(page, shots, "09-discover-en")
+    await page.get_by_role("tab", name="Services").click()
+    await page.get_by_role("button", name=re.compile("^Customer service")).click()
+    await expect(page.locator(".desk-status")).to_have_text("Our assistant is answering")
+    await _check(page, shots, "10-services-desk-en")
 
     # sign out: back to the form, and the session is gone on the server too
     await page.get_by_role("tab", name="Me", exact=True).click()

@@ -1325,7 +1325,7 @@ export class Client extends EventTarget {
       case "error":
         return this._onError(f);
       case "service_status":
-        if (this._revisions.accept(f.session_id, f.revision)) this._emit("service_status", f);
+        if (this._revisions.accept(f.session_id, f.revision, f.queue, f.state)) this._emit("service_status", f);
         return;
       case "conversation_removed":
         this._inbox.cursors.forget(f.conversation_id);

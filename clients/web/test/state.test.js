@@ -241,6 +241,23 @@ test("service desk: a status older than one shown is dropped", () => {
   assert.equal(f.accept("s1", 0), true, "forgotten beyond the bound");
 });
 
+test("service desk: revisions compare within a queue; state changes show; closed is final", () => {
+  const f = new RevisionFilter();
+  assert.equal(f.accept("s1", 5, "general", "waiting"), true);
+  assert.equal(f.accept("s1", 4, "general", "waiting"), false, "an older position in the same queue");
+  assert.equal(f.accept("s1", 6, "general", "active"), true);
+  assert.equal(f.accept("s1", 5, "general", "waiting"), false, "a late position after being served");
+  // transferred to another queue: its own count, which may be lower
+  assert.equal(f.accept("s1", 2, "cards", "waiting"), true);
+  assert.equal(f.accept("s1", 3, "cards", "active"), true);
+  assert.equal(f.accept("s1", 0, "cards", "active"), true, "a transfer to an agent carries no queue revision");
+  // the close carries no revision: shown after any position, and nothing after it
+  assert.equal(f.accept("s1", 0, "cards", "closed"), true);
+  assert.equal(f.accept("s1", 9, "cards", "waiting"), false);
+  assert.equal(f.accept("s1", 0, "cards", "closed"), false, "shown once");
+  assert.equal(f.accept("s2", 7, "general", "waiting"), true, "another session is not affected");
+});
+
 // --- reconnect and close-code decisions --------------------------------------------------------
 
 test("close codes: reconnect on restart, idle, slow consumer and loss; stop on revoke", () => {

@@ -27,6 +27,7 @@ from ..models import OfficialAccount, User
 from ..protocol.frames import AccountReceipt, AccountSync, Notice, NoticeBody
 from ..signals import AccountReadSignal, FollowSignal, NoticeSignal, encode_signal
 from ..storage.accounts import AccountKey, FollowedAccount, NoticeRecord, NoticeStats, account_key
+from ..storage.users import OrgRow
 from ..targeting import Target
 from .audit import record
 from .errors import ActionError, require
@@ -56,6 +57,8 @@ __all__ = [
     "sync",
     "outbox",
     "stats",
+    "audience",
+    "target_orgs",
 ]
 
 log = logging.getLogger("bankhub.actions.accounts")
@@ -434,3 +437,19 @@ async def stats(hub: Hub, actor: User, notice_id: str) -> tuple[NoticeRecord, No
     if figures is None:
         raise ActionError("not_found", "no such notice")
     return rec, figures
+
+
+async def audience(hub: Hub, actor: User, account_id: str, *, org_codes: list[str] | None = None, target: Target = Target()) -> int:
+    """How many current followers of the account a notice with this target would reach, for
+    its administrators (the same checks as :func:`publish`: the account is theirs, the target
+    is one it may use)."""
+    account = await _managed(hub, actor, account_id)
+    final = await _validated_target(hub, account, org_codes, target)
+    return await hub.accounts.audience(account.id, final)
+
+
+async def target_orgs(hub: Hub, actor: User, limit: int, *, after: str | None = None) -> list[OrgRow]:
+    """Up to ``limit`` orgs (by code, after ``after``) the actor may target: the subtree of
+    their own org (the whole tree for head office)."""
+    require(policy.may_list_orgs(actor))
+    return await hub.users.org_subtree(actor.org_id, limit, after=after)

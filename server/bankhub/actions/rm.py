@@ -24,7 +24,7 @@ from ..desk.system import SYSTEM_USER_ID
 from ..models import Role, User
 from ..protocol.frames import ConversationAdded, ConversationRemoved, CustomerCard, Message, RmChanged, StaffCard
 from ..signals import Signal
-from ..storage.rm import RM_STATUSES, BookKey, HandedOver, RmStatus, RmStore
+from ..storage.rm import RM_STATUSES, BookKey, HandedOver, RmListed, RmStatus, RmStore
 from .audit import CUSTOMER_REASSIGNED, record
 from .desk import SystemEvent
 from .errors import ActionError, require
@@ -41,6 +41,7 @@ __all__ = [
     "MyRm",
     "Handover",
     "book",
+    "managers",
     "card",
     "my_rm",
     "set_status",
@@ -129,6 +130,15 @@ async def _rm_by_name(hub: Hub, username: str) -> User:
     if user is None or user.role is not Role.RM:
         raise ActionError("not_found", "no such relationship manager")
     return user
+
+
+async def managers(hub: Hub, actor: User, *, after: str | None, limit: int) -> list[RmListed]:
+    """The RMs an administrator may hand books between, by username: every RM for head
+    office, those of the admin's own org subtree for a branch admin. Fetch ``limit + 1``
+    to learn whether a page follows."""
+    require(policy.may_list_rms(actor))
+    root = None if actor.role is Role.HEAD_OFFICE_ADMIN else actor.org_id
+    return await hub.desk.rm.managers(root, after=after, limit=limit)
 
 
 async def book(

@@ -49,6 +49,7 @@ __all__ = [
     "SessionView",
     "SessionDetail",
     "AgentView",
+    "QueueWaiting",
     "QueueView",
     "Figures",
     "open_session",
@@ -112,6 +113,14 @@ class SessionDetail(msgspec.Struct, omit_defaults=True):
     csat_comment_unreadable: str | None = None
 
 
+class QueueWaiting(msgspec.Struct):
+    """One of my queues as an agent sees it: customers waiting now and the longest wait."""
+
+    queue: str
+    waiting: int
+    longest_wait_s: float | None
+
+
 class AgentView(msgspec.Struct):
     user_id: str
     username: str
@@ -121,6 +130,8 @@ class AgentView(msgspec.Struct):
     active: int
     queues: list[str]
     sessions: list[SessionView] = []
+    # GET /v1/service/agents/me only (null elsewhere): each of my queues, waiting now
+    queue_waiting: list[QueueWaiting] | None = None
 
 
 class QueueView(msgspec.Struct):
@@ -382,12 +393,17 @@ def _agent_view(a: AgentRow, sessions: Sequence[SessionView] = ()) -> AgentView:
 
 
 async def my_desk(hub: Hub, actor: User) -> AgentView:
-    """My state, capacity and load, and the sessions I serve now."""
+    """My state, capacity and load, the sessions I serve now, and my queues' waiting counts."""
     agent = await hub.desk.store.agent(actor.id)
     require(policy.may_set_agent_state(actor, agent is not None))
     assert agent is not None
     sessions = [await _view(hub, s, agent=actor) for s in await hub.desk.store.active_sessions_of(actor.id)]
-    return _agent_view(agent, sessions)
+    view = _agent_view(agent, sessions)
+    counts = await hub.desk.store.waiting_in(agent.queues)
+    view.queue_waiting = [
+        QueueWaiting(queue=q, waiting=counts.get(q, (0, 0.0))[0], longest_wait_s=counts[q][1] if q in counts else None) for q in agent.queues
+    ]
+    return view
 
 
 async def set_agent_state(hub: Hub, actor: User, state: str) -> AgentView:

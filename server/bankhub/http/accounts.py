@@ -34,6 +34,7 @@ NOTICE_STATUSES = ("pending_approval", "scheduled", "published", "recalled", "re
 OutboxKey = tuple[dt.datetime, uuid.UUID]
 OUTBOX_CURSOR = Cursor[OutboxKey](OutboxKey)
 ACCOUNT_CURSOR = Cursor[AccountKey](AccountKey)
+ORG_CURSOR = Cursor[tuple[str]](tuple[str])
 
 
 class AccountBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -59,6 +60,29 @@ class NoticeInBody(msgspec.Struct, forbid_unknown_fields=True):
     body: NoticeBody
     target: TargetBody | None = None
     scheduled_at: Annotated[dt.datetime, Meta(extra_json_schema={"format": "date-time"})] | None = None
+
+
+class AudienceBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A draft notice's target (as in NoticeInBody), to count its audience before sending."""
+
+    target: TargetBody | None = None
+
+
+class AudienceOut(msgspec.Struct):
+    count: int  # current followers of the account the target reaches
+
+
+class OrgOut(msgspec.Struct):
+    id: str  # as in a notice's target.org_ids
+    code: str
+    name: str
+    kind: str  # head_office, branch or sub_branch
+    parent_code: str | None
+
+
+class OrgList(msgspec.Struct):
+    orgs: list[OrgOut]
+    next_cursor: str | None  # more follow: pass it as ?cursor=
 
 
 class RecallBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,6 +112,7 @@ class AccountOut(msgspec.Struct):
     audience: str
     is_default: bool
     requires_approval: bool
+    owner_org_id: str  # the owning org (GET /v1/orgs lists the orgs an administrator's accounts may belong to)
     following: bool | None = None
 
 
@@ -165,6 +190,7 @@ def _account_out(a: OfficialAccount, following: bool | None = None) -> AccountOu
         audience=a.audience,
         is_default=a.is_default,
         requires_approval=a.requires_approval,
+        owner_org_id=a.owner_org_id,
         following=following,
     )
 
@@ -326,6 +352,34 @@ async def notice_stats(request: Request) -> Response:
     return json_response(StatsOut(notice=_notice_out(rec), stats=figures))
 
 
+async def notice_audience(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    body: AudienceBody = await _body(request, AudienceBody)
+    t = body.target or TargetBody()
+    count = await account_actions.audience(
+        hub,
+        session.user,
+        ACCOUNT_ID.value(request),
+        org_codes=t.org_codes,
+        target=Target(tags=t.tags, segments=t.segments, staff_only=t.staff_only),
+    )
+    return json_response(AudienceOut(count=count))
+
+
+async def list_orgs(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    limit = PAGE_LIMIT.read_default(request)
+    after = ORG_CURSOR.read(request)
+    rows, next_cursor = next_page(
+        await account_actions.target_orgs(hub, session.user, limit + 1, after=None if after is None else after[0]),
+        limit,
+        lambda o: (o.code,),
+    )
+    return json_response(OrgList(orgs=[OrgOut(id=o.id, code=o.code, name=o.name, kind=o.kind, parent_code=o.parent_code) for o in rows], next_cursor=next_cursor))
+
+
 async def create_user(request: Request) -> Response:
     hub = _hub(request)
     session = await require_session(hub, request)
@@ -365,12 +419,17 @@ ROUTES: list[tuple[str, Handler, list[str]]] = [
     ("/v1/notices/{notice_id}/reject", reject_notice, ["POST"]),
     ("/v1/notices/{notice_id}/recall", recall_notice, ["POST"]),
     ("/v1/notices/{notice_id}/stats", notice_stats, ["GET"]),
+    ("/v1/accounts/{account_id}/audience", notice_audience, ["POST"]),
+    ("/v1/orgs", list_orgs, ["GET"]),
 ]
 
 OPENAPI_TYPES: list[Any] = [
     AccountBody,
     NoticeInBody,
     RecallBody,
+    AudienceBody,
+    AudienceOut,
+    OrgList,
     ReadBody,
     UserBody,
     AccountOut,
@@ -455,4 +514,19 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
             "post": op("Recall a published notice; followers see it withdrawn", 200, "NoticeOut", body=ref("RecallBody"), extra=(403, 404, 409))
         },
         "/v1/notices/{notice_id}/stats": {"get": op("Delivered-online and read figures", 200, "StatsOut", extra=(403, 404))},
+        "/v1/accounts/{account_id}/audience": {
+            "post": op(
+                "Count the current followers a notice with this target would reach (administrators of the account; "
+                "the same targeting and checks as publishing)",
+                200,
+                "AudienceOut",
+                body=ref("AudienceBody"),
+                extra=(400, 403, 404),
+            )
+        },
+        "/v1/orgs": {
+            "get": paged(
+                op("The orgs I may target, by code: my org's subtree (administrators; head office sees the whole tree)", 200, "OrgList", extra=(403,))
+            )
+        },
     }

@@ -17,7 +17,7 @@ from ..actions.errors import ActionError
 from .. import text
 from .auth import require_session
 from .problems import json_response
-from ..storage.rm import BookKey
+from ..storage.rm import BookKey, RmListed
 from .paging import CURSOR_PARAM, PAGE_LIMIT, Cursor, encode_cursor, next_page
 from .params import QUEUE_CODE, RM, SESSION_ID, SINCE, USERNAME
 from .routes import Handler, _body, _client_ip, _hub
@@ -27,6 +27,7 @@ __all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths"]
 _RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})", re.ASCII)
 BOOK_CURSOR = Cursor[BookKey](BookKey)
 QUEUE_CURSOR = Cursor[tuple[str]](tuple[str])
+RM_CURSOR = Cursor[tuple[str]](tuple[str])
 
 
 class AvailabilityBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -82,6 +83,11 @@ class QueueList(msgspec.Struct):
     next_cursor: str | None  # more follow: pass it as ?cursor=
 
 
+class RmList(msgspec.Struct):
+    managers: list[RmListed]
+    next_cursor: str | None  # more follow: pass it as ?cursor=
+
+
 class TagList(msgspec.Struct):
     tags: dict[str, str]
 
@@ -101,6 +107,19 @@ async def rm_book(request: Request) -> Response:
     )
     book.next_cursor = None if next_key is None else encode_cursor(next_key)
     return json_response(book)
+
+
+async def rm_directory(request: Request) -> Response:
+    hub = _hub(request)
+    session = await require_session(hub, request)
+    limit = PAGE_LIMIT.read_default(request)
+    after = RM_CURSOR.read(request)
+    managers, next_cursor = next_page(
+        await rm_actions.managers(hub, session.user, after=None if after is None else after[0], limit=limit + 1),
+        limit,
+        lambda m: (m.username,),
+    )
+    return json_response(RmList(managers=managers, next_cursor=next_cursor))
 
 
 async def rm_availability(request: Request) -> Response:
@@ -274,6 +293,7 @@ async def figures(request: Request) -> Response:
 
 ROUTES: list[tuple[str, Handler, list[str]]] = [
     ("/v1/rm/book", rm_book, ["GET"]),
+    ("/v1/rm/managers", rm_directory, ["GET"]),
     ("/v1/rm/availability", rm_availability, ["PUT"]),
     ("/v1/rm/{username}/handover", hand_over, ["POST"]),
     ("/v1/customers/{username}/card", customer_card, ["GET"]),
@@ -307,6 +327,8 @@ OPENAPI_TYPES: list[Any] = [
     QueueBody,
     QueueList,
     TagList,
+    RmList,
+    RmListed,
     rm_actions.Book,
     rm_actions.RmStatusView,
     rm_actions.CardView,
@@ -315,6 +337,7 @@ OPENAPI_TYPES: list[Any] = [
     service_actions.SessionView,
     service_actions.SessionDetail,
     service_actions.AgentView,
+    service_actions.QueueWaiting,
     service_actions.QueueView,
     service_actions.Figures,
 ]
@@ -334,6 +357,9 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         CURSOR_PARAM,
         PAGE_LIMIT.openapi(),
     ]
+    directory = op("Relationship managers an administrator may hand books between, by username, with their number of customers", 200, "RmList", extra=(400, 403))
+    directory["description"] = book["description"] + " Head office sees every RM; a branch admin those of their own subtree."
+    directory["parameters"] = [CURSOR_PARAM, PAGE_LIMIT.openapi()]
     queues = op("Service queues with business hours and whether they are open now, by code", 200, "QueueList")
     queues["description"] = book["description"]
     queues["parameters"] = [CURSOR_PARAM, PAGE_LIMIT.openapi()]
@@ -353,6 +379,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     figures_op["parameters"] = [{"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}}]
     return {
         "/v1/rm/book": {"get": book},
+        "/v1/rm/managers": {"get": directory},
         "/v1/rm/availability": {
             "put": op("Declare my availability (RMs); away and off duty send one auto-reply per customer", 200, "RmStatusView", body=ref("AvailabilityBody"), extra=(400, 403))
         },
@@ -386,7 +413,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "/v1/service/sessions/{session_id}/csat": {
             "post": with_id(op("Rate a closed session 1-5, once (its customer); 410: a comment, and the conversation was erased", 200, "SessionView", body=ref("CsatBody"), extra=(400, 404, 409, 410)))
         },
-        "/v1/service/agents/me": {"get": op("My desk state, capacity, load and sessions (agents)", 200, "AgentView", extra=(403, 404))},
+        "/v1/service/agents/me": {"get": op("My desk state, capacity, load, sessions and my queues' waiting counts (agents)", 200, "AgentView", extra=(403, 404))},
         "/v1/service/agents/me/state": {"put": op("Set my state: available, busy, away (agents)", 200, "AgentView", body=ref("AgentStateBody"), extra=(400, 403, 404))},
         "/v1/service/agents/{username}": {
             "put": op("Put an agent on the desk: capacity and queues (supervisors)", 200, "AgentView", body=ref("AgentConfigBody"), extra=(400, 403, 404, 409))

@@ -572,8 +572,11 @@ class ServiceStatus(Struct, tag="service_status", tag_field="type", omit_default
     ``active``, ``closed``) and, while waiting, my ``position`` in the queue (1 = next),
     how many wait in all and the estimated wait in seconds (None: no estimate).
 
-    ``revision`` grows with every change of the queue: ignore a status with a lower
-    revision than one already shown. ``csat_pending``: a closed session I may rate.
+    ``revision`` grows with every change of the status's queue, so it compares only within
+    one session and queue (``closed``, and ``active`` after a transfer to an agent, carry 0):
+    ignore a ``waiting``/``active`` status whose nonzero revision is lower than one already
+    shown for the same session and queue; ``closed`` is final. ``csat_pending``: a closed
+    session I may rate.
     """
 
     session_id: str

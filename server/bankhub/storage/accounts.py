@@ -67,6 +67,22 @@ _TARGETS_ME = """(n.target_org_ids IS NULL OR n.target_org_ids && me.path)
     AND (n.target_segments IS NULL OR me.segment = ANY (n.target_segments))
     AND (NOT n.staff_only OR me.role <> 'customer')"""
 
+# bankhub.targeting.matches over an account's followers, counted: the targeted audience of a
+# notice (its figures) and of a draft (the live count before sending). $1 account, $2 the read
+# position counted as "read" (NULL: none), $3 target org ids, $4 followed at or before (NULL:
+# any time), $5 tags, $6 segments, $7 staff only. The account id is a parameter, so the plan
+# starts from the account's follows rather than from every user.
+_TARGETED_FOLLOWERS = """WITH RECURSIVE sub(id) AS (
+        SELECT o.id FROM orgs o WHERE o.id = ANY ($3::uuid[])
+        UNION SELECT o.id FROM orgs o JOIN sub ON o.parent_id = sub.id)
+    SELECT count(*) AS targeted, count(*) FILTER (WHERE f.read_seq >= $2::bigint) AS read
+    FROM account_follows f JOIN users u ON u.id = f.user_id
+    WHERE f.account_id = $1 AND ($4::timestamptz IS NULL OR f.followed_at <= $4)
+      AND ($3::uuid[] IS NULL OR u.org_id IN (SELECT id FROM sub))
+      AND ($5::text[] IS NULL OR $5::text[] && u.tags)
+      AND ($6::text[] IS NULL OR u.segment = ANY ($6::text[]))
+      AND (NOT $7 OR u.role <> 'customer')"""
+
 _NOTICE_COLS = """n.id, n.account_id, n.seq, n.status, n.kind, n.body::text AS body, n.target_org_ids, n.target_tags,
     n.target_segments, n.staff_only, n.author_id, n.approved_by, n.rejected_by, n.scheduled_at, n.published_at,
     n.recall_seq, n.recalled_at, n.recalled_by, n.recall_reason, n.delivered_online, n.created_at"""
@@ -607,6 +623,22 @@ class AccountStore:
                 acc.notices.append(notice_from_row(r))
         return list(out.values())
 
+    async def audience(self, account_id: str, target: Target) -> int:
+        """How many of the account's current followers ``target`` reaches: the count a notice
+        published now would have as its targeted followers (the same SQL as :meth:`stats`)."""
+        async with self.db.connection("notice_audience") as conn:
+            count = await conn.fetchval(
+                _TARGETED_FOLLOWERS,
+                uuid.UUID(account_id),
+                None,
+                _uuids(target.org_ids),
+                None,
+                target.tags,
+                target.segments,
+                target.staff_only,
+            )
+        return int(count or 0)
+
     async def stats(self, notice_id: str) -> NoticeStats | None:
         """Delivery and read figures of one notice. Counts targeted followers at query time
         (one scan of the account's followers), never at publication."""
@@ -623,16 +655,7 @@ class AccountStore:
                 # the account id is a parameter, so the plan starts from the account's follows
                 # rather than from every user
                 row = await conn.fetchrow(
-                    """WITH RECURSIVE sub(id) AS (
-                           SELECT o.id FROM orgs o WHERE o.id = ANY ($3::uuid[])
-                           UNION SELECT o.id FROM orgs o JOIN sub ON o.parent_id = sub.id)
-                       SELECT count(*) AS targeted, count(*) FILTER (WHERE f.read_seq >= $2) AS read
-                       FROM account_follows f JOIN users u ON u.id = f.user_id
-                       WHERE f.account_id = $1 AND f.followed_at <= $4
-                         AND ($3::uuid[] IS NULL OR u.org_id IN (SELECT id FROM sub))
-                         AND ($5::text[] IS NULL OR $5::text[] && u.tags)
-                         AND ($6::text[] IS NULL OR u.segment = ANY ($6::text[]))
-                         AND (NOT $7 OR u.role <> 'customer')""",
+                    _TARGETED_FOLLOWERS,
                     n["account_id"],
                     n["seq"],
                     n["target_org_ids"],

@@ -21,7 +21,7 @@ from .conversations import direct_key
 from .db import Conn, Database
 from .users import UserStore
 
-__all__ = ["RmStore", "BookEntry", "BookKey", "RmStatus", "HandedOver", "RM_STATUSES"]
+__all__ = ["RmStore", "BookEntry", "BookKey", "RmStatus", "RmListed", "HandedOver", "RM_STATUSES"]
 
 RM_STATUSES = ("online", "away", "off_duty")
 
@@ -47,6 +47,18 @@ class RmStatus(msgspec.Struct):
     message: str | None
     period: int
     since: dt.datetime | None
+
+
+class RmListed(msgspec.Struct):
+    """An RM in an administrator's directory: who, where, how many customers, availability."""
+
+    user_id: str
+    username: str
+    display_name: str
+    branch: str  # org code
+    org_name: str
+    customers: int
+    status: str  # online, away or off_duty
 
 
 class HandedOver(msgspec.Struct):
@@ -141,6 +153,38 @@ class RmStore:
         async with self.db.connection("customer_card") as conn:
             row = await conn.fetchrow(_CARD + " WHERE u.id = $1 AND u.role = 'customer'", uuid.UUID(customer_id))
         return None if row is None else card_from_row(row)
+
+    async def managers(self, root_org_id: str | None, *, after: str | None, limit: int) -> list[RmListed]:
+        """Up to ``limit`` active RMs of the org subtree under ``root_org_id`` (every org when
+        None), by username after ``after`` (keyset paging), with their number of customers."""
+        async with self.db.connection("rm_directory") as conn:
+            rows = await conn.fetch(
+                """WITH RECURSIVE sub(id) AS (
+                       SELECT id FROM orgs WHERE $1::uuid IS NULL OR id = $1::uuid
+                       UNION SELECT o.id FROM orgs o JOIN sub ON o.parent_id = sub.id)
+                   SELECT u.id, u.username, u.display_name, o.code AS branch, o.name AS org_name,
+                          (SELECT count(*) FROM users c WHERE c.rm_id = u.id AND c.role = 'customer') AS customers,
+                          COALESCE(s.status, 'online') AS status
+                   FROM users u JOIN sub ON sub.id = u.org_id JOIN orgs o ON o.id = u.org_id
+                   LEFT JOIN rm_status s ON s.user_id = u.id
+                   WHERE u.role = 'rm' AND NOT u.disabled AND ($2::text IS NULL OR u.username > $2)
+                   ORDER BY u.username LIMIT $3""",
+                None if root_org_id is None else uuid.UUID(root_org_id),
+                after,
+                limit,
+            )
+        return [
+            RmListed(
+                user_id=str(r["id"]),
+                username=r["username"],
+                display_name=r["display_name"],
+                branch=r["branch"],
+                org_name=r["org_name"],
+                customers=int(r["customers"]),
+                status=r["status"],
+            )
+            for r in rows
+        ]
 
     async def status(self, rm_id: str) -> RmStatus:
         """The RM's availability (online when never declared)."""

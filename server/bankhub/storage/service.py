@@ -616,6 +616,17 @@ class ServiceStore:
             )
         return [r["queue"] for r in rows]
 
+    async def waiting_in(self, queues: Sequence[str]) -> dict[str, tuple[int, float]]:
+        """Of ``queues``, those with customers waiting now: ``queue -> (waiting, longest
+        wait in seconds)`` (an agent's view of their queues; no customer is named)."""
+        async with self.db.connection("service_queue_waiting_counts") as conn:
+            rows = await conn.fetch(
+                """SELECT queue, count(*) AS waiting, extract(epoch FROM clock_timestamp() - min(queued_at)) AS longest
+                   FROM service_sessions WHERE state = 'waiting' AND queue = ANY($1::text[]) GROUP BY queue""",
+                list(queues),
+            )
+        return {r["queue"]: (int(r["waiting"]), max(0.0, float(r["longest"] or 0))) for r in rows}
+
     async def queues_with_waiting(self) -> list[str]:
         async with self.db.connection("service_queues_waiting") as conn:
             rows = await conn.fetch("SELECT DISTINCT queue FROM service_sessions WHERE state = 'waiting' ORDER BY queue")

@@ -13,7 +13,7 @@ import msgspec
 from ..models import Role, User
 from .db import Conn, Database
 
-__all__ = ["UserStore", "Credentials", "UsernameTaken", "user_from_row"]
+__all__ = ["UserStore", "Credentials", "UsernameTaken", "user_from_row", "OrgRow"]
 
 
 class UsernameTaken(Exception):
@@ -25,6 +25,16 @@ class Credentials(msgspec.Struct, frozen=True):
     user: User
     password_hash: str
     locked: bool
+
+
+class OrgRow(msgspec.Struct, frozen=True):
+    """One org of the tree: its id, code, name, kind and parent's code (None for the head office)."""
+
+    id: str
+    code: str
+    name: str
+    kind: str
+    parent_code: str | None
 
 
 _USER_COLS = "id, username, display_name, role, org_id, rm_id, disabled, segment, tags"
@@ -212,6 +222,24 @@ class UserStore:
             uuid.UUID(org_id),
         )
         return [str(r["id"]) for r in rows]
+
+    async def org_subtree(self, root_id: str, limit: int, *, after: str | None = None) -> list[OrgRow]:
+        """Up to ``limit`` orgs of the subtree under ``root_id`` (itself included), by code,
+        after the code ``after`` when given (keyset paging)."""
+        async with self.db.connection("org_subtree") as conn:
+            rows = await conn.fetch(
+                """WITH RECURSIVE sub(id) AS (
+                       SELECT id FROM orgs WHERE id = $1
+                       UNION SELECT o.id FROM orgs o JOIN sub ON o.parent_id = sub.id)
+                   SELECT o.id, o.code, o.name, o.kind, p.code AS parent_code
+                   FROM orgs o JOIN sub ON sub.id = o.id LEFT JOIN orgs p ON p.id = o.parent_id
+                   WHERE $2::text IS NULL OR o.code > $2
+                   ORDER BY o.code LIMIT $3""",
+                uuid.UUID(root_id),
+                after,
+                limit,
+            )
+        return [OrgRow(id=str(r["id"]), code=r["code"], name=r["name"], kind=r["kind"], parent_code=r["parent_code"]) for r in rows]
 
     async def org_ids_by_code(self, codes: Sequence[str]) -> dict[str, str]:
         """Org ids by org code (``"BJ"``), for the codes that exist."""

@@ -5,6 +5,8 @@ import { h } from "./dom.js";
 import { t, toggleLang } from "./i18n.js";
 import { MessagesView } from "./messages.js";
 import { renderMe } from "./me.js";
+import { DiscoverView } from "./discover.js";
+import { ServicesView } from "./services.js";
 
 const TABS = ["messages", "discover", "services", "me"];
 
@@ -22,7 +24,11 @@ export class Shell {
     this.signOut = signOut;
     this.tab = "messages";
     this.connection = "connecting";
+    /** @type {Record<string, number>} unread per tab (Discover: notices, Services: alerts) */
+    this.counts = {};
     this.messages = new MessagesView(this);
+    this.discover = new DiscoverView(this);
+    this.services = new ServicesView(this);
     client.addEventListener("state", (/** @type {any} */ e) => {
       this.connection = e.detail?.state ?? "connecting";
       this.renderStatus();
@@ -36,6 +42,8 @@ export class Shell {
     this.title = h("h1", { id: "view-title" });
     this.panel = h("section", { id: "panel", role: "tabpanel", tabindex: "-1" });
     this.badge = h("span", { class: "badge", hidden: true });
+    /** @type {Record<string, HTMLElement>} */
+    this.badges = { messages: this.badge, discover: h("span", { class: "badge", hidden: true }), services: h("span", { class: "badge", hidden: true }) };
     const tabs = TABS.map((name) =>
       h(
         "button",
@@ -52,7 +60,7 @@ export class Shell {
         },
         h("span", { class: "tab-icon", "aria-hidden": "true" }),
         h("span", { class: "tab-label", text: t(`tab_${name}`) }),
-        name === "messages" ? this.badge : null,
+        this.badges[name] ?? null,
       ),
     );
     this.nav = h("nav", { class: "tabs", "aria-label": t("main_nav") }, h("div", { role: "tablist", "aria-label": t("main_nav") }, tabs));
@@ -66,6 +74,7 @@ export class Shell {
       ),
     );
     this.renderStatus();
+    for (const [name, n] of Object.entries(this.counts)) this.setBadge(name, n);
     this.show();
   }
 
@@ -84,10 +93,21 @@ export class Shell {
     this.badge.setAttribute("aria-label", t("unread", { n: total }));
   }
 
+  /** The unread badge of tab `name` (Discover, Services). @param {string} name @param {number} total */
+  setBadge(name, total) {
+    this.counts[name] = total;
+    const badge = this.badges?.[name];
+    if (!badge) return;
+    badge.hidden = total <= 0;
+    badge.textContent = total > 99 ? "99+" : String(total);
+    badge.setAttribute("aria-label", t("unread", { n: total }));
+  }
+
   /** @param {string} name */
   select(name) {
     if (this.tab === name) {
       if (name === "messages") this.messages.closeChat();
+      else if (name === "services" && this.services.view !== "menu") this.services.go("menu");
       return;
     }
     this.tab = name;
@@ -112,12 +132,13 @@ export class Shell {
   show() {
     this.panel.setAttribute("aria-labelledby", `tab-${this.tab}`);
     this.title.textContent = this.tab === "messages" ? t("tab_messages") : t(`tab_${this.tab}`);
+    if (this.tab !== "messages") this.messages.unmount();
+    if (this.tab !== "discover") this.discover.unmount();
+    if (this.tab !== "services") this.services.unmount();
     if (this.tab === "messages") this.messages.mount(this.panel);
-    else {
-      this.messages.unmount();
-      if (this.tab === "me") renderMe(this.panel, this.session, () => this.signOut());
-      else this.panel.replaceChildren(h("div", { class: "placeholder" }, h("h2", { text: t("coming") }), h("p", { text: t(`${this.tab}_intro`) })));
-    }
+    else if (this.tab === "discover") this.discover.mount(this.panel);
+    else if (this.tab === "services") this.services.mount(this.panel);
+    else renderMe(this.panel, this.session, () => this.signOut());
   }
 
   /** The header title (the chat shows the peer's name). @param {string} text */

@@ -8,7 +8,7 @@
 // * MessageStore    the ordered, de-duplicated messages a client holds (bounded);
 // * NoticeInbox     official-account cursors: notices and recalls, each handed out once;
 // * InboxCursor     the alerts inbox position;
-// * RevisionFilter  drops service statuses older than one already shown;
+// * RevisionFilter  drops service statuses older than one already shown (per session and queue);
 // * classifyClose, classifyHandshakeStatus, sendRetryDelay, ReconnectPolicy, Pacer,
 //   keepAliveInterval, syncPlan: when and how fast to retry, ping and sync.
 
@@ -775,24 +775,40 @@ export class InboxCursor {
 // --- service desk ------------------------------------------------------------------------
 
 /**
- * Drops a `service_status` whose `revision` is lower than one already shown for the same
- * session (statuses can overtake one another across nodes). Remembers `max` sessions.
+ * Decides which `service_status` frames to show (statuses can overtake one another across
+ * nodes). The hub's `revision` counts the changes of the status's *queue*, so two
+ * revisions compare only within one queue: a session transferred to another queue starts
+ * over on that queue's count, and a status that is not about the queue (`closed`, or
+ * `active` after a transfer to an agent) carries 0. So: a `waiting` or `active` status
+ * lower than one shown for the same session and queue is dropped; any other state change
+ * is shown; `closed` is final (nothing later about that session is shown). Remembers `max`
+ * sessions.
  */
 export class RevisionFilter {
   /** @param {number} [max] */
   constructor(max = 256) {
     this.max = max;
-    /** @type {Map<string, number>} */
+    /** @type {Map<string, {queue: string | undefined, revision: number, closed: boolean}>} */
     this._seen = new Map();
   }
 
-  /** @param {string} sessionId @param {number | undefined} revision @returns {boolean} true: show it */
-  accept(sessionId, revision) {
+  /**
+   * @param {string} sessionId
+   * @param {number | undefined} revision
+   * @param {string} [queue] the status's queue (omitted: compared as one queue)
+   * @param {string} [state] `bot`, `waiting`, `active` or `closed`
+   * @returns {boolean} true: show it
+   */
+  accept(sessionId, revision, queue, state) {
     const rev = revision ?? 0;
     const seen = this._seen.get(sessionId);
-    if (seen !== undefined && rev < seen) return false;
+    if (seen?.closed) return false;
+    const sameQueue = seen !== undefined && seen.queue === queue;
+    const closed = state === "closed";
+    // a revision of 0 is "not about the queue": it is a state change, never an old position
+    if (sameQueue && !closed && rev > 0 && rev < seen.revision) return false;
     this._seen.delete(sessionId);
-    this._seen.set(sessionId, rev);
+    this._seen.set(sessionId, { queue, revision: sameQueue ? Math.max(rev, seen.revision) : rev, closed });
     if (this._seen.size > this.max) {
       const oldest = this._seen.keys().next().value;
       if (oldest !== undefined) this._seen.delete(oldest);
