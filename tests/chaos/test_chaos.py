@@ -31,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -93,13 +95,19 @@ def procs(tmp_path: Path, key_file: str, cluster_key: str, valkey: ValkeyServer)
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[StoppablePostgres]:
-    """A Postgres of this test alone: it is stopped and started again (the session one is shared)."""
-    pg = StoppablePostgres(tmp_path / "pg")
+def private_postgres() -> Iterator[StoppablePostgres]:
+    """A Postgres of this test alone: it is stopped and started again (the session one is shared).
+
+    Its directory is not under pytest's ``tmp_path``: Postgres runs as another OS user, which
+    must traverse the path, and every pytest session that starts resets pytest's root to 0700
+    (as :class:`tests.support.postgres.PostgresForTests` does, it lives in its own temp dir)."""
+    home = Path(tempfile.mkdtemp(prefix="bankhub-chaos-pg-"))
+    pg = StoppablePostgres(home / "pg")
     try:
         yield pg
     finally:
         pg.destroy()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 # --- helpers -------------------------------------------------------------------------------
