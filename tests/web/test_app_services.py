@@ -7,6 +7,8 @@
   position shown live; agent.zhao (driven over the HTTP API and the Python SDK) is routed to
   her once he is free (her place and the estimated wait move live meanwhile), they chat, he
   closes it, and she rates it (the rating is asked for again after a reload).
+* The desk's list of conversations answering only after the session opened (without its
+  conversation) does not take the conversation from the desk: the first words go out.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from playwright.async_api import Browser, expect
+from playwright.async_api import APIResponse, Browser, Route, expect
 
 from bankhub.runner import RunningNode
 from bankhub_client import Client
@@ -201,5 +203,45 @@ async def test_service_desk_from_the_bot_to_a_person_to_a_rating(browser: Browse
     async with api(hub, li) as http:
         rated = (await http.get(f"/v1/service/sessions/{sid}")).json()
         assert rated["session"]["csat"] == 5 and rated["csat_comment"] == "很快，谢谢", rated
+    errors.assert_none()
+    await context.close()
+
+
+async def test_the_first_words_go_out_when_the_desk_list_answers_after_the_session_opened(browser: Browser, hub: RunningNode) -> None:
+    """The desk asks for the conversations before the session opens and the answer (with no
+    service conversation yet) comes after it opened: the session's conversation stays the
+    desk's, so the first words go out at once."""
+    errors = PageErrors()
+    context = await new_phone(browser, hub, errors)
+    page = await context.new_page()
+    await sign_in(page, "c.zhou")
+    await page.get_by_role("tab", name="功能").click()
+    held: list[tuple[Route, APIResponse]] = []
+    asked = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        if asked.is_set():
+            await route.continue_()
+            return
+        asked.set()
+        held.append((route, await route.fetch()))  # answered now, before the session opens
+
+    conversations = re.compile(r"/v1/conversations(\?[^/]*)?$")
+    await page.route(conversations, hold)
+    await page.get_by_role("button", name=re.compile("^在线客服")).click()
+    await asyncio.wait_for(asked.wait(), 20)
+    while not held:
+        await asyncio.sleep(0.05)
+    await page.get_by_role("button", name="咨询客服").click()
+    log = page.get_by_role("log")
+    await expect(log.locator('[data-event="bot_greeting"]')).to_be_visible()
+    async with page.expect_response(re.compile(r"/v1/service/queues$")):
+        for route, response in held:
+            await route.fulfill(response=response)
+    await page.unroute(conversations, hold)
+    await page.get_by_label("输入消息").fill("人工")
+    await page.get_by_role("button", name="发送", exact=True).click()
+    await expect(log.get_by_text("人工", exact=True)).to_have_count(1)
+    await expect(page.locator(".desk-status")).to_contain_text("排在第 1 位")
     errors.assert_none()
     await context.close()

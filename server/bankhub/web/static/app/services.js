@@ -115,7 +115,9 @@ export class ServicesView {
       }
       if (!this.conversationId) {
         const list = await s.all("/v1/conversations", "conversations");
-        this.conversationId = list.find((/** @type {any} */ c) => c.kind === "service")?.id ?? null;
+        // a session that opened while the list was on its way named its conversation already
+        // (the list may predate it): keep that one
+        if (!this.conversationId) this.conversationId = list.find((/** @type {any} */ c) => c.kind === "service")?.id ?? null;
       }
       if (this.conversationId) await this.loadHistory();
       if (!current) await this.findRating();
