@@ -7,7 +7,6 @@ const CACHE = "bankhub-app-shell-v1";
 const SHELL = [
   "/app/",
   "/app/manifest.webmanifest",
-  "/static/app/base.css",
   "/static/app/app.css",
   "/static/app/main.js",
   "/static/app/shell.js",
@@ -18,7 +17,6 @@ const SHELL = [
   "/static/app/services.js",
   "/static/app/inbox.js",
   "/static/app/i18n.js",
-  "/static/app/lang.js",
   "/static/app/dom.js",
   "/static/app/icon.svg",
   "/static/app/icons/messages.svg",
