@@ -235,9 +235,11 @@ async def test_the_first_words_go_out_when_the_desk_list_answers_after_the_sessi
     await page.get_by_role("button", name="咨询客服").click()
     log = page.get_by_role("log")
     await expect(log.locator('[data-event="bot_greeting"]')).to_be_visible()
-    async with page.expect_response(re.compile(r"/v1/service/queues$")):
-        for route, response in held:
-            await route.fulfill(response=response)
+    for route, response in held:
+        await route.fulfill(response=response)
+    # the desk's load goes on from that answer (history, queues) before anything is typed;
+    # a second load may already have fetched the queues, so wait for the network to settle
+    await page.wait_for_load_state("networkidle", timeout=20_000)
     await page.unroute(conversations, hold)
     await page.get_by_label("输入消息").fill("人工")
     await page.get_by_role("button", name="发送", exact=True).click()
