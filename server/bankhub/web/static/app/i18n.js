@@ -1,6 +1,8 @@
 // Strings of the customer app: zh-CN by default, English on request. The choice (not a secret)
 // is kept in localStorage; nothing else the app holds is stored in the browser.
 
+import { makeI18n } from "./lang.js";
+
 const STRINGS = {
   "zh-CN": {
     app_name: "融e联",
@@ -242,32 +244,4 @@ const STRINGS = {
   },
 };
 
-const KEY = "bankhub.lang";
-let current = STRINGS[localStorage.getItem(KEY) ?? ""] ? /** @type {string} */ (localStorage.getItem(KEY)) : "zh-CN";
-const listeners = new Set();
-
-/** The current language tag ("zh-CN" or "en"). */
-export function lang() {
-  return current;
-}
-
-/** The string `key` in the current language, with `{name}` placeholders filled from `vars`. */
-export function t(key, vars = {}) {
-  const text = STRINGS[current][key] ?? STRINGS["zh-CN"][key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
-}
-
-/** Switch between zh-CN and English; listeners re-render. */
-export function toggleLang() {
-  current = current === "zh-CN" ? "en" : "zh-CN";
-  localStorage.setItem(KEY, current);
-  document.documentElement.lang = current;
-  for (const fn of listeners) fn();
-}
-
-/** Call `fn` after every language switch. */
-export function onLangChange(fn) {
-  listeners.add(fn);
-}
-
-document.documentElement.lang = current;
+export const { lang, t, toggleLang, onLangChange } = makeI18n(STRINGS);

@@ -1,20 +1,23 @@
 // The customer app's entry: restore the browser session (cookie) or show the sign-in form,
 // then connect the SDK client and show the four tabs.
 
-import { Client, HubSession } from "/static/sdk/bankhub.js";
-import { onLangChange } from "./i18n.js";
+import { Client } from "/static/sdk/bankhub.js";
+import { h } from "./dom.js";
+import { onLangChange, t, toggleLang } from "./i18n.js";
 import { Shell } from "./shell.js";
-import { renderSignIn } from "./signin.js";
+import { renderSignIn, resumeSession } from "./signin.js";
 
 const root = /** @type {HTMLElement} */ (document.getElementById("app"));
 /** @type {Shell | null} */
 let shell = null;
 
+function langButton() {
+  return h("button", { type: "button", class: "link lang", lang: t("language") === "English" ? "en" : "zh-CN", "aria-label": t("language_label"), text: t("language"), onclick: toggleLang });
+}
+
 function showSignIn() {
   shell = null;
-  renderSignIn(root, async (username, password) => {
-    start(await HubSession.signIn("", username, password));
-  });
+  renderSignIn(root, start, { t, heading: "app_name", iconSize: "72", langButton });
 }
 
 /** @param {any} session */
@@ -45,14 +48,7 @@ async function boot() {
     // the app shell works offline; the API and the socket never go through the worker's cache
     navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => {});
   }
-  let session = null;
-  try {
-    session = await HubSession.resume("");
-  } catch {
-    session = null; // offline or the hub is away: sign in again when it is back
-  }
-  if (session) start(session);
-  else showSignIn();
+  await resumeSession(start, showSignIn);
 }
 
 boot();

@@ -1,19 +1,31 @@
-// The sign-in screen. The password goes to POST /v1/web/sessions (through the SDK); the session
-// comes back as an HttpOnly cookie, so nothing here ever sees or stores a token.
+// The sign-in screen and session restore shared by the customer app, the staff workbench and the
+// console. The password goes to POST /v1/web/sessions (through the SDK); the session comes back
+// as an HttpOnly cookie, so nothing here ever sees or stores a token.
 
+import { HubSession } from "/static/sdk/bankhub.js";
 import { h } from "./dom.js";
-import { t, toggleLang } from "./i18n.js";
 
 /**
- * Render the sign-in form into `root`.
- * @param {HTMLElement} root
- * @param {(username: string, password: string) => Promise<void>} signIn rejects with an error that has `status`
+ * What differs between the front ends' sign-in screens.
+ * @typedef {object} SignInFace
+ * @property {(key: string) => string} t the front end's strings: username, password, sign_in, signing_in,
+ *   sign_in_failed (401), sign_in_error (anything else), demo_hint, tagline and `heading`
+ * @property {string} heading the key of the page heading
+ * @property {string} iconSize the brand icon's width and height
+ * @property {() => HTMLElement} langButton the front end's language switch
  */
-export function renderSignIn(root, signIn) {
+
+/**
+ * Render the sign-in form into `root`; a good password passes the new session to `start`.
+ * @param {HTMLElement} root
+ * @param {(session: any) => void} start called with the signed-in HubSession
+ * @param {SignInFace} face
+ */
+export function renderSignIn(root, start, { t, heading, iconSize, langButton }) {
   const error = h("p", { id: "signin-error", class: "form-error", role: "alert" });
-  const username = h("input", { id: "username", name: "username", autocomplete: "username", required: true, autocapitalize: "none", spellcheck: "false" });
-  const password = h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
-  const submit = h("button", { type: "submit", class: "primary", text: t("sign_in") });
+  const username = /** @type {HTMLInputElement} */ (h("input", { id: "username", name: "username", autocomplete: "username", required: true, autocapitalize: "none", spellcheck: "false" }));
+  const password = /** @type {HTMLInputElement} */ (h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true }));
+  const submit = /** @type {HTMLButtonElement} */ (h("button", { type: "submit", class: "primary", text: t("sign_in") }));
   const form = h(
     "form",
     { class: "signin", "aria-describedby": "signin-error", novalidate: true },
@@ -36,7 +48,7 @@ export function renderSignIn(root, signIn) {
     submit.disabled = true;
     submit.textContent = t("signing_in");
     try {
-      await signIn(username.value.trim(), password.value);
+      start(await HubSession.signIn("", username.value.trim(), password.value));
     } catch (exc) {
       const status = /** @type {any} */ (exc)?.status;
       error.textContent = status === 401 ? t("sign_in_failed") : t("sign_in_error");
@@ -50,10 +62,26 @@ export function renderSignIn(root, signIn) {
     h(
       "main",
       { class: "signin-page" },
-      h("div", { class: "brand" }, h("img", { src: "/static/app/icon.svg", alt: "", width: "72", height: "72" }), h("h1", { text: t("app_name") }), h("p", { text: t("tagline") })),
+      h("div", { class: "brand" }, h("img", { src: "/static/app/icon.svg", alt: "", width: iconSize, height: iconSize }), h("h1", { text: t(heading) }), h("p", { text: t("tagline") })),
       form,
-      h("button", { type: "button", class: "link lang", lang: t("language") === "English" ? "en" : "zh-CN", "aria-label": t("language_label"), text: t("language"), onclick: toggleLang }),
+      langButton(),
     ),
   );
   username.focus();
+}
+
+/**
+ * Restore the browser's session (its cookie) and pass it to `start`, or else `showSignIn()`.
+ * @param {(session: any) => void} start
+ * @param {() => void} showSignIn
+ */
+export async function resumeSession(start, showSignIn) {
+  let session = null;
+  try {
+    session = await HubSession.resume("");
+  } catch {
+    session = null; // offline or the hub is away: sign in again when it is back
+  }
+  if (session) start(session);
+  else showSignIn();
 }

@@ -7,6 +7,7 @@ const CACHE = "bankhub-app-shell-v1";
 const SHELL = [
   "/app/",
   "/app/manifest.webmanifest",
+  "/static/app/base.css",
   "/static/app/app.css",
   "/static/app/main.js",
   "/static/app/shell.js",
@@ -17,6 +18,7 @@ const SHELL = [
   "/static/app/services.js",
   "/static/app/inbox.js",
   "/static/app/i18n.js",
+  "/static/app/lang.js",
   "/static/app/dom.js",
   "/static/app/icon.svg",
   "/static/app/icons/messages.svg",

@@ -1,6 +1,8 @@
 // Strings of the head-office console: zh-CN by default, English on request. The choice (not a
 // secret) shares the customer app's localStorage key; nothing else the console holds is stored.
 
+import { makeI18n } from "../app/lang.js";
+
 const STRINGS = {
   "zh-CN": {
     title: "总行与分行控制台",
@@ -210,32 +212,4 @@ const STRINGS = {
   },
 };
 
-const KEY = "bankhub.lang";
-let current = STRINGS[localStorage.getItem(KEY) ?? ""] ? /** @type {string} */ (localStorage.getItem(KEY)) : "zh-CN";
-const listeners = new Set();
-
-/** The current language tag ("zh-CN" or "en"). */
-export function lang() {
-  return current;
-}
-
-/** The string `key` in the current language, with `{name}` placeholders filled from `vars`. */
-export function t(key, vars = {}) {
-  const text = STRINGS[current][key] ?? STRINGS["zh-CN"][key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
-}
-
-/** Switch between zh-CN and English; listeners re-render. */
-export function toggleLang() {
-  current = current === "zh-CN" ? "en" : "zh-CN";
-  localStorage.setItem(KEY, current);
-  document.documentElement.lang = current;
-  for (const fn of listeners) fn();
-}
-
-/** Call `fn` after every language switch. */
-export function onLangChange(fn) {
-  listeners.add(fn);
-}
-
-document.documentElement.lang = current;
+export const { lang, t, toggleLang, onLangChange } = makeI18n(STRINGS);

@@ -1,6 +1,8 @@
 // Strings of the staff workbench: zh-CN by default, English on request. The choice (not a
 // secret) is kept in localStorage under the same key as the customer app's.
 
+import { makeI18n } from "../app/lang.js";
+
 const STRINGS = {
   "zh-CN": {
     title: "员工工作台",
@@ -261,40 +263,4 @@ const STRINGS = {
   },
 };
 
-const KEY = "bankhub.lang";
-const stored = localStorage.getItem(KEY) ?? "";
-let current = Object.hasOwn(STRINGS, stored) ? stored : "zh-CN";
-/** @type {Set<() => void>} */
-const listeners = new Set();
-
-/** The current language tag ("zh-CN" or "en"). */
-export function lang() {
-  return current;
-}
-
-/**
- * The string `key` in the current language, `{name}` placeholders filled from `vars`.
- * @param {string} key @param {Record<string, unknown>} [vars]
- */
-export function t(key, vars = {}) {
-  const table = /** @type {Record<string, string>} */ (/** @type {any} */ (STRINGS)[current]);
-  const text = table[key] ?? /** @type {Record<string, string>} */ (STRINGS["zh-CN"])[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
-}
-
-/** Switch between zh-CN and English; listeners re-render. */
-export function toggleLang() {
-  current = current === "zh-CN" ? "en" : "zh-CN";
-  localStorage.setItem(KEY, current);
-  document.documentElement.lang = current;
-  document.title = t("title");
-  for (const fn of listeners) fn();
-}
-
-/** Call `fn` after every language switch. @param {() => void} fn */
-export function onLangChange(fn) {
-  listeners.add(fn);
-}
-
-document.documentElement.lang = current;
-document.title = t("title");
+export const { lang, t, toggleLang, onLangChange } = makeI18n(STRINGS, { title: "title" });

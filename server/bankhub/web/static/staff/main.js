@@ -2,8 +2,9 @@
 // the sections the signed-in role may use. Which sections are shown is a convenience only:
 // every call is decided again by the hub's policy, which answers 403 to anyone else.
 
-import { Client, HubSession } from "/static/sdk/bankhub.js";
+import { Client } from "/static/sdk/bankhub.js";
 import { h } from "../app/dom.js";
+import { renderSignIn, resumeSession } from "../app/signin.js";
 import { onLangChange, t, toggleLang } from "./i18n.js";
 import { BookView } from "./rm.js";
 import { DeskView } from "./agent.js";
@@ -33,52 +34,7 @@ function langButton() {
 function showSignIn() {
   bench = null;
   rerender = showSignIn;
-  const error = h("p", { id: "signin-error", class: "form-error", role: "alert" });
-  const username = /** @type {HTMLInputElement} */ (h("input", { id: "username", name: "username", autocomplete: "username", required: true, autocapitalize: "none", spellcheck: "false" }));
-  const password = /** @type {HTMLInputElement} */ (h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true }));
-  const submit = /** @type {HTMLButtonElement} */ (h("button", { type: "submit", class: "primary", text: t("sign_in") }));
-  const form = h(
-    "form",
-    { class: "signin", "aria-describedby": "signin-error", novalidate: true },
-    h("label", { for: "username", text: t("username") }),
-    username,
-    h("label", { for: "password", text: t("password") }),
-    password,
-    error,
-    submit,
-    h("p", { class: "hint", text: t("demo_hint") }),
-  );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    if (!username.value.trim() || !password.value) {
-      error.textContent = t("sign_in_failed");
-      (username.value.trim() ? password : username).focus();
-      return;
-    }
-    submit.disabled = true;
-    submit.textContent = t("signing_in");
-    try {
-      start(await HubSession.signIn("", username.value.trim(), password.value));
-    } catch (exc) {
-      const status = /** @type {any} */ (exc)?.status;
-      error.textContent = status === 401 ? t("sign_in_failed") : t("sign_in_error");
-      submit.disabled = false;
-      submit.textContent = t("sign_in");
-      password.value = "";
-      password.focus();
-    }
-  });
-  root.replaceChildren(
-    h(
-      "main",
-      { class: "signin-page" },
-      h("div", { class: "brand" }, h("img", { src: "/static/app/icon.svg", alt: "", width: "64", height: "64" }), h("h1", { text: t("title") }), h("p", { text: t("tagline") })),
-      form,
-      langButton(),
-    ),
-  );
-  username.focus();
+  renderSignIn(root, start, { t, heading: "title", iconSize: "64", langButton });
 }
 
 /** A customer (or any role without a section) signed in: say so, offer sign-out. @param {any} session */
@@ -226,15 +182,4 @@ function start(session) {
 
 onLangChange(() => rerender?.());
 
-async function boot() {
-  let session = null;
-  try {
-    session = await HubSession.resume("");
-  } catch {
-    session = null;
-  }
-  if (session) start(session);
-  else showSignIn();
-}
-
-boot();
+resumeSession(start, showSignIn);
