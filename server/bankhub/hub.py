@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from .actions.desk import Desk
 from .actions.accounts import publish_due
 from .actions.messages import Pending, commit_and_publish
-from .alerts.service import AlertService
+from .alerts.runtime import AlertRuntime
 from .batching import Batcher
 from .bodies import BodyCodec
 from .broker import BROADCAST_CHANNEL, Broker, make_broker, user_channel
@@ -68,7 +68,7 @@ class Hub:
         # relationship managers and the service desk: bot, auto-replies, routing, live statuses
         self.desk = Desk(self)
         # transactional alerts: calling systems, inboxes, delivery to sockets, the fallback channel
-        self.alerting = AlertService(self.db, self.keyring, settings)
+        self.alerting = AlertRuntime(self.db, self.keyring, settings)
         self.registry.alerts = self.alerting.delivery
         self.committer: Batcher[Pending, Appended] = Batcher(
             lambda batch: commit_and_publish(self, batch),

@@ -33,7 +33,7 @@ from msgspec import Meta
 
 from .. import policy
 from ..alerts import rules, signing, templates
-from ..alerts.service import ms, to_frame
+from ..alerts.runtime import ms, to_frame
 from ..broker import user_channel
 from ..models import AlertSystem, User
 from ..protocol.frames import InboxSynced, InboxUpdate, ReadAlerts, SyncInbox

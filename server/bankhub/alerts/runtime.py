@@ -1,6 +1,6 @@
 """One node's alert machinery: stores, calling systems' secrets, delivery, fallback, sweeps.
 
-The :class:`~bankhub.hub.Hub` builds one :class:`AlertService` and starts and stops it
+The :class:`~bankhub.hub.Hub` builds one :class:`AlertRuntime` and starts and stops it
 with itself. Background loops, each on every node (all safe to run on many nodes at once):
 
 * flush online deliveries to storage (every 0.2 s);
@@ -27,7 +27,7 @@ from .fallback import FallbackChannel, FallbackWorker, channel_from_settings
 from .retry import RetryPolicy
 from .signing import MAX_SKEW_SECONDS
 
-__all__ = ["AlertService", "to_frame", "ms", "secret_text", "IDEMPOTENCY_RETENTION"]
+__all__ = ["AlertRuntime", "to_frame", "ms", "secret_text", "IDEMPOTENCY_RETENTION"]
 
 log = logging.getLogger("bankhub.alerts")
 
@@ -66,7 +66,7 @@ def to_frame(rec: AlertRecord) -> Alert:
     )
 
 
-class AlertService:
+class AlertRuntime:
     def __init__(self, db: Database, keyring: Keyring, settings: Settings, *, channel: FallbackChannel | None = None) -> None:
         from ..gateway.alerts import AlertDelivery
 
