@@ -26,8 +26,9 @@ CATEGORIES: list[tuple[str, str]] = [
     # official-account notices: the node's fan-out runs inside the publishing request (in-process broker)
     ("notice fan-out: NoticeFanout._deliver (encode once, queue per follower)", "NoticeFanout._deliver"),
     ("notice publish request: publish_notice (auth, SQL, audit)", "publish_notice"),
-    ("commit: append_batch transaction (SQL + row building)", "MessageStore.append_batch"),
-    ("fan-out after commit: publish -> registry -> connection queues", "commit_and_publish"),
+    ("commit: append transaction (SQL + row building)", "MessageStore.lock_txn"),
+    ("commit: append transaction (SQL + row building)", "MessageStore.append_txn"),
+    ("fan-out after commit: outbox publish -> registry -> connection queues", "Outbox.publish"),
     ("group-commit batcher bookkeeping", "Batcher._run"),
     ("WebSocket writes: Connection.writer -> send_text", "Connection.writer"),
     ("WebSocket reads: _read_loop (receive, ServerSession.receive)", "_read_loop"),

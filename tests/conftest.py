@@ -12,7 +12,7 @@ import pytest
 
 from bankhub.broker import MemoryBroker, RedisBroker, Sealer
 from bankhub.crypto import KeyProvider, LocalKeyFile
-from bankhub.hub import Hub
+from bankhub.node import build_hub
 from bankhub.protocol.session import SessionLimits
 from bankhub.ratelimit import RateLimiter, RedisRateLimiter
 from bankhub.runner import RunningNode, start_node
@@ -82,17 +82,14 @@ class Nodes:
     ) -> RunningNode:
         """Start a node; ``overrides`` set :class:`Settings` fields (e.g. ``notice_scheduler_seconds=0.1``)."""
         settings = Settings(
-            database_url=self.dsn, node_name=name, redis_url=redis_url, cluster_key=cluster_key, key_file=self.key_file
+            database_url=self.dsn, node_name=name, redis_url=redis_url, cluster_key=cluster_key, key_file=self.key_file,
+            **overrides,  # an unknown field is a TypeError
         )
-        for field_name, value in overrides.items():
-            if not hasattr(settings, field_name):
-                raise TypeError(f"Settings has no field {field_name!r}")
-            setattr(settings, field_name, value)
         broker = RedisBroker(redis_url, sealer=Sealer.from_b64(cluster_key) if cluster_key else None) if redis_url else MemoryBroker()
         if limiter is None and redis_url:
             limiter = RedisRateLimiter(redis_url)
         node = await start_node(
-            Hub(settings, broker=broker, session_limits=limits, limiter=limiter, key_provider=key_provider), wrap_app=self.contract.wrap
+            build_hub(settings, broker=broker, session_limits=limits, limiter=limiter, key_provider=key_provider), wrap_app=self.contract.wrap
         )
         self.running.append(node)
         return node

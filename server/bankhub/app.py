@@ -7,7 +7,7 @@ import re
 import math
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
@@ -26,7 +26,8 @@ from .http.problems import json_response, problem
 from .http.accounts import ROUTES as ACCOUNT_ROUTES
 from .http.admin import ROUTES as ADMIN_ROUTES
 from .http.alerts import ROUTES as ALERT_ROUTES
-from .http.routes import ROUTES, Handler
+from .http.handler import Endpoint, Handler
+from .http.routes import ROUTES
 from .http.service import ROUTES as SERVICE_ROUTES
 from .http.web_sessions import ROUTES as WEB_SESSION_ROUTES
 from .web import ROUTES as WEB_ROUTES
@@ -80,7 +81,7 @@ register_url_convertor("uuidtext", _UuidText())
 _UUID_SEGMENTS = {name for name, schema in PATH_PARAMETERS.items() if schema.get("format") == "uuid"}
 
 
-def _routes(table: list[tuple[str, Handler, list[str]]]) -> list[Route]:
+def _routes(endpoints: Iterable[Endpoint]) -> list[Route]:
     """One route per path, dispatching on the method: Starlette answers a method no route
     of a path takes with 405 and an ``Allow`` header listing only the first route's
     methods, so a path served by several handlers must be one route to answer correctly.
@@ -89,10 +90,9 @@ def _routes(table: list[tuple[str, Handler, list[str]]]) -> list[Route]:
     then a method ``/v1/sessions/refresh`` does not have (405), not the revocation of a
     session called "refresh" (404)."""
     by_path: dict[str, dict[str, Handler]] = {}
-    for path, handler, methods in table:
-        path = re.sub(r"\{(\w+)\}", lambda m: "{%s:uuidtext}" % m[1] if m[1] in _UUID_SEGMENTS else m[0], path)
-        for method in methods:
-            by_path.setdefault(path, {})[method] = handler
+    for endpoint in endpoints:
+        path = re.sub(r"\{(\w+)\}", lambda m: "{%s:uuidtext}" % m[1] if m[1] in _UUID_SEGMENTS else m[0], endpoint.path)
+        by_path.setdefault(path, {})[endpoint.method] = endpoint.handler
 
     def dispatcher(handlers: dict[str, Handler]) -> Handler:
         async def dispatch(request: Request) -> Response:
@@ -191,7 +191,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
                 await hub.stop()
 
     routes: list[Route | WebSocketRoute] = [Route("/", index), Route("/openapi.json", openapi)]
-    routes += _routes(ROUTES + ACCOUNT_ROUTES + ADMIN_ROUTES + ALERT_ROUTES + SERVICE_ROUTES + WEB_SESSION_ROUTES)
+    routes += _routes([*ROUTES, *ACCOUNT_ROUTES, *ADMIN_ROUTES, *ALERT_ROUTES, *SERVICE_ROUTES, *WEB_SESSION_ROUTES])
     routes += WEB_ROUTES
     routes.append(WebSocketRoute("/v1/ws", websocket_endpoint))
     for route in routes:

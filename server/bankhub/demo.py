@@ -7,12 +7,15 @@ from __future__ import annotations
 
 
 from .actions import audit
+from .desk.hours import BusinessHours, parse_hhmm
 from .models import Role
-from .policy import DUAL_CONTROL_ROLES
 from .passwords import hash_password
+from .policy import DUAL_CONTROL_ROLES
 from .storage import ConversationStore, Database, UserStore
 from .storage.accounts import AccountStore
 from .storage.db import Conn
+from .storage.rm import RmStore
+from .storage.service import ServiceStore
 
 __all__ = ["DEMO_PASSWORD", "DEMO_USERS", "DEMO_ACCOUNTS", "seed_demo"]
 
@@ -117,7 +120,7 @@ async def _seed_accounts(conn: Conn, db: Database, orgs: dict[str, str], ids: di
     for username, _, role, _, _ in DEMO_USERS:
         await AccountStore.follow_defaults(conn, ids[username], role)
     for username, handle in (("c.li", "bj.branch"), ("c.zhang", "bj.branch"), ("c.zhou", "sh.branch")):
-        await accounts.follow(by_handle[handle], ids[username], conn)
+        await AccountStore.follow(conn, by_handle[handle], ids[username])
 
 
 # customers' account class (I: full-function; II, III: limited electronic accounts)
@@ -134,10 +137,6 @@ DEMO_QUEUES: list[tuple[str, str, tuple[int, ...], str, str]] = [
 async def _seed_service_desk(conn: Conn, db: Database, ids: dict[str, str]) -> None:
     """Account classes, the desk's queues, and agent.zhao on every queue (capacity 3, away
     until they set themselves available)."""
-    from .desk.hours import BusinessHours, parse_hhmm
-    from .storage.rm import RmStore
-    from .storage.service import ServiceStore
-
     for username, account_class in DEMO_ACCOUNT_CLASSES.items():
         await RmStore.set_account_class(conn, ids[username], account_class)
     desk = ServiceStore(db)

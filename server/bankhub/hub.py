@@ -1,46 +1,178 @@
-"""The hub of one node: storage, broker, connection registry and the group committer.
+"""The parts of one node: storage, broker, outbox, connection registry, group committer.
 
-``Hub`` is built from :class:`~bankhub.settings.Settings` (or explicit parts in tests),
-started once (:meth:`start`) and stopped once (:meth:`stop`, which drains). Actions get
-everything they need from it.
+``Hub`` holds what every action needs and runs the node's life cycle: :meth:`start` once,
+:meth:`stop` once (it drains). It knows nothing of the actions above it: the group
+committer's flush and the periodic jobs that call actions (the notice scheduler, the
+service-desk sweep) are handed to it by :func:`bankhub.node.build_hub`, the one place
+that wires a node together. So imports go one way: actions import the hub, never back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from .actions.desk import Desk
-from .actions.accounts import publish_due
-from .actions.messages import Pending, commit_and_publish
-from .alerts.runtime import AlertRuntime
+import msgspec
+
+from .delivery.alerting import AlertRuntime
 from .batching import Batcher
 from .bodies import BodyCodec
-from .broker import BROADCAST_CHANNEL, Broker, make_broker, user_channel
+from .broker import BROADCAST_CHANNEL, Broker, make_broker
 from .crypto import KeyProvider, Keyring, provider_from_settings
-from .gateway.broadcast import NoticeFanout
-from .gateway.registry import ConnectionRegistry
+from .desk.faq import DEFAULT_FAQ, FaqEntry
+from .desk.system import system_user
+from .delivery.notices import NoticeFanout
+from .delivery.registry import ConnectionRegistry
+from .models import User
+from .outbox import Isolation, Outbox, Transaction
 from .protocol.frames import CloseCode, Message
 from .protocol.session import SessionLimits
 from .ratelimit import RateLimiter, make_limiter
 from .settings import NO_KEY_PROVIDER, Settings
-from .signals import RevokeSignal, encode_signal
-from .storage import Appended, ConversationStore, Database, MessageStore, SessionStore, UserStore
+from .signals import RmStatusSignal, Signal
+from .storage import Appended, ConversationStore, Database, MessageStore, NewMessage, SessionStore, UserStore
 from .storage.accounts import AccountStore
 from .storage.audit import AuditStore
+from .storage.rm import RmStore
+from .storage.service import ServiceStore
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "Pending", "Flush", "Job", "DeskState"]
 
 log = logging.getLogger("bankhub")
 
 
+class Pending(msgspec.Struct, gc=False):
+    """A send on its way through the group committer, and the connection it came from."""
+
+    new: NewMessage
+    origin: str | None
+
+
+Flush = Callable[["Hub", Sequence[Pending]], Awaitable[list[Appended]]]
+"""The group committer's flush: commit a batch of sends, one result per send, in order."""
+
+
+class Job(NamedTuple):
+    """A periodic job of the node: ``run(hub)`` every ``seconds`` until the node drains;
+    a failure is logged and the job runs again at its next turn."""
+
+    name: str
+    seconds: float
+    run: Callable[["Hub"], Awaitable[object]]
+
+
+class DeskState:
+    """The node's state of the RM and service-desk features (``hub.desk``).
+
+    Its stores, the FAQ the bot answers from and the clock (both replaceable: tests, a
+    bank's own FAQ), the set of RMs whose customers get an auto-reply (kept current by
+    broadcast signals and the desk sweep), the system user, and the reactions running on
+    this node (one conversation's at a time, in commit order). What *acts* on it lives in
+    :mod:`bankhub.actions.routing`, :mod:`bankhub.actions.reactions` and
+    :mod:`bankhub.actions.system_posts`.
+    """
+
+    def __init__(self, db: Database, keyring: Keyring) -> None:
+        self.store = ServiceStore(db, keyring)
+        self.rm = RmStore(db)
+        self.faq: Sequence[FaqEntry] = DEFAULT_FAQ
+        self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+        self.unavailable_rms: set[str] = set()
+        self.stopped = False  # commits still flushing during the drain get no reactions
+        self._system: User | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # per conversation, with its users
+        self._legacy_sealed = False
+
+    async def start(self) -> None:
+        try:
+            await self.system()
+            self.unavailable_rms = await self.rm.unavailable_rms()
+        except Exception:
+            log.warning("service desk start-up reads failed; the sweep retries", exc_info=True)
+        try:
+            await self.seal_legacy_text()
+        except Exception:
+            log.warning("sealing service-desk texts stored in plaintext failed; the sweep retries", exc_info=True)
+
+    async def stop(self) -> None:
+        self.stopped = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def system(self) -> User:
+        """The system user (its row is created on first use)."""
+        if self._system is None:
+            org = await self.store.ensure_system_user()
+            if org is None:
+                raise RuntimeError("no head office org yet: the system user cannot be created")
+            self._system = system_user(org)
+        return self._system
+
+    async def refresh(self) -> None:
+        """Re-read which RMs are unavailable (broadcast signals keep it current between)."""
+        self.unavailable_rms = await self.rm.unavailable_rms()
+
+    async def seal_legacy_text(self) -> None:
+        """Seal the notes and CSAT comments stored in plaintext before delta 0010 (see
+        :meth:`ServiceStore.seal_legacy_text`); once per node, until it succeeded."""
+        if self._legacy_sealed:
+            return
+        count = await self.store.seal_legacy_text()
+        self._legacy_sealed = True
+        if count:
+            log.info("sealed %d service-desk texts stored in plaintext before encryption at rest", count)
+
+    def on_broadcast(self, signal: Signal) -> None:
+        """An RM's availability changed on some node (or on this one, at once)."""
+        if isinstance(signal, RmStatusSignal):
+            if signal.status == "online":
+                self.unavailable_rms.discard(signal.user_id)
+            else:
+                self.unavailable_rms.add(signal.user_id)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a reaction in the background; the node's stop cancels what is still running."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("service desk task failed", exc_info=task.exception())
+
+    async def serialised(self, key: str, job: Callable[[], Awaitable[None]]) -> None:
+        """One conversation's reactions run one at a time on this node, in commit order."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                await job()
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class Hub:
+    """See the module docstring. Build one with :func:`bankhub.node.build_hub`."""
+
     def __init__(
         self,
         settings: Settings,
         *,
+        commit: Flush,
+        jobs: Sequence[Job] = (),
         broker: Broker | None = None,
         codec: BodyCodec | None = None,
         session_limits: SessionLimits | None = None,
@@ -55,32 +187,39 @@ class Hub:
         self.keyring = Keyring(provider)
         self.db = Database(settings.database_url, max_size=settings.db_pool_size)
         self.broker = broker or make_broker(settings.redis_url, settings.cluster_key)
+        self.outbox = Outbox(self.db, self.broker)
         self.users = UserStore(self.db)
         self.sessions = SessionStore(self.db)
         self.audit = AuditStore(self.db)
         self.conversations = ConversationStore(self.db)
         self.messages = MessageStore(self.db, self.keyring, codec)
-        # passed limits (tests) win; a node takes the idle timeout from its settings
-        self.session_limits = session_limits or SessionLimits(idle_timeout=settings.ws_idle_timeout_seconds)
+        # passed limits (tests) win; a node takes them from its settings
+        self.session_limits = session_limits or settings.session_limits()
         self.accounts = AccountStore(self.db)
         self.fanout = NoticeFanout(self.accounts.events)
         self.registry = ConnectionRegistry(self.broker, self._catch_up, self.fanout)
-        # relationship managers and the service desk: bot, auto-replies, routing, live statuses
-        self.desk = Desk(self)
+        # relationship managers and the service desk: routing, bot, auto-replies, live statuses
+        self.desk = DeskState(self.db, self.keyring)
+        self.registry.broadcast_handlers.append(self.desk.on_broadcast)
         # transactional alerts: calling systems, inboxes, delivery to sockets, the fallback channel
         self.alerting = AlertRuntime(self.db, self.keyring, settings)
         self.registry.alerts = self.alerting.delivery
         self.committer: Batcher[Pending, Appended] = Batcher(
-            lambda batch: commit_and_publish(self, batch),
+            lambda batch: commit(self, batch),
             max_batch=settings.commit_batch_max,
             writers=settings.commit_writers,
             shard=lambda p: p.new.conversation_id,
         )
         self.limiter = limiter or make_limiter(settings.redis_url)
         self.draining = False
+        self._jobs = list(jobs)
         self._started = False
-        self._recheck: asyncio.Task[None] | None = None
-        self._notice_loops: list[asyncio.Task[None]] = []
+        self._loops: list[asyncio.Task[None]] = []
+
+    def transaction(self, name: str, *, isolation: Isolation = "read_committed") -> AbstractAsyncContextManager[Transaction]:
+        """A named transaction whose emitted signals are published after it commits
+        (:class:`~bankhub.outbox.Outbox`)."""
+        return self.outbox.transaction(name, isolation=isolation)
 
     async def start(self) -> None:
         await self.db.open()
@@ -89,11 +228,12 @@ class Hub:
         self.committer.start()
         await self.desk.start()
         await self.alerting.start()
-        self._recheck = asyncio.create_task(self._recheck_loop(), name="session-recheck")
-        self._notice_loops = [
-            asyncio.create_task(self._every(self.settings.notice_scheduler_seconds, self.publish_due_notices), name="notice-scheduler"),
-            asyncio.create_task(self._every(self.settings.notice_stats_seconds, self.flush_notice_stats), name="notice-stats"),
+        jobs = [
+            Job("session-recheck", self.settings.session_recheck_seconds, Hub.recheck_sessions),
+            Job("notice-stats", self.settings.notice_stats_seconds, Hub.flush_notice_stats),
+            *self._jobs,
         ]
+        self._loops = [asyncio.create_task(self._every(job), name=job.name) for job in jobs]
         self._started = True
         log.info("node %s started (broker: %s)", self.settings.node_name, self.broker.name)
 
@@ -126,9 +266,7 @@ class Hub:
         if not self._started:
             return
         self._started = False
-        if self._recheck is not None:
-            self._recheck.cancel()
-        for task in self._notice_loops:
+        for task in self._loops:
             task.cancel()
         await self.desk.stop()
         await self.drain()
@@ -155,19 +293,6 @@ class Hub:
             conn.close(CloseCode.POLICY_VIOLATION, "session is no longer valid")
         return len(closing)
 
-    async def _recheck_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.session_recheck_seconds)
-            try:
-                await self.recheck_sessions()
-            except Exception:
-                log.warning("session re-check failed", exc_info=True)
-
-    async def publish_due_notices(self) -> int:
-        """Publish scheduled notices whose time has come (every node runs this; rows are
-        claimed with SKIP LOCKED, so each notice goes out once)."""
-        return await publish_due(self)
-
     async def flush_notice_stats(self) -> None:
         """Add this node's online notice deliveries to storage: one statement per flush."""
         counts = self.fanout.take_delivered()
@@ -177,25 +302,19 @@ class Hub:
             self.fanout.give_back(counts)  # kept for the next flush
             raise
 
-    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+    async def _every(self, job: Job) -> None:
         while True:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(job.seconds)
             if self.draining:
                 return
             try:
-                await job()
+                await job.run(self)
             except Exception:
-                log.warning("%s failed; retrying in %.1f s", getattr(job, "__name__", "job"), seconds, exc_info=True)
+                log.warning("%s failed; retrying in %.1f s", job.name, job.seconds, exc_info=True)
 
     async def _catch_up(self, user_id: str, cursors: dict[str, int]) -> list[Message]:
         synced = await self.messages.since(user_id, cursors, self.session_limits.max_sync_limit)
         return [m for c in synced.conversations if c.conversation_id in cursors for m in c.messages]
-
-    async def publish_revoke(self, signal: RevokeSignal) -> None:
-        try:
-            await self.broker.publish(user_channel(signal.user_id), encode_signal(signal))
-        except Exception:
-            log.warning("revocation signal not published", exc_info=True)
 
     def origin_allowed(self, origin: str, host: str) -> bool:
         """Browsers send an Origin: allow the hub's own origin and the configured allowlist."""

@@ -71,9 +71,6 @@ class Decision:
     code: str | None = None
     reason: str = ""
 
-    def as_tuple(self) -> tuple[bool, str | None, str]:
-        return self.allowed, self.code, self.reason
-
 
 ALLOW = Decision(True)
 _NOT_FOUND = Decision(False, "not_found", "no such conversation")

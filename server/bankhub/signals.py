@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from .protocol.frames import Alert, InboxUpdate, Message, Notice
-from .targeting import Target
+from .models import Target
 
 __all__ = [
     "MessageSignal",

@@ -1,6 +1,6 @@
 """Who a notice is for: the audience rule of official-account notices. Pure code.
 
-A :class:`Target` restricts a notice along independent dimensions; ``None`` on a
+A :class:`~bankhub.models.Target` restricts a notice along independent dimensions; ``None`` on a
 dimension means "no restriction". A follower is targeted when every restricted dimension
 matches (AND across dimensions), and a dimension matches when any of its values does (OR
 within a dimension):
@@ -19,18 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
+from .models import Role, Target, User
 
-from .models import Role, User
-
-__all__ = ["Target", "EVERYONE", "matches"]
-
-
-class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
-    org_ids: list[str] | None = None
-    tags: list[str] | None = None
-    segments: list[str] | None = None
-    staff_only: bool = False
+__all__ = ["EVERYONE", "matches"]
 
 
 EVERYONE = Target()

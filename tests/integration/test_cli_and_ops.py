@@ -89,7 +89,7 @@ async def test_migrations_apply_once_under_concurrency_and_detect_edits(postgres
     assert await pending(dsn) == []
     edited = tmp_path / "schema"
     edited.mkdir()
-    for src in (Path(__file__).resolve().parents[2] / "schema").glob("*.sql"):
+    for src in (Path(__file__).resolve().parents[2] / "server" / "bankhub" / "storage" / "schema").glob("*.sql"):
         (edited / src.name).write_text(src.read_text() + "\n-- edited\n")
     with pytest.raises(MigrationError, match="changed after it was applied"):
         await migrate(dsn, edited)

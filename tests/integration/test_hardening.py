@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from bankhub.hub import Hub
+from bankhub.node import build_hub
 from bankhub.runner import RunningNode, start_node
 from bankhub.settings import Settings
 from bankhub.tlsgen import self_signed
@@ -27,7 +27,7 @@ from ..support.wsclient import RawClient
 async def test_tls_with_the_generated_dev_certificate(dsn: str, tmp_path: Path, key_file: str) -> None:
     cert, key = self_signed(tmp_path / "tls")
     assert (Path(key).stat().st_mode & 0o077) == 0  # the private key is not readable by others
-    hub = Hub(Settings(database_url=dsn, node_name="tls", tls_cert=cert, tls_key=key, key_file=key_file))
+    hub = build_hub(Settings(database_url=dsn, node_name="tls", tls_cert=cert, tls_key=key, key_file=key_file))
     node = await start_node(hub)
     try:
         ctx = ssl.create_default_context(cafile=cert)

@@ -456,7 +456,8 @@ async def test_storage_and_gateway_apply_the_same_targeting_rule(node: RunningNo
     demo user gets from storage (history, unread) are exactly those bankhub.targeting selects."""
     from bankhub.actions import accounts as account_actions
     from bankhub.protocol.frames import TextNotice
-    from bankhub.targeting import Target, matches
+    from bankhub.models import Target
+    from bankhub.targeting import matches
 
     hub = node.hub
     ho = await hub.users.by_username("ho.admin")
@@ -465,7 +466,8 @@ async def test_storage_and_gateway_apply_the_same_targeting_rule(node: RunningNo
     users = [await hub.users.by_username(n) for n in ("c.li", "c.zhang", "c.zhou", "rm.wang", "agent.zhao")]
     for u in users[3:]:
         assert u is not None
-        await hub.accounts.follow(service.id, u.id)
+        async with hub.db.transaction("test_follow") as conn:
+            await hub.accounts.follow(conn, service.id, u.id)
     orgs = await hub.users.org_ids_by_code(["HO", "BJ", "BJ-HD", "SH"])
     targets = [
         (codes, Target(tags=tags, segments=segments, staff_only=staff))

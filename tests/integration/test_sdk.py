@@ -8,11 +8,11 @@ import uuid
 import asyncpg
 
 from bankhub.runner import RunningNode
-from bankhub_client import Client, Message, ReconnectPolicy, login
+from bankhub_client import Client, ClientOptions, Message, ReconnectPolicy, login
 
 from ..support.proxy import CuttableProxy
 
-FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.3, max_elapsed=30)
+FAST_RECONNECT = ClientOptions(reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.3, max_elapsed=30))
 
 
 async def _next_message(c: Client, timeout: float = 5.0) -> Message:
@@ -45,7 +45,7 @@ async def test_receiver_cut_mid_stream_gets_everything_once_in_order(node: Runni
         li = await login(node.http_url, "c.li", "bankhub-demo")
         wang = await login(node.http_url, "rm.wang", "bankhub-demo")
         async with Client.connect(node.http_url, token=li.token) as sender, Client.connect(
-            proxy.http_url, token=wang.token, reconnect=FAST_RECONNECT
+            proxy.http_url, token=wang.token, options=FAST_RECONNECT
         ) as receiver:
             conv = await sender.open_direct("rm.wang")
             total = 120
@@ -78,7 +78,7 @@ async def test_sender_cut_mid_stream_loses_and_duplicates_nothing(node: RunningN
     proxy = await CuttableProxy(node.port).start()
     try:
         li = await login(node.http_url, "c.li", "bankhub-demo")
-        async with Client.connect(proxy.http_url, token=li.token, reconnect=FAST_RECONNECT) as sender:
+        async with Client.connect(proxy.http_url, token=li.token, options=FAST_RECONNECT) as sender:
             conv = await sender.open_direct("rm.wang")
             total = 60
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import pytest
 
@@ -17,6 +18,7 @@ from bankhub_client import (
     ApiError,
     ArticleBody,
     Client,
+    ClientOptions,
     Disconnected,
     Event,
     Notice,
@@ -31,7 +33,7 @@ from bankhub_client import (
 from ..conftest import Nodes, login
 from ..support.proxy import CuttableProxy
 
-FAST = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, max_elapsed=15.0)
+FAST = ClientOptions(reconnect=ReconnectPolicy(initial_delay=0.01, max_delay=0.05, max_elapsed=15.0))
 WAIT = 10.0  # seconds: the bound on any single wait in these tests
 
 
@@ -82,7 +84,7 @@ async def test_live_notices_arrive_as_typed_events(node: RunningNode) -> None:
     async with Api(node.http_url, ho_token) as ho:
         service = await account_id(ho, "bank.service")
         before = await ho.publish_notice(service, "before the client connected")
-        async with Client.connect(node.http_url, token=li_token, reconnect=FAST) as li:
+        async with Client.connect(node.http_url, token=li_token, options=FAST) as li:
             # the snapshot: what was published before is history, not an event
             assert li.account_cursors[service] == before.seq == 1
             text = await ho.publish_notice(service, "Branch closed on Monday", target=Target(org_codes=["BJ"]))
@@ -119,7 +121,7 @@ async def test_live_notices_arrive_as_typed_events(node: RunningNode) -> None:
 async def test_notices_published_while_cut_arrive_once_after_reconnect(node: RunningNode, proxy: CuttableProxy) -> None:
     ho_token, li_token = await login(node, "ho.admin"), await login(node, "c.li")
     async with Api(node.http_url, ho_token) as ho, Client.connect(
-        proxy.http_url, token=li_token, reconnect=FAST, sync_limit=2
+        proxy.http_url, token=li_token, options=replace(FAST, sync_limit=2)
     ) as li:
         cards = await account_id(ho, "bank.cards")
         held = await ho.publish_notice(cards, "one")
@@ -173,7 +175,7 @@ async def test_a_live_notice_overtaking_the_resume_sync_waits_for_it(node: Runni
     notice published while it was away is missing: it must hold the live one back until
     the sync answered, or it would skip the missed one."""
     ho_token, li_token = await login(node, "ho.admin"), await login(node, "c.li")
-    async with Api(node.http_url, ho_token) as ho, Client.connect(proxy.http_url, token=li_token, reconnect=FAST) as li:
+    async with Api(node.http_url, ho_token) as ho, Client.connect(proxy.http_url, token=li_token, options=FAST) as li:
         cards = await account_id(ho, "bank.cards")
         first = await ho.publish_notice(cards, "before the cut")
         assert (await next_notice(li)).notice_id == first.id
@@ -199,7 +201,7 @@ async def test_a_live_notice_overtaking_the_resume_sync_waits_for_it(node: Runni
 async def test_notices_under_repeated_cuts_are_yielded_once_in_order(node: RunningNode, proxy: CuttableProxy) -> None:
     """Li's connection is cut again and again while head office publishes: each notice once, in order."""
     ho_token, li_token = await login(node, "ho.admin"), await login(node, "c.li")
-    async with Api(node.http_url, ho_token) as ho, Client.connect(proxy.http_url, token=li_token, reconnect=FAST) as li:
+    async with Api(node.http_url, ho_token) as ho, Client.connect(proxy.http_url, token=li_token, options=FAST) as li:
         wealth = await account_id(ho, "bank.wealth")
         total = 40
         received: list[Notice] = []
@@ -228,8 +230,8 @@ async def test_notices_under_repeated_cuts_are_yielded_once_in_order(node: Runni
 async def test_live_recall_and_read_receipts_across_devices(node: RunningNode) -> None:
     ho_token, li_token = await login(node, "ho.admin"), await login(node, "c.li")
     async with Api(node.http_url, ho_token) as ho, Client.connect(
-        node.http_url, token=li_token, reconnect=FAST
-    ) as phone, Client.connect(node.http_url, token=li_token, reconnect=FAST) as tablet:
+        node.http_url, token=li_token, options=FAST
+    ) as phone, Client.connect(node.http_url, token=li_token, options=FAST) as tablet:
         cards = await account_id(ho, "bank.cards")
         notices = [await ho.publish_notice(cards, f"offer {i}") for i in range(3)]
         for device in (phone, tablet):
@@ -263,7 +265,7 @@ async def test_follow_unfollow_and_resume_from_saved_account_cursors(node: Runni
     ho_token, li_token = await login(node, "ho.admin"), await login(node, "c.li")
     async with Api(node.http_url, ho_token) as ho:
         news = await ho.create_account("bank.news", "Bank News", description="What is new")
-        async with Client.connect(node.http_url, token=li_token, reconnect=FAST) as li:
+        async with Client.connect(node.http_url, token=li_token, options=FAST) as li:
             found = await li.api.account(news.id)
             assert found.following is False and found.handle == "bank.news"
             assert (await li.follow(news.id)).following is True
@@ -274,7 +276,7 @@ async def test_follow_unfollow_and_resume_from_saved_account_cursors(node: Runni
         # offline: two more notices; resuming from the saved cursors yields exactly those
         second = await ho.publish_notice(news.id, "second")
         third = await ho.publish_notice(news.id, "third")
-        async with Client.connect(node.http_url, token=li_token, account_cursors=saved, reconnect=FAST) as li:
+        async with Client.connect(node.http_url, token=li_token, options=replace(FAST, account_cursors=saved)) as li:
             got = await take(li, 2)
             assert [e.notice_id for e in got if isinstance(e, Notice)] == [second.id, third.id]
             await li.unfollow(news.id)
@@ -290,7 +292,7 @@ async def test_administrators_publish_approve_reject_and_recall_through_the_api(
     node = await nodes.start(notice_stats_seconds=0.1)
     br_token, ho_token, li_token = await login(node, "br.admin"), await login(node, "ho.admin"), await login(node, "c.li")
     async with Api(node.http_url, br_token) as br, Api(node.http_url, ho_token) as ho, Client.connect(
-        node.http_url, token=li_token, reconnect=FAST
+        node.http_url, token=li_token, options=FAST
     ) as li:
         rates = await br.create_account("bj.rates", "Beijing rates", requires_approval=True)
         assert rates.requires_approval and rates.audience == "customer"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bankhub.runner import RunningNode
-from bankhub_client import Alert, Api, ApiError, Client, InboxUpdate, SystemClient
+from bankhub_client import Alert, Api, ApiError, Client, ClientOptions, InboxUpdate, SystemClient
 
 from ..conftest import login
 from ..support.alerts import register
@@ -70,13 +70,13 @@ async def test_alerts_sent_while_away_arrive_on_reconnect_once_and_in_order(node
             saved = phone.inbox_cursor
         away = [await core.send("c.li", "card.debit", VARS) for _ in range(3)]
         # ... a client resuming from a saved cursor gets what it missed, then live ones
-        async with Client.connect(node.http_url, token=token, inbox_cursor=saved, sync_limit=2) as phone:
+        async with Client.connect(node.http_url, token=token, options=ClientOptions(inbox_cursor=saved, sync_limit=2)) as phone:
             got = [await next_of(phone, Alert) for _ in range(3)]
             assert [a.alert_id for a in got] == [a.alert_id for a in away] and [a.seq for a in got] == [4, 5, 6]
             await core.send("c.li", "card.debit", VARS)
             assert (await next_of(phone, Alert)).seq == 7
         # and sync_on_connect with no cursor yields the whole inbox
-        async with Client.connect(node.http_url, token=token, sync_on_connect=True) as phone:
+        async with Client.connect(node.http_url, token=token, options=ClientOptions(sync_on_connect=True)) as phone:
             assert [(await next_of(phone, Alert)).alert_id for _ in range(2)] == [a.alert_id for a in first]
 
 

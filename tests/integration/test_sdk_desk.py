@@ -114,7 +114,7 @@ async def test_rm_book_availability_and_handover_through_the_sdk(node: RunningNo
 
 
 def test_unknown_extra_fields_in_desk_events_are_ignored() -> None:
-    from bankhub_client.desk import decode_desk_event
+    from bankhub_client.wire import decode_desk_event
 
     event: Any = decode_desk_event(b'{"type":"agent_state","state":"busy","capacity":3,"active":1,"later":"field"}')
     assert event == AgentState(state="busy", capacity=3, active=1)

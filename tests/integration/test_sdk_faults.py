@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,12 +20,13 @@ import asyncpg
 import httpx
 import pytest
 
-from bankhub.gateway.connection import Connection
+from bankhub.delivery.connection import Connection
 from bankhub.protocol.session import SessionLimits
 from bankhub.runner import RunningNode
 from bankhub_client import (
     AuthError,
     Client,
+    ClientOptions,
     ConnectionLost,
     Disconnected,
     Event,
@@ -39,7 +41,7 @@ from bankhub_client import (
 from ..conftest import Nodes, login, open_direct
 from ..support.proxy import CuttableProxy
 
-FAST = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, max_elapsed=15.0)
+FAST = ClientOptions(reconnect=ReconnectPolicy(initial_delay=0.01, max_delay=0.05, max_elapsed=15.0))
 WAIT = 10.0  # seconds: the bound on any single wait in these tests
 
 
@@ -146,10 +148,10 @@ async def lock_conversation(dsn: str, conv: str) -> tuple[asyncpg.Connection, An
 async def test_send_returns_committed_message_and_peer_receives_it(node: RunningNode) -> None:
     li, wang = await login(node, "c.li"), await login(node, "rm.wang")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(node.http_url, token=li, reconnect=FAST) as customer:
+    async with Client.connect(node.http_url, token=li, options=FAST) as customer:
         history = await customer.send(conv, "history before the RM connects")
         assert history.seq == 1
-        async with Client.connect(node.ws_url, token=wang, reconnect=FAST) as rm:
+        async with Client.connect(node.ws_url, token=wang, options=FAST) as rm:
             assert rm.cursors[conv] == 1  # the snapshot: history is not yielded
             sent = await customer.send(conv, "hi, RM")
             assert (sent.seq, sent.text, sent.sender_id, sent.conversation_id) == (2, "hi, RM", customer.user_id, conv)
@@ -171,7 +173,7 @@ async def test_send_returns_committed_message_and_peer_receives_it(node: Running
 async def test_send_survives_cut_after_commit_without_duplicate(node: RunningNode, proxy: CuttableProxy, dsn: str) -> None:
     li = await login(node, "c.li")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(proxy.http_url, token=li, reconnect=FAST) as c:
+    async with Client.connect(proxy.http_url, token=li, options=FAST) as c:
         proxy.hold(down=True)  # the hub's answers get stuck on the way back
         task = asyncio.create_task(c.send(conv, "once", client_msg_id="once-1"))
         await count_stored(dsn, conv, 1)
@@ -194,7 +196,7 @@ async def test_send_survives_cut_after_commit_without_duplicate(node: RunningNod
 async def test_send_survives_cut_before_commit(node: RunningNode, proxy: CuttableProxy, dsn: str) -> None:
     li = await login(node, "c.li")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(proxy.http_url, token=li, reconnect=FAST) as c:
+    async with Client.connect(proxy.http_url, token=li, options=FAST) as c:
         proxy.hold(up=True)  # the send never reaches the hub
         task = asyncio.create_task(c.send(conv, "resent", client_msg_id="resent-1"))
         await proxy.wait_held(up=True)
@@ -215,8 +217,8 @@ async def test_concurrent_sends_across_cuts_are_stored_once_and_delivered_in_ord
 ) -> None:
     li, wang = await login(node, "c.li"), await login(node, "rm.wang")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(proxy.http_url, token=li, reconnect=FAST) as c, Client.connect(
-        node.http_url, token=wang, reconnect=FAST
+    async with Client.connect(proxy.http_url, token=li, options=FAST) as c, Client.connect(
+        node.http_url, token=wang, options=FAST
     ) as rm:
 
         def send_all(ids: range) -> list[asyncio.Task[Message]]:
@@ -254,10 +256,10 @@ async def test_concurrent_sends_across_cuts_are_stored_once_and_delivered_in_ord
 async def test_requests_in_flight_are_retried_on_the_next_connection(node: RunningNode, proxy: CuttableProxy) -> None:
     li, wang = await login(node, "c.li"), await login(node, "rm.wang")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(node.http_url, token=wang, reconnect=FAST) as rm:
+    async with Client.connect(node.http_url, token=wang, options=FAST) as rm:
         await rm.send(conv, "one")
         await rm.send(conv, "two")
-    async with Client.connect(proxy.http_url, token=li, reconnect=FAST) as c:
+    async with Client.connect(proxy.http_url, token=li, options=FAST) as c:
         proxy.hold(up=True)
         read = asyncio.create_task(c.read(conv, 2))
         ping = asyncio.create_task(c.ping())
@@ -280,8 +282,8 @@ async def test_requests_in_flight_are_retried_on_the_next_connection(node: Runni
 async def test_reconnect_syncs_missed_backlog_in_pages_then_goes_live(node: RunningNode, proxy: CuttableProxy) -> None:
     li, wang = await login(node, "c.li"), await login(node, "rm.wang")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(node.http_url, token=li, reconnect=FAST) as customer, Client.connect(
-        proxy.http_url, token=wang, reconnect=FAST, sync_limit=2
+    async with Client.connect(node.http_url, token=li, options=FAST) as customer, Client.connect(
+        proxy.http_url, token=wang, options=replace(FAST, sync_limit=2)
     ) as rm:
         await customer.send(conv, "before")
         assert seqs(await take(rm, 1)) == [1]
@@ -322,8 +324,8 @@ async def test_slow_consumer_is_closed_4008_then_reconnects_and_loses_nothing(no
     try:
         li, wang = await login(node, "c.li"), await login(node, "rm.wang")
         conv = await open_direct(node, li, "rm.wang")
-        async with Client.connect(node.http_url, token=li, reconnect=FAST) as customer, Client.connect(
-            proxy.http_url, token=wang, reconnect=FAST
+        async with Client.connect(node.http_url, token=li, options=FAST) as customer, Client.connect(
+            proxy.http_url, token=wang, options=FAST
         ) as rm:
             (conn,) = server_conns(node, "rm.wang")
             proxy.stall()  # the RM's side stops reading: TCP backpressure reaches the hub
@@ -353,8 +355,8 @@ async def test_slow_consumer_is_closed_4008_then_reconnects_and_loses_nothing(no
 async def test_server_close_leads_to_reconnect_and_sync(node: RunningNode, code: int) -> None:
     li, wang = await login(node, "c.li"), await login(node, "rm.wang")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(node.http_url, token=li, reconnect=FAST) as customer, Client.connect(
-        node.http_url, token=wang, reconnect=FAST
+    async with Client.connect(node.http_url, token=li, options=FAST) as customer, Client.connect(
+        node.http_url, token=wang, options=FAST
     ) as rm:
         await customer.send(conv, "m1")
         assert seqs(await take(rm, 1)) == [1]
@@ -376,8 +378,8 @@ async def test_node_drain_1012_moves_clients_to_another_node_and_sync_delivers_e
     try:
         li, wang = await login(a, "c.li"), await login(a, "rm.wang")
         conv = await open_direct(a, li, "rm.wang")
-        async with Client.connect(b.http_url, token=li, reconnect=FAST) as customer, Client.connect(
-            proxy.http_url, token=wang, reconnect=FAST
+        async with Client.connect(b.http_url, token=li, options=FAST) as customer, Client.connect(
+            proxy.http_url, token=wang, options=FAST
         ) as rm:
             assert rm.hello.node == "a"
             # committed on B while the RM is on A: no signal crosses between the two brokers
@@ -406,10 +408,10 @@ async def test_node_drain_1012_moves_clients_to_another_node_and_sync_delivers_e
 async def test_resume_from_saved_cursors_with_ticket_auth(node: RunningNode, proxy: CuttableProxy) -> None:
     li, wang = await login(node, "c.li"), await login(node, "rm.wang")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(node.http_url, token=wang, reconnect=FAST) as rm:
+    async with Client.connect(node.http_url, token=wang, options=FAST) as rm:
         for i in range(4):
             await rm.send(conv, f"m{i}")
-    async with Client.connect(proxy.http_url, token=li, cursors={conv: 2}, use_ticket=True, reconnect=FAST) as c:
+    async with Client.connect(proxy.http_url, token=li, options=replace(FAST, cursors={conv: 2}, use_ticket=True)) as c:
         got = await take(c, 2)
         assert [(m.seq, m.text) for m in got if isinstance(m, Message)] == [(3, "m2"), (4, "m3")]
         for conn in server_conns(node, "c.li"):
@@ -434,7 +436,7 @@ async def test_resume_from_saved_cursors_with_ticket_auth(node: RunningNode, pro
 async def test_logout_close_1008_ends_with_auth_error_and_no_reconnect(node: RunningNode, proxy: CuttableProxy) -> None:
     li = await login(node, "c.li")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(proxy.http_url, token=li, reconnect=FAST) as c:
+    async with Client.connect(proxy.http_url, token=li, options=FAST) as c:
         await logout(node, li)
         with pytest.raises(AuthError) as info:
             await take(c, 1, kinds=(Message,))
@@ -449,7 +451,7 @@ async def test_logout_close_1008_ends_with_auth_error_and_no_reconnect(node: Run
 
 async def test_logout_is_reported_as_a_disconnect_before_the_auth_error(node: RunningNode) -> None:
     li = await login(node, "c.li")
-    async with Client.connect(node.http_url, token=li, reconnect=FAST) as c:
+    async with Client.connect(node.http_url, token=li, options=FAST) as c:
         await logout(node, li)
         seen: list[Event] = []
         with pytest.raises(AuthError):
@@ -462,7 +464,7 @@ async def test_logout_is_reported_as_a_disconnect_before_the_auth_error(node: Ru
 async def test_refused_reconnect_handshake_ends_with_auth_error(node: RunningNode, proxy: CuttableProxy, dsn: str) -> None:
     li = await login(node, "c.li")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(proxy.http_url, token=li, reconnect=FAST) as c:
+    async with Client.connect(proxy.http_url, token=li, options=FAST) as c:
         proxy.refusing = True
         proxy.cut()
         (gone,) = await take(c, 1, kinds=(Disconnected,))
@@ -481,21 +483,21 @@ async def test_refused_reconnect_handshake_ends_with_auth_error(node: RunningNod
 
 async def test_bad_token_fails_connect(node: RunningNode) -> None:
     with pytest.raises(AuthError) as info:
-        await Client.connect(node.http_url, token="nope", reconnect=FAST)
+        await Client.connect(node.http_url, token="nope", options=FAST)
     assert info.value.status == 401
     with pytest.raises(AuthError) as info:
-        await Client.connect(node.http_url, token="nope", use_ticket=True, reconnect=FAST)
+        await Client.connect(node.http_url, token="nope", options=replace(FAST, use_ticket=True))
     assert info.value.status == 401
     revoked = await login(node, "c.li")
     await logout(node, revoked)
     with pytest.raises(AuthError):
-        await Client.connect(node.ws_url, token=revoked, reconnect=FAST)
+        await Client.connect(node.ws_url, token=revoked, options=FAST)
 
 
 async def test_gives_up_after_bounded_attempts_when_the_node_is_gone(node: RunningNode) -> None:
     li = await login(node, "c.li")
     policy = ReconnectPolicy(initial_delay=0.01, max_delay=0.02, max_attempts=2)
-    async with Client.connect(node.http_url, token=li, reconnect=policy) as c:
+    async with Client.connect(node.http_url, token=li, options=ClientOptions(reconnect=policy)) as c:
         await node.stop()  # drains with 1012, then nothing listens on the port
         with pytest.raises(ConnectionLost) as info:
             await take(c, 1)
@@ -511,7 +513,7 @@ async def test_gives_up_after_bounded_attempts_when_the_node_is_gone(node: Runni
 async def test_gives_up_after_bounded_time_when_nothing_answers(node: RunningNode, proxy: CuttableProxy) -> None:
     li = await login(node, "c.li")
     policy = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, max_elapsed=0.5)
-    async with Client.connect(proxy.http_url, token=li, reconnect=policy) as c:
+    async with Client.connect(proxy.http_url, token=li, options=ClientOptions(reconnect=policy)) as c:
         proxy.refusing = True
         proxy.cut()
         started = asyncio.get_running_loop().time()
@@ -532,7 +534,7 @@ async def test_rate_limited_send_is_retried(nodes: Nodes, dsn: str) -> None:
     try:
         li = await login(node, "c.li")
         conv = await open_direct(node, li, "rm.wang")
-        async with Client.connect(proxy.http_url, token=li, reconnect=FAST) as c:
+        async with Client.connect(proxy.http_url, token=li, options=FAST) as c:
             proxy.hold(up=True)
             first = asyncio.create_task(c.send(conv, "a", client_msg_id="rl-1"))
             second = asyncio.create_task(c.send(conv, "b", client_msg_id="rl-2"))
@@ -556,7 +558,7 @@ async def test_refused_send_raises_protocol_error(node: RunningNode) -> None:
     li, zhou = await login(node, "c.li"), await login(node, "c.zhou")
     foreign = await open_direct(node, zhou, "rm.chen")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(node.http_url, token=li, reconnect=FAST) as c:
+    async with Client.connect(node.http_url, token=li, options=FAST) as c:
         with pytest.raises(ProtocolError) as info:
             await c.send(foreign, "not my conversation")
         assert info.value.code == "not_found"
@@ -581,7 +583,7 @@ async def test_storage_unavailable_is_retried_and_a_failed_commit_raises(node: R
                $$ BEGIN RAISE EXCEPTION 'storage refused' USING ERRCODE = TG_ARGV[0]; END $$;
                CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_insert('57P03');"""
         )
-        async with Client.connect(proxy.http_url, token=li, reconnect=FAST) as c:
+        async with Client.connect(proxy.http_url, token=li, options=FAST) as c:
             task = asyncio.create_task(c.send(conv, "retried", client_msg_id="u-1"))
             (link,) = proxy.ws_links
 
@@ -614,7 +616,7 @@ async def test_storage_unavailable_is_retried_and_a_failed_commit_raises(node: R
 async def test_send_timeout_gives_up_and_a_retry_with_the_same_id_finds_the_commit(node: RunningNode, dsn: str) -> None:
     li = await login(node, "c.li")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(node.http_url, token=li, reconnect=FAST) as c:
+    async with Client.connect(node.http_url, token=li, options=FAST) as c:
         blocker, tx = await lock_conversation(dsn, conv)
         try:
             with pytest.raises(SendTimeout) as info:
@@ -635,7 +637,7 @@ async def test_joined_sends_share_one_transmission_and_one_giving_up_keeps_the_o
 ) -> None:
     li = await login(node, "c.li")
     conv = await open_direct(node, li, "rm.wang")
-    async with Client.connect(proxy.http_url, token=li, reconnect=FAST) as c:
+    async with Client.connect(proxy.http_url, token=li, options=FAST) as c:
         blocker, tx = await lock_conversation(dsn, conv)
         try:
             impatient = asyncio.create_task(c.send(conv, "same", client_msg_id="k", timeout=0.2))
@@ -678,8 +680,8 @@ async def test_lost_broker_signal_is_detected_as_a_gap_and_synced(
     try:
         li, wang = await login(a, "c.li"), await login(a, "rm.wang")
         conv = await open_direct(a, li, "rm.wang")
-        async with Client.connect(a.http_url, token=wang, reconnect=FAST) as rm, Client.connect(
-            b.http_url, token=li, reconnect=FAST
+        async with Client.connect(a.http_url, token=wang, options=FAST) as rm, Client.connect(
+            b.http_url, token=li, options=FAST
         ) as customer:
             broker_proxy.hold(up=True)  # A's publish never reaches Valkey...
             lost = await rm.send(conv, "lost")  # ...committed and acknowledged all the same
@@ -700,8 +702,8 @@ async def test_hole_before_own_send_is_filled_after_grace(nodes: Nodes, valkey_u
     try:
         li, wang = await login(a, "c.li"), await login(a, "rm.wang")
         conv = await open_direct(a, li, "rm.wang")
-        async with Client.connect(a.http_url, token=wang, reconnect=FAST) as rm, Client.connect(
-            b.http_url, token=li, reconnect=FAST, gap_grace=0.05
+        async with Client.connect(a.http_url, token=wang, options=FAST) as rm, Client.connect(
+            b.http_url, token=li, options=replace(FAST, gap_grace=0.05)
         ) as customer:
             broker_proxy.hold(up=True)  # the RM's message will be committed but its signal held
             theirs = asyncio.create_task(rm.send(conv, "theirs"))

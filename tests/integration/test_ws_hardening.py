@@ -4,7 +4,6 @@ handshake and idle timeouts, hostile JSON, and answers before a policy close."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import socket
@@ -15,14 +14,15 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bankhub.broker import user_channel
+from bankhub.delivery.connection import Connection
 from bankhub.gateway import endpoint
-from bankhub.gateway.connection import Connection
+from bankhub.policy import ALLOW
 from bankhub.protocol.frames import CloseCode
 from bankhub.protocol.session import Outcome, ServerSession, SessionLimits
 from bankhub.runner import RunningNode
 from bankhub.signals import MessageSignal, encode_signal
 from bankhub.storage import NewMessage
-from bankhub_client import Client
+from bankhub_client import Client, ClientOptions
 from bankhub_client.state import CloseAction, classify_close
 
 from ..conftest import Nodes, login, open_direct
@@ -73,7 +73,7 @@ async def test_sync_keys_of_streams_not_mine_are_never_kept(node: RunningNode) -
     # only conversations the hub itself answered for this user: nothing the client made up
     assert mine in cursors and set(cursors) <= answered and len(cursors) < 100
     assert set(conn.notice_seen) <= conn.follows
-    assert not conn._filling and not conn.inflight()
+    assert not conn.messages.fills() and not conn.inflight()
     # the user's own conversation still resumes from the declared position
     later = await c.request({"type": "sync", "since": {mine: 1}})
     assert all(s["conversation_id"] != mine for s in later["conversations"])  # nothing new in it
@@ -103,7 +103,9 @@ async def test_sync_keeps_the_declared_position_of_my_quiet_conversations(node: 
     rm_user = (await node.hub.users.by_ids([rm.hello["user_id"]]))[rm.hello["user_id"]]
     lost = NewMessage(sender=rm_user, conversation_id=mine, client_msg_id="q3", kind="text",
                       body=b'{"kind":"text","text":"m3"}')
-    assert (await node.hub.messages.append_batch([lost], lambda _u, _m: (True, None, "")))[0].status == "stored"
+    async with node.hub.db.transaction("test_append") as conn:  # no outbox: the signal is lost
+        locked = await node.hub.messages.lock_txn(conn, [lost])
+        assert (await node.hub.messages.append_txn(conn, [lost], locked, [ALLOW]))[0].status == "stored"
     assert (await rm.request({"type": "send", "conversation_id": mine, "client_msg_id": "q4",
                               "body": {"kind": "text", "text": "m4"}}))["type"] == "sent"
     assert [m["seq"] for m in await c.messages(2)] == [3, 4]
@@ -214,7 +216,7 @@ async def test_slow_header_and_idle_sockets_are_closed_in_time(nodes: Nodes) -> 
 
 
 def test_the_idle_timeout_comfortably_exceeds_the_sdk_keepalive() -> None:
-    sdk_ping = inspect.signature(Client.connect).parameters["ping_interval"].default
+    sdk_ping = ClientOptions().ping_interval
     assert isinstance(sdk_ping, float)
     assert SessionLimits().idle_timeout >= 3 * sdk_ping
     # and an SDK closed for idleness (its loop stalled) reconnects and syncs
@@ -224,7 +226,7 @@ def test_the_idle_timeout_comfortably_exceeds_the_sdk_keepalive() -> None:
 async def test_sdk_keepalive_keeps_a_quiet_client_connected(nodes: Nodes) -> None:
     node = await nodes.start(ws_idle_timeout_seconds=1.0)
     token = await login(node, "c.li")
-    async with Client.connect(node.http_url, token=token, ping_interval=0.25) as client:
+    async with Client.connect(node.http_url, token=token, options=ClientOptions(ping_interval=0.25)) as client:
         assert client.hello.limits.idle_timeout == 1.0
         await asyncio.sleep(2.5)  # the SDK sends nothing but its keep-alive pings
         assert client.connected

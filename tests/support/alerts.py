@@ -12,7 +12,7 @@ import httpx
 
 from bankhub.actions.alert_systems import add_system
 from bankhub.broker import MemoryBroker
-from bankhub.hub import Hub
+from bankhub.node import build_hub
 from bankhub.runner import RunningNode, start_node
 from bankhub.settings import Settings
 from bankhub_client.signing import signed_headers
@@ -80,7 +80,7 @@ async def start_alert_node(nodes: Nodes, **overrides: Any) -> RunningNode:
     """A node whose alert settings differ from the defaults (fallback channel, short delays)."""
     overrides.setdefault("key_file", nodes.key_file)
     settings = Settings(database_url=nodes.dsn, node_name="alerts", **overrides)
-    node = await start_node(Hub(settings, broker=MemoryBroker()), wrap_app=nodes.contract.wrap)
+    node = await start_node(build_hub(settings, broker=MemoryBroker()), wrap_app=nodes.contract.wrap)
     nodes.running.append(node)
     return node
 

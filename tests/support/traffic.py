@@ -31,7 +31,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bankhub_client import Client, Disconnected, Event, Message, Reconnected, ReconnectPolicy
+from bankhub_client import Client, ClientOptions, Disconnected, Event, Message, Reconnected, ReconnectPolicy
 
 __all__ = [
     "Member",
@@ -99,7 +99,7 @@ class Member:
 
     @classmethod
     async def connect(cls, url: str, username: str, token: str, *, reconnect: ReconnectPolicy, **kwargs: Any) -> Member:
-        client = await Client.connect(url, token=token, reconnect=reconnect, **kwargs)
+        client = await Client.connect(url, token=token, options=ClientOptions(reconnect=reconnect, **kwargs))
         return cls(username, client)
 
     async def _consume(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from bankhub.gateway.alerts import AlertDelivery
+from bankhub.delivery.alerts import AlertDelivery
 from bankhub.protocol.frames import Alert, InboxUpdate
 from bankhub.signals import AlertSignal, InboxSignal
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from bankhub.gateway.broadcast import NoticeFanout
+from bankhub.delivery.notices import NoticeFanout
 from bankhub.models import Role, User
 from bankhub.protocol.frames import Notice, TextNotice
 from bankhub.signals import NoticeSignal
-from bankhub.storage.accounts import NoticeEventRow
-from bankhub.targeting import Target, matches
+from bankhub.models import NoticeEventRow, Target
+from bankhub.targeting import matches
 
 ACC = "acc-1"
 HO, BJ, SH = "ho", "bj", "sh"
@@ -200,7 +200,7 @@ def test_targeting_rule(target: Target, user: User, path: tuple[str, ...], expec
 
 
 async def test_a_large_fan_out_is_written_in_slices_and_keeps_each_connection_in_order() -> None:
-    from bankhub.gateway.broadcast import SLICE
+    from bankhub.delivery.notices import SLICE
 
     conns = [FakeConn(_user(f"u{i}"), (BJ, HO)) for i in range(SLICE * 2 + 7)]
     fanout = _fanout(conns)

@@ -15,7 +15,8 @@ Quick start::
 * :func:`login` / :class:`Api` — the HTTP API (sessions, conversations, history,
   official accounts: follow, notices, and for administrators publish/approve/recall).
 * :class:`Client` — the WebSocket connection: exactly-once, in-order delivery of
-  messages and official-account notices with automatic reconnect, sync and resend.
+  messages and official-account notices with automatic reconnect, sync and resend;
+  :class:`ClientOptions` says how it connects (resume cursors, reconnects, timeouts).
 * :mod:`bankhub_client.state` and :mod:`bankhub_client.notices` — the pure bookkeeping
   behind it (cursors, pending sends, backoff, URL derivation; notice cursors).
 * Relationship managers and the service desk: :mod:`bankhub_client.desk` — events such
@@ -98,6 +99,7 @@ from .models import (
     User,
     WsTicket,
 )
+from .options import ClientOptions
 from .state import Endpoints, ReconnectPolicy, derive_endpoints
 from .wire import PROTOCOL_VERSION, SUBPROTOCOL
 
@@ -110,6 +112,7 @@ __all__ = [
     "Api",
     # WebSocket
     "Client",
+    "ClientOptions",
     "ReconnectPolicy",
     "Endpoints",
     "derive_endpoints",

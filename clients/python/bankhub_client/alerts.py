@@ -141,7 +141,7 @@ class InboxSyncedFrame(Struct, tag="inbox_synced", tag_field="type"):
 class InboxUpdateFrame(Struct, tag="inbox_update", tag_field="type"):
     state: str
     unread: int
-    alert_ids: list[str] = []
+    alert_ids: list[str]
     up_to_seq: int | None = None
     id: str | None = None
 

@@ -32,7 +32,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -61,8 +61,9 @@ from .models import (
     TextBody,
 )
 from .alerts import Alert, AlertFrame, InboxCursor, InboxSyncedFrame, InboxUpdate, InboxUpdateFrame, ReadAlertsFrame, SyncInboxFrame
-from .desk import decode_desk_event
+from .desk import AgentState, ConversationAdded, ConversationRemoved, RmChanged, ServiceAssigned, ServiceStatus
 from .notices import NoticeInbox, SyncedAccount
+from .options import ClientOptions
 from .state import (
     RETRYABLE_ERRORS,
     Acked,
@@ -72,7 +73,6 @@ from .state import (
     Inbox,
     Pacer,
     PendingSend,
-    ReconnectPolicy,
     Route,
     SyncedConversation,
     SyncResult,
@@ -174,49 +174,23 @@ class Client:
     :meth:`events`; incoming events are buffered (without bound) until consumed.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str,
-        use_ticket: bool = False,
-        sync_on_connect: bool | None = None,
-        cursors: Mapping[str, int] | None = None,
-        account_cursors: Mapping[str, int] | None = None,
-        inbox_cursor: int | None = None,
-        reconnect: ReconnectPolicy | None = ReconnectPolicy(),
-        request_timeout: float = 10.0,
-        send_timeout: float = 30.0,
-        open_timeout: float = 10.0,
-        sync_limit: int = 100,
-        gap_grace: float = 1.0,
-        max_message_bytes: int | None = 32 * 1024 * 1024,
-        ping_interval: float | None = 20.0,
-        api: Api | None = None,
-    ) -> None:
+    def __init__(self, url: str, *, token: str, options: ClientOptions | None = None, api: Api | None = None) -> None:
+        """The arguments of :meth:`connect`; ``async with Client(url, token=t) as c:``
+        connects (as :meth:`connect` does)."""
         if not token:
             raise ValueError("token is required")
-        if sync_limit < 1:
-            raise ValueError("sync_limit must be >= 1")
+        opts = ClientOptions() if options is None else options
+        self._options = opts
         self._endpoints = derive_endpoints(url)
         self._token = token
-        self._use_ticket = use_ticket
-        resume = cursors is not None or account_cursors is not None
-        self._sync_on_connect = resume if sync_on_connect is None else sync_on_connect
-        self._policy = reconnect
-        self._request_timeout = request_timeout
-        self._send_timeout = send_timeout
-        self._open_timeout = open_timeout
-        self._sync_limit = sync_limit
-        self._gap_grace = gap_grace
-        self._max_message_bytes = max_message_bytes
-        self._ping_interval = ping_interval
-        self._api = api if api is not None else Api(self._endpoints.http_base, token, timeout=request_timeout)
+        self._sync_on_connect = opts.syncs_on_connect
+        self._api = api if api is not None else Api(self._endpoints.http_base, token, timeout=opts.request_timeout)
 
-        self._inbox = Inbox(cursors=cursors)
-        self._notices = NoticeInbox(account_cursors)
+        self._inbox = Inbox(cursors=opts.cursors)
+        self._notices = NoticeInbox(opts.account_cursors)
         # alerts: the last inbox seq held (None: take the inbox's position when connecting)
-        self._alerts = InboxCursor(inbox_cursor if inbox_cursor is not None else (0 if sync_on_connect else None))
+        inbox_start = opts.inbox_cursor if opts.inbox_cursor is not None else (0 if opts.sync_on_connect else None)
+        self._alerts = InboxCursor(inbox_start)
         self._alerts_supported = True
         self._inbox_snapshot_fresh = False
         self._inbox_task: asyncio.Task[None] | None = None
@@ -244,77 +218,24 @@ class Client:
 
     @classmethod
     def connect(
-        cls,
-        url: str,
-        *,
-        token: str,
-        use_ticket: bool = False,
-        sync_on_connect: bool | None = None,
-        cursors: Mapping[str, int] | None = None,
-        account_cursors: Mapping[str, int] | None = None,
-        inbox_cursor: int | None = None,
-        reconnect: ReconnectPolicy | None = ReconnectPolicy(),
-        request_timeout: float = 10.0,
-        send_timeout: float = 30.0,
-        open_timeout: float = 10.0,
-        sync_limit: int = 100,
-        gap_grace: float = 1.0,
-        max_message_bytes: int | None = 32 * 1024 * 1024,
-        ping_interval: float | None = 20.0,
-        api: Api | None = None,
+        cls, url: str, *, token: str, options: ClientOptions | None = None, api: Api | None = None
     ) -> _Connecting:
         """Connect to a hub: ``async with Client.connect(url, token=t) as c:`` (or
         ``c = await Client.connect(...)`` and later ``await c.close()``).
 
         ``url``: the hub's HTTP base (``https://hub``) or WebSocket URL
-        (``wss://hub/v1/ws``). ``token``: a session token (:func:`bankhub_client.login`);
-        it is sent as ``Authorization: Bearer``, or, with ``use_ticket=True``, traded
-        for a single-use ticket (``POST /v1/ws-tickets``) before every (re)connect.
-
-        Starting point: by default (no ``cursors``) nothing that already exists is
-        yielded: the client takes a snapshot of ``GET /v1/conversations`` right after
-        the handshake and yields only messages after each conversation's ``last_seq``
-        there (read older ones with :meth:`Api.history`); likewise it takes
-        ``GET /v1/me/accounts`` and yields only notices of followed official accounts
-        published after it (read older ones with :meth:`Api.notices`). Pass ``cursors``
-        and ``account_cursors`` (saved from :attr:`cursors` and :attr:`account_cursors`
-        of an earlier run) to resume: the client syncs from them on connect and yields
-        everything after them (conversations not listed from seq 1, accounts not listed
-        from my read position: their unread notices). ``sync_on_connect=True`` without
-        cursors yields every conversation's whole history and every unread notice.
-
-        ``reconnect``: the backoff policy, None to never reconnect. Timeouts are in
-        seconds: ``open_timeout`` for the handshake and ``hello``, ``request_timeout``
-        for each ``read``/``ping``/``sync`` answer, ``send_timeout`` for a send's
-        acknowledgement (across reconnects). ``sync_limit`` is the per-conversation page
-        size of ``sync`` (capped by ``hello.limits.max_sync_limit``). ``gap_grace``: how
-        long a seq hole before one of my own acknowledged sends may stay open before a
-        sync fetches it.
+        (``wss://hub/v1/ws``). ``token``: a session token (:func:`bankhub_client.login`).
+        ``options``: a :class:`~bankhub_client.ClientOptions` (None: the defaults):
+        where to start (by default nothing that already exists is yielded; cursors
+        resume an earlier run), reconnects, timeouts, page size, keep-alive. ``api``:
+        the :class:`Api` to use for the HTTP calls (default: one on the same hub and
+        token; either way the client closes it).
 
         Raises :class:`AuthError` (token refused), :class:`ProtocolError` (not a
         bankhub v1 server), :class:`ConnectionLost` (unreachable; the first connection
         is not retried) or :class:`ApiError` (the conversation snapshot failed).
         """
-        return _Connecting(
-            cls(
-                url,
-                token=token,
-                use_ticket=use_ticket,
-                sync_on_connect=sync_on_connect,
-                cursors=cursors,
-                account_cursors=account_cursors,
-                inbox_cursor=inbox_cursor,
-                reconnect=reconnect,
-                request_timeout=request_timeout,
-                send_timeout=send_timeout,
-                open_timeout=open_timeout,
-                sync_limit=sync_limit,
-                gap_grace=gap_grace,
-                max_message_bytes=max_message_bytes,
-                ping_interval=ping_interval,
-                api=api,
-            )
-        )
+        return _Connecting(cls(url, token=token, options=options, api=api))
 
     async def __aenter__(self) -> Client:
         if not self._started:
@@ -365,6 +286,11 @@ class Client:
         return self._endpoints
 
     @property
+    def options(self) -> ClientOptions:
+        """The options this client was made with."""
+        return self._options
+
+    @property
     def api(self) -> Api:
         """An :class:`Api` on the same hub and token (closed with the client)."""
         return self._api
@@ -390,19 +316,19 @@ class Client:
     def cursors(self) -> dict[str, int]:
         """Per conversation, the highest seq held with no hole before it (a copy).
 
-        Persist it and pass it as ``cursors=`` to a later :meth:`connect` to resume."""
+        Persist it and pass it as ``ClientOptions(cursors=...)`` to a later :meth:`connect` to resume."""
         return self._inbox.cursors.snapshot()
 
     @property
     def inbox_cursor(self) -> int | None:
-        """The last alert inbox seq held. Persist it and pass it as ``inbox_cursor=`` to resume."""
+        """The last alert inbox seq held. Persist it and pass it as ``ClientOptions(inbox_cursor=...)`` to resume."""
         return self._alerts.cursor
 
     @property
     def account_cursors(self) -> dict[str, int]:
         """Per followed official account, the last account event seq held (a copy).
 
-        Persist it and pass it as ``account_cursors=`` to a later :meth:`connect` to resume."""
+        Persist it and pass it as ``ClientOptions(account_cursors=...)`` to a later :meth:`connect` to resume."""
         return self._notices.snapshot()
 
     @property
@@ -460,7 +386,7 @@ class Client:
         self._send_waiters[entry.key] = self._send_waiters.get(entry.key, 0) + 1
         self._wake.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._send_timeout if timeout is None else timeout)
+            return await asyncio.wait_for(asyncio.shield(future), self._options.send_timeout if timeout is None else timeout)
         except TimeoutError:
             if future.done() and not future.cancelled() and future.exception() is None:
                 return future.result()
@@ -500,7 +426,7 @@ class Client:
         fresh: list[Alert] = []
         while True:
             result = await self._call(
-                "i", lambda fid: SyncInboxFrame(id=fid, since=self._alerts.cursor or 0, limit=self._sync_limit), timeout
+                "i", lambda fid: SyncInboxFrame(id=fid, since=self._alerts.cursor or 0, limit=self._options.sync_limit), timeout
             )
             got, more = result
             fresh.extend(got)
@@ -549,7 +475,7 @@ class Client:
         ``request_timeout``) bounds the wait for a connection and each round. Raises
         :class:`ProtocolError` or ``TimeoutError``.
         """
-        limit = self._request_timeout if timeout is None else timeout
+        limit = self._options.request_timeout if timeout is None else timeout
         delivered: list[Message] = []
         attempt = 0
         while True:
@@ -619,7 +545,7 @@ class Client:
         for failures worth retrying, else AuthError/ProtocolError/ConnectionLost."""
         url = self._endpoints.ws_url
         headers: dict[str, str] = {}
-        if self._use_ticket:
+        if self._options.use_ticket:
             try:
                 ticket = await self._api.ws_ticket()
             except ApiError as exc:
@@ -638,11 +564,11 @@ class Client:
                 subprotocols=[Subprotocol(SUBPROTOCOL)],
                 additional_headers=headers,
                 user_agent_header=f"bankhub-client/{__version__}",
-                open_timeout=self._open_timeout,
-                ping_interval=self._ping_interval,
-                ping_timeout=self._ping_interval,
+                open_timeout=self._options.open_timeout,
+                ping_interval=self._options.ping_interval,
+                ping_timeout=self._options.ping_interval,
                 close_timeout=5,
-                max_size=self._max_message_bytes,
+                max_size=self._options.max_message_bytes,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -658,7 +584,7 @@ class Client:
             if ws.subprotocol != SUBPROTOCOL:
                 raise ProtocolError("protocol", f"the server did not accept the {SUBPROTOCOL} subprotocol")
             try:
-                async with asyncio.timeout(self._open_timeout):
+                async with asyncio.timeout(self._options.open_timeout):
                     data = await ws.recv()
             except TimeoutError as exc:
                 raise _Transient(exc) from exc
@@ -713,7 +639,7 @@ class Client:
                 if self._closing or self._final is not None:
                     return
                 action = classify_close(code)
-                if action is CloseAction.RECONNECT and self._policy is None:
+                if action is CloseAction.RECONNECT and self._options.reconnect is None:
                     action = CloseAction.FATAL
                 if action is not CloseAction.RECONNECT:
                     self._emit(Disconnected(code=code, reason=reason, will_reconnect=False))
@@ -745,8 +671,8 @@ class Client:
             self._finish(ConnectionLost(f"internal client error: {exc!r}"))
 
     async def _reconnect(self, dropped_at: float, code: int, reason: str) -> tuple[_Connection, int]:
-        assert self._policy is not None
-        policy = self._policy
+        assert self._options.reconnect is not None
+        policy = self._options.reconnect
         attempt = 0
         last: BaseException | None = None
         while True:
@@ -796,7 +722,7 @@ class Client:
                     attempt += 1
                     try:
                         async with self._sync_lock:
-                            await self._sync_rounds(conn, [], self._request_timeout)
+                            await self._sync_rounds(conn, [], self._options.request_timeout)
                         break
                     except (ProtocolError, TimeoutError) as exc:
                         code = exc.code if isinstance(exc, ProtocolError) else "timeout"
@@ -865,7 +791,7 @@ class Client:
 
     async def _call(self, prefix: str, build: Callable[[str], ClientFrame], timeout: float | None) -> Any:
         """A request retried across reconnects (and after rate_limited) until ``timeout``."""
-        async with asyncio.timeout(self._request_timeout if timeout is None else timeout):
+        async with asyncio.timeout(self._options.request_timeout if timeout is None else timeout):
             attempt = 0
             while True:
                 attempt += 1
@@ -891,7 +817,7 @@ class Client:
 
     async def _sync_rounds(self, conn: _Connection, delivered: list[Message], timeout: float | None) -> None:
         limits = conn.hello.limits
-        limit = max(1, min(self._sync_limit, limits.max_sync_limit))
+        limit = max(1, min(self._options.sync_limit, limits.max_sync_limit))
         for _ in range(_MAX_SYNC_ROUNDS):
             # a conversation at 0 is read from seq 1 whether listed or not: leave it out
             since = {c: s for c, s in self._inbox.cursors.snapshot().items() if s > 0}
@@ -918,15 +844,7 @@ class Client:
             log.warning("ignoring an undecodable server frame: %s", exc)
             return
         if frame is None:
-            # RM and service-desk events, else a frame type this SDK does not know
-            try:
-                desk_event = decode_desk_event(data)
-            except msgspec.DecodeError as exc:
-                log.warning("ignoring an undecodable desk event: %s", exc)
-                return
-            if desk_event is not None:
-                self._emit(desk_event)
-            return
+            return  # a frame type this SDK does not know (a newer hub)
         if isinstance(frame, MessageFrame):
             self._on_message(to_message(frame.message))
         elif isinstance(frame, SentFrame):
@@ -983,6 +901,8 @@ class Client:
                 self._resolve(frame.id, frame)
         elif isinstance(frame, ErrorFrame):
             self._on_error(frame)
+        elif isinstance(frame, (RmChanged, ConversationAdded, ConversationRemoved, ServiceStatus, ServiceAssigned, AgentState)):
+            self._emit(frame)  # RM and service-desk events
         elif isinstance(frame, HelloFrame):
             log.debug("ignoring a repeated hello")
 
@@ -1012,7 +932,7 @@ class Client:
 
     async def _fill_inbox_gap(self) -> None:
         try:
-            await self.sync_inbox(timeout=max(self._request_timeout, 1.0))
+            await self.sync_inbox(timeout=max(self._options.request_timeout, 1.0))
         except ProtocolError as exc:
             if exc.code in ("unknown_type", "invalid_frame"):
                 self._alerts_supported = False  # a hub from before alerts
@@ -1060,7 +980,7 @@ class Client:
             future.set_result(acked.message)
         if acked.hole:
             conv, seq = acked.message.conversation_id, acked.message.seq
-            handle = asyncio.get_running_loop().call_later(self._gap_grace, self._check_hole, conv, seq)
+            handle = asyncio.get_running_loop().call_later(self._options.gap_grace, self._check_hole, conv, seq)
             self._timers.add(handle)
 
     def _check_hole(self, conversation_id: str, seq: int) -> None:
@@ -1102,7 +1022,7 @@ class Client:
         while True:
             self._gap_again = False
             try:
-                await self.sync(timeout=max(self._request_timeout, 1.0))
+                await self.sync(timeout=max(self._options.request_timeout, 1.0))
             except (BankhubError, TimeoutError) as exc:
                 if self._final is not None:
                     return

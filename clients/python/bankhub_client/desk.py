@@ -14,6 +14,9 @@ Events (yielded by :meth:`bankhub_client.Client.events`):
   to me, or taken away (a handover, a transferred or closed service session): nothing
   more of it reaches me.
 
+They are server frames as they stand: :func:`bankhub_client.wire.decode_server_frame`
+decodes them (and :func:`bankhub_client.wire.decode_desk_event` only them).
+
 Messages in which the bank itself speaks — the bot, queue notices, handover notices, an
 away RM's auto-reply — carry a :class:`SystemBody` (``event``, ``text``, ``data``).
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 import httpx
@@ -44,7 +47,6 @@ __all__ = [
     "AgentState",
     "DeskEvent",
     "DESK_EVENT_TYPES",
-    "decode_desk_event",
     "ServiceSession",
     "ServiceSessionDetail",
     "AgentDesk",
@@ -147,7 +149,7 @@ class ServiceAssigned(Struct, frozen=True, tag="service_assigned", tag_field="ty
     via: str
     start_seq: int
     customer: CustomerCard
-    notes: list[ServiceNote] = []
+    notes: list[ServiceNote]
 
 
 class AgentState(Struct, frozen=True, tag="agent_state", tag_field="type"):
@@ -157,29 +159,8 @@ class AgentState(Struct, frozen=True, tag="agent_state", tag_field="type"):
 
 
 DeskEvent = RmChanged | ConversationAdded | ConversationRemoved | ServiceStatus | ServiceAssigned | AgentState
-DESK_EVENT_TYPES = frozenset(
-    {"rm_changed", "conversation_added", "conversation_removed", "service_status", "service_assigned", "agent_state"}
-)
-_event_decoder: msgspec.json.Decoder[DeskEvent] = msgspec.json.Decoder(DeskEvent)
-
-
-class _TypeOnly(Struct):
-    type: Any = None
-
-
-_peek = msgspec.json.Decoder(_TypeOnly)
-
-
-def decode_desk_event(data: str | bytes) -> DeskEvent | None:
-    """One of the events above, or None for a frame of another type. Raises
-    ``msgspec.DecodeError`` for a desk event with missing or ill-typed fields."""
-    try:
-        kind = _peek.decode(data).type
-    except msgspec.DecodeError:
-        return None
-    if kind not in DESK_EVENT_TYPES:
-        return None
-    return _event_decoder.decode(data)
+"""The desk events; they are server frames too (decoded by :mod:`bankhub_client.wire`)."""
+DESK_EVENT_TYPES = frozenset(cls.__struct_config__.tag for cls in get_args(DeskEvent))
 
 
 # --- HTTP data ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ since the Unix epoch, UTC.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from msgspec import Struct
 
@@ -46,6 +46,7 @@ __all__ = [
     "Target",
     "ResolvedTarget",
     "NoticeRecord",
+    "NoticeRecordOf",
     "NoticeStats",
 ]
 
@@ -124,7 +125,8 @@ class Limits(Struct, frozen=True):
 
 
 class Hello(Struct, frozen=True):
-    """The first frame of every connection."""
+    """The first frame of every connection. ``features``: the additive v1 features the
+    hub speaks (``sync.listed_only``, ...; see the protocol document)."""
 
     protocol: int
     session_id: str
@@ -134,6 +136,7 @@ class Hello(Struct, frozen=True):
     node: str
     server_time: int
     limits: Limits = Limits()
+    features: list[str] = []
 
 
 class Disconnected(Struct, frozen=True):
@@ -253,6 +256,8 @@ Event = (
 
 
 class User(Struct, frozen=True):
+    """A user as the hub shows them (``org_id``: their org; ``rm_id``: a customer's RM)."""
+
     id: str
     username: str
     display_name: str
@@ -270,13 +275,8 @@ class Session(Struct, frozen=True):
     user: User
 
 
-class Me(Struct, frozen=True):
-    id: str
-    username: str
-    display_name: str
-    role: str
-    org_id: str | None = None
-    rm_id: str | None = None
+class Me(User, frozen=True):
+    """The logged-in user (``GET /v1/me``): a :class:`User`."""
 
 
 class Conversation(Struct, frozen=True):
@@ -357,18 +357,17 @@ class ResolvedTarget(Struct, frozen=True):
     staff_only: bool = False
 
 
-class NoticeRecord(Struct, frozen=True):
-    """A notice as its account's administrators see it (publish, approve, outbox).
+BodyT = TypeVar("BodyT")
 
-    ``status`` is ``pending_approval``, ``scheduled``, ``published``, ``rejected`` or
-    ``recalled``; ``seq`` is set once published. The body is kept after a recall, with
-    who recalled it and why.
-    """
+
+class NoticeRecordOf(Struct, Generic[BodyT], frozen=True):
+    """The fields of a notice record, its body of type ``BodyT``: the SDK decodes
+    ``NoticeRecordOf[msgspec.Raw]``, then the body leniently, into a :class:`NoticeRecord`."""
 
     id: str
     account_id: str
     status: str
-    body: NoticeBody
+    body: BodyT
     target: ResolvedTarget
     author_id: str
     created_at: dt.datetime
@@ -382,6 +381,15 @@ class NoticeRecord(Struct, frozen=True):
     recalled_by: str | None = None
     recall_reason: str | None = None
     delivered_online: int = 0
+
+
+class NoticeRecord(NoticeRecordOf[NoticeBody], frozen=True):
+    """A notice as its account's administrators see it (publish, approve, outbox).
+
+    ``status`` is ``pending_approval``, ``scheduled``, ``published``, ``rejected`` or
+    ``recalled``; ``seq`` is set once published. The body is kept after a recall, with
+    who recalled it and why.
+    """
 
 
 class NoticeStats(Struct, frozen=True):

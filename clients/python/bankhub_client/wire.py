@@ -4,18 +4,34 @@ Client frames are encoded exactly as the hub expects. Server frames are decoded
 leniently: extra fields are ignored, a frame of an unknown ``type`` decodes to None
 (a newer server may add frame types), and a body of an unknown ``kind`` becomes an
 :class:`~bankhub_client.models.UnknownBody` instead of failing the whole frame.
+
+These types are the SDK's own (it never imports the server package), declared by hand
+against ``schema/protocol.v1.json``, the schema generated from the hub's frames:
+``tests/unit/test_sdk_schema.py`` compares them with it field by field (name, type,
+required or not, default, tag) and fails on any difference not listed there with its
+reason. :data:`ServerFrame` covers every frame type the hub sends, the service-desk
+events of :mod:`bankhub_client.desk` included.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from msgspec import Struct
 
 from .alerts import AlertFrame, InboxSyncedFrame, InboxUpdateFrame, ReadAlertsFrame, SyncInboxFrame
-from .desk import SystemBody
+from .desk import (
+    DESK_EVENT_TYPES,
+    AgentState,
+    ConversationAdded,
+    ConversationRemoved,
+    DeskEvent,
+    RmChanged,
+    ServiceAssigned,
+    ServiceStatus,
+    SystemBody,
+)
 from .models import (
     Account,
     AccountReceipt,
@@ -24,15 +40,14 @@ from .models import (
     Conversation,
     FollowedAccount,
     Hello,
-    Limits,
     Message,
     Notice,
     NoticeBody,
     NoticeRecalled,
     NoticeRecord,
+    NoticeRecordOf,
     NoticeStats,
     Receipt,
-    ResolvedTarget,
     TextBody,
     UnknownBody,
 )
@@ -57,6 +72,7 @@ __all__ = [
     "ServerFrame",
     "encode",
     "decode_server_frame",
+    "decode_desk_event",
     "decode_body",
     "to_message",
     "to_hello",
@@ -110,6 +126,7 @@ class SyncFrame(Struct, tag="sync", tag_field="type", omit_defaults=True):
     since: dict[str, int]
     limit: int
     accounts: dict[str, int] = {}  # official accounts: the last account event seq held
+    listed_only: bool = False  # feature sync.listed_only: answer the listed conversations only
 
 
 class PingFrame(Struct, tag="ping", tag_field="type"):
@@ -145,15 +162,8 @@ class WireMessage(Struct):
     ts: int
 
 
-class HelloFrame(Struct, tag="hello", tag_field="type"):
-    protocol: int
-    session_id: str
-    user_id: str
-    username: str
-    role: str
-    node: str
-    server_time: int
-    limits: Limits = Limits()
+class HelloFrame(Hello, frozen=True, tag="hello", tag_field="type"):
+    """``hello``: the fields of :class:`~bankhub_client.models.Hello`, tagged."""
 
 
 class SentFrame(Struct, tag="sent", tag_field="type"):
@@ -261,12 +271,11 @@ ServerFrame = (
     | AlertFrame
     | InboxSyncedFrame
     | InboxUpdateFrame
+    | DeskEvent
 )
+"""Every frame type the hub sends (the schema's ``server_frame``)."""
 
-_SERVER_TYPES = frozenset(
-    {"hello", "sent", "message", "receipt", "synced", "error", "pong", "notice", "notice_recalled", "account_receipt"}
-    | {"alert", "inbox_synced", "inbox_update"}
-)
+_SERVER_TYPES = frozenset(cls.__struct_config__.tag for cls in get_args(ServerFrame))
 _frame_decoder: msgspec.json.Decoder[ServerFrame] = msgspec.json.Decoder(ServerFrame)
 
 
@@ -290,6 +299,21 @@ def decode_server_frame(data: str | bytes) -> ServerFrame | None:
         if isinstance(peek.type, str) and peek.type not in _SERVER_TYPES:
             return None
         raise
+
+
+def decode_desk_event(data: str | bytes) -> DeskEvent | None:
+    """One of the RM and service-desk events (:data:`~bankhub_client.desk.DeskEvent`), or
+    None for a frame of another type (or no JSON object). Raises ``msgspec.DecodeError``
+    for a desk event with missing or ill-typed fields."""
+    try:
+        kind = _type_decoder.decode(data).type
+    except msgspec.DecodeError:
+        return None
+    if kind not in DESK_EVENT_TYPES:
+        return None
+    frame = _frame_decoder.decode(data)
+    assert isinstance(frame, (RmChanged, ConversationAdded, ConversationRemoved, ServiceStatus, ServiceAssigned, AgentState))
+    return frame
 
 
 def decode_body(raw: bytes | msgspec.Raw) -> Body:
@@ -359,16 +383,7 @@ def to_message(w: WireMessage) -> Message:
 
 
 def to_hello(h: HelloFrame) -> Hello:
-    return Hello(
-        protocol=h.protocol,
-        session_id=h.session_id,
-        user_id=h.user_id,
-        username=h.username,
-        role=h.role,
-        node=h.node,
-        server_time=h.server_time,
-        limits=h.limits,
-    )
+    return Hello(**msgspec.structs.asdict(h))
 
 
 def to_receipt(r: ReceiptFrame) -> Receipt:
@@ -417,24 +432,8 @@ class WireNoticePage(Struct):
     has_more: bool = False
 
 
-class WireNoticeRecord(Struct):
-    id: str
-    account_id: str
-    status: str
-    body: msgspec.Raw
-    target: ResolvedTarget
-    author_id: str
-    created_at: dt.datetime
-    seq: int | None = None
-    approved_by: str | None = None
-    rejected_by: str | None = None
-    scheduled_at: dt.datetime | None = None
-    published_at: dt.datetime | None = None
-    recall_seq: int | None = None
-    recalled_at: dt.datetime | None = None
-    recalled_by: str | None = None
-    recall_reason: str | None = None
-    delivered_online: int = 0
+WireNoticeRecord = NoticeRecordOf[msgspec.Raw]
+"""A notice record with its body not decoded yet (see :func:`to_notice_record`)."""
 
 
 class WireNoticeList(Struct):

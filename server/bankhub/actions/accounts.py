@@ -3,7 +3,7 @@
 Publishing is O(1) in the number of followers: one notice row, the account's seq bump and
 an audit row in one transaction, then — after the commit — one broadcast signal that
 every node receives; each node hands it to its own connected followers that the notice
-targets (:mod:`bankhub.gateway.broadcast`). Offline followers get it through ``sync``.
+targets (:mod:`bankhub.delivery.notices`). Offline followers get it through ``sync``.
 
 Workflow of a notice::
 
@@ -15,25 +15,19 @@ Workflow of a notice::
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import uuid
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from .. import policy
 from ..broker import BROADCAST_CHANNEL, user_channel
-from ..models import OfficialAccount, User
+from ..hub import Hub
+from ..models import AccountKey, FollowedAccount, NoticeRecord, NoticeStats, OfficialAccount, OrgRow, Target, User, account_key
+from ..outbox import Transaction
 from ..protocol.frames import AccountReceipt, AccountSync, Notice, NoticeBody
-from ..signals import AccountReadSignal, FollowSignal, NoticeSignal, encode_signal
-from ..storage.accounts import AccountKey, FollowedAccount, NoticeRecord, NoticeStats, account_key
-from ..storage.users import OrgRow
-from ..targeting import Target
+from ..signals import AccountReadSignal, FollowSignal, NoticeSignal
 from .audit import record
 from .errors import ActionError, require
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = [
     "NOTICE_PUBLISHED",
@@ -61,7 +55,6 @@ __all__ = [
     "target_orgs",
 ]
 
-log = logging.getLogger("bankhub.actions.accounts")
 
 ACCOUNT_CREATED = "account.created"
 NOTICE_PUBLISHED = "notice.published"
@@ -154,7 +147,7 @@ async def search(
     hub: Hub, actor: User, query: str, limit: int = 50, *, after: AccountKey | None = None
 ) -> tuple[list[OfficialAccount], AccountKey | None]:
     """A page of the accounts the actor may see whose handle or name contains ``query``, in
-    :func:`~bankhub.storage.accounts.account_key` order, after ``after``; and the key to
+    :func:`~bankhub.models.account_key` order, after ``after``; and the key to
     continue from (None: nothing more).
 
     Visibility is the policy's decision, so the matches are read in batches and filtered
@@ -180,24 +173,19 @@ async def search(
 
 async def following(hub: Hub, actor: User, *, after: AccountKey | None = None, limit: int | None = None) -> list[FollowedAccount]:
     """The actor's followed accounts with exact unread counts, in
-    :func:`~bankhub.storage.accounts.account_key` order: all, or up to ``limit`` after ``after``."""
+    :func:`~bankhub.models.account_key` order: all, or up to ``limit`` after ``after``."""
     require(policy.may_read_conversation_list(actor))
     return await hub.accounts.following(actor.id, after=after, limit=limit)
-
-
-async def _signal_follow(hub: Hub, user_id: str, account_id: str, on: bool) -> None:
-    try:
-        await hub.broker.publish(user_channel(user_id), encode_signal(FollowSignal(user_id, account_id, on)))
-    except Exception:
-        log.warning("follow signal not published; live notices start at the next connection", exc_info=True)
 
 
 async def follow(hub: Hub, actor: User, account_id: str) -> OfficialAccount:
     """Follow an account. Earlier notices become history, not unread. Idempotent."""
     account = await _account(hub, account_id)
     require(policy.may_follow_account(actor, account, await hub.users.org_ancestry(actor.org_id)))
-    if await hub.accounts.follow(account.id, actor.id):
-        await _signal_follow(hub, actor.id, account.id, True)
+    async with hub.transaction("account_follow") as tx:
+        # the user's nodes start delivering the account's notices live (else: at the next connection)
+        if await hub.accounts.follow(tx.conn, account.id, actor.id):
+            tx.emit(user_channel(actor.id), FollowSignal(actor.id, account.id, True))
     return account
 
 
@@ -206,8 +194,9 @@ async def unfollow(hub: Hub, actor: User, account_id: str) -> None:
     if await hub.accounts.follow_state(account.id, actor.id) is None:
         raise ActionError("not_found", "you do not follow this account")
     require(policy.may_unfollow_account(actor, account))
-    if await hub.accounts.unfollow(account.id, actor.id):
-        await _signal_follow(hub, actor.id, account.id, False)
+    async with hub.transaction("account_unfollow") as tx:
+        if await hub.accounts.unfollow(tx.conn, account.id, actor.id):
+            tx.emit(user_channel(actor.id), FollowSignal(actor.id, account.id, False))
 
 
 async def _validated_target(hub: Hub, account: OfficialAccount, org_codes: list[str] | None, target: Target) -> Target:
@@ -230,13 +219,10 @@ async def _validated_target(hub: Hub, account: OfficialAccount, org_codes: list[
     return Target(org_ids=org_ids, tags=target.tags, segments=target.segments, staff_only=staff_only)
 
 
-async def _broadcast(hub: Hub, event_seq: int, rec: NoticeRecord) -> None:
-    """After commit: one signal on the broadcast channel, whatever the number of followers."""
-    signal = NoticeSignal(event_seq=event_seq, notice=rec.as_notice(), target=rec.target)
-    try:
-        await hub.broker.publish(BROADCAST_CHANNEL, encode_signal(signal))
-    except Exception:
-        log.warning("notice broadcast not published; nodes catch up from storage", exc_info=True)
+def _announce(tx: Transaction, event_seq: int, rec: NoticeRecord) -> None:
+    """After commit: one signal on the broadcast channel, whatever the number of followers
+    (a node that misses it catches up from storage)."""
+    tx.emit(BROADCAST_CHANNEL, NoticeSignal(event_seq=event_seq, notice=rec.as_notice(), target=rec.target))
 
 
 async def publish(
@@ -265,7 +251,8 @@ async def publish(
         status = "scheduled"
     else:
         status = "published"
-    async with hub.db.transaction("notice_publish") as conn:
+    async with hub.transaction("notice_publish") as tx:
+        conn = tx.conn
         rec = await hub.accounts.create_notice(
             account_id=account.id,
             author_id=actor.id,
@@ -284,8 +271,8 @@ async def publish(
             details={"account": account.id, "status": status, "seq": rec.seq, "target": msgspec.to_builtins(final)},
             conn=conn,
         )
-    if rec.seq is not None:
-        await _broadcast(hub, rec.seq, rec)
+        if rec.seq is not None:
+            _announce(tx, rec.seq, rec)
     return rec
 
 
@@ -296,7 +283,8 @@ async def _decide(hub: Hub, actor: User, notice_id: str, approve_it: bool, ip: s
     account = await _managed(hub, actor, current.account_id)
     author = (await hub.users.by_ids([current.author_id])).get(current.author_id)
     require(policy.may_decide_notice(actor, account, author, approve=approve_it))
-    async with hub.db.transaction("notice_decide") as conn:
+    async with hub.transaction("notice_decide") as tx:
+        conn = tx.conn
         locked = await hub.accounts.lock_notice(conn, notice_id)
         if locked is None or locked.status != "pending_approval":
             raise ActionError("conflict", "this notice is not awaiting approval")
@@ -322,8 +310,8 @@ async def _decide(hub: Hub, actor: User, notice_id: str, approve_it: bool, ip: s
             details={"account": account.id, "status": status, "seq": rec.seq},
             conn=conn,
         )
-    if rec.seq is not None:
-        await _broadcast(hub, rec.seq, rec)
+        if rec.seq is not None:
+            _announce(tx, rec.seq, rec)
     return rec
 
 
@@ -344,7 +332,8 @@ async def recall(hub: Hub, actor: User, notice_id: str, reason: str, *, ip: str 
     if current is None:
         raise ActionError("not_found", "no such notice")
     account = await _managed(hub, actor, current.account_id)
-    async with hub.db.transaction("notice_recall") as conn:
+    async with hub.transaction("notice_recall") as tx:
+        conn = tx.conn
         locked = await hub.accounts.lock_notice(conn, notice_id)
         if locked is None or locked.status != "published":
             raise ActionError("conflict", "only a published notice can be recalled")
@@ -359,16 +348,17 @@ async def recall(hub: Hub, actor: User, notice_id: str, reason: str, *, ip: str 
             details={"account": account.id, "seq": rec.seq, "recall_seq": rec.recall_seq},
             conn=conn,
         )
-    assert rec.recall_seq is not None
-    await _broadcast(hub, rec.recall_seq, rec)
+        assert rec.recall_seq is not None
+        _announce(tx, rec.recall_seq, rec)
     return rec
 
 
 async def publish_due(hub: Hub, limit: int = 100) -> int:
     """Publish the scheduled notices whose time has come. Safe on every node at once
     (rows are claimed with SKIP LOCKED). Returns how many were published."""
-    published: list[NoticeRecord] = []
-    async with hub.db.transaction("notice_publish_due") as conn:
+    published = 0
+    async with hub.transaction("notice_publish_due") as tx:
+        conn = tx.conn
         for notice_id in await hub.accounts.due(conn, limit):
             rec = await hub.accounts.set_status(conn, notice_id, "published")
             await record(
@@ -379,29 +369,24 @@ async def publish_due(hub: Hub, limit: int = 100) -> int:
                 details={"account": rec.account_id, "seq": rec.seq, "scheduled": True},
                 conn=conn,
             )
-            published.append(rec)
-    for rec in published:
-        assert rec.seq is not None
-        await _broadcast(hub, rec.seq, rec)
-    return len(published)
+            assert rec.seq is not None
+            _announce(tx, rec.seq, rec)
+            published += 1
+    return published
 
 
 async def read(hub: Hub, actor: User, account_id: str, seq: int, frame_id: str | None = None) -> AccountReceipt:
     """Raise my read position in an account; my other devices get an ``account_receipt``."""
     require(policy.may_read_conversation_list(actor))
-    try:
-        moved = await hub.accounts.read(account_id, actor.id, seq)
-    except ValueError:
-        moved = None
-    if moved is None:
-        raise ActionError("not_found", "you do not follow this account")
-    read_seq, unread = moved
-    try:
-        await hub.broker.publish(
-            user_channel(actor.id), encode_signal(AccountReadSignal(actor.id, account_id, read_seq, unread))
-        )
-    except Exception:
-        log.warning("account receipt not published", exc_info=True)
+    async with hub.transaction("account_read") as tx:
+        try:
+            moved = await hub.accounts.read(tx.conn, account_id, actor.id, seq)
+        except ValueError:
+            moved = None
+        if moved is None:
+            raise ActionError("not_found", "you do not follow this account")
+        read_seq, unread = moved
+        tx.emit(user_channel(actor.id), AccountReadSignal(actor.id, account_id, read_seq, unread))
     return AccountReceipt(account_id=account_id, read_seq=read_seq, unread=unread, id=frame_id)
 
 

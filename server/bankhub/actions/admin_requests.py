@@ -14,20 +14,19 @@ expires: deciding it then answers ``409`` and records ``admin_request.expired``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from .. import policy
+from ..hub import Hub
 from ..models import Role, User
-from ..signals import RevokeSignal
+
 from ..storage.accounts import AccountStore
-from ..storage.admin_requests import AdminRequestRow, AdminRequestStore, RequestKey
+from ..models import RequestKey
+from ..storage.admin_requests import AdminRequestRow, AdminRequestStore
 from ..storage.users import UsernameTaken, UserStore
 from . import audit
 from .errors import ActionError, require
+from .sessions import end_sessions
 from .users import USER_CREATED, AdminRequestView, request_view
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = ["list_pending", "approve", "reject", "MAX_PAGE"]
 
@@ -164,25 +163,11 @@ async def _decide(hub: Hub, actor: User, request_id: str, *, approve_it: bool, i
         raise ActionError("conflict", "this request has expired; file it again")
     assert done is not None
     if approve_it and target is not None:
-        await _end_sessions(hub, actor, target.id, ip)
+        # the user signs in again, on every node (as for a direct role change)
+        await end_sessions(
+            hub, actor, target.id, reason="role changed", told="role changed: sign in again", audit_target=f"user:{target.id}", ip=ip
+        )
     return request_view(done)
-
-
-async def _end_sessions(hub: Hub, actor: User, user_id: str, ip: str | None) -> None:
-    """After a role change: the user signs in again, on every node (as for a direct change)."""
-    revoked = await hub.sessions.revoke_all(user_id, "role changed")
-    if not revoked:
-        return
-    await hub.publish_revoke(RevokeSignal(user_id=user_id, session_ids=revoked, reason="role changed: sign in again"))
-    await audit.record(
-        hub,
-        actor=actor,
-        action=audit.SESSION_REVOKED,
-        target=f"user:{user_id}",
-        reason="role changed: sign in again",
-        ip=ip,
-        details={"sessions": revoked},
-    )
 
 
 async def approve(hub: Hub, actor: User, request_id: str, *, ip: str | None = None) -> AdminRequestView:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..alerts.rules import CATEGORIES
-from ..alerts.runtime import secret_text
+from ..delivery.alerting import secret_text
 from ..crypto import KeyProvider
 from ..models import AlertSystem
 from ..storage.alert_systems import AlertSystemStore, WrappedSecret

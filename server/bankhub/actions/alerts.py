@@ -26,29 +26,27 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 from .. import policy
 from ..alerts import rules, signing, templates
-from ..alerts.runtime import ms, to_frame
+from ..delivery.alerting import ms, to_frame
 from ..broker import user_channel
+from ..hub import Hub
 from ..models import AlertSystem, User
-from ..protocol.frames import InboxSynced, InboxUpdate, ReadAlerts, SyncInbox
+from ..protocol.frames import InboxSynced, InboxUpdate
 from ..ratelimit import Limit
-from ..signals import AlertSignal, InboxSignal, encode_signal
-from ..storage.alerts import AlertRecord, AlertStore, Decide, InboxCounts, PlannedAlert, Recipient
+from ..signals import AlertSignal, InboxSignal
+from ..storage.alerts import AlertRecord, AlertStore, InboxCounts, IngestOutcome, PlannedAlert, Recipient
 from ..storage.db import Database
 from ..text import Line, Username
 from . import audit
 from .errors import ActionError, require
 from .limits import enforce
 
-if TYPE_CHECKING:
-    from ..gateway.connection import Connection
-    from ..hub import Hub
 
 __all__ = [
     "NotificationIn",
@@ -63,7 +61,6 @@ __all__ = [
     "mark",
     "unread_count",
     "sync_inbox",
-    "on_frame",
     "get_preferences",
     "set_preferences",
     "preferences_json",
@@ -174,43 +171,44 @@ def _check(index: int | None, item: NotificationIn) -> _Checked:
     return _Checked(item, template, values, template.category, item.priority or template.priority)
 
 
-def _planner(system: AlertSystem, checked: list[_Checked], batch: bool, fallback_after: dt.timedelta | None) -> Decide:
-    def decide(recipients: dict[str, Recipient]) -> list[PlannedAlert]:
-        now = dt.datetime.now(dt.timezone.utc)
-        out: list[PlannedAlert] = []
-        for i, c in enumerate(checked):
-            where = f"notifications[{i}]: " if batch else ""
-            r = recipients.get(c.item.recipient)
-            decision = policy.may_send_alert(system, c.category, r.user if r else None)
-            if not decision.allowed:
-                raise ActionError(decision.code or "forbidden", where + decision.reason)
-            assert r is not None
-            expires = now + dt.timedelta(seconds=c.item.ttl_seconds) if c.item.ttl_seconds else None
-            disp = rules.dispose(c.category, c.priority, r.prefs, now, fallback_after=fallback_after, expires_at=expires)
-            try:
-                text = templates.render(c.template, c.values, r.prefs.locale, r.prefs.timezone)
-            except templates.CardNumberFound as exc:
-                raise ActionError("card_number_detected", f"{where}{exc}") from None
-            out.append(
-                PlannedAlert(
-                    id=uuid.uuid4(),
-                    user_id=r.user.id,
-                    category=c.category,
-                    priority=c.priority,
-                    template=c.template.id,
-                    locale=r.prefs.locale,
-                    title=text.title,
-                    body=text.body,
-                    collapse_key=c.item.collapse_key,
-                    silent=disp.silent,
-                    expires_at=expires,
-                    stored=disp.stored,
-                    fallback_at=disp.fallback_at,
-                )
+def _plan(
+    system: AlertSystem, checked: list[_Checked], batch: bool, fallback_after: dt.timedelta | None, recipients: dict[str, Recipient]
+) -> list[PlannedAlert]:
+    """The alerts to write for the recipients that exist: the policy decides each one (a
+    refusal refuses the whole request), the rules dispose it, the template renders it."""
+    now = dt.datetime.now(dt.timezone.utc)
+    out: list[PlannedAlert] = []
+    for i, c in enumerate(checked):
+        where = f"notifications[{i}]: " if batch else ""
+        r = recipients.get(c.item.recipient)
+        decision = policy.may_send_alert(system, c.category, r.user if r else None)
+        if not decision.allowed:
+            raise ActionError(decision.code or "forbidden", where + decision.reason)
+        assert r is not None
+        expires = now + dt.timedelta(seconds=c.item.ttl_seconds) if c.item.ttl_seconds else None
+        disp = rules.dispose(c.category, c.priority, r.prefs, now, fallback_after=fallback_after, expires_at=expires)
+        try:
+            text = templates.render(c.template, c.values, r.prefs.locale, r.prefs.timezone)
+        except templates.CardNumberFound as exc:
+            raise ActionError("card_number_detected", f"{where}{exc}") from None
+        out.append(
+            PlannedAlert(
+                id=uuid.uuid4(),
+                user_id=r.user.id,
+                category=c.category,
+                priority=c.priority,
+                template=c.template.id,
+                locale=r.prefs.locale,
+                title=text.title,
+                body=text.body,
+                collapse_key=c.item.collapse_key,
+                silent=disp.silent,
+                expires_at=expires,
+                stored=disp.stored,
+                fallback_at=disp.fallback_at,
             )
-        return out
-
-    return decide
+        )
+    return out
 
 
 async def ingest(
@@ -226,30 +224,26 @@ async def ingest(
     if hub.draining:
         raise ActionError("unavailable", "this node is restarting: nothing was stored; retry (same Idempotency-Key)")
     checked = [_check(i if batch else None, item) for i, item in enumerate(items)]
-    decide = _planner(system, checked, batch, hub.alerting.fallback_after)
-    outcome = await hub.alerting.store.ingest(
-        system.id, idempotency_key, hashlib.sha256(body).digest(), [c.item.recipient for c in checked], decide
-    )
-    if outcome.status == "conflict":
-        raise ActionError(
-            "idempotency_conflict", "this Idempotency-Key was used for a different request; use a new key for a new alert"
-        )
-    await _publish(hub, outcome.alerts)
+    store = hub.alerting.store
+    # one transaction (see AlertStore.claim_request_txn): claim the key, read the
+    # recipients, plan (policy, rules, templates), write; the alerts go out after the commit
+    async with hub.transaction("alerts_ingest") as tx:
+        outcome = await store.claim_request_txn(tx.conn, system.id, idempotency_key, hashlib.sha256(body).digest())
+        if outcome is None:
+            recipients = await store.recipients_txn(tx.conn, [c.item.recipient for c in checked])
+            planned = _plan(system, checked, batch, hub.alerting.fallback_after, recipients.by_username)
+            outcome = IngestOutcome("created", await store.write_txn(tx.conn, system.id, idempotency_key, planned, recipients))
+        if outcome.status == "conflict":
+            raise ActionError(
+                "idempotency_conflict", "this Idempotency-Key was used for a different request; use a new key for a new alert"
+            )
+        # a replay is published again: harmless (devices drop seen seqs), and it repairs a
+        # delivery lost when the first attempt's node died between commit and publish
+        now = dt.datetime.now(dt.timezone.utc)
+        for a in outcome.alerts:
+            if a.seq is not None and a.superseded_by is None and (a.expires_at is None or a.expires_at > now):
+                tx.emit(user_channel(a.user_id), AlertSignal(user_id=a.user_id, alert=to_frame(a)))
     return outcome.status == "replayed", outcome.alerts
-
-
-async def _publish(hub: Hub, alerts: Sequence[AlertRecord]) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
-    out = [
-        (user_channel(a.user_id), encode_signal(AlertSignal(user_id=a.user_id, alert=to_frame(a))))
-        for a in alerts
-        if a.seq is not None and a.superseded_by is None and (a.expires_at is None or a.expires_at > now)
-    ]
-    if out:
-        try:
-            await hub.broker.publish_many(out)
-        except Exception:
-            log.warning("alert publish after commit failed; devices catch up by sync", exc_info=True)
 
 
 # --- status -----------------------------------------------------------------------------
@@ -355,13 +349,11 @@ async def mark(hub: Hub, actor: User, state: str, alert_ids: Sequence[str], up_t
     require(policy.may_use_inbox(actor))
     if not alert_ids and up_to_seq is None:
         raise ActionError("invalid_request", "name alert_ids, or up_to_seq, or both")
-    changed, counts = await hub.alerting.store.mark(actor.id, state, alert_ids, up_to_seq)
-    update = InboxUpdate(state=state, unread=counts.unread, alert_ids=changed, up_to_seq=up_to_seq)
-    if changed:
-        try:
-            await hub.broker.publish(user_channel(actor.id), encode_signal(InboxSignal(user_id=actor.id, update=update)))
-        except Exception:
-            log.warning("inbox update publish failed", exc_info=True)
+    async with hub.transaction("alert_inbox_mark") as tx:
+        changed, counts = await hub.alerting.store.mark(tx.conn, actor.id, state, alert_ids, up_to_seq)
+        if changed:
+            update = InboxUpdate(state=state, unread=counts.unread, alert_ids=changed, up_to_seq=up_to_seq)
+            tx.emit(user_channel(actor.id), InboxSignal(user_id=actor.id, update=update))
     return InboxUpdate(state=state, unread=counts.unread, alert_ids=changed, up_to_seq=up_to_seq, id=frame_id)
 
 
@@ -376,18 +368,6 @@ async def sync_inbox(hub: Hub, actor: User, frame_id: str, since: int, limit: in
         unread=got.unread,
         has_more=got.has_more,
     )
-
-
-async def on_frame(hub: Hub, conn: Connection, frame: SyncInbox | ReadAlerts) -> InboxSynced | InboxUpdate:
-    """The answer to an inbox frame on a WebSocket."""
-    if isinstance(frame, SyncInbox):
-        synced = await sync_inbox(hub, conn.user, frame.id, frame.since, frame.limit)
-        # the connection now holds the inbox up to the cursor: later pushes continue from it
-        hub.alerting.delivery.synced(conn, synced.cursor, synced.alerts)
-        return synced
-    if not frame.alert_ids and frame.up_to_seq is None:
-        raise ActionError("invalid_frame", "read_alerts needs alert_ids, or up_to_seq, or both")
-    return await mark(hub, conn.user, "read", frame.alert_ids, frame.up_to_seq, frame.id)
 
 
 # --- preferences ------------------------------------------------------------------------

@@ -18,15 +18,13 @@ here: NULs and unpaired surrogates become U+FFFD. Callers bound its length.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..hub import Hub
 from ..models import Session, User
 from ..storage.audit import AuditEntry, AuditRow, AuditStore, Head, VerifyReport
 from ..storage.audit import verify as verify_chain
 from ..storage.db import Conn, Database
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = [
     "ANONYMOUS",

@@ -10,16 +10,13 @@ returned — a read that cannot be audited does not happen.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
 
 from .. import policy
+from ..hub import Hub
 from ..models import User
 from ..protocol.frames import Message
 from .audit import PRIVILEGED_READ, record
 from .errors import ActionError, require
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = ["read_conversation"]
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
 
 from .. import policy
+from ..hub import Hub
 from ..models import ConversationSummary, User
 from ..protocol.frames import Message
-from ..storage.conversations import ConversationKey
+from ..models import ConversationKey
 from .errors import ActionError, require
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = ["open_direct", "create_group", "list_conversations", "history", "summary"]
 

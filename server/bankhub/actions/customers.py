@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from .. import policy
+from ..hub import Hub
 from ..models import User
 from . import rm as rm_actions
 from .errors import ActionError, require
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = ["reassign_customer"]
 

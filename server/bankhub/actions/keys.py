@@ -1,6 +1,6 @@
 """Key management: KEK rotation and retirement, crypto-shredding a conversation.
 
-Called by ``bankhub keys ...`` (:mod:`bankhub.cli_keys`) and by tests. These run against
+Called by ``bankhub keys ...`` (:mod:`bankhub.cli.keys`) and by tests. These run against
 the database directly (no hub needed): running nodes need no signal, because every read
 and every append reads the conversation's current wrapped key from Postgres, and a
 :class:`~bankhub.crypto.LocalKeyFile` re-reads its file when it changes.

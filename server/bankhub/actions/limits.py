@@ -8,13 +8,10 @@ Conveniences fail open.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
+from ..hub import Hub
 from ..ratelimit import Limit, LimiterUnavailable
 from .errors import ActionError
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = ["LOGIN_PER_IP", "LOGIN_PER_USERNAME", "TICKETS_PER_USER", "PASSWORD_PER_USER", "API_PER_USER", "HANDSHAKES_PER_IP", "enforce"]
 

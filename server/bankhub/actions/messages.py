@@ -1,75 +1,58 @@
 """Sending, reading and syncing messages.
 
-:func:`send` hands the message to the group-commit batcher; :func:`commit_and_publish`
-is the batcher's flush: one transaction for the whole batch, then — only after the
-commit — one pipelined publish of the signals. The ``sent`` acknowledgement is built
-from the committed row, so a client is never told "sent" for a message that could
-still be rolled back. A publish failure after commit is logged, not reported as a send
-failure: the message is durable and reaches its recipients through gap filling and sync.
+:func:`send` hands the message to the group committer (``hub.committer``); :func:`commit`
+is its flush: one transaction for the whole batch — storage locks the conversations and
+reads the facts, the policy decides each send, storage writes what was allowed — and the
+message signals are emitted into the outbox, which publishes them in one round trip only
+after the commit. The ``sent`` acknowledgement is built from the committed row, so a
+client is never told "sent" for a message that could still be rolled back. A publish
+failure after commit is logged, not reported as a send failure: the message is durable
+and reaches its recipients through gap filling and sync.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from .. import policy
-from ..broker import user_channel
 from ..desk.system import SYSTEM_USER_ID
-from ..models import User
+from ..hub import Hub, Pending
+from ..models import Membership, User
 from ..protocol.frames import Read, Receipt, Send, Sent, Sync
-from ..signals import MessageSignal, ReceiptSignal, encode_signal
+from ..signals import MessageSignal, ReceiptSignal
 from ..storage import Appended, NewMessage
 from ..storage.messages import Since
+from . import reactions
 from .errors import ActionError, require
 
-if TYPE_CHECKING:
-    from ..hub import Hub
+__all__ = ["send", "read", "sync", "commit"]
 
-__all__ = ["send", "read", "sync", "commit_and_publish", "Pending"]
-
-log = logging.getLogger("bankhub.actions.messages")
 _body_encoder = msgspec.json.Encoder()
 
 
-class Pending(msgspec.Struct, gc=False):
-    """A send on its way through the batcher, and the connection it came from."""
-
-    new: NewMessage
-    origin: str | None
-
-
-def _authorize(sender: User, membership: object) -> tuple[bool, str | None, str]:
+def _decide(sender: User, membership: Membership | None) -> policy.Decision:
     if sender.id == SYSTEM_USER_ID:  # the hub's own notices (handover, bot, auto-reply)
-        return policy.may_post_system(sender, membership).as_tuple()  # type: ignore[arg-type]
-    return policy.may_send(sender, membership).as_tuple()  # type: ignore[arg-type]
+        return policy.may_post_system(sender, membership)
+    return policy.may_send(sender, membership)
 
 
-async def commit_and_publish(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
-    """The batcher's flush: commit the batch, then publish its signals."""
-    results = await hub.messages.append_batch([p.new for p in batch], _authorize)
-    out: list[tuple[str, bytes]] = []
-    for pending, result in zip(batch, results, strict=True):
-        if result.message is None:
-            continue
-        # a duplicate is published again: harmless (receivers drop seen seqs) and it repairs
-        # a delivery lost when the first attempt's node died between commit and publish
-        payload = encode_signal(MessageSignal(message=result.message, origin=pending.origin))
-        out.extend((user_channel(uid), payload) for uid in result.recipients)
-    if out:
-        try:
-            await hub.broker.publish_many(out)
-        except Exception:
-            log.warning("publish after commit failed; receivers will catch up from storage", exc_info=True)
-    try:
-        # the bot and RM auto-replies react to committed customer messages (without blocking)
-        hub.desk.observe(batch, results)
-    except Exception:
-        log.warning("message observers failed", exc_info=True)
+async def commit(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
+    """The group committer's flush: commit the batch, publish its signals, then let the
+    reactions (bot, auto-replies) see what was committed."""
+    sends = [p.new for p in batch]
+    async with hub.transaction("append_messages") as tx:
+        locked = await hub.messages.lock_txn(tx.conn, sends)
+        decisions = [_decide(n.sender, locked.membership(n)) for n in sends]
+        results = await hub.messages.append_txn(tx.conn, sends, locked, decisions)
+        for pending, result in zip(batch, results, strict=True):
+            if result.message is not None:
+                # a duplicate is published again: harmless (receivers drop seen seqs) and it repairs
+                # a delivery lost when the first attempt's node died between commit and publish
+                tx.emit_to_users(result.recipients, MessageSignal(message=result.message, origin=pending.origin))
+    reactions.observe(hub, batch, results)
     return results
 
 
@@ -107,17 +90,15 @@ async def read(hub: Hub, actor: User, frame: Read) -> Receipt:
     """Raise my read position; every member's devices get a ``receipt``."""
     membership = await hub.conversations.membership(frame.conversation_id, actor.id)
     require(policy.may_read_conversation(actor, membership))
-    marked = await hub.conversations.mark_read(frame.conversation_id, actor.id, frame.seq)
-    if marked is None:
-        raise ActionError("not_found", "no such conversation")
-    read_seq, last_seq, members = marked
-    payload = encode_signal(
-        ReceiptSignal(conversation_id=frame.conversation_id, user_id=actor.id, read_seq=read_seq, last_seq=last_seq)
-    )
-    try:
-        await hub.broker.publish_many([(user_channel(uid), payload) for uid in members])
-    except Exception:
-        log.warning("receipt publish failed", exc_info=True)
+    async with hub.transaction("conversation_mark_read") as tx:
+        marked = await hub.conversations.mark_read(tx.conn, frame.conversation_id, actor.id, frame.seq)
+        if marked is None:
+            raise ActionError("not_found", "no such conversation")
+        read_seq, last_seq, members = marked
+        tx.emit_to_users(
+            members,
+            ReceiptSignal(conversation_id=frame.conversation_id, user_id=actor.id, read_seq=read_seq, last_seq=last_seq),
+        )
     return Receipt(
         id=frame.id, conversation_id=frame.conversation_id, user_id=actor.id, read_seq=read_seq, unread=last_seq - read_seq
     )

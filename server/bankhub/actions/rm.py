@@ -15,22 +15,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from .. import policy
 from ..desk.system import SYSTEM_USER_ID
+from ..desk.system import SystemEvent
+from ..hub import Hub
 from ..models import Role, User
 from ..protocol.frames import ConversationAdded, ConversationRemoved, CustomerCard, Message, RmChanged, StaffCard
-from ..signals import Signal
-from ..storage.rm import RM_STATUSES, BookKey, HandedOver, RmListed, RmStatus, RmStore
+from ..outbox import Emitted
+from ..models import BookKey, RmListed
+from ..storage.rm import RM_STATUSES, HandedOver, RmStatus, RmStore
 from .audit import CUSTOMER_REASSIGNED, record
-from .desk import SystemEvent
+from . import routing, system_posts
 from .errors import ActionError, require
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = [
     "RM_BOOK_HANDED_OVER",
@@ -223,7 +222,7 @@ async def set_status(hub: Hub, actor: User, status: str, message: str | None) ->
     if text is not None and len(text) > 500:
         raise ActionError("invalid_request", "an auto-reply has at most 500 characters")
     saved = await hub.desk.rm.set_status(actor.id, status, text)
-    await hub.desk.broadcast_rm_status(actor.id, status)
+    await routing.broadcast_rm_status(hub, actor.id, status)
     return _status_view(saved)
 
 
@@ -315,25 +314,24 @@ async def reassign(hub: Hub, actor: User, customer: User, new_rm: User, *, ip: s
 async def notify_handover(hub: Hub, moved: Sequence[HandedOver], new_rm: User) -> None:
     """After the commit: cut the old RMs off on every node, give the new RM the
     conversations, tell each customer (an event and a message in the conversation)."""
-    desk = hub.desk
-    items: list[tuple[str, Signal]] = []
+    items: list[Emitted] = []
     for m in moved:
         if m.old_rm_id is not None and m.old_rm_id != new_rm.id and m.old_conversation_id is not None:
             items.append(
-                desk.access(m.old_rm_id, m.old_conversation_id, False, ConversationRemoved(conversation_id=m.old_conversation_id, reason="handover"))
+                routing.access(m.old_rm_id, m.old_conversation_id, False, ConversationRemoved(conversation_id=m.old_conversation_id, reason="handover"))
             )
         if m.conversation_id is not None:
             items.append(
-                desk.access(new_rm.id, m.conversation_id, True, ConversationAdded(conversation_id=m.conversation_id, kind="direct", reason="handover"))
+                routing.access(new_rm.id, m.conversation_id, True, ConversationAdded(conversation_id=m.conversation_id, kind="direct", reason="handover"))
             )
-        items.append(desk.push(m.customer_id, RmChanged(rm=_staff(new_rm), conversation_id=m.conversation_id, previous_rm_id=m.old_rm_id)))
-    await desk.publish(items)
+        items.append(routing.push(m.customer_id, RmChanged(rm=_staff(new_rm), conversation_id=m.conversation_id, previous_rm_id=m.old_rm_id)))
+    await routing.publish(hub, items)
     text = f"Your relationship manager is now {new_rm.display_name}, who can see your earlier messages here and will continue from them."
     data = {"rm": new_rm.username, "rm_name": new_rm.display_name}
     stamp = uuid.uuid4().hex[:12]
     await asyncio.gather(
         *(
-            desk.post(m.conversation_id, SystemEvent.RM_CHANGED, text, {**data, "previous_rm_id": m.old_rm_id or ""}, key=f"rm:{new_rm.id}:{stamp}")
+            system_posts.post(hub, m.conversation_id, SystemEvent.RM_CHANGED, text, {**data, "previous_rm_id": m.old_rm_id or ""}, key=f"rm:{new_rm.id}:{stamp}")
             for m in moved
             if m.conversation_id is not None
         )
@@ -357,7 +355,8 @@ async def auto_reply(hub: Hub, conversation_id: str, customer: User, rm_id: str)
         )
     else:
         text = f"{rm.display_name} is away at the moment and will reply as soon as possible."
-    await hub.desk.post(
+    await system_posts.post(
+        hub,
         conversation_id,
         SystemEvent.RM_AUTO_REPLY,
         text,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import msgspec
 
@@ -31,16 +31,15 @@ from .. import policy
 from ..desk import faq
 from ..desk.hours import BusinessHours, format_hhmm, parse_hhmm
 from ..desk.routing import AGENT_STATES, estimate_wait
-from ..models import Role, User
+from ..desk.system import SystemEvent
+from ..hub import Hub
+from ..models import AgentFigures, DeskAgent, QueueFigures, Role, User
 from ..protocol.frames import CustomerCard, Message, ServiceNote, ServiceStatus, StaffCard, TextBody
-from ..storage.service import AgentFigures, AgentRow, QueueFigures, QueueRow, ServiceError, SessionRow
+from ..storage.service.rows import AgentRow, QueueRow, ServiceError, SessionRow
 from ..text import is_queue_code
 from .audit import record
-from .desk import SystemEvent
+from . import routing, system_posts
 from .errors import ActionError, require
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -121,14 +120,7 @@ class QueueWaiting(msgspec.Struct):
     longest_wait_s: float | None
 
 
-class AgentView(msgspec.Struct):
-    user_id: str
-    username: str
-    display_name: str
-    state: str
-    capacity: int
-    active: int
-    queues: list[str]
+class AgentView(DeskAgent):
     sessions: list[SessionView] = []
     # GET /v1/service/agents/me only (null elsewhere): each of my queues, waiting now
     queue_waiting: list[QueueWaiting] | None = None
@@ -161,7 +153,7 @@ async def _store(hub: Hub, op: Callable[[], Awaitable[T]]) -> T:
     """Run a desk transaction (again, if Postgres chose it as a deadlock victim); its
     refusals become :class:`ActionError`."""
     try:
-        return await hub.desk.retrying(op)
+        return await routing.retrying(op)
     except ServiceError as exc:
         raise ActionError(exc.code, exc.message) from None
 
@@ -227,7 +219,8 @@ async def open_session(hub: Hub, actor: User, queue: str | None) -> tuple[Sessio
     if created:
         q = await hub.desk.store.queue(session.queue)
         name = q.name if q else session.queue
-        await hub.desk.post(
+        await system_posts.post(
+            hub,
             session.conversation_id,
             SystemEvent.BOT_GREETING,
             f"Hello {actor.display_name}, I am the bank's assistant for {name}. Ask me a question. {_HINT}",
@@ -269,7 +262,8 @@ async def _hand_over_to_person(hub: Hub, session: SessionRow) -> SessionRow:
             + (f"; we open again {opens.strftime('%a %H:%M')}." if opens else ".")
             + " I can still answer common questions here at any time."
         )
-        await hub.desk.post(
+        await system_posts.post(
+            hub,
             session.conversation_id,
             SystemEvent.OUT_OF_HOURS,
             text,
@@ -281,7 +275,8 @@ async def _hand_over_to_person(hub: Hub, session: SessionRow) -> SessionRow:
         found = await hub.desk.store.waiting_position(after)
         position, total, est = found if found else (0, 0, None)
         eta = estimate_wait(position, est.slots, est.avg_handle_seconds) if est else None
-        await hub.desk.post(
+        await system_posts.post(
+            hub,
             session.conversation_id,
             SystemEvent.QUEUED,
             f"Connecting you to {queue.name}: you are number {position} in line, and {_wait_text(eta)}. "
@@ -289,7 +284,7 @@ async def _hand_over_to_person(hub: Hub, session: SessionRow) -> SessionRow:
             {"queue": queue.code, "position": str(position), "estimated_wait_s": "" if eta is None else str(eta)},
             key=f"queued:{after.id}:{after.ticket}",
         )
-    await hub.desk.publish_route(outcome)
+    await routing.publish_route(hub, outcome)
     return after
 
 
@@ -306,8 +301,8 @@ async def cancel(hub: Hub, actor: User, session_id: str) -> SessionView:
     session = await _session_for(hub, session_id)
     require(policy.may_view_service_session(actor, session.customer_id, None))
     change = await _store(hub, lambda: hub.desk.store.cancel(session_id, actor.id))
-    await hub.desk.post(session.conversation_id, SystemEvent.CANCELLED, "You left the queue. Write again whenever you need us.")
-    await hub.desk.publish_route(change.routed)
+    await system_posts.post(hub, session.conversation_id, SystemEvent.CANCELLED, "You left the queue. Write again whenever you need us.")
+    await routing.publish_route(hub, change.routed)
     return await _view(hub, change.session)
 
 
@@ -348,7 +343,8 @@ async def _bot_turn(hub: Hub, session: SessionRow, message: Message) -> None:
     text = message.body.text if isinstance(message.body, TextBody) else ""
     decision = faq.answer(text, hub.desk.faq)
     if decision.kind == "answer" and decision.entry is not None:
-        await hub.desk.post(
+        await system_posts.post(
+            hub,
             session.conversation_id,
             SystemEvent.BOT_ANSWER,
             f"{decision.entry.text}\n\n{_HINT}",
@@ -357,7 +353,8 @@ async def _bot_turn(hub: Hub, session: SessionRow, message: Message) -> None:
         )
         return
     if decision.kind == "unknown":
-        await hub.desk.post(
+        await system_posts.post(
+            hub,
             session.conversation_id,
             SystemEvent.BOT_UNKNOWN,
             "I cannot answer that myself; let me find you a person.",
@@ -415,9 +412,9 @@ async def set_agent_state(hub: Hub, actor: User, state: str) -> AgentView:
     updated = await hub.desk.store.set_agent_state(actor.id, state)
     if updated is None:
         raise ActionError("not_found", "you are not on the service desk")
-    await hub.desk.publish(await hub.desk.agent_state(actor.id))
+    await routing.publish(hub, await routing.agent_state(hub, actor.id))
     if state == "available":
-        await hub.desk.route_for_agent(actor.id)
+        await routing.route_for_agent(hub, actor.id)
         updated = await hub.desk.store.agent(actor.id) or updated
     return _agent_view(updated)
 
@@ -463,14 +460,15 @@ async def transfer(
             raise ActionError("not_found", f"no service queue {queue!r}")
         to_queue = queue
         change = await _store(hub, lambda: hub.desk.store.transfer_to_queue(session_id, actor.id, to_queue, text, previous))
-        await hub.desk.post(
+        await system_posts.post(
+            hub,
             session.conversation_id,
             SystemEvent.TRANSFERRED,
             f"You are being transferred to {target.name}; an agent there will continue from here.",
             {"queue": queue},
         )
-        await hub.desk.publish_route(change.routed)
-        await hub.desk.released(previous, session.conversation_id, "transferred")
+        await routing.publish_route(hub, change.routed)
+        await routing.released(hub, previous, session.conversation_id, "transferred")
     else:
         assert agent is not None
         target_user = await hub.users.by_username(agent)
@@ -478,9 +476,9 @@ async def transfer(
         assert target_user is not None
         target_id = target_user.id
         change = await _store(hub, lambda: hub.desk.store.transfer_to_agent(session_id, actor.id, target_id, text, previous))
-        items = await hub.desk.assigned(change.session, "transfer")
-        await hub.desk.publish(items)
-        await hub.desk.released(previous, session.conversation_id, "transferred")
+        items = await routing.assigned(hub, change.session, "transfer")
+        await routing.publish(hub, items)
+        await routing.released(hub, previous, session.conversation_id, "transferred")
     return await _view(hub, change.session)
 
 
@@ -502,16 +500,18 @@ async def close(hub: Hub, actor: User, session_id: str, tags: Sequence[str], not
     text = (note or "").strip() or None
     change = await _store(hub, lambda: hub.desk.store.close(session_id, actor.id, chosen, text, previous))
     closed = change.session
-    await hub.desk.post(
+    await system_posts.post(
+        hub,
         session.conversation_id,
         SystemEvent.CLOSED,
         "This conversation is closed. How did we do? Rate us from 1 (poor) to 5 (excellent).",
         {"session": session.id, "csat": "requested"},
         key=f"closed:{session.id}",
     )
-    await hub.desk.publish(
+    await routing.publish(
+        hub,
         [
-            hub.desk.push(
+            routing.push(
                 session.customer_id,
                 ServiceStatus(
                     session_id=session.id,
@@ -523,7 +523,7 @@ async def close(hub: Hub, actor: User, session_id: str, tags: Sequence[str], not
             )
         ]
     )
-    await hub.desk.released(previous, session.conversation_id, "closed")
+    await routing.released(hub, previous, session.conversation_id, "closed")
     return await _view(hub, closed)
 
 
@@ -622,6 +622,6 @@ async def put_agent(
         raise ActionError(exc.code, exc.message) from None
     agent = await hub.desk.store.agent(user.id)
     assert agent is not None
-    await hub.desk.publish(await hub.desk.agent_state(user.id))
-    await hub.desk.route_for_agent(user.id)  # more capacity or a new queue may take someone now
+    await routing.publish(hub, await routing.agent_state(hub, user.id))
+    await routing.route_for_agent(hub, user.id)  # more capacity or a new queue may take someone now
     return _agent_view(agent)

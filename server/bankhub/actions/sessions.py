@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import TYPE_CHECKING
 
 from .. import policy
+from ..hub import Hub
 from ..ids import new_token, token_hash
 from ..models import Role, Session, User
 from ..passwords import hash_password, needs_rehash, verify_password
+from ..broker import user_channel
+from ..outbox import Transaction
 from ..signals import RevokeSignal
 from ..storage.db import Conn
-from ..storage.sessions import SessionInfo
+from ..models import SessionInfo
 from . import audit
 from .errors import ActionError, require
 from .limits import LOGIN_PER_IP, LOGIN_PER_USERNAME, PASSWORD_PER_USER, TICKETS_PER_USER, enforce
 
-if TYPE_CHECKING:
-    from ..hub import Hub
-
 __all__ = [
+    "end_sessions",
     "LoginResult",
     "login",
     "logout",
@@ -145,28 +145,59 @@ async def authenticate_token(hub: Hub, token: str) -> Session | None:
     return await hub.sessions.active_by_token(token_hash(token))
 
 
+async def end_sessions(
+    hub: Hub,
+    actor: audit.Actor,
+    user_id: str,
+    *,
+    reason: str,
+    told: str,
+    only: str | None = None,
+    keep: str | None = None,
+    audit_target: str | None = None,
+    ip: str | None = None,
+) -> list[str]:
+    """Revoke the user's session ``only`` — or all of them but ``keep`` — storing ``reason``;
+    audit it and, after the commit, close their sockets on every node (``told``: the close
+    reason). Returns the revoked ids (nothing is audited or signalled when there are none)."""
+    async with hub.transaction("session_revoke") as tx:
+        if only is not None:
+            revoked = [only] if await hub.sessions.revoke(tx.conn, only, reason) else []
+        else:
+            revoked = await hub.sessions.revoke_all(tx.conn, user_id, reason, except_session=keep)
+        if revoked:
+            await _revoked(tx, hub, actor, user_id, revoked, told, ip, audit_target)
+    return revoked
+
+
 async def _revoked(
-    hub: Hub, actor: audit.Actor, user_id: str, session_ids: list[str], reason: str, ip: str | None = None
+    tx: Transaction,
+    hub: Hub,
+    actor: audit.Actor,
+    user_id: str,
+    session_ids: list[str],
+    told: str,
+    ip: str | None,
+    audit_target: str | None = None,
 ) -> None:
-    """After sessions were revoked in storage: close their sockets everywhere, and audit it."""
-    if not session_ids:
-        return
-    await hub.publish_revoke(RevokeSignal(user_id=user_id, session_ids=session_ids, reason=reason))
+    """Sessions were revoked in ``tx``: audit it there and, after the commit, close their
+    sockets on every node (``told``: the close reason)."""
+    tx.emit(user_channel(user_id), RevokeSignal(user_id=user_id, session_ids=session_ids, reason=told))
     await audit.record(
         hub,
         actor=actor,
         action=audit.SESSION_REVOKED,
-        target=audit.session_target(session_ids[0]) if len(session_ids) == 1 else f"user:{user_id}",
-        reason=reason,
+        target=audit_target or (audit.session_target(session_ids[0]) if len(session_ids) == 1 else f"user:{user_id}"),
+        reason=told,
         ip=ip,
         details={"sessions": session_ids},
+        conn=tx.conn,
     )
 
 
 async def logout(hub: Hub, session: Session, *, ip: str | None = None) -> None:
     """Revoke the session and close its sockets on every node."""
-    if await hub.sessions.revoke(session.id, "signed out"):
-        await _revoked(hub, session, session.user.id, [session.id], "signed out", ip)
+    await end_sessions(hub, session, session.user.id, reason="signed out", told="signed out", only=session.id, ip=ip)
 
 
 async def refresh(hub: Hub, session: Session, *, user_agent: str | None, ip: str | None) -> LoginResult:
@@ -180,18 +211,17 @@ async def refresh(hub: Hub, session: Session, *, user_agent: str | None, ip: str
     """
     token = new_token()
     ttl, max_lifetime = _lifetimes(hub)
-    done = await hub.sessions.refresh(
-        session.id, token_hash(token), ttl, max_lifetime, user_agent=user_agent, ip=ip
-    )
-    if done.outcome == "deadline":
-        hours = f"{hub.settings.session_max_lifetime_hours:g}"
-        raise ActionError(
-            "reauthentication_required",
-            f"a session lasts at most {hours} hours from the password sign-in; sign in again with the password",
-        )
-    if done.session_id is None or done.expires_at is None:
-        raise ActionError("unauthorized", "invalid, expired or revoked token")
-    await _revoked(hub, session, session.user.id, [session.id], "session refreshed: reconnect with the new token", ip)
+    async with hub.transaction("session_refresh") as tx:
+        done = await hub.sessions.refresh(tx.conn, session.id, token_hash(token), ttl, max_lifetime, user_agent=user_agent, ip=ip)
+        if done.outcome == "deadline":
+            hours = f"{hub.settings.session_max_lifetime_hours:g}"
+            raise ActionError(
+                "reauthentication_required",
+                f"a session lasts at most {hours} hours from the password sign-in; sign in again with the password",
+            )
+        if done.session_id is None or done.expires_at is None:
+            raise ActionError("unauthorized", "invalid, expired or revoked token")
+        await _revoked(tx, hub, session, session.user.id, [session.id], "session refreshed: reconnect with the new token", ip)
     return LoginResult(token, done.session_id, done.expires_at, session.user)
 
 
@@ -207,15 +237,13 @@ async def revoke_session(hub: Hub, session: Session, target_id: str) -> None:
     """Revoke one of my own sessions (e.g. a lost phone)."""
     if await hub.sessions.owner(target_id) != session.user.id:
         raise ActionError("not_found", "no such session")
-    if await hub.sessions.revoke(target_id, "revoked by owner"):
-        await _revoked(hub, session, session.user.id, [target_id], "session revoked")
+    await end_sessions(hub, session, session.user.id, reason="revoked by owner", told="session revoked", only=target_id)
 
 
 async def revoke_all_sessions(hub: Hub, session: Session, *, keep_current: bool) -> int:
-    revoked = await hub.sessions.revoke_all(
-        session.user.id, "revoked by owner", except_session=session.id if keep_current else None
+    revoked = await end_sessions(
+        hub, session, session.user.id, reason="revoked by owner", told="all sessions revoked", keep=session.id if keep_current else None
     )
-    await _revoked(hub, session, session.user.id, revoked, "all sessions revoked")
     return len(revoked)
 
 
@@ -229,8 +257,9 @@ async def change_password(hub: Hub, session: Session, current: str, new: str, *,
         raise ActionError("forbidden", "the current password is wrong")
     await hub.users.set_password_hash(session.user.id, hash_password(new))
     await audit.record(hub, actor=session, action=audit.USER_PASSWORD_CHANGED, target=session.user, ip=ip)
-    revoked = await hub.sessions.revoke_all(session.user.id, "password changed", except_session=session.id)
-    await _revoked(hub, session, session.user.id, revoked, "password changed", ip)
+    revoked = await end_sessions(
+        hub, session, session.user.id, reason="password changed", told="password changed", keep=session.id, ip=ip
+    )
     return len(revoked)
 
 
@@ -241,8 +270,7 @@ async def apply_role_change(hub: Hub, actor: User, target: User, new_role: Role)
     await audit.record(
         hub, actor=actor, action=audit.USER_ROLE_CHANGED, target=target, details={"from": target.role.value, "to": new_role.value}
     )
-    revoked = await hub.sessions.revoke_all(target.id, "role changed")
-    await _revoked(hub, actor, target.id, revoked, "role changed: sign in again")
+    await end_sessions(hub, actor, target.id, reason="role changed", told="role changed: sign in again")
     updated = await hub.users.by_username(target.username)
     assert updated is not None
     return updated

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from .. import policy
+from ..hub import Hub
 from ..models import Role, User
 from ..passwords import hash_password
 from ..text import is_tag, is_username
@@ -29,9 +29,6 @@ from ..storage.users import UsernameTaken
 from . import sessions as session_actions
 from .audit import ADMIN_REQUEST_EXPIRED, ADMIN_REQUEST_FILED, SYSTEM, record
 from .errors import ActionError, require
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 __all__ = [
     "USER_CREATED",

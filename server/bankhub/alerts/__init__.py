@@ -8,8 +8,9 @@ Pure code (no I/O), unit-tested on its own:
 * :mod:`.retry` — the fallback channel's retry schedule;
 * :mod:`.content` — how alert texts are sealed at rest.
 
-With I/O: :mod:`.fallback` (the fallback worker and its webhook adapter) and
-:mod:`.service` (one node's alert machinery and its background loops). SQL lives in
+With I/O, elsewhere: the fallback worker and its webhook adapter
+(:mod:`bankhub.delivery.fallback`) and one node's alert runtime and its background loops
+(:mod:`bankhub.delivery.alerting`). SQL lives in
 :mod:`bankhub.storage.alerts` and :mod:`bankhub.storage.alert_systems`, state changes in
-:mod:`bankhub.actions.alerts`, delivery to sockets in :mod:`bankhub.gateway.alerts`.
+:mod:`bankhub.actions.alerts`, delivery to sockets in :mod:`bankhub.delivery.alerts`.
 """

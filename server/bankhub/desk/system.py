@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..models import Role, User
 
-__all__ = ["SYSTEM_USER_ID", "SYSTEM_USERNAME", "SYSTEM_DISPLAY_NAME", "system_user"]
+__all__ = ["SYSTEM_USER_ID", "SYSTEM_USERNAME", "SYSTEM_DISPLAY_NAME", "SystemEvent", "system_user"]
 
 SYSTEM_USER_ID = "00000000-0000-4000-8000-0000000b0b01"
 SYSTEM_USERNAME = "bankhub.system"
@@ -29,3 +29,19 @@ def system_user(org_id: str) -> User:
         org_id=org_id,
         disabled=True,
     )
+
+
+class SystemEvent:
+    """Stable ``event`` codes of ``system`` message bodies."""
+
+    RM_CHANGED = "rm_changed"  # the customer's RM changed (handover)
+    RM_AUTO_REPLY = "rm_auto_reply"  # the RM is away or off duty
+    BOT_GREETING = "bot_greeting"
+    BOT_ANSWER = "bot_answer"  # an FAQ answer
+    BOT_UNKNOWN = "bot_unknown"  # the bot cannot answer: a person takes over
+    QUEUED = "queued"  # waiting for an agent (position and estimate at that moment)
+    OUT_OF_HOURS = "out_of_hours"  # nobody to hand over to now
+    AGENT_JOINED = "agent_joined"
+    TRANSFERRED = "transferred"
+    CLOSED = "closed"  # closed by the agent; the customer may rate it
+    CANCELLED = "cancelled"  # the customer left before being served

@@ -32,7 +32,6 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket
 
@@ -44,6 +43,7 @@ from ..actions import sessions as session_actions
 from ..actions.errors import ActionError
 from ..actions.limits import HANDSHAKES_PER_IP, enforce
 from ..http.problems import problem
+from ..hub import Hub
 from ..models import Session
 from ..protocol.frames import (
     PROTOCOL_FEATURES,
@@ -68,10 +68,7 @@ from ..protocol.frames import (
 )
 from ..protocol.session import Accept, Close, Reject, ServerSession
 from ..storage import StorageUnavailable
-from .connection import Connection
-
-if TYPE_CHECKING:
-    from ..hub import Hub
+from ..delivery.connection import Connection
 
 __all__ = ["websocket_endpoint"]
 
@@ -312,8 +309,14 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
             reply = Synced(id=frame.id, conversations=convs, accounts=accounts)
         elif isinstance(frame, ReadNotices):
             reply = await account_actions.read(hub, conn.user, frame.account_id, frame.seq, frame.id)
-        elif isinstance(frame, (SyncInbox, ReadAlerts)):
-            reply = await alert_actions.on_frame(hub, conn, frame)
+        elif isinstance(frame, SyncInbox):
+            reply = await alert_actions.sync_inbox(hub, conn.user, frame.id, frame.since, frame.limit)
+            # the connection now holds the inbox up to the cursor: later pushes continue from it
+            hub.alerting.delivery.synced(conn, reply.cursor, reply.alerts)
+        elif isinstance(frame, ReadAlerts):
+            if not frame.alert_ids and frame.up_to_seq is None:
+                raise ActionError("invalid_frame", "read_alerts needs alert_ids, or up_to_seq, or both")
+            reply = await alert_actions.mark(hub, conn.user, "read", frame.alert_ids, frame.up_to_seq, frame.id)
         else:  # pragma: no cover - the session only accepts the frames above
             reply = Error(code=ErrorCode.UNKNOWN_TYPE, message="unsupported frame", id=frame_id)
     except ActionError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -16,16 +16,21 @@ from ..actions import users as user_actions
 from ..models import OfficialAccount
 from ..protocol.frames import AccountId, Notice, NoticeBody, Seq
 from ..actions.errors import ActionError
-from ..storage.accounts import AccountKey, NoticeRecord, NoticeStats, account_key
-from ..targeting import Target
+from ..models import AccountKey, NoticeRecord, NoticeStats, Target, account_key
 from .. import text
-from .auth import require_session
+from .handler import RouteTable, client_ip, read_json
 from .problems import json_response
-from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT, Cursor, encode_cursor, next_page
+from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT, Cursor, cursor_page, encode_cursor, next_page
 from .params import ACCOUNT_ID, NOTICE_ID, NOTICE_STATUS, SEARCH
-from .routes import Handler, RoleName, _body, _client_ip, _hub, _user_json
+from .routes import RoleName, user_json
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..models import Session
 
 __all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths"]
+
+ROUTES = RouteTable()
 
 # a target list: 1 to actions.accounts.MAX_TARGET_VALUES values (the action checks the minimum)
 _TargetList = Meta(max_length=account_actions.MAX_TARGET_VALUES)
@@ -199,9 +204,8 @@ def _notice_out(rec: NoticeRecord) -> NoticeOut:
     return NoticeOut(**msgspec.structs.asdict(rec))
 
 
-async def search_accounts(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/accounts")
+async def search_accounts(request: Request, hub: Hub, session: Session) -> Response:
     q = SEARCH.read(request) or ""  # SEARCH bounds its length (400 past it)
     found, next_key = await account_actions.search(hub, session.user, q, PAGE_LIMIT.read_default(request), after=ACCOUNT_CURSOR.read(request))
     mine = {f.account.id for f in await account_actions.following(hub, session.user)}
@@ -213,13 +217,12 @@ async def search_accounts(request: Request) -> Response:
     )
 
 
-async def my_accounts(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    limit = PAGE_LIMIT.read_default(request)
-    followed, next_cursor = next_page(
-        await account_actions.following(hub, session.user, after=ACCOUNT_CURSOR.read(request), limit=limit + 1),
-        limit,
+@ROUTES.authenticated("GET", "/v1/me/accounts")
+async def my_accounts(request: Request, hub: Hub, session: Session) -> Response:
+    followed, next_cursor = await cursor_page(
+        request,
+        ACCOUNT_CURSOR,
+        lambda after, limit: account_actions.following(hub, session.user, after=after, limit=limit),
         lambda f: account_key(f.account),
     )
     return json_response(
@@ -233,10 +236,9 @@ async def my_accounts(request: Request) -> Response:
     )
 
 
-async def create_account(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: AccountBody = await _body(request, AccountBody)
+@ROUTES.authenticated("POST", "/v1/accounts")
+async def create_account(request: Request, hub: Hub, session: Session) -> Response:
+    body: AccountBody = await read_json(request, AccountBody)
     account = await account_actions.create_account(
         hub,
         session.user,
@@ -247,53 +249,47 @@ async def create_account(request: Request) -> Response:
         audience=body.audience,
         is_default=body.is_default,
         requires_approval=body.requires_approval,
-        ip=_client_ip(request),
+        ip=client_ip(request),
     )
     return json_response(_account_out(account), 201)
 
 
-async def get_account(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/accounts/{account_id}")
+async def get_account(request: Request, hub: Hub, session: Session) -> Response:
     account = await account_actions.visible_account(hub, session.user, ACCOUNT_ID.value(request))
     following = await hub.accounts.follow_state(account.id, session.user.id) is not None
     return json_response(_account_out(account, following))
 
 
-async def follow(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("PUT", "/v1/accounts/{account_id}/follow")
+async def follow(request: Request, hub: Hub, session: Session) -> Response:
     account = await account_actions.follow(hub, session.user, ACCOUNT_ID.value(request))
     return json_response(_account_out(account, True))
 
 
-async def unfollow(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("DELETE", "/v1/accounts/{account_id}/follow")
+async def unfollow(request: Request, hub: Hub, session: Session) -> Response:
     await account_actions.unfollow(hub, session.user, ACCOUNT_ID.value(request))
     return Response(status_code=204)
 
 
-async def account_notices(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/accounts/{account_id}/notices")
+async def account_notices(request: Request, hub: Hub, session: Session) -> Response:
     limit = PAGE_LIMIT.read_default(request)
     page = await account_actions.history(hub, session.user, ACCOUNT_ID.value(request), BEFORE_SEQ.read(request), limit + 1)
     return json_response(NoticePage(notices=page[:limit], has_more=len(page) > limit))
 
 
-async def read_account(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: ReadBody = await _body(request, ReadBody)
+@ROUTES.authenticated("PUT", "/v1/accounts/{account_id}/read")
+async def read_account(request: Request, hub: Hub, session: Session) -> Response:
+    body: ReadBody = await read_json(request, ReadBody)
     receipt = await account_actions.read(hub, session.user, ACCOUNT_ID.value(request), body.seq)
     return json_response(AccountReadOut(account_id=receipt.account_id, read_seq=receipt.read_seq, unread=receipt.unread))
 
 
-async def publish_notice(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: NoticeInBody = await _body(request, NoticeInBody)
+@ROUTES.authenticated("POST", "/v1/accounts/{account_id}/notices")
+async def publish_notice(request: Request, hub: Hub, session: Session) -> Response:
+    body: NoticeInBody = await read_json(request, NoticeInBody)
     t = body.target or TargetBody()
     rec = await account_actions.publish(
         hub,
@@ -303,14 +299,13 @@ async def publish_notice(request: Request) -> Response:
         org_codes=t.org_codes,
         target=Target(tags=t.tags, segments=t.segments, staff_only=t.staff_only),
         scheduled_at=body.scheduled_at,
-        ip=_client_ip(request),
+        ip=client_ip(request),
     )
     return json_response(_notice_out(rec), 201)
 
 
-async def account_outbox(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/accounts/{account_id}/outbox")
+async def account_outbox(request: Request, hub: Hub, session: Session) -> Response:
     limit = PAGE_LIMIT.read_default(request)
     status = NOTICE_STATUS.read(request) or None
     if status is not None and status not in NOTICE_STATUSES:
@@ -323,39 +318,34 @@ async def account_outbox(request: Request) -> Response:
     return json_response(NoticeList(notices=[_notice_out(r) for r in recs], next_cursor=next_cursor))
 
 
-async def approve_notice(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    rec = await account_actions.approve(hub, session.user, NOTICE_ID.value(request), ip=_client_ip(request))
+@ROUTES.authenticated("POST", "/v1/notices/{notice_id}/approve")
+async def approve_notice(request: Request, hub: Hub, session: Session) -> Response:
+    rec = await account_actions.approve(hub, session.user, NOTICE_ID.value(request), ip=client_ip(request))
     return json_response(_notice_out(rec))
 
 
-async def reject_notice(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    rec = await account_actions.reject(hub, session.user, NOTICE_ID.value(request), ip=_client_ip(request))
+@ROUTES.authenticated("POST", "/v1/notices/{notice_id}/reject")
+async def reject_notice(request: Request, hub: Hub, session: Session) -> Response:
+    rec = await account_actions.reject(hub, session.user, NOTICE_ID.value(request), ip=client_ip(request))
     return json_response(_notice_out(rec))
 
 
-async def recall_notice(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: RecallBody = await _body(request, RecallBody)
-    rec = await account_actions.recall(hub, session.user, NOTICE_ID.value(request), body.reason, ip=_client_ip(request))
+@ROUTES.authenticated("POST", "/v1/notices/{notice_id}/recall")
+async def recall_notice(request: Request, hub: Hub, session: Session) -> Response:
+    body: RecallBody = await read_json(request, RecallBody)
+    rec = await account_actions.recall(hub, session.user, NOTICE_ID.value(request), body.reason, ip=client_ip(request))
     return json_response(_notice_out(rec))
 
 
-async def notice_stats(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/notices/{notice_id}/stats")
+async def notice_stats(request: Request, hub: Hub, session: Session) -> Response:
     rec, figures = await account_actions.stats(hub, session.user, NOTICE_ID.value(request))
     return json_response(StatsOut(notice=_notice_out(rec), stats=figures))
 
 
-async def notice_audience(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: AudienceBody = await _body(request, AudienceBody)
+@ROUTES.authenticated("POST", "/v1/accounts/{account_id}/audience")
+async def notice_audience(request: Request, hub: Hub, session: Session) -> Response:
+    body: AudienceBody = await read_json(request, AudienceBody)
     t = body.target or TargetBody()
     count = await account_actions.audience(
         hub,
@@ -367,23 +357,20 @@ async def notice_audience(request: Request) -> Response:
     return json_response(AudienceOut(count=count))
 
 
-async def list_orgs(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    limit = PAGE_LIMIT.read_default(request)
-    after = ORG_CURSOR.read(request)
-    rows, next_cursor = next_page(
-        await account_actions.target_orgs(hub, session.user, limit + 1, after=None if after is None else after[0]),
-        limit,
+@ROUTES.authenticated("GET", "/v1/orgs")
+async def list_orgs(request: Request, hub: Hub, session: Session) -> Response:
+    rows, next_cursor = await cursor_page(
+        request,
+        ORG_CURSOR,
+        lambda after, limit: account_actions.target_orgs(hub, session.user, limit, after=None if after is None else after[0]),
         lambda o: (o.code,),
     )
     return json_response(OrgList(orgs=[OrgOut(id=o.id, code=o.code, name=o.name, kind=o.kind, parent_code=o.parent_code) for o in rows], next_cursor=next_cursor))
 
 
-async def create_user(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: UserBody = await _body(request, UserBody)
+@ROUTES.authenticated("POST", "/v1/users")
+async def create_user(request: Request, hub: Hub, session: Session) -> Response:
+    body: UserBody = await read_json(request, UserBody)
     created = await user_actions.create_user(
         hub,
         session.user,
@@ -395,33 +382,13 @@ async def create_user(request: Request) -> Response:
         rm=body.rm,
         segment=body.segment,
         tags=body.tags,
-        ip=_client_ip(request),
+        ip=client_ip(request),
     )
     if isinstance(created, user_actions.AdminRequestView):  # an administrative role: a second administrator decides
         return json_response(created, 202)
     user, followed = created
-    return json_response(CreatedUserOut(user=_user_json(user), followed_accounts=followed), 201)
+    return json_response(CreatedUserOut(user=user_json(user), followed_accounts=followed), 201)
 
-
-ROUTES: list[tuple[str, Handler, list[str]]] = [
-    ("/v1/users", create_user, ["POST"]),
-    ("/v1/accounts", search_accounts, ["GET"]),
-    ("/v1/accounts", create_account, ["POST"]),
-    ("/v1/me/accounts", my_accounts, ["GET"]),
-    ("/v1/accounts/{account_id}", get_account, ["GET"]),
-    ("/v1/accounts/{account_id}/follow", follow, ["PUT"]),
-    ("/v1/accounts/{account_id}/follow", unfollow, ["DELETE"]),
-    ("/v1/accounts/{account_id}/notices", account_notices, ["GET"]),
-    ("/v1/accounts/{account_id}/notices", publish_notice, ["POST"]),
-    ("/v1/accounts/{account_id}/read", read_account, ["PUT"]),
-    ("/v1/accounts/{account_id}/outbox", account_outbox, ["GET"]),
-    ("/v1/notices/{notice_id}/approve", approve_notice, ["POST"]),
-    ("/v1/notices/{notice_id}/reject", reject_notice, ["POST"]),
-    ("/v1/notices/{notice_id}/recall", recall_notice, ["POST"]),
-    ("/v1/notices/{notice_id}/stats", notice_stats, ["GET"]),
-    ("/v1/accounts/{account_id}/audience", notice_audience, ["POST"]),
-    ("/v1/orgs", list_orgs, ["GET"]),
-]
 
 OPENAPI_TYPES: list[Any] = [
     AccountBody,

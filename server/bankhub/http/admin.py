@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.requests import Request
@@ -18,14 +18,19 @@ from starlette.responses import Response
 from .. import text
 from ..actions import admin_requests as request_actions
 from ..actions.users import AdminRequestView
-from ..storage.admin_requests import RequestKey
-from .auth import require_session
+from ..models import RequestKey
+from .handler import RouteTable, client_ip
 from .paging import PAGE_LIMIT, Cursor, encode_cursor
 from .params import TextParam
 from .problems import json_response
-from .routes import Handler, _client_ip, _hub
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..models import Session
 
 __all__ = ["ROUTES", "OPENAPI_TYPES", "REQUEST_ID"]
+
+ROUTES = RouteTable()
 
 REQUEST_ID = TextParam("request_id", text.Id, "path")
 ADMIN_REQUEST_CURSOR = Cursor[tuple[dt.datetime, uuid.UUID]](tuple[dt.datetime, uuid.UUID])
@@ -43,31 +48,22 @@ def _cursor(request: Request) -> RequestKey | None:
     return None if key is None else (key[0], str(key[1]))
 
 
-async def list_requests(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/admin-requests")
+async def list_requests(request: Request, hub: Hub, session: Session) -> Response:
     found, next_key = await request_actions.list_pending(
         hub, session.user, after=_cursor(request), limit=PAGE_LIMIT.read_default(request)
     )
     return json_response(AdminRequestList(requests=found, next_cursor=None if next_key is None else encode_cursor(next_key)))
 
 
-async def approve_request(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    return json_response(await request_actions.approve(hub, session.user, REQUEST_ID.value(request), ip=_client_ip(request)))
+@ROUTES.authenticated("POST", "/v1/admin-requests/{request_id}/approve")
+async def approve_request(request: Request, hub: Hub, session: Session) -> Response:
+    return json_response(await request_actions.approve(hub, session.user, REQUEST_ID.value(request), ip=client_ip(request)))
 
 
-async def reject_request(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    return json_response(await request_actions.reject(hub, session.user, REQUEST_ID.value(request), ip=_client_ip(request)))
+@ROUTES.authenticated("POST", "/v1/admin-requests/{request_id}/reject")
+async def reject_request(request: Request, hub: Hub, session: Session) -> Response:
+    return json_response(await request_actions.reject(hub, session.user, REQUEST_ID.value(request), ip=client_ip(request)))
 
-
-ROUTES: list[tuple[str, Handler, list[str]]] = [
-    ("/v1/admin-requests", list_requests, ["GET"]),
-    ("/v1/admin-requests/{request_id}/approve", approve_request, ["POST"]),
-    ("/v1/admin-requests/{request_id}/reject", reject_request, ["POST"]),
-]
 
 OPENAPI_TYPES: list[Any] = [AdminRequestView, AdminRequestList]

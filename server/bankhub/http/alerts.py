@@ -8,9 +8,8 @@ the rest of the API. Handlers stay thin: read, call an action, encode.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import uuid
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from msgspec import Meta
@@ -19,17 +18,19 @@ from starlette.responses import Response
 
 from ..actions import alerts as alert_actions
 from ..actions.errors import ActionError
-from ..alerts.signing import SCHEME, SignedHeaders
-from ..models import AlertSystem
 from ..protocol.frames import Alert, AlertId, InboxUpdate, Seq
-from ..text import explain
-from .auth import require_session
-from .problems import json_response, problem
+from .handler import RouteTable, SignedCall, client_ip, decode_json, read_json
+from .problems import json_response
 from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT, Cursor, IntParam, encode_cursor
 from .params import ALERT_ID, INBOX_STATE
-from .routes import Handler, _body, _client_ip, _hub
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..models import Session
 
 __all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths", "MAX_SINGLE_BYTES", "MAX_BATCH_BYTES"]
+
+ROUTES = RouteTable()
 
 MAX_SINGLE_BYTES = 16 * 1024
 MAX_BATCH_BYTES = 512 * 1024
@@ -125,97 +126,39 @@ class ReplayOut(msgspec.Struct):
 # --- signed requests ----------------------------------------------------------------------
 
 
-async def _raw(request: Request, limit: int) -> bytes:
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ActionError("too_large", f"request body over {limit} bytes")
-    return raw
-
-
-def _signed_problem(exc: ActionError) -> Response:
-    headers: dict[str, str] = {}
-    if exc.status == 401:
-        headers["WWW-Authenticate"] = SCHEME
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    return problem(exc.status, exc.code, exc.message, headers or None)
-
-
-async def _signed(request: Request, limit: int) -> tuple[AlertSystem, SignedHeaders, bytes]:
-    """Authenticate a calling system's request; returns ``(system, signed headers, body)``."""
-    hub = _hub(request)
-    body = await _raw(request, limit)
-    # the path and query exactly as sent: that is what the system signed
-    path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    query: bytes = request.scope.get("query_string", b"")
-    system, signed = await alert_actions.authenticate_system(
-        hub, request.method, path.decode("latin-1"), query.decode("latin-1"), request.headers, body, _client_ip(request)
-    )
-    return system, signed, body
-
-
-def _decode(body: bytes, type_: Any) -> Any:
-    try:
-        return msgspec.json.decode(body, type=type_)
-    except msgspec.ValidationError as exc:
-        raise ActionError("invalid_request", explain(str(exc))) from None
-    except msgspec.DecodeError:
-        raise ActionError("invalid_request", "body is not valid JSON") from None
-
-
-def _json_content(request: Request) -> None:
-    if not request.headers.get("content-type", "").startswith("application/json"):
-        raise ActionError("unsupported_media_type", "send Content-Type: application/json")
-
-
-async def post_notification(request: Request) -> Response:
-    try:
-        _json_content(request)
-        system, signed, body = await _signed(request, MAX_SINGLE_BYTES)
-        item: alert_actions.NotificationIn = _decode(body, alert_actions.NotificationIn)
-        replayed, alerts = await alert_actions.ingest(_hub(request), system, signed.idempotency_key, body, [item], batch=False)
-    except ActionError as exc:
-        return _signed_problem(exc)
-    response = json_response({"notification": alert_actions.notification_json(alerts[0], item.recipient)}, 200 if replayed else 201)
+def _ingested(data: dict[str, Any], replayed: bool) -> Response:
+    """The answer to an ingest: 201, or 200 with ``Idempotent-Replayed: true`` for a retry."""
+    response = json_response(data, 200 if replayed else 201)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-async def post_batch(request: Request) -> Response:
-    try:
-        _json_content(request)
-        system, signed, body = await _signed(request, MAX_BATCH_BYTES)
-        batch: alert_actions.BatchIn = _decode(body, alert_actions.BatchIn)
-        replayed, alerts = await alert_actions.ingest(
-            _hub(request), system, signed.idempotency_key, body, batch.notifications, batch=True
-        )
-    except ActionError as exc:
-        return _signed_problem(exc)
+@ROUTES.signed("POST", "/v1/notifications", max_bytes=MAX_SINGLE_BYTES, json_body=True)
+async def post_notification(request: Request, hub: Hub, call: SignedCall) -> Response:
+    item = decode_json(call.body, alert_actions.NotificationIn)
+    replayed, alerts = await alert_actions.ingest(hub, call.system, call.headers.idempotency_key, call.body, [item], batch=False)
+    return _ingested({"notification": alert_actions.notification_json(alerts[0], item.recipient)}, replayed)
+
+
+@ROUTES.signed("POST", "/v1/notifications/batch", max_bytes=MAX_BATCH_BYTES, json_body=True)
+async def post_batch(request: Request, hub: Hub, call: SignedCall) -> Response:
+    batch = decode_json(call.body, alert_actions.BatchIn)
+    replayed, alerts = await alert_actions.ingest(hub, call.system, call.headers.idempotency_key, call.body, batch.notifications, batch=True)
     out = [alert_actions.notification_json(a, n.recipient) for a, n in zip(alerts, batch.notifications, strict=True)]
-    response = json_response({"notifications": out}, 200 if replayed else 201)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
+    return _ingested({"notifications": out}, replayed)
 
 
-async def get_notification(request: Request) -> Response:
-    try:
-        system, _, _ = await _signed(request, 0)
-        out = await alert_actions.alert_status(_hub(request), system, ALERT_ID.value(request))
-    except ActionError as exc:
-        return _signed_problem(exc)
-    return json_response({"notification": out})
+@ROUTES.signed("GET", "/v1/notifications/{alert_id}", max_bytes=0, json_body=False)
+async def get_notification(request: Request, hub: Hub, call: SignedCall) -> Response:
+    return json_response({"notification": await alert_actions.alert_status(hub, call.system, ALERT_ID.value(request))})
 
 
 # --- the customer's inbox and preferences -----------------------------------------------------
 
 
-async def inbox(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/inbox")
+async def inbox(request: Request, hub: Hub, session: Session) -> Response:
     page = await alert_actions.list_inbox(
         hub,
         session.user,
@@ -226,40 +169,37 @@ async def inbox(request: Request) -> Response:
     return json_response(page)
 
 
-async def unread(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/inbox/unread")
+async def unread(request: Request, hub: Hub, session: Session) -> Response:
     counts = await alert_actions.unread_count(hub, session.user)
     return json_response({"unread": counts.unread, "last_seq": counts.last_seq})
 
 
-async def _mark(request: Request, state: str) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: MarkBody = await _body(request, MarkBody)
+async def _mark(request: Request, hub: Hub, session: Session, state: str) -> Response:
+    body: MarkBody = await read_json(request, MarkBody)
     update = await alert_actions.mark(hub, session.user, state, body.alert_ids, body.up_to_seq)
     return json_response(update)
 
 
-async def mark_read(request: Request) -> Response:
-    return await _mark(request, "read")
+@ROUTES.authenticated("POST", "/v1/inbox/read")
+async def mark_read(request: Request, hub: Hub, session: Session) -> Response:
+    return await _mark(request, hub, session, "read")
 
 
-async def archive(request: Request) -> Response:
-    return await _mark(request, "archived")
+@ROUTES.authenticated("POST", "/v1/inbox/archive")
+async def archive(request: Request, hub: Hub, session: Session) -> Response:
+    return await _mark(request, hub, session, "archived")
 
 
-async def get_preferences(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/me/alert-preferences")
+async def get_preferences(request: Request, hub: Hub, session: Session) -> Response:
     prefs = await alert_actions.get_preferences(hub, session.user)
     return json_response(alert_actions.preferences_json(prefs))
 
 
-async def put_preferences(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: alert_actions.PreferencesIn = await _body(request, alert_actions.PreferencesIn)
+@ROUTES.authenticated("PUT", "/v1/me/alert-preferences")
+async def put_preferences(request: Request, hub: Hub, session: Session) -> Response:
+    body: alert_actions.PreferencesIn = await read_json(request, alert_actions.PreferencesIn)
     prefs = await alert_actions.set_preferences(hub, session.user, body)
     return json_response(alert_actions.preferences_json(prefs))
 
@@ -267,38 +207,22 @@ async def put_preferences(request: Request) -> Response:
 # --- operators ----------------------------------------------------------------------------------
 
 
-async def dead_letters(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/admin/alerts/dead-letters")
+async def dead_letters(request: Request, hub: Hub, session: Session) -> Response:
     out, next_key = await alert_actions.dead_letters(
         hub, session.user, DEAD_LETTER_LIMIT.read_default(request), after=DEAD_LETTER_CURSOR.read(request)
     )
     return json_response({"notifications": out, "next_cursor": None if next_key is None else encode_cursor(next_key)})
 
 
-async def replay(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: ReplayBody = await _body(request, ReplayBody)
+@ROUTES.authenticated("POST", "/v1/admin/alerts/dead-letters/replay")
+async def replay(request: Request, hub: Hub, session: Session) -> Response:
+    body: ReplayBody = await read_json(request, ReplayBody)
     if body.all == (body.alert_ids is not None):
         raise ActionError("invalid_request", 'send {"alert_ids": [...]} or {"all": true}')
-    replayed = await alert_actions.replay_dead_letters(hub, session.user, body.alert_ids, ip=_client_ip(request))
+    replayed = await alert_actions.replay_dead_letters(hub, session.user, body.alert_ids, ip=client_ip(request))
     return json_response({"replayed": replayed})
 
-
-ROUTES: list[tuple[str, Handler, list[str]]] = [
-    ("/v1/notifications", post_notification, ["POST"]),
-    ("/v1/notifications/batch", post_batch, ["POST"]),
-    ("/v1/notifications/{alert_id}", get_notification, ["GET"]),
-    ("/v1/inbox", inbox, ["GET"]),
-    ("/v1/inbox/unread", unread, ["GET"]),
-    ("/v1/inbox/read", mark_read, ["POST"]),
-    ("/v1/inbox/archive", archive, ["POST"]),
-    ("/v1/me/alert-preferences", get_preferences, ["GET"]),
-    ("/v1/me/alert-preferences", put_preferences, ["PUT"]),
-    ("/v1/admin/alerts/dead-letters", dead_letters, ["GET"]),
-    ("/v1/admin/alerts/dead-letters/replay", replay, ["POST"]),
-]
 
 OPENAPI_TYPES: list[Any] = [
     alert_actions.NotificationIn,
@@ -337,28 +261,6 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         }
         return o
 
-    single = signed(
-        op(
-            "A calling system sends one alert (signed; 200 + Idempotent-Replayed on a retry)",
-            201,
-            "NotificationEnvelope",
-            body=ref("NotificationIn"),
-            auth=False,
-            extra=(400, 403, 404, 409, 413, 415, 422, 429),
-        ),
-        _IDEMPOTENCY,
-    )
-    batch = signed(
-        op(
-            "A calling system sends up to 100 alerts, all or nothing (signed)",
-            201,
-            "NotificationList",
-            body=ref("BatchIn"),
-            auth=False,
-            extra=(400, 403, 404, 409, 413, 415, 422, 429),
-        ),
-        _IDEMPOTENCY,
-    )
     status = signed(
         op("Delivery status of an alert the calling system sent (signed)", 200, "NotificationEnvelope", auth=False, extra=(404, 429)),
         {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
@@ -382,9 +284,17 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         }
         return o
 
+    def ingest(summary: str, out: str, body: str) -> dict[str, Any]:
+        created = op(summary, 201, out, body=ref(body), auth=False, extra=(400, 403, 404, 409, 413, 415, 422, 429))
+        return replayed(signed(created, _IDEMPOTENCY), out)
+
     return {
-        "/v1/notifications": {"post": replayed(single, "NotificationEnvelope")},
-        "/v1/notifications/batch": {"post": replayed(batch, "NotificationList")},
+        "/v1/notifications": {
+            "post": ingest(
+                "A calling system sends one alert (signed; 200 + Idempotent-Replayed on a retry)", "NotificationEnvelope", "NotificationIn"
+            )
+        },
+        "/v1/notifications/batch": {"post": ingest("A calling system sends up to 100 alerts, all or nothing (signed)", "NotificationList", "BatchIn")},
         "/v1/notifications/{alert_id}": {"get": status},
         "/v1/inbox": {"get": inbox_op},
         "/v1/inbox/unread": {"get": op("My unread alert count", 200, "UnreadOut")},

@@ -22,18 +22,9 @@ from . import service as service_routes
 from . import web_sessions as web_routes
 from . import params
 from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT
-from .routes import AssignBody, DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody
+from .routes import AssignBody, DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody, UserOut
 
 __all__ = ["openapi_document", "operation_id", "PATH_PARAMETERS"]
-
-
-class UserOut(msgspec.Struct):
-    id: str
-    username: str
-    display_name: str
-    role: str
-    org_id: str
-    rm_id: str | None
 
 
 class LoginOut(msgspec.Struct):

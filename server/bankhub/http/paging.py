@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -38,6 +38,7 @@ __all__ = [
     "BEFORE_SEQ",
     "encode_cursor",
     "next_page",
+    "cursor_page",
     "Cursor",
 ]
 
@@ -111,6 +112,19 @@ def next_page(rows: Sequence[T], limit: int, key: Callable[[T], Any]) -> tuple[l
     cursor of the sort key ``key`` of the page's last row, or None on the last page."""
     page = list(rows[:limit])
     return page, encode_cursor(key(page[-1])) if len(rows) > limit else None
+
+
+async def cursor_page(
+    request: Request,
+    cursor: Cursor[K],
+    fetch: Callable[[K | None, int], Awaitable[Sequence[T]]],
+    key: Callable[[T], K],
+) -> tuple[list[T], str | None]:
+    """One page of a list paged with a cursor, and ``next_cursor``: reads ``?limit=`` (then
+    ``?cursor=``, as ``cursor``'s key), calls ``fetch(after, limit + 1)`` and cuts the rows
+    as :func:`next_page` does, with ``key`` the sort key of a row."""
+    limit = PAGE_LIMIT.read_default(request)
+    return next_page(await fetch(cursor.read(request), limit + 1), limit, key)
 
 
 class Cursor(Generic[K]):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
@@ -20,19 +19,21 @@ from ..actions import users as user_actions
 from ..actions.conversations import MAX_GROUP_MEMBERS
 from ..actions.errors import ActionError
 from ..models import ConversationSummary, User
-from ..text import Line, LoginName, Password, Username, explain, header_line
-from ..storage.conversations import ConversationKey
-from .auth import cleared_cookie, cookie_token, require_session
-from .paging import BEFORE_SEQ, PAGE_LIMIT, Cursor, next_page
+from ..text import Line, LoginName, Password, Username
+from ..models import ConversationKey
+from .auth import cleared_cookie, cookie_token
+from .handler import RouteTable, client_ip, read_json, user_agent
+from .paging import BEFORE_SEQ, PAGE_LIMIT, Cursor, cursor_page
 from .params import CASE_REF, CONVERSATION_ID, KEEP_CURRENT, PRIVILEGED_READ_REASON, SESSION_ID, USERNAME
 from .problems import json_response, problem
 
 if TYPE_CHECKING:
     from ..hub import Hub
+    from ..models import Session
 
-__all__ = ["ROUTES", "MAX_BODY_BYTES"]
+__all__ = ["ROUTES", "RoleName", "LoginBody", "DirectBody", "GroupBody", "PasswordBody", "RoleBody", "AssignBody", "UserOut", "user_json"]
 
-MAX_BODY_BYTES = 64 * 1024
+ROUTES = RouteTable()
 
 
 # the roles of bankhub.models.Role, as the document's enum
@@ -52,28 +53,17 @@ class GroupBody(msgspec.Struct, tag="group", tag_field="kind", forbid_unknown_fi
     members: Annotated[list[Username], Meta(max_length=MAX_GROUP_MEMBERS)]
 
 
-def _hub(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub
+class UserOut(msgspec.Struct):
+    id: str
+    username: str
+    display_name: str
+    role: str
+    org_id: str
+    rm_id: str | None
 
 
-async def _body(request: Request, type_: Any) -> Any:
-    if not request.headers.get("content-type", "").startswith("application/json"):
-        raise ActionError("unsupported_media_type", "send Content-Type: application/json")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise ActionError("too_large", f"request body over {MAX_BODY_BYTES} bytes")
-    try:
-        return msgspec.json.decode(raw, type=type_)
-    except msgspec.ValidationError as exc:
-        raise ActionError("invalid_request", explain(str(exc))) from None
-    except msgspec.DecodeError:
-        raise ActionError("invalid_request", "body is not valid JSON") from None
-
-
-def _user_json(u: User) -> dict[str, Any]:
+def user_json(u: User) -> dict[str, Any]:
+    """A user as every answer shows one (:class:`UserOut`)."""
     return {
         "id": u.id,
         "username": u.username,
@@ -84,18 +74,18 @@ def _user_json(u: User) -> dict[str, Any]:
     }
 
 
-async def login(request: Request) -> Response:
-    body: LoginBody = await _body(request, LoginBody)
+@ROUTES.public("POST", "/v1/sessions")
+async def login(request: Request, hub: Hub) -> Response:
+    body: LoginBody = await read_json(request, LoginBody)
     result = await session_actions.login(
-        _hub(request), body.username, body.password, user_agent=header_line(request.headers.get("user-agent")), ip=_client_ip(request)
+        hub, body.username, body.password, user_agent=user_agent(request), ip=client_ip(request)
     )
     return json_response(_login_json(result), 201)
 
 
-async def logout(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    await session_actions.logout(hub, session, ip=_client_ip(request))
+@ROUTES.authenticated("DELETE", "/v1/sessions/current")
+async def logout(request: Request, hub: Hub, session: Session) -> Response:
+    await session_actions.logout(hub, session, ip=client_ip(request))
     response = Response(status_code=204)
     if cookie_token(request) is not None:  # a browser signing out: its cookie goes too
         response.headers["Set-Cookie"] = cleared_cookie(request)
@@ -111,23 +101,18 @@ class RoleBody(msgspec.Struct, forbid_unknown_fields=True):
     role: RoleName
 
 
-def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 def _login_json(result: session_actions.LoginResult) -> dict[str, Any]:
     return {
         "token": result.token,
         "session_id": result.session_id,
         "expires_at": result.expires_at.isoformat(),
-        "user": _user_json(result.user),
+        "user": user_json(result.user),
     }
 
 
-async def refresh_session(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    result = await session_actions.refresh(hub, session, user_agent=header_line(request.headers.get("user-agent")), ip=_client_ip(request))
+@ROUTES.authenticated("POST", "/v1/sessions/refresh")
+async def refresh_session(request: Request, hub: Hub, session: Session) -> Response:
+    result = await session_actions.refresh(hub, session, user_agent=user_agent(request), ip=client_ip(request))
     return json_response(_login_json(result), 201)
 
 
@@ -136,13 +121,12 @@ SESSION_CURSOR = Cursor[SessionKey](SessionKey)
 CONVERSATION_CURSOR = Cursor[ConversationKey](ConversationKey)
 
 
-async def list_sessions(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    limit = PAGE_LIMIT.read_default(request)
-    sessions, next_cursor = next_page(
-        await session_actions.list_sessions(hub, session, after=SESSION_CURSOR.read(request), limit=limit + 1),
-        limit,
+@ROUTES.authenticated("GET", "/v1/sessions")
+async def list_sessions(request: Request, hub: Hub, session: Session) -> Response:
+    sessions, next_cursor = await cursor_page(
+        request,
+        SESSION_CURSOR,
+        lambda after, limit: session_actions.list_sessions(hub, session, after=after, limit=limit),
         lambda s: (s.created_at, uuid.UUID(s.id)),
     )
     return json_response(
@@ -163,16 +147,14 @@ async def list_sessions(request: Request) -> Response:
     )
 
 
-async def revoke_session(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("DELETE", "/v1/sessions/{session_id}")
+async def revoke_session(request: Request, hub: Hub, session: Session) -> Response:
     await session_actions.revoke_session(hub, session, SESSION_ID.value(request))
     return Response(status_code=204)
 
 
-async def revoke_all_sessions(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("DELETE", "/v1/sessions")
+async def revoke_all_sessions(request: Request, hub: Hub, session: Session) -> Response:
     raw_keep = KEEP_CURRENT.read(request) or "false"
     if raw_keep not in ("true", "false"):
         raise ActionError("invalid_request", "keep_current must be true or false")
@@ -181,66 +163,60 @@ async def revoke_all_sessions(request: Request) -> Response:
     return json_response({"revoked": count})
 
 
-async def change_password(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: PasswordBody = await _body(request, PasswordBody)
-    count = await session_actions.change_password(hub, session, body.current_password, body.new_password, ip=_client_ip(request))
+@ROUTES.authenticated("POST", "/v1/me/password")
+async def change_password(request: Request, hub: Hub, session: Session) -> Response:
+    body: PasswordBody = await read_json(request, PasswordBody)
+    count = await session_actions.change_password(hub, session, body.current_password, body.new_password, ip=client_ip(request))
     return json_response({"revoked_sessions": count})
 
 
-async def change_role(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: RoleBody = await _body(request, RoleBody)
-    changed = await user_actions.change_role(hub, session.user, USERNAME.value(request), body.role, ip=_client_ip(request))
+@ROUTES.authenticated("PUT", "/v1/users/{username}/role")
+async def change_role(request: Request, hub: Hub, session: Session) -> Response:
+    body: RoleBody = await read_json(request, RoleBody)
+    changed = await user_actions.change_role(hub, session.user, USERNAME.value(request), body.role, ip=client_ip(request))
     if isinstance(changed, user_actions.AdminRequestView):  # an administrative role: a second administrator decides
         return json_response(changed, 202)
-    return json_response(_user_json(changed))
+    return json_response(user_json(changed))
 
 
 class AssignBody(msgspec.Struct, forbid_unknown_fields=True):
     rm: Username
 
 
-async def reassign_customer(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: AssignBody = await _body(request, AssignBody)
+@ROUTES.authenticated("PUT", "/v1/customers/{username}/rm")
+async def reassign_customer(request: Request, hub: Hub, session: Session) -> Response:
+    body: AssignBody = await read_json(request, AssignBody)
     user = await customer_actions.reassign_customer(
-        hub, session.user, USERNAME.value(request), body.rm, ip=_client_ip(request)
+        hub, session.user, USERNAME.value(request), body.rm, ip=client_ip(request)
     )
-    return json_response(_user_json(user))
+    return json_response(user_json(user))
 
 
-async def ws_ticket(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("POST", "/v1/ws-tickets")
+async def ws_ticket(request: Request, hub: Hub, session: Session) -> Response:
     ticket = await session_actions.issue_ws_ticket(hub, session)
     return json_response({"ticket": ticket, "expires_in": hub.settings.ws_ticket_ttl_seconds}, 201)
 
 
-async def me(request: Request) -> Response:
-    session = await require_session(_hub(request), request)
-    return json_response(_user_json(session.user))
+@ROUTES.authenticated("GET", "/v1/me")
+async def me(request: Request, hub: Hub, session: Session) -> Response:
+    return json_response(user_json(session.user))
 
 
-async def list_conversations(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    limit = PAGE_LIMIT.read_default(request)
-    page, next_cursor = next_page(
-        await conv_actions.list_conversations(hub, session.user, after=CONVERSATION_CURSOR.read(request), limit=limit + 1),
-        limit,
+@ROUTES.authenticated("GET", "/v1/conversations")
+async def list_conversations(request: Request, hub: Hub, session: Session) -> Response:
+    page, next_cursor = await cursor_page(
+        request,
+        CONVERSATION_CURSOR,
+        lambda after, limit: conv_actions.list_conversations(hub, session.user, after=after, limit=limit),
         lambda entry: entry[1],
     )
     return json_response({"conversations": [c for c, _ in page], "next_cursor": next_cursor})
 
 
-async def create_conversation(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: DirectBody | GroupBody = await _body(request, DirectBody | GroupBody)
+@ROUTES.authenticated("POST", "/v1/conversations")
+async def create_conversation(request: Request, hub: Hub, session: Session) -> Response:
+    body: DirectBody | GroupBody = await read_json(request, DirectBody | GroupBody)
     created = True
     summary: ConversationSummary
     if isinstance(body, DirectBody):
@@ -250,18 +226,16 @@ async def create_conversation(request: Request) -> Response:
     return json_response({"conversation": summary}, 201 if created else 200)
 
 
-async def conversation_messages(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/conversations/{conversation_id}/messages")
+async def conversation_messages(request: Request, hub: Hub, session: Session) -> Response:
     before = BEFORE_SEQ.read(request)
     limit = PAGE_LIMIT.read_default(request)
     page, has_more = await conv_actions.history(hub, session.user, CONVERSATION_ID.value(request), before, limit)
     return json_response({"messages": page, "has_more": has_more})
 
 
-async def compliance_messages(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/compliance/conversations/{conversation_id}/messages")
+async def compliance_messages(request: Request, hub: Hub, session: Session) -> Response:
     page, has_more = await compliance_actions.read_conversation(
         hub,
         session.user,
@@ -270,17 +244,18 @@ async def compliance_messages(request: Request) -> Response:
         case_ref=CASE_REF.read(request),
         before_seq=BEFORE_SEQ.read(request),
         limit=PAGE_LIMIT.read_default(request),
-        ip=_client_ip(request),
+        ip=client_ip(request),
     )
     return json_response({"messages": page, "has_more": has_more})
 
 
-async def healthz(request: Request) -> Response:
+@ROUTES.public("GET", "/healthz")
+async def healthz(request: Request, hub: Hub) -> Response:
     return json_response({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
-    hub = _hub(request)
+@ROUTES.public("GET", "/readyz")
+async def readyz(request: Request, hub: Hub) -> Response:
     db_ok = await hub.db.ping()
     broker_ok = await hub.broker.ping()
     ok = db_ok and broker_ok and not hub.draining
@@ -289,24 +264,3 @@ async def readyz(request: Request) -> Response:
         return problem(503, "not_ready", f"checks: {checks}")
     return json_response({"status": "ready", "checks": checks, "node": hub.settings.node_name})
 
-
-Handler = Callable[[Request], Awaitable[Response]]
-ROUTES: list[tuple[str, Handler, list[str]]] = [
-    ("/healthz", healthz, ["GET"]),
-    ("/readyz", readyz, ["GET"]),
-    ("/v1/sessions", login, ["POST"]),
-    ("/v1/sessions", list_sessions, ["GET"]),
-    ("/v1/sessions", revoke_all_sessions, ["DELETE"]),
-    ("/v1/sessions/current", logout, ["DELETE"]),
-    ("/v1/sessions/refresh", refresh_session, ["POST"]),
-    ("/v1/sessions/{session_id}", revoke_session, ["DELETE"]),
-    ("/v1/me/password", change_password, ["POST"]),
-    ("/v1/users/{username}/role", change_role, ["PUT"]),
-    ("/v1/customers/{username}/rm", reassign_customer, ["PUT"]),
-    ("/v1/ws-tickets", ws_ticket, ["POST"]),
-    ("/v1/me", me, ["GET"]),
-    ("/v1/conversations", list_conversations, ["GET"]),
-    ("/v1/conversations", create_conversation, ["POST"]),
-    ("/v1/conversations/{conversation_id}/messages", conversation_messages, ["GET"]),
-    ("/v1/compliance/conversations/{conversation_id}/messages", compliance_messages, ["GET"]),
-]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -15,14 +15,19 @@ from ..actions import rm as rm_actions
 from ..actions import service as service_actions
 from ..actions.errors import ActionError
 from .. import text
-from .auth import require_session
+from .handler import RouteTable, client_ip, read_json
 from .problems import json_response
-from ..storage.rm import BookKey, RmListed
-from .paging import CURSOR_PARAM, PAGE_LIMIT, Cursor, encode_cursor, next_page
+from ..models import BookKey, RmListed
+from .paging import CURSOR_PARAM, PAGE_LIMIT, Cursor, cursor_page, encode_cursor
 from .params import QUEUE_CODE, RM, SESSION_ID, SINCE, USERNAME
-from .routes import Handler, _body, _client_ip, _hub
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..models import Session
 
 __all__ = ["ROUTES", "OPENAPI_TYPES", "openapi_paths"]
+
+ROUTES = RouteTable()
 
 _RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})", re.ASCII)
 BOOK_CURSOR = Cursor[BookKey](BookKey)
@@ -95,9 +100,8 @@ class TagList(msgspec.Struct):
 # --- relationship managers -----------------------------------------------------------------
 
 
-async def rm_book(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/rm/book")
+async def rm_book(request: Request, hub: Hub, session: Session) -> Response:
     book, next_key = await rm_actions.book(
         hub,
         session.user,
@@ -109,44 +113,38 @@ async def rm_book(request: Request) -> Response:
     return json_response(book)
 
 
-async def rm_directory(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    limit = PAGE_LIMIT.read_default(request)
-    after = RM_CURSOR.read(request)
-    managers, next_cursor = next_page(
-        await rm_actions.managers(hub, session.user, after=None if after is None else after[0], limit=limit + 1),
-        limit,
+@ROUTES.authenticated("GET", "/v1/rm/managers")
+async def rm_directory(request: Request, hub: Hub, session: Session) -> Response:
+    managers, next_cursor = await cursor_page(
+        request,
+        RM_CURSOR,
+        lambda after, limit: rm_actions.managers(hub, session.user, after=None if after is None else after[0], limit=limit),
         lambda m: (m.username,),
     )
     return json_response(RmList(managers=managers, next_cursor=next_cursor))
 
 
-async def rm_availability(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: AvailabilityBody = await _body(request, AvailabilityBody)
+@ROUTES.authenticated("PUT", "/v1/rm/availability")
+async def rm_availability(request: Request, hub: Hub, session: Session) -> Response:
+    body: AvailabilityBody = await read_json(request, AvailabilityBody)
     return json_response(await rm_actions.set_status(hub, session.user, body.status, body.message))
 
 
-async def customer_card(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/customers/{username}/card")
+async def customer_card(request: Request, hub: Hub, session: Session) -> Response:
     return json_response(await rm_actions.card(hub, session.user, USERNAME.value(request)))
 
 
-async def my_rm(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/me/rm")
+async def my_rm(request: Request, hub: Hub, session: Session) -> Response:
     return json_response(await rm_actions.my_rm(hub, session.user))
 
 
-async def hand_over(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: HandoverBody = await _body(request, HandoverBody)
+@ROUTES.authenticated("POST", "/v1/rm/{username}/handover")
+async def hand_over(request: Request, hub: Hub, session: Session) -> Response:
+    body: HandoverBody = await read_json(request, HandoverBody)
     result = await rm_actions.hand_over_book(
-        hub, session.user, USERNAME.value(request), body.to, body.customers, ip=_client_ip(request)
+        hub, session.user, USERNAME.value(request), body.to, body.customers, ip=client_ip(request)
     )
     return json_response(result)
 
@@ -154,23 +152,20 @@ async def hand_over(request: Request) -> Response:
 # --- service desk --------------------------------------------------------------------------
 
 
-async def list_queues(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    limit = PAGE_LIMIT.read_default(request)
-    after = QUEUE_CURSOR.read(request)
-    queues, next_cursor = next_page(
-        await service_actions.queues(hub, session.user, after=None if after is None else after[0], limit=limit + 1),
-        limit,
+@ROUTES.authenticated("GET", "/v1/service/queues")
+async def list_queues(request: Request, hub: Hub, session: Session) -> Response:
+    queues, next_cursor = await cursor_page(
+        request,
+        QUEUE_CURSOR,
+        lambda after, limit: service_actions.queues(hub, session.user, after=None if after is None else after[0], limit=limit),
         lambda q: (q.code,),
     )
     return json_response(QueueList(queues=queues, next_cursor=next_cursor))
 
 
-async def put_queue(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: QueueBody = await _body(request, QueueBody)
+@ROUTES.authenticated("PUT", "/v1/service/queues/{code}")
+async def put_queue(request: Request, hub: Hub, session: Session) -> Response:
+    body: QueueBody = await read_json(request, QueueBody)
     view = await service_actions.put_queue(
         hub,
         session.user,
@@ -181,103 +176,90 @@ async def put_queue(request: Request) -> Response:
         open_at=body.open,
         close_at=body.close,
         out_of_hours_text=body.out_of_hours_text,
-        ip=_client_ip(request),
+        ip=client_ip(request),
     )
     return json_response(view)
 
 
-async def list_tags(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/service/tags")
+async def list_tags(request: Request, hub: Hub, session: Session) -> Response:
     return json_response(TagList(tags=await service_actions.tags(hub, session.user)))
 
 
-async def open_session(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("POST", "/v1/service/sessions")
+async def open_session(request: Request, hub: Hub, session: Session) -> Response:
     body = OpenSessionBody()
     if request.headers.get("content-length", "0") not in ("", "0") or request.headers.get("transfer-encoding"):
-        body = await _body(request, OpenSessionBody)
+        body = await read_json(request, OpenSessionBody)
     view, created = await service_actions.open_session(hub, session.user, body.queue)
     return json_response(view, 201 if created else 200)
 
 
-async def current_session(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/service/sessions/current")
+async def current_session(request: Request, hub: Hub, session: Session) -> Response:
     return json_response(await service_actions.current_session(hub, session.user))
 
 
-async def get_session(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/service/sessions/{session_id}")
+async def get_session(request: Request, hub: Hub, session: Session) -> Response:
     return json_response(await service_actions.session_detail(hub, session.user, SESSION_ID.value(request)))
 
 
-async def ask_for_person(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("POST", "/v1/service/sessions/{session_id}/human")
+async def ask_for_person(request: Request, hub: Hub, session: Session) -> Response:
     return json_response(await service_actions.ask_for_person(hub, session.user, SESSION_ID.value(request)))
 
 
-async def cancel_session(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("POST", "/v1/service/sessions/{session_id}/cancel")
+async def cancel_session(request: Request, hub: Hub, session: Session) -> Response:
     return json_response(await service_actions.cancel(hub, session.user, SESSION_ID.value(request)))
 
 
-async def transfer_session(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: TransferBody = await _body(request, TransferBody)
+@ROUTES.authenticated("POST", "/v1/service/sessions/{session_id}/transfer")
+async def transfer_session(request: Request, hub: Hub, session: Session) -> Response:
+    body: TransferBody = await read_json(request, TransferBody)
     view = await service_actions.transfer(
         hub, session.user, SESSION_ID.value(request), queue=body.queue, agent=body.agent, note=body.note
     )
     return json_response(view)
 
 
-async def close_session(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: CloseBody = await _body(request, CloseBody)
+@ROUTES.authenticated("POST", "/v1/service/sessions/{session_id}/close")
+async def close_session(request: Request, hub: Hub, session: Session) -> Response:
+    body: CloseBody = await read_json(request, CloseBody)
     return json_response(await service_actions.close(hub, session.user, SESSION_ID.value(request), body.tags, body.note))
 
 
-async def rate_session(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: CsatBody = await _body(request, CsatBody)
+@ROUTES.authenticated("POST", "/v1/service/sessions/{session_id}/csat")
+async def rate_session(request: Request, hub: Hub, session: Session) -> Response:
+    body: CsatBody = await read_json(request, CsatBody)
     return json_response(
         await service_actions.rate(hub, session.user, SESSION_ID.value(request), body.score, body.comment)
     )
 
 
-async def my_desk(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/service/agents/me")
+async def my_desk(request: Request, hub: Hub, session: Session) -> Response:
     return json_response(await service_actions.my_desk(hub, session.user))
 
 
-async def set_agent_state(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: AgentStateBody = await _body(request, AgentStateBody)
+@ROUTES.authenticated("PUT", "/v1/service/agents/me/state")
+async def set_agent_state(request: Request, hub: Hub, session: Session) -> Response:
+    body: AgentStateBody = await read_json(request, AgentStateBody)
     return json_response(await service_actions.set_agent_state(hub, session.user, body.state))
 
 
-async def put_agent(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
-    body: AgentConfigBody = await _body(request, AgentConfigBody)
+@ROUTES.authenticated("PUT", "/v1/service/agents/{username}")
+async def put_agent(request: Request, hub: Hub, session: Session) -> Response:
+    body: AgentConfigBody = await read_json(request, AgentConfigBody)
     view = await service_actions.put_agent(
-        hub, session.user, USERNAME.value(request), capacity=body.capacity, queues=body.queues, ip=_client_ip(request)
+        hub, session.user, USERNAME.value(request), capacity=body.capacity, queues=body.queues, ip=client_ip(request)
     )
     return json_response(view)
 
 
-async def figures(request: Request) -> Response:
-    hub = _hub(request)
-    session = await require_session(hub, request)
+@ROUTES.authenticated("GET", "/v1/service/figures")
+async def figures(request: Request, hub: Hub, session: Session) -> Response:
     since = None
     raw = SINCE.read(request)
     if raw is not None or "since" in request.query_params:
@@ -290,30 +272,6 @@ async def figures(request: Request) -> Response:
             raise ActionError("invalid_request", "since is an RFC 3339 time, e.g. 2025-01-31T00:00:00+08:00") from None
     return json_response(await service_actions.figures(hub, session.user, since))
 
-
-ROUTES: list[tuple[str, Handler, list[str]]] = [
-    ("/v1/rm/book", rm_book, ["GET"]),
-    ("/v1/rm/managers", rm_directory, ["GET"]),
-    ("/v1/rm/availability", rm_availability, ["PUT"]),
-    ("/v1/rm/{username}/handover", hand_over, ["POST"]),
-    ("/v1/customers/{username}/card", customer_card, ["GET"]),
-    ("/v1/me/rm", my_rm, ["GET"]),
-    ("/v1/service/queues", list_queues, ["GET"]),
-    ("/v1/service/queues/{code}", put_queue, ["PUT"]),
-    ("/v1/service/tags", list_tags, ["GET"]),
-    ("/v1/service/sessions", open_session, ["POST"]),
-    ("/v1/service/sessions/current", current_session, ["GET"]),
-    ("/v1/service/sessions/{session_id}", get_session, ["GET"]),
-    ("/v1/service/sessions/{session_id}/human", ask_for_person, ["POST"]),
-    ("/v1/service/sessions/{session_id}/cancel", cancel_session, ["POST"]),
-    ("/v1/service/sessions/{session_id}/transfer", transfer_session, ["POST"]),
-    ("/v1/service/sessions/{session_id}/close", close_session, ["POST"]),
-    ("/v1/service/sessions/{session_id}/csat", rate_session, ["POST"]),
-    ("/v1/service/agents/me", my_desk, ["GET"]),
-    ("/v1/service/agents/me/state", set_agent_state, ["PUT"]),
-    ("/v1/service/agents/{username}", put_agent, ["PUT"]),
-    ("/v1/service/figures", figures, ["GET"]),
-]
 
 OPENAPI_TYPES: list[Any] = [
     AvailabilityBody,

@@ -13,29 +13,29 @@ header; it clears the cookie. See :mod:`bankhub.http.auth` for the CSRF rules.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..actions import sessions as session_actions
-from ..actions.errors import ActionError
-from ..text import header_line
-from .auth import check_browser_origin, cleared_cookie, cookie_token, csrf_token, session_cookie
-from .problems import json_response, problem
-from .routes import Handler, LoginBody, _body, _client_ip, _hub, _user_json
+from .auth import check_browser_origin, csrf_token, session_cookie
+from .handler import RouteTable, client_ip, read_json, user_agent
+from .problems import json_response
+from .routes import LoginBody, UserOut, user_json
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..models import Session
 
 __all__ = ["ROUTES", "OPENAPI_TYPES", "WebSessionOut", "openapi_paths"]
 
+ROUTES = RouteTable()
 
-class WebUserOut(msgspec.Struct):
-    id: str
-    username: str
-    display_name: str
-    role: str
-    org_id: str
-    rm_id: str | None
+
+class WebUserOut(UserOut):
+    pass  # UserOut under the name the document has always given the browser session's user
 
 
 class WebSessionOut(msgspec.Struct):
@@ -47,41 +47,28 @@ class WebSessionOut(msgspec.Struct):
 
 
 def _session_json(token: str, user: Any, expires_at: Any) -> dict[str, Any]:
-    return {"user": _user_json(user), "csrf_token": csrf_token(token), "expires_at": expires_at.isoformat()}
+    return {"user": user_json(user), "csrf_token": csrf_token(token), "expires_at": expires_at.isoformat()}
 
 
-async def web_login(request: Request) -> Response:
-    hub = _hub(request)
+@ROUTES.public("POST", "/v1/web/sessions")
+async def web_login(request: Request, hub: Hub) -> Response:
     # login CSRF: another site's page must not sign this browser in to an account of its choosing
     check_browser_origin(hub, request)
-    body: LoginBody = await _body(request, LoginBody)
-    result = await session_actions.login(
-        hub, body.username, body.password, user_agent=header_line(request.headers.get("user-agent")), ip=_client_ip(request)
-    )
+    body: LoginBody = await read_json(request, LoginBody)
+    result = await session_actions.login(hub, body.username, body.password, user_agent=user_agent(request), ip=client_ip(request))
     response = json_response(_session_json(result.token, result.user, result.expires_at), 201)
     response.headers["Set-Cookie"] = session_cookie(request, result.token)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-async def web_session(request: Request) -> Response:
-    hub = _hub(request)
-    token = cookie_token(request)
-    session = await session_actions.authenticate_token(hub, token) if token else None
-    if token is None or session is None:
-        refused = problem(401, "unauthorized", "no browser session: sign in with POST /v1/web/sessions", {"WWW-Authenticate": "Bearer"})
-        if token is not None:  # a stale cookie is of no use to anyone: drop it
-            refused.headers["Set-Cookie"] = cleared_cookie(request)
-        return refused
+@ROUTES.browser_session("GET", "/v1/web/session")
+async def web_session(request: Request, hub: Hub, session: Session, token: str) -> Response:
     response = json_response(_session_json(token, session.user, session.expires_at))
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-ROUTES: list[tuple[str, Handler, list[str]]] = [
-    ("/v1/web/sessions", web_login, ["POST"]),
-    ("/v1/web/session", web_session, ["GET"]),
-]
 OPENAPI_TYPES: list[type] = [WebSessionOut]
 
 _COOKIE_HEADER = {"Set-Cookie": {"required": True, "schema": {"type": "string", "pattern": "^bankhub_session=[^;]+; HttpOnly; SameSite=Strict; Path=/"}}}

@@ -1,8 +1,9 @@
-"""Per-connection delivery cursors: exactly-once, in-order delivery over a lossy signal bus.
+"""Delivery cursors: where each stream stands, for exactly-once, in-order delivery over a lossy signal bus.
 
-Broker signals may arrive late, out of order, twice or never. Each connection keeps,
-per conversation, the highest seq it has handed to its client. For each signalled
-message :meth:`DeliveryCursors.offer` answers:
+Broker signals may arrive late, out of order, twice or never. A cursor is, per key (a
+conversation, an account, an inbox), the highest seq handed over. These are the positions
+alone; :class:`~bankhub.protocol.streams.StreamFollower` builds on them (it holds the
+items that wait while a gap is fetched). For each signalled seq :meth:`DeliveryCursors.offer` answers:
 
 * ``DELIVER``   — it is the next seq: send it (the cursor advances);
 * ``DUPLICATE`` — the client already has it: drop it;

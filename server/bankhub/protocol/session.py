@@ -56,7 +56,11 @@ Outcome = Accept | Reject | Close
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
-    """Per-connection limits. ``as_limits`` is what ``hello`` announces."""
+    """Per-connection limits. ``as_limits`` is what ``hello`` announces.
+
+    The defaults are the protocol's; a node builds its own from its settings
+    (:meth:`bankhub.settings.Settings.session_limits`, ``BANKHUB_WS_*``).
+    """
 
     max_frame_bytes: int = 64 * 1024
     max_text_chars: int = MAX_TEXT_CHARS  # at most the protocol's MAX_TEXT_CHARS

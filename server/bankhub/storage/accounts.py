@@ -24,31 +24,12 @@ from typing import Any
 
 import msgspec
 
-from ..models import OfficialAccount, Role
+from ..models import AccountKey, FollowedAccount, NoticeEventRow, NoticeRecord, NoticeStats, OfficialAccount, Role, Target
 from ..protocol.frames import AccountSync, Notice, NoticeBody
-from ..targeting import Target
 from ..text import StoredDecoder
 from .db import Conn, Database
 
-__all__ = [
-    "AccountStore",
-    "NoticeRecord",
-    "NoticeStats",
-    "FollowedAccount",
-    "NoticeEventRow",
-    "notice_from_row",
-    "AccountKey",
-    "account_key",
-]
-
-AccountKey = tuple[bool, str, uuid.UUID]
-"""The sort key of account lists: ``(not default, name, id)``, ascending."""
-
-
-def account_key(a: OfficialAccount) -> AccountKey:
-    """The position of ``a`` in account lists (default accounts first, then by name and id)."""
-    return (not a.is_default, a.name, uuid.UUID(a.id))
-
+__all__ = ["AccountStore", "notice_from_row"]
 
 _body_decoder = StoredDecoder[NoticeBody](NoticeBody)  # rows may predate the text constraints
 
@@ -95,10 +76,6 @@ _ACCOUNT_COLS = """a.id, a.handle, a.name, a.description, a.owner_org_id, a.audi
           SELECT id::text FROM up) AS owner_org_path"""
 
 
-def _ms(ts: dt.datetime | None) -> int | None:
-    return None if ts is None else int(ts.timestamp() * 1000)
-
-
 def _uuids(ids: Sequence[str] | None) -> list[uuid.UUID] | None:
     return None if ids is None else [uuid.UUID(i) for i in ids]
 
@@ -116,42 +93,6 @@ def account_from_row(row: Any) -> OfficialAccount:
         last_seq=row["last_seq"],
         owner_org_path=tuple(row["owner_org_path"]),
     )
-
-
-class NoticeRecord(msgspec.Struct):
-    """A notice as its publishers see it: status, targeting, workflow and stats."""
-
-    id: str
-    account_id: str
-    status: str
-    body: NoticeBody
-    target: Target
-    author_id: str
-    created_at: dt.datetime
-    seq: int | None = None
-    approved_by: str | None = None
-    rejected_by: str | None = None
-    scheduled_at: dt.datetime | None = None
-    published_at: dt.datetime | None = None
-    recall_seq: int | None = None
-    recalled_at: dt.datetime | None = None
-    recalled_by: str | None = None
-    recall_reason: str | None = None
-    delivered_online: int = 0
-
-    def as_notice(self) -> Notice:
-        """The follower's view: a recalled notice keeps its place but loses its body."""
-        assert self.seq is not None and self.published_at is not None
-        recalled = self.recall_seq is not None
-        return Notice(
-            account_id=self.account_id,
-            notice_id=self.id,
-            seq=self.seq,
-            ts=_ms(self.published_at) or 0,
-            body=None if recalled else self.body,
-            recalled=recalled,
-            recalled_ts=_ms(self.recalled_at),
-        )
 
 
 def _opt_str(v: Any) -> str | None:
@@ -187,29 +128,6 @@ def record_from_row(row: Any) -> NoticeRecord:
 
 def notice_from_row(row: Any) -> Notice:
     return record_from_row(row).as_notice()
-
-
-class NoticeEventRow(msgspec.Struct):
-    """One event of an account stream (a publication or a recall), with its audience."""
-
-    event_seq: int
-    notice: Notice
-    target: Target
-
-
-class FollowedAccount(msgspec.Struct):
-    account: OfficialAccount
-    read_seq: int
-    unread: int
-    followed_at: dt.datetime
-
-
-class NoticeStats(msgspec.Struct):
-    notice_id: str
-    status: str
-    targeted_followers: int  # followers the notice targets (who followed before it was published)
-    delivered_online: int  # pushed to a connected device of a follower, summed over nodes
-    read: int  # targeted followers whose read position passed it
 
 
 class AccountStore:
@@ -266,7 +184,7 @@ class AccountStore:
 
     async def search(self, query: str, limit: int, *, after: AccountKey | None = None) -> list[OfficialAccount]:
         """Up to ``limit`` accounts whose handle or name contains ``query``, default accounts
-        first, then by name and id (:func:`account_key`), after ``after`` when given (keyset
+        first, then by name and id (:func:`~bankhub.models.account_key`), after ``after`` when given (keyset
         paging). The caller filters by visibility."""
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         async with self.db.connection("account_search") as conn:
@@ -281,23 +199,22 @@ class AccountStore:
             )
         return [account_from_row(r) for r in rows]
 
-    async def follow(self, account_id: str, user_id: str, conn: Conn | None = None) -> bool:
+    @staticmethod
+    async def follow(conn: Conn, account_id: str, user_id: str) -> bool:
         """Follow from now on: earlier notices are history, not unread. False if already following."""
         sql = """INSERT INTO account_follows (account_id, user_id, read_seq)
                  SELECT id, $2, last_seq FROM official_accounts WHERE id = $1
                  ON CONFLICT DO NOTHING RETURNING true"""
-        if conn is not None:
-            return bool(await conn.fetchval(sql, uuid.UUID(account_id), uuid.UUID(user_id)))
-        async with self.db.connection("account_follow") as c:
-            return bool(await c.fetchval(sql, uuid.UUID(account_id), uuid.UUID(user_id)))
+        return bool(await conn.fetchval(sql, uuid.UUID(account_id), uuid.UUID(user_id)))
 
-    async def unfollow(self, account_id: str, user_id: str) -> bool:
-        async with self.db.connection("account_unfollow") as conn:
-            gone = await conn.fetchval(
-                "DELETE FROM account_follows WHERE account_id = $1 AND user_id = $2 RETURNING true",
-                uuid.UUID(account_id),
-                uuid.UUID(user_id),
-            )
+    @staticmethod
+    async def unfollow(conn: Conn, account_id: str, user_id: str) -> bool:
+        """Stop following. False if not following."""
+        gone = await conn.fetchval(
+            "DELETE FROM account_follows WHERE account_id = $1 AND user_id = $2 RETURNING true",
+            uuid.UUID(account_id),
+            uuid.UUID(user_id),
+        )
         return bool(gone)
 
     @staticmethod
@@ -319,7 +236,7 @@ class AccountStore:
 
     async def following(self, user_id: str, *, after: AccountKey | None = None, limit: int | None = None) -> list[FollowedAccount]:
         """The user's followed accounts with read position and exact unread count, in
-        :func:`account_key` order: all, or up to ``limit`` after ``after`` (keyset paging)."""
+        :func:`~bankhub.models.account_key` order: all, or up to ``limit`` after ``after`` (keyset paging)."""
         async with self.db.connection("account_following") as conn:
             rows = await conn.fetch(
                 f"""WITH {_ME}
@@ -350,27 +267,27 @@ class AccountStore:
             )
         return None if seq is None else int(seq)
 
-    async def read(self, account_id: str, user_id: str, seq: int) -> tuple[int, int] | None:
+    @staticmethod
+    async def read(conn: Conn, account_id: str, user_id: str, seq: int) -> tuple[int, int] | None:
         """Raise the read position (never lowers it, never past the stream's end).
 
         Returns ``(read_seq, unread)``, or None when the user does not follow the account.
         """
-        async with self.db.connection("account_read") as conn:
-            row = await conn.fetchrow(
-                f"""WITH {_ME}, upd AS (
-                        UPDATE account_follows f SET read_seq = GREATEST(f.read_seq, LEAST($3, a.last_seq))
-                        FROM official_accounts a
-                        WHERE a.id = f.account_id AND f.account_id = $2 AND f.user_id = $1
-                        RETURNING f.read_seq)
-                    SELECT upd.read_seq,
-                           (SELECT count(*) FROM notices n, me
-                             WHERE n.account_id = $2 AND n.seq > upd.read_seq AND n.status = 'published'
-                               AND {_TARGETS_ME}) AS unread
-                    FROM upd""",
-                uuid.UUID(user_id),
-                uuid.UUID(account_id),
-                seq,
-            )
+        row = await conn.fetchrow(
+            f"""WITH {_ME}, upd AS (
+                    UPDATE account_follows f SET read_seq = GREATEST(f.read_seq, LEAST($3, a.last_seq))
+                    FROM official_accounts a
+                    WHERE a.id = f.account_id AND f.account_id = $2 AND f.user_id = $1
+                    RETURNING f.read_seq)
+                SELECT upd.read_seq,
+                       (SELECT count(*) FROM notices n, me
+                         WHERE n.account_id = $2 AND n.seq > upd.read_seq AND n.status = 'published'
+                           AND {_TARGETS_ME}) AS unread
+                FROM upd""",
+            uuid.UUID(user_id),
+            uuid.UUID(account_id),
+            seq,
+        )
         return None if row is None else (int(row["read_seq"]), int(row["unread"]))
 
     # --- notices: writing ------------------------------------------------------------------

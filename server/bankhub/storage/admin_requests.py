@@ -16,18 +16,16 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from ..models import RequestKey
 from .db import Conn, Database
 
-__all__ = ["AdminRequestStore", "AdminRequestRow", "RequestKey", "RequestPending"]
+__all__ = ["AdminRequestStore", "AdminRequestRow", "RequestPending"]
 
 
 class RequestPending(Exception):
     """:meth:`AdminRequestStore.create` found a pending request about the username already
     (a concurrent filing, too: the unique index ``admin_requests_one_pending``). The
     caller's transaction is aborted; the callers answer ``409 conflict``."""
-
-RequestKey = tuple[dt.datetime, str]
-"""The sort key of the pending list: ``(created_at, id)``, oldest first."""
 
 
 class AdminRequestRow(msgspec.Struct, frozen=True):

@@ -51,7 +51,7 @@ __all__ = [
     "InboxCounts",
     "InboxSince",
     "FallbackJob",
-    "Decide",
+    "Recipients",
 ]
 
 
@@ -133,8 +133,12 @@ class FallbackJob(msgspec.Struct):
     attempts: int
 
 
-Decide = Callable[[dict[str, Recipient]], list[PlannedAlert]]
-"""Given the recipients by username (with their preferences), the alerts to write."""
+class Recipients(msgspec.Struct):
+    """What :meth:`AlertStore.recipients_txn` read: the recipients that exist by username
+    (with their preferences), and their wrapped data keys by user id."""
+
+    by_username: dict[str, Recipient]
+    known_keys: dict[uuid.UUID, tuple[str, bytes]]
 
 _ALERT_COLS = (
     "a.id, a.system_id, a.user_id, a.seq, a.category, a.priority, a.template, a.locale, "
@@ -287,48 +291,60 @@ class AlertStore:
 
     # --- ingest ------------------------------------------------------------------------
 
-    async def ingest(self, system_id: str, idempotency_key: str, body_sha256: bytes, usernames: Sequence[str], decide: Decide) -> IngestOutcome:
-        """Write one request's alerts in one transaction, or answer a retry of it.
+    # An ingest is one transaction of the caller's (``alerts_ingest``) in three steps:
+    # :meth:`claim_request_txn` inserts the ``alert_requests`` row first, so a concurrent
+    # request with the same key waits for this transaction and then sees it (``replayed``
+    # or ``conflict``); :meth:`recipients_txn` reads the recipients, their preferences and
+    # keys; the caller plans the alerts (the policy and the templates decide) and
+    # :meth:`write_txn` stores them. An exception rolls everything back (the key stays
+    # free for a corrected request).
 
-        The ``alert_requests`` row is inserted first: a concurrent request with the same
-        key waits for this transaction and then sees it (``replayed`` or ``conflict``).
-        ``decide`` runs inside the transaction; an exception from it rolls everything
-        back (the key stays free for a corrected request).
-        """
+    async def claim_request_txn(self, conn: Conn, system_id: str, idempotency_key: str, body_sha256: bytes) -> IngestOutcome | None:
+        """Claim the request's idempotency key. None: a new request (go on); otherwise the
+        answer to a retry: ``replayed`` with the original alerts, or ``conflict``."""
         sys_id = uuid.UUID(system_id)
-        async with self.db.transaction("alerts_ingest") as conn:
-            fresh = await conn.fetchval(
-                """INSERT INTO alert_requests (system_id, idempotency_key, body_sha256) VALUES ($1, $2, $3)
-                   ON CONFLICT DO NOTHING RETURNING true""",
-                sys_id,
-                idempotency_key,
-                body_sha256,
-            )
-            if not fresh:
-                row = await conn.fetchrow(
-                    "SELECT body_sha256, alert_ids FROM alert_requests WHERE system_id = $1 AND idempotency_key = $2",
-                    sys_id,
-                    idempotency_key,
-                )
-                assert row is not None  # the conflicting insert committed: its row is visible now
-                if row["body_sha256"] != body_sha256:
-                    return IngestOutcome("conflict")
-                return IngestOutcome("replayed", await self._by_ids(conn, list(row["alert_ids"])))
-            # recipients, their preferences and their wrapped data keys, in one statement
-            rows = await conn.fetch(
-                """SELECT u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled, u.segment, u.tags,
-                          p.user_id AS p_user, p.muted, p.quiet_start, p.quiet_end, p.timezone, p.locale,
-                          k.kek_id AS k_kek, k.wrapped_dek AS k_wrapped
-                   FROM users u LEFT JOIN alert_preferences p ON p.user_id = u.id
-                        LEFT JOIN alert_keys k ON k.user_id = u.id
-                   WHERE u.username = ANY($1::text[])""",
-                list(set(usernames)),
-            )
-            recipients = {r["username"]: Recipient(user_from_row(r), _prefs(r)) for r in rows}
-            known = {r["id"]: (r["k_kek"], r["k_wrapped"]) for r in rows if r["k_wrapped"] is not None}
-            planned = decide(recipients)
-            stored = await self._write(conn, sys_id, idempotency_key, planned, known)
-        return IngestOutcome("created", stored)
+        fresh = await conn.fetchval(
+            """INSERT INTO alert_requests (system_id, idempotency_key, body_sha256) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING RETURNING true""",
+            sys_id,
+            idempotency_key,
+            body_sha256,
+        )
+        if fresh:
+            return None
+        row = await conn.fetchrow(
+            "SELECT body_sha256, alert_ids FROM alert_requests WHERE system_id = $1 AND idempotency_key = $2",
+            sys_id,
+            idempotency_key,
+        )
+        assert row is not None  # the conflicting insert committed: its row is visible now
+        if row["body_sha256"] != body_sha256:
+            return IngestOutcome("conflict")
+        return IngestOutcome("replayed", await self._by_ids(conn, list(row["alert_ids"])))
+
+    @staticmethod
+    async def recipients_txn(conn: Conn, usernames: Sequence[str]) -> Recipients:
+        """The recipients that exist, by username, with their preferences and wrapped data
+        keys (one statement)."""
+        rows = await conn.fetch(
+            """SELECT u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled, u.segment, u.tags,
+                      p.user_id AS p_user, p.muted, p.quiet_start, p.quiet_end, p.timezone, p.locale,
+                      k.kek_id AS k_kek, k.wrapped_dek AS k_wrapped
+               FROM users u LEFT JOIN alert_preferences p ON p.user_id = u.id
+                    LEFT JOIN alert_keys k ON k.user_id = u.id
+               WHERE u.username = ANY($1::text[])""",
+            list(set(usernames)),
+        )
+        return Recipients(
+            by_username={r["username"]: Recipient(user_from_row(r), _prefs(r)) for r in rows},
+            known_keys={r["id"]: (r["k_kek"], r["k_wrapped"]) for r in rows if r["k_wrapped"] is not None},
+        )
+
+    async def write_txn(
+        self, conn: Conn, system_id: str, idempotency_key: str, planned: list[PlannedAlert], recipients: Recipients
+    ) -> list[AlertRecord]:
+        """Store the planned alerts of a claimed request (see :meth:`claim_request_txn`)."""
+        return await self._write(conn, uuid.UUID(system_id), idempotency_key, planned, recipients.known_keys)
 
     async def _write(
         self,
@@ -546,11 +562,14 @@ class AlertStore:
 
     # --- inbox state ---------------------------------------------------------------------
 
-    async def mark(self, user_id: str, state: str, alert_ids: Sequence[str], up_to_seq: int | None) -> tuple[list[str], InboxCounts]:
+    async def mark(
+        self, conn: Conn, user_id: str, state: str, alert_ids: Sequence[str], up_to_seq: int | None
+    ) -> tuple[list[str], InboxCounts]:
         """Mark my alerts ``read`` or ``archived`` (by id, and/or every seq <= ``up_to_seq``).
 
         Archiving marks read too. Returns the alerts whose state changed and the counts.
         Ids that are not mine are ignored (the caller cannot tell them from unknown ids).
+        Runs in the caller's transaction.
         """
         if state not in ("read", "archived"):
             raise ValueError(state)
@@ -562,27 +581,26 @@ class AlertStore:
             except ValueError:
                 continue
         from_states = ["unread"] if state == "read" else ["unread", "read"]
-        async with self.db.transaction("alert_inbox_mark") as conn:
-            await _lock_inboxes(conn, [uid])
-            rows = await conn.fetch(
-                f"""UPDATE alerts a SET state = $2,
-                           read_at = COALESCE(a.read_at, now()),
-                           archived_at = CASE WHEN $2 = 'archived' THEN now() ELSE a.archived_at END
-                    FROM (SELECT id, ({_COUNTED}) AS counted FROM alerts a
-                          WHERE a.user_id = $1 AND a.seq IS NOT NULL AND a.state = ANY($3::text[])
-                            AND (a.id = ANY($4::uuid[]) OR a.seq <= $5)) old
-                    WHERE a.id = old.id
-                    RETURNING a.id, old.counted""",
-                uid,
-                state,
-                from_states,
-                ids,
-                up_to_seq if up_to_seq is not None else -1,
-            )
-            counted = sum(1 for r in rows if r["counted"])
-            if counted:
-                await _take_unread(conn, {uid: counted})
-            counts = await self.counts(user_id, conn)
+        await _lock_inboxes(conn, [uid])
+        rows = await conn.fetch(
+            f"""UPDATE alerts a SET state = $2,
+                       read_at = COALESCE(a.read_at, now()),
+                       archived_at = CASE WHEN $2 = 'archived' THEN now() ELSE a.archived_at END
+                FROM (SELECT id, ({_COUNTED}) AS counted FROM alerts a
+                      WHERE a.user_id = $1 AND a.seq IS NOT NULL AND a.state = ANY($3::text[])
+                        AND (a.id = ANY($4::uuid[]) OR a.seq <= $5)) old
+                WHERE a.id = old.id
+                RETURNING a.id, old.counted""",
+            uid,
+            state,
+            from_states,
+            ids,
+            up_to_seq if up_to_seq is not None else -1,
+        )
+        counted = sum(1 for r in rows if r["counted"])
+        if counted:
+            await _take_unread(conn, {uid: counted})
+        counts = await self.counts(user_id, conn)
         return [str(r["id"]) for r in rows], counts
 
     async def mark_delivered(self, alert_ids: Sequence[str]) -> int:

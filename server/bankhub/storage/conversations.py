@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from ..models import ConversationSummary, Membership
-from .db import Database
+from ..models import ConversationKey, ConversationSummary, Membership
+from .db import Conn, Database
 
-__all__ = ["ConversationStore", "ConversationKey", "direct_key"]
-
-ConversationKey = tuple[dt.datetime | None, dt.datetime, uuid.UUID]
-"""The sort key of a user's conversation list: ``(last activity, created_at, id)``, descending."""
+__all__ = ["ConversationStore", "direct_key"]
 
 
 def direct_key(a: str, b: str) -> str:
@@ -90,27 +86,25 @@ class ConversationStore:
             )
         return [str(r["user_id"]) for r in rows]
 
-    async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> tuple[int, int, list[str]] | None:
-        """Raise the member's read position to ``seq`` (clamped to the last seq; never lowered).
+    async def mark_read(self, conn: Conn, conversation_id: str, user_id: str, seq: int) -> tuple[int, int, list[str]] | None:
+        """Raise the member's read position to ``seq`` (clamped to the last seq; never lowered),
+        in the caller's transaction.
 
         Returns ``(read_seq, last_seq, member_ids)`` or None if the user is not a member.
         """
-        async with self.db.transaction("conversation_mark_read") as conn:
-            row = await conn.fetchrow(
-                """UPDATE conversation_members m
-                   SET read_seq = GREATEST(m.read_seq, LEAST($3, c.last_seq))
-                   FROM conversations c
-                   WHERE c.id = m.conversation_id AND m.conversation_id = $1 AND m.user_id = $2
-                   RETURNING m.read_seq, c.last_seq""",
-                uuid.UUID(conversation_id),
-                uuid.UUID(user_id),
-                seq,
-            )
-            if row is None:
-                return None
-            members = await conn.fetch(
-                "SELECT user_id FROM conversation_members WHERE conversation_id = $1", uuid.UUID(conversation_id)
-            )
+        row = await conn.fetchrow(
+            """UPDATE conversation_members m
+               SET read_seq = GREATEST(m.read_seq, LEAST($3, c.last_seq))
+               FROM conversations c
+               WHERE c.id = m.conversation_id AND m.conversation_id = $1 AND m.user_id = $2
+               RETURNING m.read_seq, c.last_seq""",
+            uuid.UUID(conversation_id),
+            uuid.UUID(user_id),
+            seq,
+        )
+        if row is None:
+            return None
+        members = await conn.fetch("SELECT user_id FROM conversation_members WHERE conversation_id = $1", uuid.UUID(conversation_id))
         return row["read_seq"], row["last_seq"], [str(r["user_id"]) for r in members]
 
     async def list_for_user(

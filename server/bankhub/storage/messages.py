@@ -1,13 +1,15 @@
 """Storage for messages (``messages``) and the seq allocation on ``conversations.last_seq``.
 
-Writes go through :meth:`MessageStore.append_batch`, which stores many concurrent sends
-in one transaction (group commit):
+Writes are steps of the caller's transaction (:func:`bankhub.actions.messages.commit`
+stores many concurrent sends in one, group commit):
 
-1. lock the touched ``conversations`` rows in id order (no deadlocks between batches);
-2. load their members and let the caller's ``authorize`` decide each send;
-3. look up ``client_msg_id``s already stored (idempotent resend);
-4. allocate consecutive seqs after ``last_seq`` and write ``last_seq`` back;
-5. insert the messages, raise each sender's read position to its own message.
+1. :meth:`MessageStore.lock_txn` locks the touched ``conversations`` rows in id order (no
+   deadlocks between batches) and loads their members: the facts the caller's policy
+   decides each send on (:meth:`Locked.membership`);
+2. :meth:`MessageStore.append_txn` takes those verdicts, gets the data keys, looks up the
+   ``client_msg_id``s already stored (idempotent resend), allocates consecutive seqs after
+   ``last_seq`` and writes it back, inserts the messages and raises each sender's read
+   position to its own message.
 
 Because the seq is bumped under the row lock in the inserting transaction, seqs are
 gap-free: a rolled-back batch allocates nothing. The returned results carry the member
@@ -30,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -40,12 +42,13 @@ from ..crypto.keyring import DataKey, Keyring
 from ..desk.system import SYSTEM_USER_ID
 from ..ids import uuid7
 from ..models import Membership, User
+from ..policy import Decision
 from ..protocol.frames import ConversationSync, ErrorCode, Message, MessageBody, ShreddedBody, UndecryptableBody
 from ..text import StoredDecoder
 from .db import Conn, Database
 from .keys import ConversationKeyStore, KeyRow
 
-__all__ = ["NewMessage", "Appended", "MessageStore", "Authorize", "Since"]
+__all__ = ["NewMessage", "Appended", "MessageStore", "Locked", "Since"]
 
 log = logging.getLogger("bankhub.storage.messages")
 
@@ -96,8 +99,30 @@ class Since(msgspec.Struct, gc=False):
     listed: dict[str, int]
 
 
-Authorize = Callable[[User, Membership | None], tuple[bool, str | None, str]]
-"""Policy hook: ``(sender, membership) -> (allowed, error_code, reason)``."""
+class Locked:
+    """What :meth:`MessageStore.lock_txn` read under the conversations' row locks: the
+    facts the policy decides each send on."""
+
+    __slots__ = ("convs", "known_keys", "members")
+
+    def __init__(self) -> None:
+        self.convs: dict[str, tuple[str, int]] = {}  # id -> (kind, last_seq)
+        self.known_keys: dict[str, KeyRow] = {}
+        self.members: dict[str, dict[str, Any]] = {}  # id -> user id -> member row
+
+    def membership(self, send: NewMessage) -> Membership | None:
+        """The sender's membership of the conversation (None: not a member, or no such
+        conversation). The system user is a member of nothing: it gets a ``system``
+        membership of any existing conversation, and the policy decides."""
+        conv = self.convs.get(send.conversation_id)
+        if conv is None:
+            return None
+        row = self.members.get(send.conversation_id, {}).get(send.sender.id)
+        if row is not None:
+            return Membership(send.conversation_id, conv[0], send.sender.id, row["role"], row["read_seq"], conv[1])
+        if send.sender.id == SYSTEM_USER_ID:
+            return Membership(send.conversation_id, conv[0], send.sender.id, "system", conv[1], conv[1])
+        return None
 
 
 def _ms(ts: dt.datetime) -> int:
@@ -143,16 +168,11 @@ class MessageStore:
         key = keys.get((row["kek_id"], wrapped)) if wrapped is not None else None
         return self._message(row, key, shredded=row["shredded_at"] is not None)
 
-    async def append_batch(self, batch: Sequence[NewMessage], authorize: Authorize) -> list[Appended]:
-        """Store a batch of sends in one transaction; see the module docstring."""
-        async with self.db.transaction("append_messages") as conn:
-            return await self._append(conn, batch, authorize)
-
-    async def _append(self, conn: Conn, batch: Sequence[NewMessage], authorize: Authorize) -> list[Appended]:
+    async def lock_txn(self, conn: Conn, batch: Sequence[NewMessage]) -> Locked:
+        """Step 1 of an append: lock the batch's conversations (in id order: no deadlocks
+        between batches) and read their kinds, last seqs, keys and members, in one round trip."""
         conv_ids = sorted({uuid.UUID(n.conversation_id) for n in batch})
-        # one round trip: lock the conversations (in id order: no deadlocks between batches)
-        # and read their keys and members, one row per member
-        locked = await conn.fetch(
+        rows = await conn.fetch(
             """SELECT c.id, c.kind, c.last_seq, k.kek_id, k.wrapped_dek, k.shredded_at IS NOT NULL AS shredded,
                       m.user_id, m.role, m.read_seq
                FROM conversations c
@@ -161,126 +181,146 @@ class MessageStore:
                WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE OF c""",
             conv_ids,
         )
-        convs: dict[str, tuple[str, int]] = {}
-        known_keys: dict[str, KeyRow] = {}
-        members: dict[str, dict[str, Any]] = {}
-        for r in locked:
+        locked = Locked()
+        for r in rows:
             cid = str(r["id"])
-            if cid not in convs:
-                convs[cid] = (r["kind"], r["last_seq"])
+            if cid not in locked.convs:
+                locked.convs[cid] = (r["kind"], r["last_seq"])
                 if r["kek_id"] is not None or r["shredded"]:
-                    known_keys[cid] = KeyRow(r["kek_id"], r["wrapped_dek"], r["shredded"])
-            members.setdefault(cid, {})[str(r["user_id"])] = r
+                    locked.known_keys[cid] = KeyRow(r["kek_id"], r["wrapped_dek"], r["shredded"])
+            locked.members.setdefault(cid, {})[str(r["user_id"])] = r
+        return locked
 
+    async def append_txn(self, conn: Conn, batch: Sequence[NewMessage], locked: Locked, decisions: Sequence[Decision]) -> list[Appended]:
+        """Steps 2–4 of an append, for the sends the policy allowed (``decisions``, one per
+        send, made on :meth:`Locked.membership` facts): the data keys, the idempotent resends,
+        then the new rows. Returns one :class:`Appended` per send, in order."""
         results: list[Appended | None] = [None] * len(batch)
         allowed: list[int] = []
-        for i, n in enumerate(batch):
-            conv = convs.get(n.conversation_id)
-            row = members.get(n.conversation_id, {}).get(n.sender.id)
-            membership = None
-            if conv is not None and row is not None:
-                membership = Membership(n.conversation_id, conv[0], n.sender.id, row["role"], row["read_seq"], conv[1])
-            elif conv is not None and n.sender.id == SYSTEM_USER_ID:
-                # the hub's own notices: the system user is a member of nothing; the policy decides
-                membership = Membership(n.conversation_id, conv[0], n.sender.id, "system", conv[1], conv[1])
-            ok, code, reason = authorize(n.sender, membership)
-            if ok:
+        for i, decision in enumerate(decisions):
+            if decision.allowed:
                 allowed.append(i)
             else:
-                results[i] = Appended(status="denied", code=code, reason=reason)
-
+                results[i] = Appended(status="denied", code=decision.code, reason=decision.reason)
         deks: dict[str, DataKey] = {}
         if allowed:
-            deks, shredded, failed = await ConversationKeyStore.data_keys(
-                conn, self.keyring, sorted({batch[i].conversation_id for i in allowed}), known_keys
-            )
-            still_allowed = []
-            for i in allowed:
-                cid = batch[i].conversation_id
-                if cid in shredded:
-                    results[i] = Appended(
-                        status="denied", code=ErrorCode.GONE, reason="this conversation was erased; it accepts no new messages"
-                    )
-                elif cid in failed:
-                    results[i] = Appended(
-                        status="denied", code=ErrorCode.UNAVAILABLE, reason="conversation key unavailable; nothing was stored, retry"
-                    )
-                else:
-                    still_allowed.append(i)
-            allowed = still_allowed
-
+            deks, allowed = await self._keys_txn(conn, batch, locked, allowed, results)
         if allowed:
-            # a join from the keys, so that even a plan cached while the table was empty
-            # probes the unique index instead of scanning the table
-            existing = await conn.fetch(
-                f"""SELECT {", ".join("x." + c.strip() for c in _COLS.split(","))}
-                    FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(conversation_id, sender_id, client_msg_id)
-                    JOIN messages x ON x.conversation_id = k.conversation_id AND x.sender_id = k.sender_id
-                                   AND x.client_msg_id = k.client_msg_id""",
-                [uuid.UUID(batch[i].conversation_id) for i in allowed],
-                [uuid.UUID(batch[i].sender.id) for i in allowed],
-                [batch[i].client_msg_id for i in allowed],
-            )
-            stored: dict[tuple[str, str, str], Message] = {}
-            for r in existing:
-                m = self._message(r, deks.get(str(r["conversation_id"])))
-                stored[(m.conversation_id, m.sender_id, m.client_msg_id)] = m
-
-            now = dt.datetime.now(dt.timezone.utc)
-            ts = _ms(now)
-            next_seq = {cid: kind_last[1] for cid, kind_last in convs.items()}
-            rows: list[tuple[Any, ...]] = []
-            for i in allowed:
-                n = batch[i]
-                key = (n.conversation_id, n.sender.id, n.client_msg_id)
-                recipients = list(members[n.conversation_id])
-                if key in stored:
-                    # stored by an earlier batch, or earlier in this one: answer with the original
-                    results[i] = Appended(status="duplicate", message=stored[key], recipients=recipients, kind=convs[n.conversation_id][0])
-                    continue
-                seq = next_seq[n.conversation_id] + 1
-                next_seq[n.conversation_id] = seq
-                mid = uuid7()
-                body_stored, key_id = self.codec.seal(deks[n.conversation_id], n.conversation_id, str(mid), seq, n.body)
-                message = Message(
-                    conversation_id=n.conversation_id,
-                    message_id=str(mid),
-                    seq=seq,
-                    sender_id=n.sender.id,
-                    client_msg_id=n.client_msg_id,
-                    body=_body_decoder.decode(n.body),
-                    ts=ts,
-                )
-                stored[key] = message
-                rows.append(
-                    (uuid.UUID(n.conversation_id), seq, mid, uuid.UUID(n.sender.id), n.client_msg_id, n.kind, body_stored, key_id, now)
-                )
-                results[i] = Appended(status="stored", message=message, recipients=recipients, kind=convs[n.conversation_id][0])
-
-            if rows:
-                bumped = [(uuid.UUID(c), s) for c, s in next_seq.items() if s != convs[c][1]]
-                columns = list(zip(*rows, strict=True))
-                # one round trip for the three writes. Sending implies having read up to one's own
-                # message; grouped first, because UPDATE ... FROM applies only one of several
-                # matching source rows (two messages of one sender in a batch must not lower it)
-                await conn.execute(
-                    """WITH bump AS (
-                           UPDATE conversations c SET last_seq = v.last_seq
-                           FROM unnest($1::uuid[], $2::bigint[]) AS v(id, last_seq) WHERE c.id = v.id
-                       ), ins AS (
-                           INSERT INTO messages (conversation_id, seq, id, sender_id, client_msg_id, kind, body, body_key_id, created_at)
-                           SELECT * FROM unnest($3::uuid[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[], $8::text[],
-                                                $9::bytea[], $10::text[], $11::timestamptz[])
-                       )
-                       UPDATE conversation_members m SET read_seq = GREATEST(m.read_seq, v.seq)
-                       FROM (SELECT c, u, max(s) AS seq FROM unnest($3::uuid[], $6::uuid[], $4::bigint[]) AS t(c, u, s)
-                             GROUP BY c, u) AS v
-                       WHERE m.conversation_id = v.c AND m.user_id = v.u""",
-                    [b[0] for b in bumped],
-                    [b[1] for b in bumped],
-                    *[list(col) for col in columns],
-                )
+            stored = await self._resent_txn(conn, batch, allowed, deks)
+            await self._insert_txn(conn, batch, locked, allowed, deks, stored, results)
         return [r for r in results if r is not None]
+
+    async def _keys_txn(
+        self, conn: Conn, batch: Sequence[NewMessage], locked: Locked, allowed: list[int], results: list[Appended | None]
+    ) -> tuple[dict[str, DataKey], list[int]]:
+        """The data keys of the allowed sends' conversations (created on a first message);
+        sends into a shredded conversation, or whose key cannot be had, are refused."""
+        deks, shredded, failed = await ConversationKeyStore.data_keys(
+            conn, self.keyring, sorted({batch[i].conversation_id for i in allowed}), locked.known_keys
+        )
+        still_allowed = []
+        for i in allowed:
+            cid = batch[i].conversation_id
+            if cid in shredded:
+                results[i] = Appended(
+                    status="denied", code=ErrorCode.GONE, reason="this conversation was erased; it accepts no new messages"
+                )
+            elif cid in failed:
+                results[i] = Appended(
+                    status="denied", code=ErrorCode.UNAVAILABLE, reason="conversation key unavailable; nothing was stored, retry"
+                )
+            else:
+                still_allowed.append(i)
+        return deks, still_allowed
+
+    async def _resent_txn(
+        self, conn: Conn, batch: Sequence[NewMessage], allowed: list[int], deks: Mapping[str, DataKey]
+    ) -> dict[tuple[str, str, str], Message]:
+        """The messages already stored under the sends' ``client_msg_id``s (idempotent resend)."""
+        # a join from the keys, so that even a plan cached while the table was empty
+        # probes the unique index instead of scanning the table
+        existing = await conn.fetch(
+            f"""SELECT {", ".join("x." + c.strip() for c in _COLS.split(","))}
+                FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(conversation_id, sender_id, client_msg_id)
+                JOIN messages x ON x.conversation_id = k.conversation_id AND x.sender_id = k.sender_id
+                               AND x.client_msg_id = k.client_msg_id""",
+            [uuid.UUID(batch[i].conversation_id) for i in allowed],
+            [uuid.UUID(batch[i].sender.id) for i in allowed],
+            [batch[i].client_msg_id for i in allowed],
+        )
+        stored: dict[tuple[str, str, str], Message] = {}
+        for r in existing:
+            m = self._message(r, deks.get(str(r["conversation_id"])))
+            stored[(m.conversation_id, m.sender_id, m.client_msg_id)] = m
+        return stored
+
+    async def _insert_txn(
+        self,
+        conn: Conn,
+        batch: Sequence[NewMessage],
+        locked: Locked,
+        allowed: list[int],
+        deks: Mapping[str, DataKey],
+        stored: dict[tuple[str, str, str], Message],
+        results: list[Appended | None],
+    ) -> None:
+        """Allocate consecutive seqs after ``last_seq``, seal and insert the new messages,
+        write ``last_seq`` back and raise each sender's read position to its own message."""
+        convs, members = locked.convs, locked.members
+        now = dt.datetime.now(dt.timezone.utc)
+        ts = _ms(now)
+        next_seq = {cid: kind_last[1] for cid, kind_last in convs.items()}
+        rows: list[tuple[Any, ...]] = []
+        for i in allowed:
+            n = batch[i]
+            key = (n.conversation_id, n.sender.id, n.client_msg_id)
+            recipients = list(members[n.conversation_id])
+            if key in stored:
+                # stored by an earlier batch, or earlier in this one: answer with the original
+                results[i] = Appended(status="duplicate", message=stored[key], recipients=recipients, kind=convs[n.conversation_id][0])
+                continue
+            seq = next_seq[n.conversation_id] + 1
+            next_seq[n.conversation_id] = seq
+            mid = uuid7()
+            body_stored, key_id = self.codec.seal(deks[n.conversation_id], n.conversation_id, str(mid), seq, n.body)
+            message = Message(
+                conversation_id=n.conversation_id,
+                message_id=str(mid),
+                seq=seq,
+                sender_id=n.sender.id,
+                client_msg_id=n.client_msg_id,
+                body=_body_decoder.decode(n.body),
+                ts=ts,
+            )
+            stored[key] = message
+            rows.append(
+                (uuid.UUID(n.conversation_id), seq, mid, uuid.UUID(n.sender.id), n.client_msg_id, n.kind, body_stored, key_id, now)
+            )
+            results[i] = Appended(status="stored", message=message, recipients=recipients, kind=convs[n.conversation_id][0])
+        if not rows:
+            return
+        bumped = [(uuid.UUID(c), s) for c, s in next_seq.items() if s != convs[c][1]]
+        columns = list(zip(*rows, strict=True))
+        # one round trip for the three writes. Sending implies having read up to one's own
+        # message; grouped first, because UPDATE ... FROM applies only one of several
+        # matching source rows (two messages of one sender in a batch must not lower it)
+        await conn.execute(
+            """WITH bump AS (
+                   UPDATE conversations c SET last_seq = v.last_seq
+                   FROM unnest($1::uuid[], $2::bigint[]) AS v(id, last_seq) WHERE c.id = v.id
+               ), ins AS (
+                   INSERT INTO messages (conversation_id, seq, id, sender_id, client_msg_id, kind, body, body_key_id, created_at)
+                   SELECT * FROM unnest($3::uuid[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[], $8::text[],
+                                        $9::bytea[], $10::text[], $11::timestamptz[])
+               )
+               UPDATE conversation_members m SET read_seq = GREATEST(m.read_seq, v.seq)
+               FROM (SELECT c, u, max(s) AS seq FROM unnest($3::uuid[], $6::uuid[], $4::bigint[]) AS t(c, u, s)
+                     GROUP BY c, u) AS v
+               WHERE m.conversation_id = v.c AND m.user_id = v.u""",
+            [b[0] for b in bumped],
+            [b[1] for b in bumped],
+            *[list(col) for col in columns],
+        )
 
     async def history(self, conversation_id: str, before_seq: int | None, limit: int) -> list[Message]:
         """Up to ``limit`` messages before ``before_seq`` (newest first); None reads from the end."""

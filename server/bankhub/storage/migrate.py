@@ -1,6 +1,8 @@
-"""Apply the numbered SQL deltas in ``schema/`` exactly once, under an advisory lock.
+"""Apply the numbered SQL deltas exactly once, under an advisory lock.
 
-Deltas are files named ``NNNN_description.sql``; each runs in its own transaction and
+The deltas ship inside the package, in ``bankhub/storage/schema/`` (package data, found
+with :mod:`importlib.resources`), so an installed wheel migrates as a source checkout does.
+They are files named ``NNNN_description.sql``; each runs in its own transaction and
 is recorded in ``schema_migrations`` with its checksum. Several nodes starting at once
 serialise on a Postgres advisory lock, so each delta is applied by exactly one of them.
 A recorded delta whose file has since changed is an error: deltas are append-only.
@@ -11,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
@@ -36,28 +39,30 @@ class Delta:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def default_schema_dir() -> Path:
-    """``schema/`` at the repository root (the package lives in ``server/bankhub``)."""
-    return Path(__file__).resolve().parents[3] / "schema"
+def default_schema_dir() -> Traversable:
+    """The deltas shipped with the package: ``bankhub/storage/schema/``."""
+    return resources.files("bankhub.storage") / "schema"
 
 
-def load_deltas(schema_dir: Path | None = None) -> list[Delta]:
+def load_deltas(schema_dir: Traversable | None = None) -> list[Delta]:
+    """The deltas in ``schema_dir`` (default: the package's), by version. ``schema_dir`` is
+    any directory (a :class:`pathlib.Path` will do)."""
     directory = schema_dir or default_schema_dir()
     if not directory.is_dir():
-        raise MigrationError(f"schema directory not found: {directory} (install bankhub from its source tree)")
+        raise MigrationError(f"schema directory not found: {directory} (a broken installation: reinstall bankhub)")
     deltas = []
-    for path in sorted(directory.glob("*.sql")):
-        m = _NAME.fullmatch(path.name)
+    for entry in sorted((e for e in directory.iterdir() if e.name.endswith(".sql")), key=lambda e: e.name):
+        m = _NAME.fullmatch(entry.name)
         if not m:
-            raise MigrationError(f"bad delta file name {path.name!r}: want NNNN_name.sql")
-        deltas.append(Delta(int(m.group(1)), m.group(2), path.read_text(encoding="utf-8")))
+            raise MigrationError(f"bad delta file name {entry.name!r}: want NNNN_name.sql")
+        deltas.append(Delta(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
     versions = [d.version for d in deltas]
     if len(set(versions)) != len(versions):
         raise MigrationError("two deltas share a version number")
     return deltas
 
 
-async def migrate(dsn: str, schema_dir: Path | None = None) -> list[Delta]:
+async def migrate(dsn: str, schema_dir: Traversable | None = None) -> list[Delta]:
     """Apply pending deltas; returns the ones this call applied."""
     deltas = load_deltas(schema_dir)
     conn = await asyncpg.connect(dsn)
@@ -94,7 +99,7 @@ async def migrate(dsn: str, schema_dir: Path | None = None) -> list[Delta]:
         await conn.close()
 
 
-async def pending(dsn: str, schema_dir: Path | None = None) -> list[Delta]:
+async def pending(dsn: str, schema_dir: Traversable | None = None) -> list[Delta]:
     """Deltas not yet applied to the database at ``dsn``."""
     deltas = load_deltas(schema_dir)
     conn = await asyncpg.connect(dsn)

@@ -16,18 +16,15 @@ from typing import Any
 
 import msgspec
 
+from ..models import BookKey, RmListed
 from ..protocol.frames import CustomerCard, StaffCard
 from .conversations import direct_key
 from .db import Conn, Database
 from .users import UserStore
 
-__all__ = ["RmStore", "BookEntry", "BookKey", "RmStatus", "RmListed", "HandedOver", "RM_STATUSES"]
+__all__ = ["RmStore", "BookEntry", "RmStatus", "HandedOver", "RM_STATUSES"]
 
 RM_STATUSES = ("online", "away", "off_duty")
-
-BookKey = tuple[dt.datetime | None, str, str]
-"""The sort key of an RM's book: ``(last message time, display name, username)``."""
-
 
 class BookEntry(msgspec.Struct):
     """One customer in an RM's book: the card, and the RM's side of their direct conversation."""
@@ -47,18 +44,6 @@ class RmStatus(msgspec.Struct):
     message: str | None
     period: int
     since: dt.datetime | None
-
-
-class RmListed(msgspec.Struct):
-    """An RM in an administrator's directory: who, where, how many customers, availability."""
-
-    user_id: str
-    username: str
-    display_name: str
-    branch: str  # org code
-    org_name: str
-    customers: int
-    status: str  # online, away or off_duty
 
 
 class HandedOver(msgspec.Struct):

@@ -12,21 +12,11 @@ from typing import Any
 
 import msgspec
 
-from ..models import Session
-from .db import Database
+from ..models import Session, SessionInfo
+from .db import Conn, Database
 from .users import user_from_row
 
-__all__ = ["SessionStore", "SessionInfo", "Refreshed"]
-
-
-class SessionInfo(msgspec.Struct):
-    """One active session as its owner sees it in the session list."""
-
-    id: str
-    created_at: dt.datetime
-    expires_at: dt.datetime
-    user_agent: str | None
-    ip: str | None
+__all__ = ["SessionStore", "Refreshed"]
 
 
 class Refreshed(msgspec.Struct, frozen=True):
@@ -93,8 +83,9 @@ class SessionStore:
             )
         return str(session_id), expires
 
+    @staticmethod
     async def refresh(
-        self,
+        conn: Conn,
         session_id: str,
         token_hash: bytes,
         ttl: dt.timedelta,
@@ -103,7 +94,7 @@ class SessionStore:
         user_agent: str | None,
         ip: str | None,
     ) -> Refreshed:
-        """Replace an active session by a new one, in one transaction.
+        """Replace an active session by a new one, in the caller's transaction.
 
         The new session keeps the old one's ``signed_in_at`` and expires at
         ``min(now + ttl, signed_in_at + max_lifetime)``; the old one is revoked ("refreshed").
@@ -112,34 +103,33 @@ class SessionStore:
         be extended because it already ends at its absolute deadline (``"deadline"``).
         """
         new_id = uuid.uuid4()
-        async with self.db.transaction("session_refresh") as conn:
-            row = await conn.fetchrow(
-                """SELECT user_id, signed_in_at, signed_in_at + $2::interval AS deadline,
-                          expires_at >= signed_in_at + $2::interval AS at_deadline
-                   FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now() FOR UPDATE""",
-                uuid.UUID(session_id),
-                max_lifetime,
-            )
-            if row is None:
-                return Refreshed("inactive")
-            if row["at_deadline"]:
-                return Refreshed("deadline", deadline=row["deadline"])
-            expires = await conn.fetchval(
-                """INSERT INTO sessions (id, user_id, token_hash, expires_at, user_agent, ip, signed_in_at)
-                   VALUES ($1, $2, $3, LEAST(now() + $4::interval, $5::timestamptz + $6::interval), $7, $8, $5)
-                   RETURNING expires_at""",
-                new_id,
-                row["user_id"],
-                token_hash,
-                ttl,
-                row["signed_in_at"],
-                max_lifetime,
-                (user_agent or "")[:256] or None,
-                ip,
-            )
-            await conn.execute(
-                "UPDATE sessions SET revoked_at = now(), revoked_reason = 'refreshed' WHERE id = $1", uuid.UUID(session_id)
-            )
+        row = await conn.fetchrow(
+            """SELECT user_id, signed_in_at, signed_in_at + $2::interval AS deadline,
+                      expires_at >= signed_in_at + $2::interval AS at_deadline
+               FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now() FOR UPDATE""",
+            uuid.UUID(session_id),
+            max_lifetime,
+        )
+        if row is None:
+            return Refreshed("inactive")
+        if row["at_deadline"]:
+            return Refreshed("deadline", deadline=row["deadline"])
+        expires = await conn.fetchval(
+            """INSERT INTO sessions (id, user_id, token_hash, expires_at, user_agent, ip, signed_in_at)
+               VALUES ($1, $2, $3, LEAST(now() + $4::interval, $5::timestamptz + $6::interval), $7, $8, $5)
+               RETURNING expires_at""",
+            new_id,
+            row["user_id"],
+            token_hash,
+            ttl,
+            row["signed_in_at"],
+            max_lifetime,
+            (user_agent or "")[:256] or None,
+            ip,
+        )
+        await conn.execute(
+            "UPDATE sessions SET revoked_at = now(), revoked_reason = 'refreshed' WHERE id = $1", uuid.UUID(session_id)
+        )
         return Refreshed("refreshed", session_id=str(new_id), expires_at=expires, deadline=row["deadline"])
 
     async def active_by_token(self, token_hash: bytes) -> Session | None:
@@ -148,25 +138,27 @@ class SessionStore:
             row = await conn.fetchrow(_ACTIVE_SESSION.format(where="s.token_hash = $1"), token_hash)
         return None if row is None else _session(row)
 
-    async def revoke(self, session_id: str, reason: str = "revoked") -> bool:
-        async with self.db.connection("session_revoke") as conn:
-            status = await conn.execute(
-                "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL",
-                uuid.UUID(session_id),
-                reason,
-            )
+    @staticmethod
+    async def revoke(conn: Conn, session_id: str, reason: str) -> bool:
+        """Revoke one session (in the caller's transaction). False if it was not active."""
+        status = await conn.execute(
+            "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL",
+            uuid.UUID(session_id),
+            reason,
+        )
         return bool(status.endswith(" 1"))
 
-    async def revoke_all(self, user_id: str, reason: str, *, except_session: str | None = None) -> list[str]:
-        """Revoke every active session of a user (but ``except_session``); returns the revoked ids."""
-        async with self.db.connection("session_revoke_all") as conn:
-            rows = await conn.fetch(
-                """UPDATE sessions SET revoked_at = now(), revoked_reason = $2
-                   WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3 RETURNING id""",
-                uuid.UUID(user_id),
-                reason,
-                uuid.UUID(except_session) if except_session else None,
-            )
+    @staticmethod
+    async def revoke_all(conn: Conn, user_id: str, reason: str, *, except_session: str | None = None) -> list[str]:
+        """Revoke every active session of a user but ``except_session`` (in the caller's
+        transaction); returns the revoked ids."""
+        rows = await conn.fetch(
+            """UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+               WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3 RETURNING id""",
+            uuid.UUID(user_id),
+            reason,
+            uuid.UUID(except_session) if except_session else None,
+        )
         return [str(r["id"]) for r in rows]
 
     async def list_active(

@@ -10,10 +10,10 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ..models import Role, User
+from ..models import OrgRow, Role, User
 from .db import Conn, Database
 
-__all__ = ["UserStore", "Credentials", "UsernameTaken", "user_from_row", "OrgRow"]
+__all__ = ["UserStore", "Credentials", "UsernameTaken", "user_from_row"]
 
 
 class UsernameTaken(Exception):
@@ -25,16 +25,6 @@ class Credentials(msgspec.Struct, frozen=True):
     user: User
     password_hash: str
     locked: bool
-
-
-class OrgRow(msgspec.Struct, frozen=True):
-    """One org of the tree: its id, code, name, kind and parent's code (None for the head office)."""
-
-    id: str
-    code: str
-    name: str
-    kind: str
-    parent_code: str | None
 
 
 _USER_COLS = "id, username, display_name, role, org_id, rm_id, disabled, segment, tags"

@@ -28,12 +28,12 @@ from ..signals import (
     decode_signal,
 )
 from .alerts import AlertDelivery
-from .broadcast import NoticeFanout
 from .connection import Connection
+from .notices import NoticeFanout
 
 __all__ = ["ConnectionRegistry", "SocketCounts"]
 
-log = logging.getLogger("bankhub.gateway")
+log = logging.getLogger("bankhub.delivery")
 
 _PREFIX = user_channel("")
 

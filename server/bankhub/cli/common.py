@@ -1,4 +1,5 @@
-"""How ``bankhub`` commands find and reach the database, and how they fail when they cannot.
+"""What every ``bankhub`` command shares: finding and reaching the database, the key
+provider, the node's settings, and one way to fail.
 
 A command that needs the database takes its DSN from the first of:
 
@@ -13,46 +14,68 @@ prints one line to stderr and exits 2 ("could not run"), never a traceback: exit
 meaning of each command (for ``audit verify``: the chain is broken), so a monitor never takes
 an outage for tampering. Messages name where the database is (host, port, database) but never
 the DSN's password.
+
+Every command runs under :func:`guard`: it raises :class:`CannotRun` (or lets a key file,
+settings or database failure propagate) and ``guard`` prints ``bankhub COMMAND: REASON`` and
+returns 2; an :class:`~bankhub.actions.errors.ActionError` (a refusal) returns 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from .storage.db import Database
+    from ..crypto import KeyProvider
+    from ..settings import Settings
+    from ..storage.db import Database
 
 __all__ = [
     "DEFAULT_DATA_DIR",
     "CONNECT_TIMEOUT_SECONDS",
+    "Command",
     "CannotRun",
-    "add_arguments",
+    "Group",
+    "add_database_arguments",
+    "add_key_file_argument",
+    "env_settings",
     "database_url",
     "dev_key_file",
+    "key_provider",
     "where",
     "connect",
     "open_database",
+    "with_connection",
+    "with_db",
     "guard",
 ]
 
 DEFAULT_DATA_DIR = "./var"
 CONNECT_TIMEOUT_SECONDS = 10.0
 
+T = TypeVar("T")
+
+Command = Callable[[argparse.Namespace], int]
+"""A command's function: parsed arguments in, exit code out."""
+
 
 class CannotRun(Exception):
     """The command could not run; the message is the one line printed (exit 2)."""
 
 
-def add_arguments(parser: Any, *, url_help: str = "default: $BANKHUB_DATABASE_URL") -> None:
+URL_HELP = "default: $BANKHUB_DATABASE_URL"
+
+
+def add_database_arguments(parser: Any, *, url_help: str = URL_HELP) -> None:
     """Add ``--database-url`` and ``--data-dir`` to a command's parser."""
     parser.add_argument("--database-url", help=url_help)
     parser.add_argument(
@@ -63,13 +86,48 @@ def add_arguments(parser: Any, *, url_help: str = "default: $BANKHUB_DATABASE_UR
     )
 
 
+def add_key_file_argument(parser: Any) -> None:
+    """Add ``--file``, the key file (see :func:`key_provider`), to a command's parser."""
+    parser.add_argument("--file", help="key file (default: $BANKHUB_KEY_FILE)")
+
+
+class Group:
+    """A command group, ``bankhub NAME SUBCOMMAND ...``: :meth:`add` adds a subcommand that
+    runs under :func:`guard` as ``NAME SUBCOMMAND``."""
+
+    def __init__(self, subparsers: Any, name: str, help: str) -> None:
+        self.name = name
+        self._sub = subparsers.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", required=True)
+
+    def add(
+        self, name: str, help: str, fn: Command, *, key_file: bool = False, database: bool = True, url_help: str = URL_HELP
+    ) -> argparse.ArgumentParser:
+        """Add subcommand ``name`` running ``fn``, with ``--file`` (``key_file``), then the database
+        arguments (``database``); returns its parser for more arguments."""
+        parser: argparse.ArgumentParser = self._sub.add_parser(name, help=help)
+        if key_file:
+            add_key_file_argument(parser)
+        if database:
+            add_database_arguments(parser, url_help=url_help)
+        parser.set_defaults(func=guard(f"{self.name} {name}", fn))
+        return parser
+
+
+def env_settings() -> Settings:
+    """The node's settings from ``BANKHUB_*`` variables; a bad one is :class:`CannotRun`."""
+    from ..settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise CannotRun(str(exc)) from None
+
+
 def _from_data_dir(args: argparse.Namespace) -> bool:
     """Whether the database (and the dev key file) come from a data dir rather than a URL."""
-    from .settings import Settings
-
     if getattr(args, "database_url", None):
         return False
-    return bool(getattr(args, "data_dir", None)) or not Settings.from_env().database_url
+    return bool(getattr(args, "data_dir", None)) or not env_settings().database_url
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -78,14 +136,13 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 def database_url(args: argparse.Namespace) -> str:
     """The DSN this command uses (see the module docstring for the order); raises :class:`CannotRun`."""
-    from .embedded import running_dsn
-    from .settings import Settings
+    from ..embedded import running_dsn
 
     url: str | None = getattr(args, "database_url", None)
     if url:
         return url
     if not _from_data_dir(args):
-        return Settings.from_env().database_url
+        return env_settings().database_url
     data_dir = _data_dir(args)
     dsn = running_dsn(data_dir)
     if dsn is None:
@@ -105,6 +162,20 @@ def dev_key_file(args: argparse.Namespace) -> str | None:
         return None
     path = _data_dir(args) / "keys.json"
     return str(path) if path.is_file() else None
+
+
+def key_provider(args: argparse.Namespace) -> KeyProvider:
+    """The KEK provider: ``--file``, else ``BANKHUB_KEY_FILE``, else ``BANKHUB_KEY_PROVIDER``, else the
+    data dir's ``keys.json``; none is :class:`CannotRun`."""
+    from ..crypto import provider_from_settings
+    from ..settings import NO_KEY_PROVIDER
+
+    env = env_settings()
+    key_file = args.file or env.key_file or (None if env.key_provider else dev_key_file(args))
+    provider = provider_from_settings(key_file, None if args.file else env.key_provider)
+    if provider is None:
+        raise CannotRun(NO_KEY_PROVIDER)
+    return provider
 
 
 def where(dsn: str) -> str:
@@ -151,7 +222,7 @@ async def open_database(dsn: str, *, max_size: int = 2) -> Database:
     A first plain connection (with a timeout) tells an unreachable database quickly, before
     the pool would wait for it.
     """
-    from .storage.db import Database
+    from ..storage.db import Database
 
     probe = await connect(dsn)
     await probe.close()
@@ -163,11 +234,36 @@ async def open_database(dsn: str, *, max_size: int = 2) -> Database:
     return db
 
 
+class _Closing(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closing)
+
+
+async def _using(opening: Awaitable[C], fn: Callable[[C], Awaitable[T]]) -> T:
+    resource = await opening
+    try:
+        return await fn(resource)
+    finally:
+        await resource.close()
+
+
+def with_connection(dsn: str, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run ``fn`` on one connection to ``dsn`` (:func:`connect`), then close it."""
+    return asyncio.run(_using(connect(dsn), fn))
+
+
+def with_db(args: argparse.Namespace, fn: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``fn`` on an opened pool of this command's database (:func:`database_url`), then close it."""
+    return asyncio.run(_using(open_database(database_url(args)), fn))
+
+
 def _lost(exc: BaseException) -> str | None:
     """The one-line reason when ``exc`` means the database went away or lacks the schema."""
     import asyncpg
 
-    from .storage.db import StorageUnavailable
+    from ..storage.db import StorageUnavailable
 
     if isinstance(exc, asyncpg.exceptions.UndefinedTableError):
         return f"the database has no bankhub schema ({_reason(exc)}); run `bankhub migrate`"
@@ -190,14 +286,21 @@ def _lost(exc: BaseException) -> str | None:
     return None
 
 
-def guard(command: str, fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Run ``fn``; a database that cannot be found or reached (or is lost midway) prints
-    ``bankhub COMMAND: REASON`` on stderr and returns 2."""
+def guard(command: str, fn: Command) -> Command:
+    """Run ``fn``, printing ``bankhub COMMAND: REASON`` on stderr for what stops it: 2 when it
+    could not run (:class:`CannotRun`, a bad key file, a database that cannot be found or
+    reached or is lost midway), 1 for a refusal (:class:`~bankhub.actions.errors.ActionError`)."""
 
     def run(args: argparse.Namespace) -> int:
+        from ..actions.errors import ActionError
+        from ..crypto import KeyFileError
+
         try:
             return fn(args)
-        except CannotRun as exc:
+        except ActionError as exc:
+            print(f"bankhub {command}: {exc.message}", file=sys.stderr)
+            return 1
+        except (CannotRun, KeyFileError) as exc:
             print(f"bankhub {command}: {exc}", file=sys.stderr)
             return 2
         except Exception as exc:

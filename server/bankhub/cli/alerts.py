@@ -12,7 +12,7 @@
   dead-letter list, and requeueing it (audited).
 
 Database and key provider as for ``bankhub keys``: ``--database-url``, ``--data-dir`` of a
-running ``bankhub dev`` or ``BANKHUB_DATABASE_URL`` (see :mod:`bankhub.cli_db`);
+running ``bankhub dev`` or ``BANKHUB_DATABASE_URL`` (see :mod:`bankhub.cli.common`);
 ``--file``/``BANKHUB_KEY_FILE`` or ``BANKHUB_KEY_PROVIDER`` (with a data dir, its ``keys.json``).
 Exit codes: 0 done, 1 refused, 2 could not run (one line on stderr).
 """
@@ -28,67 +28,15 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-from . import cli_db
-from .alerts.rules import CATEGORIES
+from ..alerts.rules import CATEGORIES
+from . import common
+from .common import CannotRun
 
-__all__ = ["register"]
-
-T = TypeVar("T")
-
-
-class _Fail(Exception):
-    pass
-
-
-def _dsn(args: argparse.Namespace) -> str:
-    return cli_db.database_url(args)
-
-
-def _provider(args: argparse.Namespace) -> Any:
-    from .crypto import provider_from_settings
-    from .settings import NO_KEY_PROVIDER, Settings
-
-    env = Settings.from_env()
-    key_file = args.file or env.key_file or (None if env.key_provider else cli_db.dev_key_file(args))
-    provider = provider_from_settings(key_file, None if args.file else env.key_provider)
-    if provider is None:
-        raise _Fail(NO_KEY_PROVIDER)
-    return provider
-
-
-def _with_db(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
-    dsn = _dsn(args)
-
-    async def run() -> T:
-        db = await cli_db.open_database(dsn)
-        try:
-            return await fn(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
-
-
-def _guard(name: str, fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from .actions.errors import ActionError
-        from .crypto import KeyFileError
-
-        try:
-            return fn(args)
-        except ActionError as exc:
-            print(f"bankhub {name}: {exc.message}", file=sys.stderr)
-            return 1
-        except (_Fail, KeyFileError) as exc:
-            print(f"bankhub {name}: {exc}", file=sys.stderr)
-            return 2
-
-    return cli_db.guard(name, run)
+__all__ = ["register", "seed_demo_system", "DEMO_SYSTEM"]
 
 
 def _show_secret(name: str, secret: str) -> None:
@@ -100,11 +48,11 @@ def _show_secret(name: str, secret: str) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from .actions.alert_systems import add_system
+    from ..actions.alert_systems import add_system
 
-    provider = _provider(args)
+    provider = common.key_provider(args)
     cats = [c.strip() for c in args.categories.split(",") if c.strip()]
-    system, secret = _with_db(
+    system, secret = common.with_db(
         args,
         lambda db: add_system(
             db, provider, args.name, cats, description=args.description, rate_per_second=args.rate, burst=args.burst
@@ -116,28 +64,36 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    from .actions.alert_systems import rotate_secret
+    from ..actions.alert_systems import rotate_secret
 
-    provider = _provider(args)
+    provider = common.key_provider(args)
     grace = dt.timedelta(hours=args.grace_hours)
-    system, secret = _with_db(args, lambda db: rotate_secret(db, provider, args.name, grace=grace))
+    system, secret = common.with_db(args, lambda db: rotate_secret(db, provider, args.name, grace=grace))
     print(f"system {system.name}: new secret active now; the previous one works for {args.grace_hours:g} more hour(s)")
     _show_secret(system.name, secret)
     return 0
 
 
-def cmd_disable(args: argparse.Namespace) -> int:
-    from .actions.alert_systems import set_disabled
+def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
+    from ..actions.alert_systems import set_disabled
 
-    system = _with_db(args, lambda db: set_disabled(db, args.name, args.disable))
+    system = common.with_db(args, lambda db: set_disabled(db, args.name, disabled))
     print(f"system {system.name} {'disabled: its requests are refused' if system.disabled else 'enabled'}")
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from .actions.alert_systems import list_systems
+def cmd_disable(args: argparse.Namespace) -> int:
+    return _set_disabled(args, True)
 
-    rows = _with_db(args, list_systems)
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    return _set_disabled(args, False)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ..actions.alert_systems import list_systems
+
+    rows = common.with_db(args, list_systems)
     if args.json:
         out = [
             {
@@ -173,14 +129,14 @@ def _variables(args: argparse.Namespace) -> dict[str, Any]:
         try:
             loaded = json.loads(args.vars)
         except ValueError as exc:
-            raise _Fail(f"--vars is not JSON: {exc}") from None
+            raise CannotRun(f"--vars is not JSON: {exc}") from None
         if not isinstance(loaded, dict):
-            raise _Fail("--vars must be a JSON object")
+            raise CannotRun("--vars must be a JSON object")
         variables.update(loaded)
     for item in args.var:
         name, sep, value = item.partition("=")
         if not sep:
-            raise _Fail(f"--var wants NAME=VALUE, got {item!r}")
+            raise CannotRun(f"--var wants NAME=VALUE, got {item!r}")
         amount, space, currency = value.partition(" ")
         # NAME=12.50 CNY is a money value; anything else a string
         if space and currency.isalpha() and len(currency) == 3 and amount.replace(".", "", 1).isdigit():
@@ -197,11 +153,11 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
-    from .alerts.signing import canonical_request, signature
+    from ..alerts.signing import canonical_request, signature
 
     secret = os.environ.get("BANKHUB_SYSTEM_SECRET", "")
     if not secret:
-        raise _Fail("set BANKHUB_SYSTEM_SECRET to the system's secret (never on the command line)")
+        raise CannotRun("set BANKHUB_SYSTEM_SECRET to the system's secret (never on the command line)")
     body: dict[str, Any] = {"recipient": args.to, "template": args.template, "variables": _variables(args)}
     if args.priority:
         body["priority"] = args.priority
@@ -225,7 +181,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     try:
         response = httpx.post(args.hub.rstrip("/") + path, content=raw, headers=headers, timeout=10.0)
     except httpx.HTTPError as exc:
-        raise _Fail(f"could not reach {args.hub}: {type(exc).__name__}: {exc}") from None
+        raise CannotRun(f"could not reach {args.hub}: {type(exc).__name__}: {exc}") from None
     try:
         shown = json.dumps(response.json(), indent=2, ensure_ascii=False)
     except ValueError:
@@ -241,10 +197,10 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    from .actions.alerts import notification_json
-    from .storage.alerts import AlertStore
+    from ..actions.alerts import notification_json
+    from ..storage.alerts import AlertStore
 
-    rows = _with_db(args, lambda db: AlertStore(db).dead_letters(args.limit))
+    rows = common.with_db(args, lambda db: AlertStore(db).dead_letters(args.limit))
     out = [notification_json(rec, username) for rec, username, _ in rows]
     if args.json:
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -258,14 +214,14 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .actions import audit
-    from .actions.alerts import replay
-    from .storage.alerts import AlertStore
+    from ..actions import audit
+    from ..actions.alerts import replay
+    from ..storage.alerts import AlertStore
 
     if bool(args.all) == bool(args.ids):
-        raise _Fail("name alert ids, or --all")
+        raise CannotRun("name alert ids, or --all")
     ids = None if args.all else list(args.ids)
-    replayed = _with_db(args, lambda db: replay(AlertStore(db), db, audit.SYSTEM, ids))
+    replayed = common.with_db(args, lambda db: replay(AlertStore(db), db, audit.SYSTEM, ids))
     print(f"requeued {len(replayed)} alert(s) for the fallback channel")
     return 0 if replayed or args.all else 1
 
@@ -276,10 +232,10 @@ DEMO_SYSTEM = "core-banking"
 def seed_demo_system(dsn: str, key_file: Path, data_dir: Path) -> Path | None:
     """``bankhub dev``: register calling system ``core-banking`` once, its secret in
     ``<data dir>/core-banking.secret`` (mode 0600). Returns that path when it was created now."""
-    from .actions.alert_systems import add_system
-    from .crypto import LocalKeyFile
-    from .storage.alert_systems import AlertSystemStore
-    from .storage.db import Database
+    from ..actions.alert_systems import add_system
+    from ..crypto import LocalKeyFile
+    from ..storage.alert_systems import AlertSystemStore
+    from ..storage.db import Database
 
     path = data_dir / f"{DEMO_SYSTEM}.secret"
     if path.exists():
@@ -307,35 +263,22 @@ def seed_demo_system(dsn: str, key_file: Path, data_dir: Path) -> Path | None:
 
 def register(subparsers: Any) -> None:
     """Add ``systems``, ``notify`` and ``alerts`` to the ``bankhub`` parser's subparsers."""
-    systems = subparsers.add_parser("systems", help="calling systems allowed to send alerts (core banking, cards, ...)")
-    sub = systems.add_subparsers(dest="systems_command", required=True)
-
-    def db_args(p: Any, *, keys: bool = False) -> Any:
-        cli_db.add_arguments(p)
-        if keys:
-            p.add_argument("--file", help="key file (default: $BANKHUB_KEY_FILE)")
-        return p
-
-    add = db_args(sub.add_parser("add", help="register a system and print its secret once"), keys=True)
+    systems = common.Group(subparsers, "systems", "calling systems allowed to send alerts (core banking, cards, ...)")
+    add = systems.add("add", "register a system and print its secret once", cmd_add)
+    common.add_key_file_argument(add)
     add.add_argument("name")
     add.add_argument("--categories", required=True, help="comma-separated: security,transaction,service,marketing")
     add.add_argument("--description", default="")
     add.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
     add.add_argument("--burst", type=int, default=100, help="burst of requests (default 100)")
-    add.set_defaults(func=_guard("systems add", cmd_add))
-    lst = db_args(sub.add_parser("list", help="list the systems (never their secrets)"))
+    lst = systems.add("list", "list the systems (never their secrets)", cmd_list)
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=_guard("systems list", cmd_list))
-    rot = db_args(sub.add_parser("rotate-secret", help="print a new secret; the old one works for a grace period"), keys=True)
+    rot = systems.add("rotate-secret", "print a new secret; the old one works for a grace period", cmd_rotate)
+    common.add_key_file_argument(rot)
     rot.add_argument("name")
     rot.add_argument("--grace-hours", type=float, default=24.0, help="how long the old secret keeps working (default 24; 0: stop now)")
-    rot.set_defaults(func=_guard("systems rotate-secret", cmd_rotate))
-    dis = db_args(sub.add_parser("disable", help="refuse every request of a system"))
-    dis.add_argument("name")
-    dis.set_defaults(func=_guard("systems disable", cmd_disable), disable=True)
-    ena = db_args(sub.add_parser("enable", help="accept a disabled system's requests again"))
-    ena.add_argument("name")
-    ena.set_defaults(func=_guard("systems enable", cmd_disable), disable=False)
+    systems.add("disable", "refuse every request of a system", cmd_disable).add_argument("name")
+    systems.add("enable", "accept a disabled system's requests again", cmd_enable).add_argument("name")
 
     notify = subparsers.add_parser("notify", help="send one signed alert as a calling system ($BANKHUB_SYSTEM_SECRET)")
     notify.add_argument("--hub", default="http://127.0.0.1:8000")
@@ -348,15 +291,12 @@ def register(subparsers: Any) -> None:
     notify.add_argument("--ttl", type=int, help="seconds until the alert expires")
     notify.add_argument("--collapse-key")
     notify.add_argument("--idempotency-key", help="default: a new random key")
-    notify.set_defaults(func=_guard("notify", cmd_notify))
+    notify.set_defaults(func=common.guard("notify", cmd_notify))
 
-    alerts = subparsers.add_parser("alerts", help="the fallback channel's dead-letter list")
-    asub = alerts.add_subparsers(dest="alerts_command", required=True)
-    dead = db_args(asub.add_parser("dead-letters", help="alerts the fallback channel gave up on"))
+    alerts = common.Group(subparsers, "alerts", "the fallback channel's dead-letter list")
+    dead = alerts.add("dead-letters", "alerts the fallback channel gave up on", cmd_dead_letters)
     dead.add_argument("--limit", type=int, default=100)
     dead.add_argument("--json", action="store_true")
-    dead.set_defaults(func=_guard("alerts dead-letters", cmd_dead_letters))
-    rep = db_args(asub.add_parser("replay", help="requeue dead letters (audited)"))
+    rep = alerts.add("replay", "requeue dead letters (audited)", cmd_replay)
     rep.add_argument("ids", nargs="*", metavar="ALERT_ID")
     rep.add_argument("--all", action="store_true")
-    rep.set_defaults(func=_guard("alerts replay", cmd_replay))

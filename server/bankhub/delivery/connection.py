@@ -1,9 +1,13 @@
-"""One live WebSocket connection: its bounded outbound queue and delivery cursors.
+"""One live WebSocket connection: its bounded outbound queue and its message streams.
 
 Frames for the client are queued with :meth:`Connection.push` (never blocks). A single
 writer task drains the queue onto the socket. If the client does not keep up and the
 queue reaches ``outbound_queue`` frames, the connection is closed with 4008 (slow
 consumer) — that client reconnects and syncs; nobody else waits for it.
+
+Messages are followed per conversation by a gap-free
+:class:`~bankhub.protocol.streams.StreamFollower` (:attr:`Connection.messages`); its
+gaps are filled from storage by :func:`~bankhub.delivery.following.fill`.
 """
 
 from __future__ import annotations
@@ -15,17 +19,23 @@ from collections.abc import Awaitable, Callable
 from starlette.websockets import WebSocket, WebSocketState
 
 from ..models import Session
-from ..protocol.cursors import DeliveryCursors, Verdict
 from ..protocol.frames import CloseCode, Message, MessageEvent, encode
+from ..protocol.streams import Decision, Fetch, StreamFollower
+from .following import Tasks, fill
 
 __all__ = ["Connection"]
 
-log = logging.getLogger("bankhub.gateway")
+log = logging.getLogger("bankhub.delivery")
 
 GapFiller = Callable[[str, int, int], Awaitable[list[Message]]]
+"""``(conversation_id, after, upto)``: the conversation's messages in ``(after, upto]``."""
 
-FILL_RETRY_MIN, FILL_RETRY_MAX = 0.05, 1.0
-"""Seconds before a gap fill is tried again while the hole stays open (doubling, capped)."""
+
+def _message_seq(message: Message) -> int:
+    return message.seq
+
+
+_DELIVER = Decision.DELIVER  # bound once: deliver runs for every signalled message
 
 
 class Connection:
@@ -34,7 +44,10 @@ class Connection:
         self.ws = ws
         self.session = session
         self.user = session.user
-        self.cursors = DeliveryCursors()
+        # per conversation: what the client holds, and the messages held while a gap is filled
+        self.messages: StreamFollower[Message] = StreamFollower(_message_seq)
+        # the positions alone: a sync declares them, a lost access cuts a conversation off
+        self.cursors = self.messages.cursors
         # official accounts: followed accounts (kept current by follow signals), the user's
         # org path for targeting, and the last account event seq handed to this client
         self.follows: set[str] = set(session.follows)
@@ -44,8 +57,7 @@ class Connection:
         self._limit = queue_limit
         self._wake = asyncio.Event()
         self._fill_gap = fill_gap
-        self._filling: dict[str, list[Message]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
         self.close_code: int | None = None
         self.close_reason = ""
         self.closed = asyncio.Event()
@@ -106,7 +118,7 @@ class Connection:
 
     def inflight(self) -> list[asyncio.Task[None]]:
         """The requests of this connection still being handled."""
-        return [t for t in self._tasks if not t.done()]
+        return self._tasks.running()
 
     @property
     def queued(self) -> int:
@@ -143,42 +155,25 @@ class Connection:
 
     def deliver(self, message: Message, text: str | None, origin: str | None) -> None:
         """Hand over a signalled message: in order, once, filling gaps from storage."""
-        conv = message.conversation_id
-        if conv in self._filling:
-            self._filling[conv].append(message)
-            return
-        verdict = self.cursors.offer(conv, message.seq)
-        if verdict is Verdict.DELIVER:
+        decision = self.messages.offer(message.conversation_id, message.seq, message)
+        if decision is _DELIVER:
             if origin != self.id:  # the sender's own connection already has its ``sent``
                 self.push(text if text is not None else encode(MessageEvent(message=message)).decode())
-        elif verdict is Verdict.GAP:
-            self._filling[conv] = [message]
-            held = self.cursors.get(conv) or 0
-            self._spawn(self._fill(conv, held, message.seq))
+        elif isinstance(decision, Fetch):
+            self._spawn(fill(self.messages, decision, self._read_gap, self._hand_over, self._fill_failed))
 
-    async def _fill(self, conv: str, held: int, upto: int, attempt: int = 0) -> None:
-        if attempt:
-            # the hole outlived the last attempt (storage unreachable, or behind the signal):
-            # wait before the next one rather than spin; signals meanwhile wait in _filling
-            await asyncio.sleep(min(FILL_RETRY_MAX, FILL_RETRY_MIN * 2 ** (attempt - 1)))
-        try:
-            fetched = await self._fill_gap(conv, held, upto)
-        except Exception:
-            log.warning("gap fill failed for connection %s (attempt %d); retrying", self.id, attempt + 1, exc_info=True)
-            fetched = []
-        buffered = self._filling.pop(conv, [])
-        if self.cursors.revoked(conv):
-            return  # access was revoked while fetching: hand over nothing
-        hole: list[Message] = []
-        for m in sorted(fetched + buffered, key=lambda m: m.seq):
-            if self.cursors.get(conv) is None or m.seq == (self.cursors.get(conv) or 0) + 1:
-                self.cursors.advance(conv, m.seq)
-                self.push(encode(MessageEvent(message=m)).decode())
-            elif m.seq > (self.cursors.get(conv) or 0) + 1:
-                hole.append(m)
-        if hole:  # still a hole: keep what follows it and try again later
-            self._filling[conv] = hole
-            self._spawn(self._fill(conv, self.cursors.get(conv) or 0, hole[-1].seq, attempt + 1))
+    async def _read_gap(self, gap: Fetch) -> list[Message]:
+        if gap.upto is None:  # never: a message gap ends at a signalled seq (catch-up is one query)
+            return []
+        return await self._fill_gap(gap.key, gap.after, gap.upto)
+
+    def _hand_over(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.push(encode(MessageEvent(message=m)).decode())
+
+    def _fill_failed(self, gap: Fetch) -> None:
+        # the hole stays open (storage unreachable): the follower asks for it again, after a wait
+        log.warning("gap fill failed for connection %s (attempt %d); retrying", self.id, gap.attempt + 1, exc_info=True)
 
     def catch_up(self, fetch: Callable[[dict[str, int]], Awaitable[list[Message]]]) -> None:
         """After a broker outage: fetch whatever came after our cursors and deliver it."""
@@ -193,10 +188,8 @@ class Connection:
         self._spawn(run())
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Run ``coro`` as one of this connection's tasks (see :meth:`inflight`, :meth:`cancel_tasks`)."""
+        self._tasks.spawn(coro)
 
     def cancel_tasks(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
+        self._tasks.cancel()

@@ -5,8 +5,10 @@ Each connection has an inbox position (the last seq handed to it): unknown until
 client syncs its inbox or the first alert arrives, then advanced by every push. A signal
 for the next seq is pushed at once; one already held is dropped; one beyond the next
 means signals were lost or reordered, and the missing seqs are read from storage first
-(signals arriving meanwhile wait, as :class:`~bankhub.gateway.connection.Connection` does
-for messages). Expired and replaced alerts in a gap are skipped, not pushed.
+(signals arriving meanwhile wait, as :class:`~bankhub.delivery.connection.Connection` does
+for messages). Expired and replaced alerts in a gap are skipped, not pushed: each
+connection's inbox is a sparse :class:`~bankhub.protocol.streams.StreamFollower` (a
+fetched range is complete), filled by :func:`~bankhub.delivery.following.fill`.
 
 Pushing an alert to an open socket (or returning it in ``inbox_synced``) counts as
 delivered online: the ids are collected and written in one statement per flush, which
@@ -15,49 +17,45 @@ is what tells the fallback worker not to send the alert by SMS.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 
 from ..protocol.frames import Alert, AlertEvent, encode
+from ..protocol.streams import Decision, Fetch, StreamFollower
 from ..signals import AlertSignal, InboxSignal
 from .connection import Connection
+from .following import fill
 
-__all__ = ["AlertDelivery", "FILL_RETRY_MIN", "FILL_RETRY_MAX"]
+__all__ = ["AlertDelivery"]
 
-log = logging.getLogger("bankhub.gateway.alerts")
+log = logging.getLogger("bankhub.delivery.alerts")
 
 FetchRange = Callable[[str, int, int | None], Awaitable[list[Alert]]]
 """``(user_id, after, upto)``: deliverable alerts with ``after < seq <= upto`` (no upper bound: None)."""
 
-FILL_RETRY_MIN, FILL_RETRY_MAX = 0.05, 1.0
 
-
-@dataclass(eq=False)
-class _Position:
-    held: int | None = None
-    filling: bool = False
-    waiting: list[Alert] = field(default_factory=list)
+def _alert_seq(alert: Alert) -> int:
+    return alert.seq
 
 
 class AlertDelivery:
     def __init__(self, fetch: FetchRange) -> None:
         self._fetch = fetch
-        self._pos: weakref.WeakKeyDictionary[Connection, _Position] = weakref.WeakKeyDictionary()
+        # per connection, its inbox stream (one key: the user's id); gone with the connection
+        self._inboxes: weakref.WeakKeyDictionary[Connection, StreamFollower[Alert]] = weakref.WeakKeyDictionary()
         self._delivered: set[str] = set()
 
-    def _position(self, conn: Connection) -> _Position:
-        pos = self._pos.get(conn)
-        if pos is None:
-            pos = self._pos[conn] = _Position()
-        return pos
+    def _inbox(self, conn: Connection) -> StreamFollower[Alert]:
+        inbox = self._inboxes.get(conn)
+        if inbox is None:
+            inbox = self._inboxes[conn] = StreamFollower(_alert_seq, gap_free=False)
+        return inbox
 
     def held(self, conn: Connection) -> int | None:
         """The last inbox seq handed to ``conn`` (None: not known yet)."""
-        pos = self._pos.get(conn)
-        return None if pos is None else pos.held
+        inbox = self._inboxes.get(conn)
+        return None if inbox is None else inbox.cursors.get(conn.user.id)
 
     # --- broker callbacks (plain functions: must not block) ------------------------------
 
@@ -67,40 +65,32 @@ class AlertDelivery:
             for conn in conns:
                 conn.push(text)
             return
-        text = encode(AlertEvent(alert=signal.alert)).decode()
+        alert = signal.alert
+        text = encode(AlertEvent(alert=alert)).decode()
         for conn in conns:
-            self._offer(conn, self._position(conn), signal.alert, text)
+            inbox = self._inbox(conn)
+            decision = inbox.offer(conn.user.id, alert.seq, alert)
+            if decision is Decision.DELIVER:
+                self._push(conn, alert, text)
+            elif isinstance(decision, Fetch):
+                self._fill(conn, inbox, decision)
+            # else: held behind a fill in flight, or already held (a duplicate or a late signal)
 
     def resync(self, conns: Iterable[Connection]) -> None:
         """After a broker outage: each connection with a known position reads what it missed."""
         for conn in conns:
-            pos = self._pos.get(conn)
-            if pos is not None and pos.held is not None and not pos.filling:
-                pos.filling = True
-                conn._spawn(self._fill(conn, pos, pos.held, None))
+            inbox = self._inboxes.get(conn)
+            if inbox is not None:
+                for fetch in inbox.resync():
+                    self._fill(conn, inbox, fetch)
 
     # --- positions ---------------------------------------------------------------------
 
     def synced(self, conn: Connection, cursor: int, alerts: Iterable[Alert]) -> None:
         """The client got the inbox up to ``cursor`` in ``inbox_synced``: its position, and deliveries."""
-        pos = self._position(conn)
-        if pos.held is None or cursor > pos.held:
-            pos.held = cursor
+        self._inbox(conn).cursors.set(conn.user.id, cursor)
         for alert in alerts:
             self._delivered.add(alert.alert_id)
-
-    def _offer(self, conn: Connection, pos: _Position, alert: Alert, text: str | None) -> None:
-        if pos.filling:
-            pos.waiting.append(alert)
-            return
-        if pos.held is None or alert.seq == pos.held + 1:
-            pos.held = alert.seq
-            self._push(conn, alert, text)
-        elif alert.seq > pos.held + 1:
-            pos.filling = True
-            pos.waiting.append(alert)
-            conn._spawn(self._fill(conn, pos, pos.held, alert.seq))
-        # else: already held (a duplicate or a late signal): drop it
 
     def _push(self, conn: Connection, alert: Alert, text: str | None) -> None:
         if conn.close_code is not None:
@@ -108,27 +98,18 @@ class AlertDelivery:
         conn.push(text if text is not None else encode(AlertEvent(alert=alert)).decode())
         self._delivered.add(alert.alert_id)
 
-    async def _fill(self, conn: Connection, pos: _Position, held: int, upto: int | None) -> None:
-        attempt = 0
-        while True:
-            if conn.close_code is not None:
-                return
-            try:
-                fetched = await self._fetch(conn.user.id, held, upto)
-                break
-            except Exception:
-                attempt += 1
-                log.warning("alert gap fill failed for connection %s (attempt %d); retrying", conn.id, attempt, exc_info=True)
-                await asyncio.sleep(min(FILL_RETRY_MAX, FILL_RETRY_MIN * 2 ** (attempt - 1)))
-        for alert in fetched:
-            if pos.held is None or alert.seq > pos.held:
-                pos.held = alert.seq
+    def _fill(self, conn: Connection, inbox: StreamFollower[Alert], fetch: Fetch) -> None:
+        async def read(f: Fetch) -> list[Alert]:
+            return await self._fetch(f.key, f.after, f.upto)
+
+        def hand_over(alerts: list[Alert]) -> None:
+            for alert in alerts:
                 self._push(conn, alert, None)
-        if upto is not None and (pos.held is None or pos.held < upto):
-            pos.held = upto  # the rest of the gap expired or was replaced: nothing to show
-        waiting, pos.waiting, pos.filling = pos.waiting, [], False
-        for alert in sorted(waiting, key=lambda a: a.seq):
-            self._offer(conn, pos, alert, None)
+
+        def failed(f: Fetch) -> None:
+            log.warning("alert gap fill failed for connection %s (attempt %d); retrying", conn.id, f.attempt + 1, exc_info=True)
+
+        conn._spawn(fill(inbox, fetch, read, hand_over, failed, lambda: conn.close_code is not None))
 
     # --- delivery records ----------------------------------------------------------------
 

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import httpx
 import msgspec
 
-from .retry import DeadLetter, RetryPolicy, next_step
-from .signing import canonical_request, signature
+from ..alerts.retry import DeadLetter, RetryPolicy, next_step
+from ..alerts.signing import canonical_request, signature
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -47,7 +47,7 @@ __all__ = [
     "WEBHOOK_SYSTEM",
 ]
 
-log = logging.getLogger("bankhub.alerts.fallback")
+log = logging.getLogger("bankhub.delivery.fallback")
 
 WEBHOOK_SYSTEM = "bankhub"
 """The ``X-Bankhub-System`` the hub signs its outbound webhook requests as."""

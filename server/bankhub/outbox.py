@@ -1,0 +1,107 @@
+"""The after-commit outbox: the one way signals leave a node.
+
+An action that changes state and tells other nodes about it opens a named transaction
+through :meth:`Outbox.transaction` (``hub.transaction("notice_publish")``) and, inside it,
+*emits* signals instead of publishing them::
+
+    async with hub.transaction("notice_recall") as tx:
+        rec = await hub.accounts.recall(tx.conn, notice_id, ...)
+        tx.emit(BROADCAST_CHANNEL, NoticeSignal(...))
+
+Nothing is published while the transaction is open. When the block exits cleanly (the
+transaction committed), everything emitted goes out in one ``publish_many``; when it
+raises, the emitted signals are dropped with the rollback. So a signal never announces a
+state that could still be rolled back, and a committed state is never left unannounced
+because someone forgot to publish by hand.
+
+State committed elsewhere (a routing transaction inside storage, a row read after a
+commit) is announced with :meth:`Outbox.publish`, the same path without a transaction.
+
+The failure policy is written once, here: a publish that fails after commit is logged and
+swallowed, never reported to the caller as a failure of the action. The state is durable
+and the receivers catch up from Postgres (seq gap filling, ``sync``, the periodic sweeps),
+so a lost signal costs latency, not data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from .broker import Broker, user_channel
+from .signals import Signal, encode_signal
+from .storage.db import Conn, Database
+
+__all__ = ["Outbox", "Transaction", "Emitted"]
+
+log = logging.getLogger("bankhub.outbox")
+
+Emitted = tuple[str, Signal]
+"""A signal and the broker channel it goes to."""
+
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
+
+
+class Transaction:
+    """An open transaction (``conn``) and the signals to publish once it has committed."""
+
+    __slots__ = ("conn", "name", "_emitted")
+
+    def __init__(self, conn: Conn, name: str) -> None:
+        self.conn = conn
+        self.name = name
+        self._emitted: list[Emitted] = []
+
+    def emit(self, channel: str, signal: Signal) -> None:
+        """Publish ``signal`` on ``channel`` after the commit (never if it rolls back)."""
+        self._emitted.append((channel, signal))
+
+    def emit_to_users(self, user_ids: Iterable[str], signal: Signal) -> None:
+        """Publish ``signal`` on each user's channel after the commit."""
+        self._emitted.extend((user_channel(uid), signal) for uid in user_ids)
+
+    @property
+    def emitted(self) -> Sequence[Emitted]:
+        return self._emitted
+
+
+class Outbox:
+    """Publishes signals after commit, with one failure policy. ``hub.outbox``."""
+
+    def __init__(self, db: Database, broker: Broker) -> None:
+        self.db = db
+        self.broker = broker
+
+    @asynccontextmanager
+    async def transaction(self, name: str, *, isolation: Isolation = "read_committed") -> AsyncIterator[Transaction]:
+        """A named transaction whose emitted signals are published once it has committed."""
+        async with self.db.transaction(name, isolation=isolation) as conn:
+            tx = Transaction(conn, name)
+            yield tx
+        # reached only when the block exited cleanly and the transaction committed
+        await self.publish(tx.emitted, what=name)
+
+    async def publish(self, items: Sequence[Emitted], *, what: str) -> None:
+        """Publish already-committed state changes in one round trip; ``what`` names them
+        in the log line if the broker fails (the state stays committed: see the module
+        docstring)."""
+        if not items:
+            return
+        # a signal emitted to many users is encoded once (a group message: one per member)
+        encoded: dict[int, bytes] = {}
+        payloads = []
+        for channel, signal in items:
+            data = encoded.get(id(signal))
+            if data is None:
+                data = encoded[id(signal)] = encode_signal(signal)
+            payloads.append((channel, data))
+        try:
+            await self.broker.publish_many(payloads)
+        except Exception:
+            log.warning("%s: publish after commit failed; receivers catch up from storage", what, exc_info=True)
+
+    async def publish_to_users(self, user_ids: Iterable[str], signal: Signal, *, what: str) -> None:
+        """:meth:`publish` of one signal on each user's channel."""
+        await self.publish([(user_channel(uid), signal) for uid in user_ids], what=what)
