@@ -58,12 +58,14 @@ Flush = Callable[["Hub", Sequence[Pending]], Awaitable[list[Appended]]]
 
 
 class Job(NamedTuple):
-    """A periodic job of the node: ``run(hub)`` every ``seconds`` until the node drains;
-    a failure is logged and the job runs again at its next turn."""
+    """A periodic job of the node: ``run(hub)`` every ``seconds`` until the node drains (or,
+    ``while_draining``, until it stops); a failure is logged and the job runs again at its
+    next turn."""
 
     name: str
     seconds: float
     run: Callable[["Hub"], Awaitable[object]]
+    while_draining: bool = False
 
 
 class DeskState:
@@ -229,7 +231,8 @@ class Hub:
         await self.desk.start()
         await self.alerting.start()
         jobs = [
-            Job("session-recheck", self.settings.session_recheck_seconds, Hub.recheck_sessions),
+            # the safety net behind revocation signals keeps running while the node drains
+            Job("session-recheck", self.settings.session_recheck_seconds, Hub.recheck_sessions, while_draining=True),
             Job("notice-stats", self.settings.notice_stats_seconds, Hub.flush_notice_stats),
             *self._jobs,
         ]
@@ -268,6 +271,8 @@ class Hub:
         self._started = False
         for task in self._loops:
             task.cancel()
+        # a sweep half-way through routing finishes unwinding before the drain starts
+        await asyncio.gather(*self._loops, return_exceptions=True)
         await self.desk.stop()
         await self.drain()
         await self.alerting.stop()
@@ -305,7 +310,7 @@ class Hub:
     async def _every(self, job: Job) -> None:
         while True:
             await asyncio.sleep(job.seconds)
-            if self.draining:
+            if self.draining and not job.while_draining:
                 return
             try:
                 await job.run(self)

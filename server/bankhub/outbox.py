@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from itertools import repeat
 from typing import Literal
 
 from .broker import Broker, user_channel
@@ -52,19 +53,15 @@ class Transaction:
     def __init__(self, conn: Conn, name: str) -> None:
         self.conn = conn
         self.name = name
-        self._emitted: list[Emitted] = []
+        self._emitted: list[tuple[list[str], Signal]] = []  # a signal with all its channels
 
     def emit(self, channel: str, signal: Signal) -> None:
         """Publish ``signal`` on ``channel`` after the commit (never if it rolls back)."""
-        self._emitted.append((channel, signal))
+        self._emitted.append(([channel], signal))
 
     def emit_to_users(self, user_ids: Iterable[str], signal: Signal) -> None:
         """Publish ``signal`` on each user's channel after the commit."""
-        self._emitted.extend((user_channel(uid), signal) for uid in user_ids)
-
-    @property
-    def emitted(self) -> Sequence[Emitted]:
-        return self._emitted
+        self._emitted.append(([user_channel(uid) for uid in user_ids], signal))
 
 
 class Outbox:
@@ -81,27 +78,25 @@ class Outbox:
             tx = Transaction(conn, name)
             yield tx
         # reached only when the block exited cleanly and the transaction committed
-        await self.publish(tx.emitted, what=name)
+        await self._publish(tx._emitted, name)
 
     async def publish(self, items: Sequence[Emitted], *, what: str) -> None:
         """Publish already-committed state changes in one round trip; ``what`` names them
         in the log line if the broker fails (the state stays committed: see the module
         docstring)."""
-        if not items:
+        await self._publish([([channel], signal) for channel, signal in items], what)
+
+    async def _publish(self, emitted: Sequence[tuple[list[str], Signal]], what: str) -> None:
+        if not emitted:
             return
-        # a signal emitted to many users is encoded once (a group message: one per member)
-        encoded: dict[int, bytes] = {}
-        payloads = []
-        for channel, signal in items:
-            data = encoded.get(id(signal))
-            if data is None:
-                data = encoded[id(signal)] = encode_signal(signal)
-            payloads.append((channel, data))
         try:
-            await self.broker.publish_many(payloads)
+            payloads: list[tuple[str, bytes]] = []
+            for channels, signal in emitted:
+                if channels:
+                    # encoded once for all its channels (a group message: once, not once per
+                    # member), so the receiving node also decodes one shared payload once
+                    payloads.extend(zip(channels, repeat(encode_signal(signal))))
+            if payloads:
+                await self.broker.publish_many(payloads)
         except Exception:
             log.warning("%s: publish after commit failed; receivers catch up from storage", what, exc_info=True)
-
-    async def publish_to_users(self, user_ids: Iterable[str], signal: Signal, *, what: str) -> None:
-        """:meth:`publish` of one signal on each user's channel."""
-        await self.publish([(user_channel(uid), signal) for uid in user_ids], what=what)

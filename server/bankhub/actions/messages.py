@@ -12,6 +12,7 @@ and reaches its recipients through gap filling and sync.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 
@@ -29,6 +30,8 @@ from . import reactions
 from .errors import ActionError, require
 
 __all__ = ["send", "read", "sync", "commit"]
+
+log = logging.getLogger("bankhub.actions.messages")
 
 _body_encoder = msgspec.json.Encoder()
 
@@ -52,7 +55,12 @@ async def commit(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
                 # a duplicate is published again: harmless (receivers drop seen seqs) and it repairs
                 # a delivery lost when the first attempt's node died between commit and publish
                 tx.emit_to_users(result.recipients, MessageSignal(message=result.message, origin=pending.origin))
-    reactions.observe(hub, batch, results)
+    try:
+        # the bot and RM auto-replies react to committed customer messages (without blocking);
+        # the batch is committed and published: nothing here may turn it into a failed send
+        reactions.observe(hub, batch, results)
+    except Exception:
+        log.warning("message observers failed", exc_info=True)
     return results
 
 

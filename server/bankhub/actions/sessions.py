@@ -158,20 +158,26 @@ async def end_sessions(
     ip: str | None = None,
 ) -> list[str]:
     """Revoke the user's session ``only`` — or all of them but ``keep`` — storing ``reason``;
-    audit it and, after the commit, close their sockets on every node (``told``: the close
-    reason). Returns the revoked ids (nothing is audited or signalled when there are none)."""
+    after the commit, close their sockets on every node (``told``: the close reason), then
+    audit it. Returns the revoked ids (nothing is signalled or audited when there are none)."""
     async with hub.transaction("session_revoke") as tx:
         if only is not None:
             revoked = [only] if await hub.sessions.revoke(tx.conn, only, reason) else []
         else:
             revoked = await hub.sessions.revoke_all(tx.conn, user_id, reason, except_session=keep)
         if revoked:
-            await _revoked(tx, hub, actor, user_id, revoked, told, ip, audit_target)
+            _signal_revoked(tx, user_id, revoked, told)
+    if revoked:
+        await _audit_revoked(hub, actor, user_id, revoked, told, ip, audit_target)
     return revoked
 
 
-async def _revoked(
-    tx: Transaction,
+def _signal_revoked(tx: Transaction, user_id: str, session_ids: list[str], told: str) -> None:
+    """Once ``tx`` has committed, the sockets of the revoked sessions close on every node."""
+    tx.emit(user_channel(user_id), RevokeSignal(user_id=user_id, session_ids=session_ids, reason=told))
+
+
+async def _audit_revoked(
     hub: Hub,
     actor: audit.Actor,
     user_id: str,
@@ -180,9 +186,8 @@ async def _revoked(
     ip: str | None,
     audit_target: str | None = None,
 ) -> None:
-    """Sessions were revoked in ``tx``: audit it there and, after the commit, close their
-    sockets on every node (``told``: the close reason)."""
-    tx.emit(user_channel(user_id), RevokeSignal(user_id=user_id, session_ids=session_ids, reason=told))
+    # after the commit, in its own transaction: a revocation never waits for, nor is undone
+    # by, the audit chain
     await audit.record(
         hub,
         actor=actor,
@@ -191,7 +196,6 @@ async def _revoked(
         reason=told,
         ip=ip,
         details={"sessions": session_ids},
-        conn=tx.conn,
     )
 
 
@@ -221,7 +225,8 @@ async def refresh(hub: Hub, session: Session, *, user_agent: str | None, ip: str
             )
         if done.session_id is None or done.expires_at is None:
             raise ActionError("unauthorized", "invalid, expired or revoked token")
-        await _revoked(tx, hub, session, session.user.id, [session.id], "session refreshed: reconnect with the new token", ip)
+        _signal_revoked(tx, session.user.id, [session.id], "session refreshed: reconnect with the new token")
+    await _audit_revoked(hub, session, session.user.id, [session.id], "session refreshed: reconnect with the new token", ip)
     return LoginResult(token, done.session_id, done.expires_at, session.user)
 
 
