@@ -29,13 +29,14 @@ from .desk.system import system_user
 from .delivery.notices import NoticeFanout
 from .delivery.registry import ConnectionRegistry
 from .models import User
-from .outbox import Isolation, Outbox, Transaction
+from .outbox import Outbox, Transaction
 from .protocol.frames import CloseCode, Message
 from .protocol.session import SessionLimits
 from .ratelimit import RateLimiter, make_limiter
 from .settings import NO_KEY_PROVIDER, Settings
 from .signals import RmStatusSignal, Signal
 from .storage import Appended, ConversationStore, Database, MessageStore, NewMessage, SessionStore, UserStore
+from .storage.db import Isolation
 from .storage.accounts import AccountStore
 from .storage.audit import AuditStore
 from .storage.rm import RmStore
@@ -94,7 +95,7 @@ class DeskState:
     async def start(self) -> None:
         try:
             await self.system()
-            self.unavailable_rms = await self.rm.unavailable_rms()
+            await self.refresh()
         except Exception:
             log.warning("service desk start-up reads failed; the sweep retries", exc_info=True)
         try:

@@ -29,11 +29,9 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from itertools import repeat
-from typing import Literal
-
 from .broker import Broker, user_channel
 from .signals import Signal, encode_signal
-from .storage.db import Conn, Database
+from .storage.db import Conn, Database, Isolation
 
 __all__ = ["Outbox", "Transaction", "Emitted"]
 
@@ -42,17 +40,13 @@ log = logging.getLogger("bankhub.outbox")
 Emitted = tuple[str, Signal]
 """A signal and the broker channel it goes to."""
 
-Isolation = Literal["read_committed", "repeatable_read", "serializable"]
-
-
 class Transaction:
     """An open transaction (``conn``) and the signals to publish once it has committed."""
 
-    __slots__ = ("conn", "name", "_emitted")
+    __slots__ = ("conn", "_emitted")
 
-    def __init__(self, conn: Conn, name: str) -> None:
+    def __init__(self, conn: Conn) -> None:
         self.conn = conn
-        self.name = name
         self._emitted: list[tuple[list[str], Signal]] = []  # a signal with all its channels
 
     def emit(self, channel: str, signal: Signal) -> None:
@@ -75,7 +69,7 @@ class Outbox:
     async def transaction(self, name: str, *, isolation: Isolation = "read_committed") -> AsyncIterator[Transaction]:
         """A named transaction whose emitted signals are published once it has committed."""
         async with self.db.transaction(name, isolation=isolation) as conn:
-            tx = Transaction(conn, name)
+            tx = Transaction(conn)
             yield tx
         # reached only when the block exited cleanly and the transaction committed
         await self._publish(tx._emitted, name)

@@ -106,8 +106,6 @@ class Handover(msgspec.Struct):
     conversations: list[str]  # direct conversations that passed to the new RM
 
 
-def _staff(u: User) -> StaffCard:
-    return StaffCard(user_id=u.id, username=u.username, display_name=u.display_name)
 
 
 def _status_view(s: RmStatus) -> RmStatusView:
@@ -160,7 +158,7 @@ async def book(
     status = await hub.desk.rm.status(rm.id)
     return (
         Book(
-            rm=_staff(rm),
+            rm=routing.staff_card(rm),
             availability=_status_view(status),
             customers=[
                 BookCustomer(
@@ -209,7 +207,7 @@ async def my_rm(hub: Hub, actor: User) -> MyRm:
     for c in await hub.conversations.list_for_user(actor.id):
         if c.kind == "direct" and rm.id in c.members:
             conv = c.id
-    return MyRm(rm=_staff(rm), availability=_status_view(await hub.desk.rm.status(rm.id)), conversation_id=conv)
+    return MyRm(rm=routing.staff_card(rm), availability=_status_view(await hub.desk.rm.status(rm.id)), conversation_id=conv)
 
 
 async def set_status(hub: Hub, actor: User, status: str, message: str | None) -> RmStatusView:
@@ -324,7 +322,7 @@ async def notify_handover(hub: Hub, moved: Sequence[HandedOver], new_rm: User) -
             items.append(
                 routing.access(new_rm.id, m.conversation_id, True, ConversationAdded(conversation_id=m.conversation_id, kind="direct", reason="handover"))
             )
-        items.append(routing.push(m.customer_id, RmChanged(rm=_staff(new_rm), conversation_id=m.conversation_id, previous_rm_id=m.old_rm_id)))
+        items.append(routing.push(m.customer_id, RmChanged(rm=routing.staff_card(new_rm), conversation_id=m.conversation_id, previous_rm_id=m.old_rm_id)))
     await routing.publish(hub, items)
     text = f"Your relationship manager is now {new_rm.display_name}, who can see your earlier messages here and will continue from them."
     data = {"rm": new_rm.username, "rm_name": new_rm.display_name}

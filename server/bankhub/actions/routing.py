@@ -48,8 +48,9 @@ log = logging.getLogger("bankhub.desk")
 T = TypeVar("T")
 
 
-def staff_card(user: User | None) -> StaffCard | None:
-    return None if user is None else StaffCard(user_id=user.id, username=user.username, display_name=user.display_name)
+def staff_card(user: User) -> StaffCard:
+    """How a member of staff (an RM, an agent) is shown to the customers they serve."""
+    return StaffCard(user_id=user.id, username=user.username, display_name=user.display_name)
 
 
 def push(user_id: str, frame: Any) -> Emitted:
@@ -142,7 +143,7 @@ async def assigned(hub: Hub, session: SessionRow, via: str, revision: int = 0) -
                 queue=session.queue,
                 state="active",
                 revision=revision,
-                agent=staff_card(agent),
+                agent=None if agent is None else staff_card(agent),
             ),
         )
     )

@@ -180,7 +180,7 @@ async def _view(hub: Hub, s: SessionRow, *, agent: User | None = None) -> Sessio
         if agent is None or agent.id != s.agent_id:
             agent = (await hub.users.by_ids([s.agent_id])).get(s.agent_id)
         if agent is not None:
-            view.agent = StaffCard(user_id=agent.id, username=agent.username, display_name=agent.display_name)
+            view.agent = routing.staff_card(agent)
     return view
 
 

@@ -24,12 +24,15 @@ from typing import Literal
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["Database", "StorageUnavailable", "Conn"]
+__all__ = ["Database", "StorageUnavailable", "Conn", "Isolation"]
 
 log = logging.getLogger("bankhub.storage")
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 """The connection type handed to store code (``asyncpg.Connection``)."""
+
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
+"""A transaction's isolation level."""
 
 # Errors that mean "the database is not there right now" rather than "your query is wrong".
 _UNAVAILABLE = (
@@ -120,7 +123,7 @@ class Database:
 
     @asynccontextmanager
     async def transaction(
-        self, name: str, *, isolation: Literal["read_committed", "repeatable_read", "serializable"] = "read_committed"
+        self, name: str, *, isolation: Isolation = "read_committed"
     ) -> AsyncIterator[Conn]:
         """A pooled connection inside one transaction, committed when the block exits cleanly."""
         start = time.perf_counter()
