@@ -303,10 +303,16 @@ def receiver_main(
 # --- the senders (run in the orchestrator) ------------------------------------------------------
 
 
-async def hub_burst(ws_url: str, sender: BenchClient, conversation_id: str, k: int, text_bytes: int, timeout: float = 120.0) -> dict[str, Any]:
+async def hub_burst(
+    ws_url: str, sender: BenchClient, conversation_id: str, k: int, text_bytes: int, timeout: float = 120.0, *, chatter: bool = False
+) -> dict[str, Any]:
     """Send ``k`` messages to the group as fast as the socket takes them; wait for the ``sent`` acks.
 
-    ``k`` must stay within the hub's per-connection burst (100 frames).
+    ``chatter``: also a ``typing`` frame before every other message and, after the acks, a
+    ``read`` up to the last seq, as a chatting user's client sends them (the hub forwards
+    typing and read positions to every member of a group of up to 100; above that they stay
+    with the sender). ``k`` plus that chatter must stay within the hub's per-connection burst
+    (100 frames): ``k`` <= 66 with chatter.
     """
     from websockets.asyncio.client import connect
 
@@ -327,6 +333,8 @@ async def hub_burst(ws_url: str, sender: BenchClient, conversation_id: str, k: i
         frames = []
         for i in range(k):
             cmid = f"f{run}.{i}"
+            if chatter and i % 2 == 0:
+                frames.append(enc.encode({"type": "typing", "conversation_id": conversation_id, "active": True}).decode())
             head = f"fanout {cmid} "
             frames.append(
                 enc.encode(
@@ -340,13 +348,24 @@ async def hub_burst(ws_url: str, sender: BenchClient, conversation_id: str, k: i
             await ws.send(f)
         ack_ns: list[int] = []
         errors: Counter[str] = Counter()
+        last_seq = 0
         deadline = time.monotonic() + timeout
         while len(ack_ns) + sum(errors.values()) < k and time.monotonic() < deadline:
             frame = msgspec.json.decode(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
             if frame.get("type") == "sent":
                 ack_ns.append(time.time_ns())
+                last_seq = max(last_seq, int(frame.get("seq", 0)))
             elif frame.get("type") == "error":
                 errors[frame.get("code", "?")] += 1
+        if chatter and last_seq:
+            await ws.send(enc.encode({"type": "read", "id": f"r{run}", "conversation_id": conversation_id, "seq": last_seq}).decode())
+            while time.monotonic() < deadline:  # the receipt answers it (after its commit)
+                frame = msgspec.json.decode(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
+                if frame.get("type") == "receipt" and frame.get("id") == f"r{run}":
+                    break
+                if frame.get("type") == "error":
+                    errors[frame.get("code", "?")] += 1
+                    break
         return {"send_ns": send_ns, "ack_ns": ack_ns, "errors": dict(errors)}
 
 

@@ -96,6 +96,7 @@ class SuiteConfig:
     fanout_sizes: list[int]
     fanout_messages: int
     fanout_repeat: int
+    fanout_chatter: bool
     latency_clients: int
     latency_rate: float
     latency_duration: float
@@ -394,7 +395,9 @@ def scenario_fanout(cfg: SuiteConfig) -> dict[str, Any]:
     hub: HubProcess | None = None
     bare: BareProcess | None = None
     receivers: Receivers | None = None
-    out: dict[str, Any] = {"messages_per_round": k, "rounds": cfg.fanout_repeat, "text_bytes": cfg.text_bytes, "sizes": {}}
+    out: dict[str, Any] = {
+        "messages_per_round": k, "rounds": cfg.fanout_repeat, "text_bytes": cfg.text_bytes, "chatter": cfg.fanout_chatter, "sizes": {}
+    }
     try:
         t = time.perf_counter()
         sender, groups = asyncio.run(seed_groups(pg.dsn, cfg.fanout_sizes))
@@ -435,7 +438,7 @@ def scenario_fanout(cfg: SuiteConfig) -> dict[str, Any]:
                         profiler = Profiler(hub_pid, max(2, round(n * k / 40000)), cfg.out / f"hub-fanout-{n}.collapsed.txt")
                     before = meter.snapshot(every_process=True)
                     if target == "hub":
-                        burst = asyncio.run(hub_burst(hub.ws_url, sender, conv, k, cfg.text_bytes))
+                        burst = asyncio.run(hub_burst(hub.ws_url, sender, conv, k, cfg.text_bytes, chatter=cfg.fanout_chatter))
                     else:
                         if not sample:
                             sample = _synthetic_message(conv, sender.user_id, cfg.text_bytes)
@@ -1039,6 +1042,12 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
     p.add_argument("--fanout-sizes", help="comma-separated group sizes N (default 1000,5000)")
     p.add_argument("--fanout-messages", type=int, help="messages K per round, <= 100: the hub's per-connection burst (default 50)")
     p.add_argument("--fanout-repeat", type=int, help="rounds per size and server; the median is reported (default 3)")
+    p.add_argument(
+        "--fanout-chatter",
+        action="store_true",
+        help="fanout: the hub's sender also sends `typing` before every other message and a `read` after its acks "
+        "(typing and receipts reach every member of a group of up to 100; try --fanout-sizes 100,1000,5000)",
+    )
     p.add_argument("--latency-clients", type=int, help="latency/durable clients (default 2000)")
     p.add_argument("--latency-rate", type=float, help="latency: offered msg/s (default 2000)")
     p.add_argument("--latency-duration", type=float, help="latency: measured seconds (default 10)")
@@ -1089,6 +1098,7 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
         fanout_sizes=sizes,
         fanout_messages=int(pick["fanout_messages"]),
         fanout_repeat=max(1, int(pick["fanout_repeat"])),
+        fanout_chatter=a.fanout_chatter,
         latency_clients=int(pick["latency_clients"]),
         latency_rate=float(pick["latency_rate"]),
         latency_duration=float(pick["latency_duration"]),

@@ -25,11 +25,17 @@ from .http.openapi import PATH_PARAMETERS, openapi_document
 from .http.problems import json_response, problem
 from .http.accounts import ROUTES as ACCOUNT_ROUTES
 from .http.admin import ROUTES as ADMIN_ROUTES
+from .http.contacts import ROUTES as CONTACT_ROUTES
 from .http.alerts import ROUTES as ALERT_ROUTES
+from .http.media import ROUTES as MEDIA_ROUTES
+from .http.cards import ROUTES as CARD_ROUTES
 from .http.handler import Endpoint, Handler
 from .http.routes import ROUTES
+from .http.presence import ROUTES as PRESENCE_ROUTES
 from .http.service import ROUTES as SERVICE_ROUTES
+from .http.groups import ROUTES as GROUP_ROUTES
 from .http.web_sessions import ROUTES as WEB_SESSION_ROUTES
+from .http.widget import ROUTES as WIDGET_ROUTES
 from .web import ROUTES as WEB_ROUTES
 from .web import SecurityHeaders
 from .hub import Hub
@@ -191,7 +197,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
                 await hub.stop()
 
     routes: list[Route | WebSocketRoute] = [Route("/", index), Route("/openapi.json", openapi)]
-    routes += _routes([*ROUTES, *ACCOUNT_ROUTES, *ADMIN_ROUTES, *ALERT_ROUTES, *SERVICE_ROUTES, *WEB_SESSION_ROUTES])
+    routes += _routes([*ROUTES, *ACCOUNT_ROUTES, *CONTACT_ROUTES, *ADMIN_ROUTES, *ALERT_ROUTES, *MEDIA_ROUTES, *SERVICE_ROUTES, *GROUP_ROUTES, *WEB_SESSION_ROUTES, *CARD_ROUTES, *WIDGET_ROUTES, *PRESENCE_ROUTES])
     routes += WEB_ROUTES
     routes.append(WebSocketRoute("/v1/ws", websocket_endpoint))
     for route in routes:

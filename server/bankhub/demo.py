@@ -13,13 +13,18 @@ from .passwords import hash_password
 from .policy import DUAL_CONTROL_ROLES
 from .storage import ConversationStore, Database, UserStore
 from .storage.accounts import AccountStore
+from .storage.contacts import ContactStore
 from .storage.db import Conn
 from .storage.rm import RmStore
 from .storage.service import ServiceStore
 
-__all__ = ["DEMO_PASSWORD", "DEMO_USERS", "DEMO_ACCOUNTS", "seed_demo"]
+__all__ = ["DEMO_PASSWORD", "DEMO_USERS", "DEMO_ACCOUNTS", "DEMO_WIDGET_ORIGIN", "seed_demo"]
 
 DEMO_PASSWORD = "bankhub-demo"
+
+# the demo service-widget partner's page origin (`bankhub dev` registers partner demo-shop for
+# it; serve a page there, e.g. `python -m http.server 8765`, as docs/widget.md shows)
+DEMO_WIDGET_ORIGIN = "http://127.0.0.1:8765"
 
 # username, display name, role, org code, RM username
 DEMO_USERS: list[tuple[str, str, Role, str, str | None]] = [
@@ -92,6 +97,8 @@ async def seed_demo(dsn: str) -> bool:
                     )
             await _seed_accounts(conn, db, orgs, ids)
             await _seed_service_desk(conn, db, ids)
+            for username, phone in DEMO_PHONES.items():  # contacts: add by phone number
+                await ContactStore.set_phone(conn, ids[username], phone)
         await ConversationStore(db).create_group(ids["rm.wang"], "Wang's wealth club", [ids["c.li"], ids["c.zhang"]])
         return True
     finally:
@@ -122,6 +129,9 @@ async def _seed_accounts(conn: Conn, db: Database, orgs: dict[str, str], ids: di
     for username, handle in (("c.li", "bj.branch"), ("c.zhang", "bj.branch"), ("c.zhou", "sh.branch")):
         await AccountStore.follow(conn, by_handle[handle], ids[username])
 
+
+# the demo customers' phone numbers (E.164; "13800000001" finds c.li), for adding a contact by phone
+DEMO_PHONES = {"c.li": "+8613800000001", "c.zhang": "+8613800000002", "c.zhou": "+8613800000003"}
 
 # customers' account class (I: full-function; II, III: limited electronic accounts)
 DEMO_ACCOUNT_CLASSES = {"c.li": "I", "c.zhang": "II", "c.zhou": "I"}

@@ -27,6 +27,7 @@ from .crypto import KeyProvider, Keyring, provider_from_settings
 from .desk.faq import DEFAULT_FAQ, FaqEntry
 from .desk.system import system_user
 from .delivery.notices import NoticeFanout
+from .delivery.presence import LocalDirectory, PresenceRuntime, RedisDirectory
 from .delivery.registry import ConnectionRegistry
 from .models import User
 from .outbox import Outbox, Transaction
@@ -39,8 +40,15 @@ from .storage import Appended, ConversationStore, Database, MessageStore, NewMes
 from .storage.db import Isolation
 from .storage.accounts import AccountStore
 from .storage.audit import AuditStore
+from .storage.privacy import PrivacyStore
+from .storage.contacts import ContactStore
+from .storage.groups import GroupStore
+from .storage.revisions import RevisionStore
 from .storage.rm import RmStore
 from .storage.service import ServiceStore
+from .media.runtime import MediaRuntime
+from .storage.widget import WidgetStore
+from .storage.signing_keys import SigningKeyStore
 
 __all__ = ["Hub", "Pending", "Flush", "Job", "DeskState"]
 
@@ -195,9 +203,17 @@ class Hub:
         self.sessions = SessionStore(self.db)
         self.audit = AuditStore(self.db)
         self.conversations = ConversationStore(self.db)
+        self.groups = GroupStore(self.db)
         self.messages = MessageStore(self.db, self.keyring, codec)
+        # recall and edit: the replaced bodies (compliance only) and the target rows' updates
+        self.revisions = RevisionStore(self.messages, self.keyring)
+        # the hub's Ed25519 key: signs cards at commit and notices at publication
+        self.signing = SigningKeyStore(self.db, self.keyring)
+        self.messages.signer = self.signing
         # passed limits (tests) win; a node takes them from its settings
         self.session_limits = session_limits or settings.session_limits()
+        # contacts (friends), requests, blocks and invite codes: storage/contacts.py
+        self.contacts = ContactStore(self.db, max_contacts=settings.contacts_max_contacts)
         self.accounts = AccountStore(self.db)
         self.fanout = NoticeFanout(self.accounts.events)
         self.registry = ConnectionRegistry(self.broker, self._catch_up, self.fanout)
@@ -207,6 +223,23 @@ class Hub:
         # transactional alerts: calling systems, inboxes, delivery to sockets, the fallback channel
         self.alerting = AlertRuntime(self.db, self.keyring, settings)
         self.registry.alerts = self.alerting.delivery
+        # pictures and voice: the media rows, the blob store, the signed-URL keys
+        self.media = MediaRuntime(self.db, self.keyring, settings)
+        # read-receipt and presence privacy, who is online, presence watches, the typing gate
+        self.privacy = PrivacyStore(self.db)
+        self.presence = PresenceRuntime(
+            settings,
+            self.broker,
+            self.outbox,
+            self.privacy,
+            RedisDirectory(settings.redis_url, settings.node_name, settings.presence_node_ttl_seconds)
+            if settings.redis_url
+            else LocalDirectory(self.registry.by_user.__contains__),
+        )
+        self.presence.contacts = lambda: self.contacts
+        self.registry.presence_handler = self.presence.on_signal
+        # the embeddable service widget: partners, visitors, token nonces (docs/widget.md)
+        self.widget = WidgetStore(self.db)
         self.committer: Batcher[Pending, Appended] = Batcher(
             lambda batch: commit(self, batch),
             max_batch=settings.commit_batch_max,
@@ -231,10 +264,22 @@ class Hub:
         self.committer.start()
         await self.desk.start()
         await self.alerting.start()
+        await self.presence.start()
+        try:
+            await self.signing.ready()
+        except Exception:
+            log.warning("signing key not loaded at start; cards and notices load it when they need it")
         jobs = [
             # the safety net behind revocation signals keeps running while the node drains
             Job("session-recheck", self.settings.session_recheck_seconds, Hub.recheck_sessions, while_draining=True),
             Job("notice-stats", self.settings.notice_stats_seconds, Hub.flush_notice_stats),
+            # presence: the node's liveness mark in the broker and the batched last-seen writes
+            Job(
+                "presence",
+                min(self.settings.presence_node_ttl_seconds / 3, self.settings.presence_last_seen_flush_seconds),
+                lambda hub: hub.presence.tick(),
+                while_draining=True,
+            ),
             *self._jobs,
         ]
         self._loops = [asyncio.create_task(self._every(job), name=job.name) for job in jobs]
@@ -277,6 +322,8 @@ class Hub:
         await self.desk.stop()
         await self.drain()
         await self.alerting.stop()
+        await self.media.close()
+        await self.presence.stop()
         self.fanout.close()
         try:
             await self.flush_notice_stats()

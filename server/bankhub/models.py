@@ -16,7 +16,7 @@ import uuid
 
 import msgspec
 
-from .protocol.frames import Notice, NoticeBody
+from .protocol.frames import MessageBody, Notice, NoticeBody, Signature
 
 __all__ = [
     "Role",
@@ -43,6 +43,8 @@ __all__ = [
     "DeskAgent",
     "AgentFigures",
     "AlertSystem",
+    "MessageRevision",
+    "RevisionTarget",
 ]
 
 
@@ -69,6 +71,8 @@ class User(msgspec.Struct, frozen=True, gc=False):
     disabled: bool = False
     segment: str | None = None  # customer segment (e.g. "wealth"), for targeting
     tags: tuple[str, ...] = ()  # customer tags, for targeting
+    # a service-widget visitor (docs/widget.md): may only talk to the service desk (policy.py)
+    visitor: bool = False
 
 
 class Session(msgspec.Struct, frozen=True):
@@ -207,6 +211,7 @@ class NoticeRecord(msgspec.Struct):
     recalled_by: str | None = None
     recall_reason: str | None = None
     delivered_online: int = 0
+    signature: Signature | None = None  # the hub's, made at publication (None before delta 0017)
 
     def as_notice(self) -> Notice:
         """The follower's view: a recalled notice keeps its place but loses its body."""
@@ -220,6 +225,7 @@ class NoticeRecord(msgspec.Struct):
             body=None if recalled else self.body,
             recalled=recalled,
             recalled_ts=_ms(self.recalled_at),
+            signature=None if recalled else self.signature,
         )
 
 
@@ -294,3 +300,33 @@ class AgentFigures(DeskAgent):
     avg_handle_s: float | None
     csat_avg: float | None
     csat_count: int
+
+
+class MessageRevision(msgspec.Struct, gc=False):
+    """A body a recall or edit replaced (compliance reads only): message ``message_id``'s
+    ``revision``-th change, of ``kind`` ``edit`` or ``recall``, made at ``ts`` (ms) by the
+    message at ``change_seq``. ``body`` is what the message read before that change (a
+    ``text`` body, or ``shredded``/``undecryptable`` when it cannot be read)."""
+
+    message_id: str
+    revision: int
+    kind: str
+    change_seq: int
+    ts: int
+    body: MessageBody
+
+
+class RevisionTarget(msgspec.Struct, frozen=True, gc=False):
+    """The facts a recall or edit of message ``message_id`` is decided on: its sender, its
+    stored body ``kind``, when it was committed (the database's clock), how often it was edited,
+    whether it was withdrawn, and whether its body can be read at all."""
+
+    conversation_id: str
+    message_id: str
+    seq: int
+    sender_id: str
+    kind: str
+    created_at: dt.datetime
+    edits: int
+    recalled: bool
+    readable: bool

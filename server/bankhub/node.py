@@ -8,7 +8,7 @@ starts a node — ``bankhub serve``, ``bankhub dev``, the tests' harness — bui
 
 from __future__ import annotations
 
-from .actions import accounts, messages, routing
+from .actions import accounts, groups, media, messages, routing
 from .broker import Broker
 from .bodies import BodyCodec
 from .crypto import KeyProvider
@@ -35,7 +35,14 @@ def build_hub(
         # every node publishes due notices: rows are claimed with SKIP LOCKED, each goes out once
         Job("notice-scheduler", settings.notice_scheduler_seconds, accounts.publish_due),
         Job("service-desk-sweep", settings.desk_sweep_seconds, routing.sweep),
+        # org groups follow the org tree; user actions reconcile at once, this catches the rest
+        Job("org-group-reconcile", settings.group_reconcile_seconds, groups.reconcile_all),
     ]
+    # uploads no message carried in time (never sent, refused by the scanner): rows and blobs deleted
+    jobs.append(Job("media-unattached-sweep", settings.media_sweep_seconds, media.unattached_sweep))
+    if settings.media_clamd:
+        # media still in quarantine (the scanner could not answer at upload) are scanned again
+        jobs.append(Job("media-scan", settings.media_scan_seconds, media.scan_sweep))
     return Hub(
         settings,
         commit=messages.commit,

@@ -8,19 +8,38 @@ existence does not leak.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from .models import STAFF_ROLES, AlertSystem, Membership, OfficialAccount, Role, User
-from .desk.system import SYSTEM_USER_ID
+from .models import RevisionTarget
+from .desk.system import GROUP_EVENTS, SYSTEM_USER_ID
+from .protocol.frames import ErrorCode
 
 __all__ = [
+    "may_revise",
+    "REVISABLE_KINDS",
     "Decision",
     "ALLOW",
     "may_send",
+    "may_send_card",
+    "CARD_SENDER_ROLES",
+    "may_send_system_card",
+    "CARD_CATEGORIES",
     "may_read_conversation",
     "may_open_direct",
+    "may_befriend",
+    "may_manage_contacts",
+    "may_block",
     "may_create_group",
+    "GROUP_ROLES",
+    "may_create_org_group",
+    "may_view_group",
+    "may_rename_group",
+    "may_invite_to_group",
+    "may_remove_from_group",
+    "may_leave_group",
+    "may_set_group_role",
     "may_issue_ws_ticket",
     "may_read_conversation_list",
     "may_change_role",
@@ -62,6 +81,21 @@ __all__ = [
     "may_rate_service_session",
     "may_set_agent_state",
     "may_supervise_desk",
+    "WIDGET_VISITOR_ROUTES",
+    "WIDGET_VISITOR_FRAMES",
+    "may_call_route",
+    "may_use_frame",
+    "may_enter_widget",
+    "may_manage_widget_partners",
+    "may_type",
+    "may_set_privacy",
+    "may_see_presence",
+    "last_seen_visible",
+    "receipt_audience",
+    "visible_read_positions",
+    "may_upload_media",
+    "may_view_media",
+    "may_attach_media",
 ]
 
 
@@ -86,30 +120,87 @@ def may_read_conversation(actor: User, membership: Membership | None) -> Decisio
         return denied
     if membership is None or membership.user_id != actor.id:
         return _NOT_FOUND
+    if actor.visitor and membership.kind != "service":  # a widget visitor talks to the service desk only
+        return _NOT_FOUND
     return ALLOW
 
 
-def may_send(actor: User, membership: Membership | None) -> Decision:
-    """Post into a conversation: members only."""
-    return may_read_conversation(actor, membership)
+def may_send(actor: User, membership: Membership | None, *, blocked: bool = False) -> Decision:
+    """Post into a conversation: members only. ``blocked``: one member of this direct
+    conversation blocks the other (either way) — nobody posts into it while that lasts."""
+    if not (decision := may_read_conversation(actor, membership)).allowed:
+        return decision
+    if blocked and membership is not None and membership.kind == "direct":
+        return _BLOCKED
+    return ALLOW
 
 
-def may_open_direct(actor: User, peer: User) -> Decision:
+CARD_SENDER_ROLES = frozenset({Role.RM, Role.AGENT})
+"""Who may send a service card (``card`` body) into a conversation they are a member of:
+relationship managers and service-desk agents, the staff who serve customers in chat.
+Administrators speak through official accounts (whose notices are signed too); customers
+and other staff never send cards."""
+
+
+def may_send_card(actor: User, membership: Membership | None) -> Decision:
+    """Send a ``card``: a member of the conversation whose role is in :data:`CARD_SENDER_ROLES`."""
+    if not (decision := may_read_conversation(actor, membership)).allowed:
+        return decision
+    if actor.role not in CARD_SENDER_ROLES:
+        return Decision(False, "forbidden", "only relationship managers and service-desk agents send service cards")
+    return ALLOW
+
+
+CARD_CATEGORIES = {"offer": "marketing", "bill_reminder": "transaction", "appointment": "service"}
+"""The alert category a calling system must be registered for to send a card of each template."""
+
+
+def may_send_system_card(system: AlertSystem, template: str, recipient: User | None, rm: User | None) -> Decision:
+    """A bank system (a calling system of the alert API) sends a customer a card: only a
+    template whose category (:data:`CARD_CATEGORIES`) it was registered for, only to an
+    active customer, into their conversation with their own RM (``rm``: that RM, active)."""
+    if system.disabled:
+        return Decision(False, "system_disabled", f"system {system.name} is disabled")
+    category = CARD_CATEGORIES.get(template)
+    if category is None or category not in system.categories:
+        return Decision(False, "forbidden", f"system {system.name} may not send {template} cards ({category} not registered)")
+    if recipient is None or recipient.disabled or recipient.role is not Role.CUSTOMER:
+        return Decision(False, "recipient_not_found", "no such customer, or the account is disabled")
+    if rm is None or rm.disabled or rm.role is not Role.RM or recipient.rm_id != rm.id:
+        return Decision(False, "conflict", "this customer has no active relationship manager to receive the card through")
+    return ALLOW
+
+
+def may_open_direct(actor: User, peer: User | None, *, contacts: bool = False, blocked: bool = False) -> Decision:
     """Open (or reopen) the direct conversation between ``actor`` and ``peer``.
 
-    A customer may open one only with their own relationship manager; an RM only with
-    customers of their own book; staff with other staff. Customer-to-customer chat
-    (friends) is not open yet.
+    A customer may open one with their own relationship manager, and with another customer
+    who is their contact (``contacts``: accepted, see :func:`may_befriend`); an RM only with
+    customers of their own book; staff with other staff. Nobody opens one with a user who
+    blocks them or whom they block (``blocked``, either way). A customer gets one answer
+    (``_CUSTOMER_DIRECT``) for every peer they may not reach — no such user (``peer``
+    None), a disabled account, a visitor, a block either way, not a contact — so that no
+    username, account state or block is confirmed to them; staff learn ``not_found``.
     """
     if (denied := _active(actor)) is not None:
         return denied
-    if peer.disabled or peer.id == actor.id:
+    if peer is None:
+        return _CUSTOMER_DIRECT if actor.role is Role.CUSTOMER else Decision(False, "not_found", "no such user")
+    if peer.id == actor.id or actor.visitor:
         return Decision(False, "forbidden", "cannot open a conversation with this user")
     if actor.role is Role.CUSTOMER:
+        if peer.disabled or peer.visitor or blocked:
+            return _CUSTOMER_DIRECT
         # the peer itself is checked too: an RM who became staff keeps no customers
         if peer.id == actor.rm_id and peer.role is Role.RM:
             return ALLOW
-        return Decision(False, "forbidden", "customers may open a direct conversation only with their own RM")
+        if peer.role is Role.CUSTOMER and contacts:
+            return ALLOW
+        return _CUSTOMER_DIRECT
+    if peer.disabled or peer.visitor:
+        return Decision(False, "forbidden", "cannot open a conversation with this user")
+    if blocked:
+        return _BLOCKED
     if peer.role is Role.CUSTOMER:
         if actor.role is Role.RM and peer.rm_id == actor.id:
             return ALLOW
@@ -119,18 +210,251 @@ def may_open_direct(actor: User, peer: User) -> Decision:
     return Decision(False, "forbidden", "not allowed")
 
 
-def may_create_group(actor: User, members: Sequence[User]) -> Decision:
-    """Create a group: staff only; customers in it must be in the creator's own book (the
-    creator an RM now: a former RM's old customers still point at them)."""
+_BLOCKED = Decision(False, "forbidden", "one of you blocks the other")
+
+
+def _not_contact(username: str) -> Decision:
+    """A customer's one answer for a group member they may not add (see :func:`may_create_group`)."""
+    return Decision(False, "forbidden", f"{username} is not one of your contacts")
+_CUSTOMER_DIRECT = Decision(
+    False, "forbidden", "customers open a direct conversation with their own RM or with a customer who is their contact"
+)
+
+
+def _same_side(a: User, b: User) -> bool:
+    """Customers with customers, staff with staff: the only pairs that befriend or block.
+    A customer reaches staff through their RM or the service desk, never as a contact."""
+    return (a.role is Role.CUSTOMER) == (b.role is Role.CUSTOMER)
+
+
+def may_befriend(actor: User, peer: User | None, *, blocked: bool = False) -> Decision:
+    """Ask ``peer`` to become a contact, accept their request, or redeem their invite code.
+
+    Both principals are checked: both active; customers befriend customers and staff befriend
+    staff (no request between a customer and staff, either way); never oneself or the hub's
+    system user; never across a block (``blocked``: either blocks the other). ``peer`` None:
+    no such user. The refusals are ``forbidden`` here; an add by username or phone answers
+    its sender the same whatever this says (nothing about the account leaks)."""
     if (denied := _active(actor)) is not None:
         return denied
-    if actor.role is Role.CUSTOMER:
-        return Decision(False, "forbidden", "customers cannot create groups yet")
+    if peer is None or peer.disabled or peer.id == SYSTEM_USER_ID or peer.visitor or actor.visitor:
+        return _CANNOT_ADD
+    if peer.id == actor.id:
+        return Decision(False, "invalid_request", "you cannot add yourself")
+    if not _same_side(actor, peer):
+        return Decision(
+            False, "forbidden", "customers and bank staff are not contacts: customers reach staff through their RM or the service desk"
+        )
+    if blocked:
+        return _CANNOT_ADD  # as for a disabled account: a redeemed invite code must not tell of a block
+    return ALLOW
+
+
+_CANNOT_ADD = Decision(False, "forbidden", "this user cannot be added")
+
+
+def may_manage_contacts(actor: User) -> Decision:
+    """List and change one's own contacts, requests, blocks and invite codes (the queries
+    only touch one's own): any active user. Each change with another user asks
+    :func:`may_befriend` or :func:`may_block` too."""
+    return _active(actor) or ALLOW
+
+
+def may_block(actor: User, peer: User) -> Decision:
+    """Block ``peer``: no message, contact request or direct conversation between us, and
+    no presence of mine for them. Between users who could befriend each other only
+    (customers block customers, staff block staff): a customer's RM and the service desk
+    stay reachable, and staff do not turn customers away by blocking them. Unblocking is
+    always allowed."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if peer.id == actor.id:
+        return Decision(False, "invalid_request", "you cannot block yourself")
+    if peer.id == SYSTEM_USER_ID:
+        return Decision(False, "not_found", "no such user")
+    if not _same_side(actor, peer):
+        return Decision(False, "forbidden", "customers and bank staff do not block each other: report abuse to the bank")
+    return ALLOW
+
+
+def may_create_group(
+    actor: User, members: Sequence[User], *, contacts: Collection[str] = (), max_members: int | None = None
+) -> Decision:
+    """Create a group whose members its owner and admins manage.
+
+    Every member is checked. Staff create groups with staff, and an RM with customers of
+    their own book too (the creator an RM now: a former RM's old customers still point at
+    them). A customer creates one with other customers who are their contacts
+    (``contacts``: the ids among ``members`` that are the actor's accepted contacts with no
+    block either way). ``max_members``: the cap, the creator counted (``group_full``)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if max_members is not None and len({m.id for m in members} | {actor.id}) > max_members:
+        return Decision(False, "group_full", f"a group has at most {max_members} members")
     for m in members:
-        if m.disabled:
+        if m.id == actor.id:
+            continue
+        if actor.role is Role.CUSTOMER:
+            # one answer for a disabled account, a visitor, a block, a stranger (and, in
+            # actions.groups, no such user): nothing tells a customer which it is
+            if m.disabled or m.role is not Role.CUSTOMER or m.id not in contacts:
+                return _not_contact(m.username)
+        elif m.disabled:
             return Decision(False, "forbidden", f"{m.username} is disabled")
-        if m.role is Role.CUSTOMER and (actor.role is not Role.RM or m.rm_id != actor.id):
+        elif m.role is Role.CUSTOMER and (actor.role is not Role.RM or m.rm_id != actor.id):
             return Decision(False, "forbidden", f"{m.username} is not in your book")
+    return ALLOW
+
+
+# --- groups: roles, membership changes, org groups ------------------------------------------
+
+GROUP_ROLES = ("owner", "admin", "member")
+"""A group member's roles: one owner, any number of admins, members."""
+
+_NO_GROUP = Decision(False, "not_found", "no such group")
+_ORG_BOUND = Decision(False, "forbidden", "an org group's members follow the org tree: nobody joins, leaves or is removed by hand")
+
+
+def _in_group(actor: User, membership: Membership | None) -> Decision | None:
+    """Denied unless ``actor`` is active and ``membership`` is their own, of a group."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if membership is None or membership.user_id != actor.id or membership.kind != "group":
+        return _NO_GROUP
+    return None
+
+
+def may_create_org_group(actor: User, org_path: Sequence[str]) -> Decision:
+    """Create a staff-internal group bound to an org (``org_path``: the org and its
+    ancestors): head office anywhere, a branch admin for an org of their own subtree."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role not in _ADMIN_ROLES:
+        return Decision(False, "forbidden", "only administrators create org groups")
+    if not _administers(actor, org_path):
+        return Decision(False, "forbidden", "branch admins create org groups for their own subtree only")
+    return ALLOW
+
+
+def may_view_group(actor: User, membership: Membership | None) -> Decision:
+    """A group's facts and member list (names and roles): its members only."""
+    return _in_group(actor, membership) or ALLOW
+
+
+def may_rename_group(actor: User, membership: Membership | None, org_path: Sequence[str] | None) -> Decision:
+    """Rename: the owner or an admin of a hand-made group; an org group (``org_path``: its
+    org's path) an administrator of its org, member or not."""
+    if org_path is not None:
+        if (denied := _active(actor)) is not None:
+            return denied
+        if _administers(actor, org_path):
+            return ALLOW
+        if membership is not None and membership.user_id == actor.id:
+            return Decision(False, "forbidden", "an org group is renamed by an administrator of its org")
+        return _NO_GROUP
+    if (denied := _in_group(actor, membership)) is not None:
+        return denied
+    assert membership is not None
+    if membership.role not in ("owner", "admin"):
+        return Decision(False, "forbidden", "only the group's owner and admins rename it")
+    return ALLOW
+
+
+def may_invite_to_group(
+    actor: User,
+    membership: Membership | None,
+    invitee: User,
+    *,
+    org_bound: bool,
+    is_contact: bool,
+    already_member: bool,
+    members: int,
+    max_members: int,
+    staff: Sequence[User],
+) -> Decision:
+    """Invite ``invitee`` into a group of ``members`` members: its owner or an admin; never
+    into an org group. The invitee as for :func:`may_create_group` (a customer invites
+    their contacts, staff invite staff and an RM their own book's customers); the cap
+    (``max_members``) holds after the invitation (``group_full``).
+
+    ``staff``: the group's members who are bank staff. A customer who invites a customer
+    into a group with staff in it brings the invitee to those staff members, so each of
+    them is checked as :func:`may_create_group` checks a creator: every one must be an RM
+    whose book holds the invitee (a customer reaches staff only through their RM or the
+    service desk). Staff who invite vouch for the invitee themselves, as at creation."""
+    if (denied := _in_group(actor, membership)) is not None:
+        return denied
+    assert membership is not None
+    if org_bound:
+        return _ORG_BOUND
+    if membership.role not in ("owner", "admin"):
+        return Decision(False, "forbidden", "only the group's owner and admins invite")
+    if already_member:
+        return Decision(False, "conflict", f"{invitee.username} is a member already")
+    if actor.role is Role.CUSTOMER:
+        if invitee.disabled or invitee.role is not Role.CUSTOMER or not is_contact:
+            return _not_contact(invitee.username)  # one answer, as in may_create_group
+        if any(s.role is not Role.RM or invitee.rm_id != s.id for s in staff):
+            return Decision(
+                False, "forbidden", f"{invitee.username} cannot join this group: its bank staff take only their own customers"
+            )
+    elif invitee.disabled:
+        return Decision(False, "forbidden", f"{invitee.username} is disabled")
+    elif invitee.role is Role.CUSTOMER and (actor.role is not Role.RM or invitee.rm_id != actor.id):
+        return Decision(False, "forbidden", f"{invitee.username} is not in your book")
+    if members + 1 > max_members:
+        return Decision(False, "group_full", f"a group has at most {max_members} members")
+    return ALLOW
+
+
+def may_remove_from_group(actor: User, membership: Membership | None, target: Membership | None, *, org_bound: bool) -> Decision:
+    """Remove a member: the owner removes anyone else, an admin members only (not the
+    owner, not another admin); nobody removes themselves (they leave); never in an org group."""
+    if (denied := _in_group(actor, membership)) is not None:
+        return denied
+    assert membership is not None
+    if org_bound:
+        return _ORG_BOUND
+    if membership.role not in ("owner", "admin"):
+        return Decision(False, "forbidden", "only the group's owner and admins remove members")
+    if target is None or target.conversation_id != membership.conversation_id:
+        return Decision(False, "not_found", "no such member of this group")
+    if target.user_id == actor.id:
+        return Decision(False, "invalid_request", "to leave a group, leave it")
+    if membership.role == "owner" or target.role == "member":
+        return ALLOW
+    return Decision(False, "forbidden", "admins remove members, not the owner or other admins")
+
+
+def may_leave_group(actor: User, membership: Membership | None, *, org_bound: bool) -> Decision:
+    """Leave a group: any member, of a hand-made group only (an owner who leaves hands
+    ownership on; see :mod:`bankhub.actions.groups`)."""
+    if (denied := _in_group(actor, membership)) is not None:
+        return denied
+    return _ORG_BOUND if org_bound else ALLOW
+
+
+def may_set_group_role(
+    actor: User, membership: Membership | None, target: Membership | None, target_user: User | None, role: str, *, org_bound: bool
+) -> Decision:
+    """Promote a member to admin, demote an admin, or hand ownership on (``role``
+    ``owner``: the actor becomes an admin): the owner only, of a hand-made group, about
+    another member; a new owner must be active."""
+    if (denied := _in_group(actor, membership)) is not None:
+        return denied
+    assert membership is not None
+    if org_bound:
+        return Decision(False, "forbidden", "an org group has no owner or admins")
+    if membership.role != "owner":
+        return Decision(False, "forbidden", "only the group's owner changes roles")
+    if role not in GROUP_ROLES:
+        return Decision(False, "invalid_request", f"a role is one of {list(GROUP_ROLES)}")
+    if target is None or target_user is None or target.conversation_id != membership.conversation_id or target.user_id != target_user.id:
+        return Decision(False, "not_found", "no such member of this group")
+    if target.user_id == actor.id:
+        return Decision(False, "invalid_request", "the owner hands ownership to another member")
+    if role == "owner" and target_user.disabled:
+        return Decision(False, "forbidden", f"{target_user.username} is disabled")
     return ALLOW
 
 
@@ -158,6 +482,8 @@ def may_request_role_change(actor: User, target: User, new_role: Role, target_or
         return denied
     if actor.id == target.id:
         return Decision(False, "forbidden", "you cannot change your own role")
+    if target.visitor:
+        return Decision(False, "forbidden", "a service-widget visitor has no role but visitor")
     if actor.role is Role.HEAD_OFFICE_ADMIN:
         return ALLOW
     if actor.role is Role.BRANCH_ADMIN:
@@ -191,7 +517,7 @@ def may_reassign_customer(
         return Decision(False, "forbidden", "only administrators reassign customers")
     if actor.role is Role.BRANCH_ADMIN and not (actor.org_id in customer_ancestry and actor.org_id in rm_ancestry):
         return Decision(False, "not_found", "no such customer or RM in your branch")
-    if customer.role is not Role.CUSTOMER:
+    if customer.role is not Role.CUSTOMER or customer.visitor:
         return Decision(False, "invalid_request", f"{customer.username} is not a customer")
     if new_rm.role is not Role.RM or new_rm.disabled:
         return Decision(False, "invalid_request", f"{new_rm.username} is not an active relationship manager")
@@ -258,7 +584,9 @@ def may_view_account(actor: User, account: OfficialAccount, actor_org_path: Sequ
 
 
 def may_follow_account(actor: User, account: OfficialAccount, actor_org_path: Sequence[str]) -> Decision:
-    """Anyone who may see an account may follow it."""
+    """Anyone who may see an account may follow it (a widget visitor follows none)."""
+    if actor.visitor:
+        return _NO_ACCOUNT
     return may_view_account(actor, account, actor_org_path)
 
 
@@ -441,7 +769,7 @@ def may_send_alert(system: AlertSystem, category: str, recipient: User | None) -
         return Decision(False, "system_disabled", f"system {system.name} is disabled")
     if category not in system.categories:
         return Decision(False, "forbidden", f"system {system.name} may not send {category} alerts")
-    if recipient is None or recipient.disabled:
+    if recipient is None or recipient.disabled or recipient.visitor:
         return Decision(False, "recipient_not_found", "no such recipient, or the account is disabled")
     return ALLOW
 
@@ -469,12 +797,16 @@ def may_manage_alert_delivery(actor: User) -> Decision:
 _NO_SESSION = Decision(False, "not_found", "no such service session")
 
 
-def may_post_system(actor: User, membership: Membership | None) -> Decision:
+def may_post_system(actor: User, membership: Membership | None, event: str | None = None) -> Decision:
     """The hub's system user posts ``system`` bodies (notices, bot answers, auto-replies)
-    into direct and service conversations; nobody else posts as it, and it posts nowhere else.
+    into direct and service conversations, and the group events of
+    :data:`~bankhub.desk.system.GROUP_EVENTS` (``event``: the body's code) into groups;
+    nobody else posts as it, and it posts nowhere else.
     (``membership`` is the storage's fact for the system user: role ``system``.)"""
     if actor.id != SYSTEM_USER_ID or membership is None or membership.role != "system":
         return Decision(False, "forbidden", "only the hub posts as the system user")
+    if membership.kind == "group" and event in GROUP_EVENTS:
+        return ALLOW
     if membership.kind not in ("direct", "service"):
         return Decision(False, "forbidden", "system notices go into direct and service conversations only")
     return ALLOW
@@ -648,4 +980,246 @@ def may_supervise_desk(actor: User) -> Decision:
         return denied
     if actor.role is not Role.HEAD_OFFICE_ADMIN:
         return Decision(False, "forbidden", "the service desk is supervised by head office")
+    return ALLOW
+
+
+# --- read receipts, typing, presence ------------------------------------------------
+
+
+def may_type(actor: User, membership: Membership | None, *, blocked: bool = False) -> Decision:
+    """Say I am typing in a conversation: members only, and not in a direct conversation
+    whose members block one another (``blocked``, either way) — exactly as for sending."""
+    return may_send(actor, membership, blocked=blocked)
+
+
+def may_set_privacy(actor: User) -> Decision:
+    """Read or change my own read-receipt and last-seen privacy: any active user."""
+    return _active(actor) or ALLOW
+
+
+def _serves(rm: User, customer: User) -> bool:
+    """``rm`` is ``customer``'s relationship manager now: an active RM the customer's
+    ``rm_id`` points at (a pointer left on a user who is no longer an RM counts for nothing)."""
+    return rm.role is Role.RM and not rm.disabled and customer.role is Role.CUSTOMER and customer.rm_id == rm.id
+
+
+def may_see_presence(viewer: User, target: User | None, *, contact: bool, blocked: bool) -> Decision:
+    """Whether ``viewer`` learns if ``target`` is online (and, per the target's setting,
+    when last seen). Presence travels only along relationships: an accepted contact
+    (``contact``), my RM, my customers — both sides checked on their current rows: the RM
+    side must be an active user of role ``rm`` (as :func:`may_open_direct` requires), so a
+    former RM whose old customers still point at them sees none of them, nor they him. A
+    block either way (``blocked``) hides it; a disabled, unknown (``target`` None) or
+    service-widget target has none. A denial is indistinguishable from an unknown user
+    (``not_found``)."""
+    if (denied := _active(viewer)) is not None:
+        return denied
+    hidden = Decision(False, "not_found", "no presence for this user")
+    if target is None or blocked or target.id == viewer.id or target.disabled or target.visitor or viewer.visitor:
+        return hidden
+    if contact or _serves(viewer, target) or _serves(target, viewer):
+        return ALLOW
+    return hidden
+
+
+def last_seen_visible(target_setting: str, *, contact: bool, viewer_setting: str) -> bool:
+    """Whether a viewer allowed to see a user's presence also sees their last-seen time.
+
+    ``target_setting``: ``everyone`` (every related user), ``contacts`` (accepted contacts
+    only) or ``nobody``. As peers do, a viewer who hides their own last seen from everybody
+    (``nobody``) sees nobody's."""
+    if viewer_setting == "nobody":
+        return False
+    if target_setting == "everyone":
+        return True
+    return target_setting == "contacts" and contact
+
+
+def receipt_audience(
+    actor_id: str, members: Sequence[str], opted_out: set[str], max_members: int, *, blocked: bool = False
+) -> list[str]:
+    """Whose devices learn that ``actor_id``'s read position moved.
+
+    Always the actor's own devices. Other members only when the conversation has at most
+    ``max_members`` members, the actor shares read receipts, and the member does too (one
+    who opted out neither shows nor sees read positions) — and never in a direct
+    conversation whose members block one another (``blocked``, either way)."""
+    if blocked or len(members) > max_members or actor_id in opted_out:
+        return [actor_id]
+    return [m for m in members if m == actor_id or m not in opted_out]
+
+
+def visible_read_positions(
+    viewer_id: str,
+    positions: Sequence[tuple[str, int, bool]],
+    member_count: int,
+    max_members: int,
+    *,
+    blocked: bool = False,
+) -> list[tuple[str, int]]:
+    """The read positions ``viewer_id`` (a member) sees when opening a conversation:
+    ``positions`` are ``(user_id, read_seq, shares)``. Mine always; the others' only under
+    the same rules as :func:`receipt_audience` (``blocked``: a direct conversation whose
+    members block one another)."""
+    mine = [(u, seq) for u, seq, _ in positions if u == viewer_id]
+    viewer_shares = all(shares for u, _, shares in positions if u == viewer_id)
+    if blocked or member_count > max_members or not viewer_shares:
+        return mine
+    return [(u, seq) for u, seq, shares in positions if u == viewer_id or shares]
+
+
+# --- recall and edit of one's own message ------------------------------------------------
+
+REVISABLE_KINDS = frozenset({"text"})
+"""Stored body kinds a sender may recall or edit: text only (not a system notice, a card,
+or an edit/recall message itself)."""
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} minute{'' if seconds == 60 else 's'}" if seconds >= 60 else f"{seconds:g} seconds"
+
+
+def may_revise(
+    actor: User,
+    membership: Membership | None,
+    target: RevisionTarget | None,
+    change: str,
+    elapsed_seconds: float,
+    window_seconds: float,
+    max_edits: int,
+    *,
+    blocked: bool = False,
+) -> Decision:
+    """Recall (``change`` ``"recall"``) or edit (``"edit"``) message ``target``.
+
+    Only a member of the conversation (else ``not_found``), only the message's own sender
+    (someone else's message, even an admin's view of it: ``forbidden``), only a text
+    message (not a system notice, card or an edit/recall message), not one already
+    withdrawn, at most ``max_edits`` edits, and only while ``elapsed_seconds`` (the time
+    since the message's commit, measured by the database that stamped it — one clock for
+    both ends, whatever the node's clock says) is at most ``window_seconds`` — the window's
+    last instant included. A target that is not in the conversation is ``not_found``. ``blocked`` (one
+    member of this direct conversation blocks the other) refuses an edit, which posts new
+    text, but not a recall, which only withdraws it.
+    """
+    member = may_send(actor, membership, blocked=blocked and change == "edit")
+    if not member.allowed or membership is None:
+        return member if not member.allowed else _NOT_FOUND
+    if target is None or target.conversation_id != membership.conversation_id:
+        return Decision(False, "not_found", "no such message in this conversation")
+    if target.sender_id != actor.id:
+        return Decision(False, "forbidden", f"only its sender may {change} a message")
+    if target.recalled:
+        return Decision(False, "forbidden", "this message was recalled")
+    if target.kind not in REVISABLE_KINDS:
+        return Decision(False, "forbidden", f"only a text message can be {'recalled' if change == 'recall' else 'edited'}")
+    if not target.readable:
+        return Decision(False, "forbidden", "this message cannot be read, so it cannot be changed")
+    if change == "edit" and target.edits >= max_edits:
+        return Decision(False, "forbidden", f"a message can be edited at most {max_edits} times")
+    if elapsed_seconds > window_seconds:
+        what = "recall" if change == "recall" else "edit"
+        return Decision(False, "forbidden", f"the {what} window ({_minutes(window_seconds)} after sending) has passed")
+    return ALLOW
+
+
+# --- the embeddable service widget (docs/widget.md) ------------------------------------------
+
+WIDGET_VISITOR_ROUTES = frozenset(
+    {
+        ("GET", "/v1/me"),
+        ("DELETE", "/v1/sessions/current"),
+        ("POST", "/v1/ws-tickets"),
+        ("GET", "/v1/conversations/{conversation_id}/messages"),
+        ("POST", "/v1/service/sessions"),
+        ("GET", "/v1/service/sessions/current"),
+        ("GET", "/v1/service/sessions/{session_id}"),
+        ("POST", "/v1/service/sessions/{session_id}/human"),
+        ("POST", "/v1/service/sessions/{session_id}/cancel"),
+        ("POST", "/v1/service/sessions/{session_id}/csat"),
+    }
+)
+"""The HTTP operations (method, path template) a widget visitor's session may call: the
+service desk, its conversation's history, a WebSocket ticket, sign-out. Nothing else."""
+
+WIDGET_VISITOR_FRAMES = frozenset({"send", "read", "sync", "ping"})
+"""The WebSocket frames a widget visitor may send (``send``/``read`` are further limited to
+service conversations by :func:`may_read_conversation`)."""
+
+_VISITOR_ONLY_DESK = Decision(False, "forbidden", "a service-widget visitor may only talk to the service desk")
+
+
+def may_call_route(actor: User, method: str, path: str) -> Decision:
+    """Every authenticated HTTP operation asks this first (``path``: the route's template).
+    A widget visitor may call :data:`WIDGET_VISITOR_ROUTES` only; everyone else passes (the
+    operation's own policy decides)."""
+    if actor.visitor and (method, path) not in WIDGET_VISITOR_ROUTES:
+        return _VISITOR_ONLY_DESK
+    return ALLOW
+
+
+def may_use_frame(actor: User, frame_type: str) -> Decision:
+    """Every WebSocket request asks this first: a widget visitor sends
+    :data:`WIDGET_VISITOR_FRAMES` only."""
+    if actor.visitor and frame_type not in WIDGET_VISITOR_FRAMES:
+        return _VISITOR_ONLY_DESK
+    return ALLOW
+
+
+def may_enter_widget(partner_enabled: bool, visitor: User) -> Decision:
+    """Exchange a verified visitor token for a session: the partner is enabled, and the
+    user standing for the visitor is an active widget visitor (an administrator may have
+    disabled it)."""
+    if not partner_enabled:
+        return Decision(False, "forbidden", "this widget partner is disabled")
+    if not visitor.visitor or visitor.role is not Role.CUSTOMER:
+        return Decision(False, "forbidden", "not a widget visitor")
+    if visitor.disabled:
+        return Decision(False, "forbidden", "this visitor is disabled")
+    return ALLOW
+
+
+def may_manage_widget_partners(actor: User) -> Decision:
+    """Register, list, enable and disable widget partners: head-office administrators."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.HEAD_OFFICE_ADMIN:
+        return Decision(False, "forbidden", "widget partners are managed by head office")
+    return ALLOW
+
+
+_NO_MEDIA = Decision(False, "not_found", "no such media")
+
+
+def may_upload_media(actor: User, membership: Membership | None) -> Decision:
+    """Upload a picture or voice note into a conversation: its members (as for reading it).
+    Sending it is a ``send``, decided by :func:`may_send` (blocks included)."""
+    return may_read_conversation(actor, membership)
+
+
+def may_view_media(actor: User, *, member: bool, visible: bool, uploader_id: str, attached: bool) -> Decision:
+    """See a media item (its facts, its signed URLs, its bytes): members of its conversation
+    *now*, only while it is ``visible`` (ready: never a quarantined or rejected item's bytes).
+    Until a message carries it (``attached``) an item is its uploader's draft: nobody else sees
+    it, whoever learns its id. Anything else is ``not_found``, the same answer as for an id that
+    does not exist."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if not member or not visible or (not attached and uploader_id != actor.id):
+        return _NO_MEDIA
+    return ALLOW
+
+
+def may_attach_media(actor: User, *, uploader_id: str, media_conversation_id: str, conversation_id: str, state: str) -> Decision:
+    """Send a media item as a message body: the sender uploaded it, into this very conversation,
+    and it is ``ready`` (``media_not_ready`` while quarantined, ``media_rejected`` after the
+    scanner refused it). Someone else's item, or one from another conversation, is ``not_found``."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if uploader_id != actor.id or media_conversation_id != conversation_id:
+        return _NO_MEDIA
+    if state == "quarantined":
+        return Decision(False, ErrorCode.MEDIA_NOT_READY, "the media is still being scanned; send it once it is ready")
+    if state != "ready":
+        return Decision(False, ErrorCode.MEDIA_REJECTED, "the media was rejected by the scanner and cannot be sent")
     return ALLOW

@@ -15,6 +15,8 @@ field's bounds (a database, a key provider, settings that go together).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import math
 import os
@@ -119,6 +121,11 @@ def _words(text: str) -> tuple[str, ...]:
 def _origins(text: str) -> tuple[str, ...]:
     # browsers send an Origin without a trailing slash; an operator may write one
     return tuple(o.rstrip("/") for o in _words(text))
+
+
+def _domains(text: str) -> tuple[str, ...]:
+    # host names compare in lower case; a trailing dot or slash an operator may write is not part of one
+    return tuple(d.lower().rstrip("/.") for d in _words(text))
 
 
 _LIMITS = SessionLimits()
@@ -283,6 +290,77 @@ class Settings:
         "their order); more only helps when Postgres has idle cores",
     )
 
+    # --- recall and edit of one's own message (measured from the message's commit, hub clock)
+    message_recall_seconds: float = setting(
+        120.0, env="MESSAGE_RECALL_SECONDS", ge=0,
+        doc="how long after sending a text message its sender may recall (withdraw) it; 0: never",
+    )
+    message_edit_seconds: float = setting(
+        900.0, env="MESSAGE_EDIT_SECONDS", ge=0,
+        doc="how long after sending a text message its sender may edit it; 0: never",
+    )
+    message_max_edits: int = setting(
+        20, env="MESSAGE_MAX_EDITS", ge=0,
+        doc="how many times one message may be edited (each edit keeps the text it replaced for compliance)",
+    )
+
+    # --- groups (docs/protocol.md, "Groups") ------------------------------------------------
+    group_max_members: int = setting(
+        500, env="GROUP_MAX_MEMBERS", ge=2, le=5000,
+        doc="most members of a group its owner and admins manage (the creator counted); org groups follow the org "
+        "tree and have no cap",
+    )
+    group_reconcile_seconds: float = setting(
+        60.0, env="GROUP_RECONCILE_SECONDS", gt=0,
+        doc="how often each node re-derives every org group's members from the org tree (a safety net: user "
+        "actions reconcile at once)",
+    )
+
+    # --- read receipts, typing, presence (docs/protocol.md, "Receipts, typing and presence") ---
+    receipts_max_members: int = setting(
+        100, env="RECEIPTS_MAX_MEMBERS", ge=2, le=1000,
+        doc="read positions are shown (live `receipt` frames and `GET /v1/conversations/{id}/receipts`) only in "
+        "conversations of at most this many members; above it each member sees only their own",
+    )
+    typing_max_members: int = setting(
+        100, env="TYPING_MAX_MEMBERS", ge=2, le=1000,
+        doc="`typing` is forwarded only in conversations of at most this many members",
+    )
+    typing_interval_seconds: float = setting(
+        3.0, env="TYPING_INTERVAL_SECONDS", gt=0, le=60,
+        doc="at most one `typing` (active) forwarded per member per conversation per this many seconds",
+    )
+    typing_ttl_seconds: float = setting(
+        6.0, env="TYPING_TTL_SECONDS", gt=0, le=120,
+        doc="receivers clear a typing indicator not refreshed for this long (sent as `ttl_ms`), so a lost "
+        "\"stopped\" clears",
+    )
+    typing_max_tracked: int = setting(
+        10000, env="TYPING_MAX_TRACKED", ge=1,
+        doc="most (member, conversation) typing states a node keeps; past it `typing` answers `rate_limited`",
+    )
+    presence_max_watch: int = setting(
+        100, env="PRESENCE_MAX_WATCH", ge=1, le=1000,
+        doc="most users one connection may watch (`watch_presence`) or one `GET /v1/presence` may ask about",
+    )
+    presence_max_watchers: int = setting(
+        1000, env="PRESENCE_MAX_WATCHERS", ge=1,
+        doc="most connections of one node that watch one user; more are answered but get no live `presence`",
+    )
+    presence_max_watched: int = setting(
+        100000, env="PRESENCE_MAX_WATCHED", ge=1,
+        doc="most distinct users the connections of one node watch together; more get no live `presence`",
+    )
+    presence_node_ttl_seconds: float = setting(
+        30.0, env="PRESENCE_NODE_TTL_SECONDS", ge=3,
+        doc="a node's liveness mark in the broker lasts this long (refreshed every third of it, one write per node, "
+        "not per connection); a crashed node's users read as offline after it",
+    )
+    presence_last_seen_flush_seconds: float = setting(
+        5.0, env="PRESENCE_LAST_SEEN_FLUSH_SECONDS", gt=0,
+        doc="how often a node writes the last-seen times of users whose last connection closed (one statement)",
+    )
+
     # --- periodic work of each node -----------------------------------------------------------
     notice_scheduler_seconds: float = setting(
         1.0, env="NOTICE_SCHEDULER_SECONDS", gt=0,
@@ -342,6 +420,134 @@ class Settings:
         doc="how often each node expires unread alerts past their time (unread counts never wait for it)",
     )
 
+    # --- contacts (docs/protocol.md, "Contacts"): every list a user can grow is bounded
+    contacts_max_contacts: int = setting(
+        1000, env="CONTACTS_MAX_CONTACTS", ge=1,
+        doc="most contacts (friends) a user may have; accepting or redeeming past it is refused `409 conflict`",
+    )
+    contacts_max_pending: int = setting(
+        50, env="CONTACTS_MAX_PENDING", ge=1,
+        doc="most unanswered contact requests a user may have sent (within `BANKHUB_CONTACTS_REQUEST_TTL_DAYS`, "
+        "withdrawn ones included); one more is refused `409 conflict`",
+    )
+    contacts_max_incoming: int = setting(
+        200, env="CONTACTS_MAX_INCOMING", ge=1,
+        doc="most pending contact requests a user is shown; past it a new request is kept from them (its sender "
+        "is answered as always)",
+    )
+    contacts_max_blocks: int = setting(
+        1000, env="CONTACTS_MAX_BLOCKS", ge=1, doc="most users one user may block",
+    )
+    contacts_max_invites: int = setting(
+        5, env="CONTACTS_MAX_INVITES", ge=1,
+        doc="most unused, unexpired invite codes a user may hold; one more is refused `409 conflict`",
+    )
+    contacts_invite_ttl_seconds: int = setting(
+        86400, env="CONTACTS_INVITE_TTL_SECONDS", ge=60, le=30 * 86400,
+        doc="how long an invite code (QR code) can be redeemed; each code works once",
+    )
+    contacts_request_ttl_days: int = setting(
+        30, env="CONTACTS_REQUEST_TTL_DAYS", ge=1, le=365,
+        doc="how long an unanswered contact request stays pending (and counts against its sender's limit)",
+    )
+
+    # --- pictures and voice (media): caps, signed URLs, blob storage, the optional scanner
+    media_max_image_bytes: int = setting(
+        10 * 1024 * 1024, env="MEDIA_MAX_IMAGE_BYTES", ge=1024, le=256 * 1024 * 1024,
+        doc="largest picture upload (`POST /v1/conversations/{id}/media`); larger: `413 too_large`",
+    )
+    media_max_voice_bytes: int = setting(
+        2 * 1024 * 1024, env="MEDIA_MAX_VOICE_BYTES", ge=1024, le=256 * 1024 * 1024,
+        doc="largest voice-note upload; larger: `413 too_large`",
+    )
+    media_max_pixels: int = setting(
+        40_000_000, env="MEDIA_MAX_PIXELS", ge=1, le=89_000_000,
+        doc="most pixels (width × height, read from the file's header before anything is decoded) a picture may have; "
+        "more: `413 too_many_pixels`",
+    )
+    media_max_voice_seconds: float = setting(
+        120.0, env="MEDIA_MAX_VOICE_SECONDS", gt=0, le=3600,
+        doc="longest voice note; longer: `422 too_long`",
+    )
+    media_url_ttl_seconds: int = setting(
+        300, env="MEDIA_URL_TTL_SECONDS", ge=10, le=86400,
+        doc="lifetime of the signed media URLs `GET /v1/media/{id}` hands out (bound to the user, the media item and "
+        "the variant)",
+    )
+    media_url_key: str | None = setting(
+        None, env="MEDIA_URL_KEY", secret=True, shown="unset: derived from the active KEK",
+        doc="base64 of 32 bytes (`bankhub keygen`) that signs media URLs; same value on every node. Unset, the key is "
+        "derived from the key provider (its wrap of a fixed label under the active KEK: set this with a provider whose "
+        "wrapping is randomised)",
+    )
+    media_blob_backend: str = setting(
+        "local", env="MEDIA_BLOB_BACKEND", choices=("local", "s3"),
+        doc="where encrypted media bytes are kept: `local` (a directory, `BANKHUB_MEDIA_DIR`) or `s3` (S3-compatible "
+        "object storage, `BANKHUB_MEDIA_S3_*`)",
+    )
+    media_dir: str | None = setting(
+        None, env="MEDIA_DIR", shown="unset: a per-database directory under the system temp directory (development)",
+        doc="the local blob store's directory; with several nodes a volume they all mount",
+    )
+    media_s3_endpoint: str | None = setting(
+        None, env="MEDIA_S3_ENDPOINT", shown="unset", doc="S3-compatible endpoint URL (`https://s3.example.com`), path-style",
+    )
+    media_s3_bucket: str | None = setting(None, env="MEDIA_S3_BUCKET", shown="unset", doc="the bucket media go to")
+    media_s3_region: str = setting("us-east-1", env="MEDIA_S3_REGION", doc="the region requests are signed for (SigV4)")
+    media_s3_access_key: str | None = setting(None, env="MEDIA_S3_ACCESS_KEY", secret=True, shown="unset", doc="S3 access key id")
+    media_s3_secret_key: str | None = setting(None, env="MEDIA_S3_SECRET_KEY", secret=True, shown="unset", doc="S3 secret access key")
+    media_clamd: str | None = setting(
+        None, env="MEDIA_CLAMD", shown="unset: no scanning",
+        doc="ClamAV's clamd, `host:port` or `unix:/path/to/clamd.sock`: every upload stays `quarantined` until clamd "
+        "(INSTREAM) finds it clean, and is `rejected` if it finds something",
+    )
+    media_scan_seconds: float = setting(
+        10.0, env="MEDIA_SCAN_SECONDS", gt=0,
+        doc="how often each node retries scanning media still in quarantine (with `BANKHUB_MEDIA_CLAMD`)",
+    )
+    media_max_pending: int = setting(
+        50, env="MEDIA_MAX_PENDING", gt=0,
+        doc="uploads a user may hold that no message carries yet (drafts, in every conversation); one more: "
+        "`409 media_quota` until one is sent or swept",
+    )
+    media_max_pending_bytes: int = setting(
+        200 * 1024 * 1024, env="MEDIA_MAX_PENDING_BYTES", gt=0,
+        doc="bytes (as uploaded) of those unsent uploads a user may hold; at or over it: `409 media_quota`",
+    )
+    media_unattached_seconds: float = setting(
+        86400.0, env="MEDIA_UNATTACHED_SECONDS", gt=0,
+        doc="an upload no message carries this long after it was uploaded (never sent, refused by the scanner) is "
+        "deleted, its row and its blobs",
+    )
+    media_sweep_seconds: float = setting(
+        300.0, env="MEDIA_SWEEP_SECONDS", gt=0,
+        doc="how often each node deletes unsent uploads older than `BANKHUB_MEDIA_UNATTACHED_SECONDS`",
+    )
+
+    # --- the embeddable service widget (docs/widget.md) -------------------------------------------
+    widget_dev_origins: str = setting(
+        "off", env="WIDGET_DEV_ORIGINS", choices=("off", "loopback"),
+        doc="`loopback` also honours widget partner origins on plain `http://127.0.0.1`, `http://localhost` or "
+        "`http://[::1]` (development and tests; `bankhub dev` sets it); `off`: only `https` origins are framed and "
+        "trusted",
+    )
+    widget_token_max_lifetime_seconds: int = setting(
+        300, env="WIDGET_TOKEN_MAX_LIFETIME_SECONDS", ge=10, le=3600,
+        doc="longest life (`exp - iat`) of a partner's signed visitor token; each token is exchanged once",
+    )
+    widget_session_minutes: int = setting(
+        60, env="WIDGET_SESSION_MINUTES", ge=1, le=720,
+        doc="lifetime of a widget visitor's session (held in the frame's memory only; a new token opens a new one)",
+    )
+
+    # --- verified service cards -------------------------------------------------------------
+    card_domains: tuple[str, ...] = setting(
+        ("icbc.com.cn",), env="CARD_DOMAINS", parse=_domains,
+        shown="`icbc.com.cn`",
+        doc="comma-separated domains a service card's image and `https://` action links may point to (each domain and "
+        "its subdomains); `bankhub://` deep links are always allowed",
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check(f.metadata["setting"], getattr(self, f.name), f.name)
@@ -375,6 +581,25 @@ class Settings:
             raise ValueError("BANKHUB_TLS_CERT and BANKHUB_TLS_KEY go together")
         if not (self.key_file or self.key_provider):
             raise ValueError(NO_KEY_PROVIDER)
+        self._validate_media()
+
+    def _validate_media(self) -> None:
+        s3 = (self.media_s3_endpoint, self.media_s3_bucket, self.media_s3_access_key, self.media_s3_secret_key)
+        if self.media_blob_backend == "s3" and not all(s3):
+            raise ValueError(
+                "BANKHUB_MEDIA_BLOB_BACKEND=s3 needs BANKHUB_MEDIA_S3_ENDPOINT, BANKHUB_MEDIA_S3_BUCKET, "
+                "BANKHUB_MEDIA_S3_ACCESS_KEY and BANKHUB_MEDIA_S3_SECRET_KEY"
+            )
+        if self.media_url_key is not None:
+            try:
+                raw = base64.b64decode(self.media_url_key, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("BANKHUB_MEDIA_URL_KEY must be base64 of 32 bytes (bankhub keygen)")
+        clamd = self.media_clamd
+        if clamd is not None and not (clamd.startswith(("unix:/", "/")) or clamd.rpartition(":")[2].isdigit()):
+            raise ValueError("BANKHUB_MEDIA_CLAMD must be host:port or unix:/path/to/clamd.sock")
 
     def session_limits(self) -> SessionLimits:
         """The per-connection limits the gateway enforces and ``hello`` announces."""

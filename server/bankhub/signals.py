@@ -25,6 +25,7 @@ __all__ = [
     "PushSignal",
     "AccessSignal",
     "RmStatusSignal",
+    "PresenceSignal",
     "Signal",
     "encode_signal",
     "decode_signal",
@@ -121,6 +122,16 @@ class RmStatusSignal(msgspec.Struct, tag="s", tag_field="t", gc=False):
     status: str
 
 
+class PresenceSignal(msgspec.Struct, tag="o", tag_field="t", gc=False):
+    """A user came online or went offline (``last_seen`` ms), on that user's presence
+    channel: only nodes whose connections watch the user subscribe it
+    (:mod:`bankhub.delivery.presence`)."""
+
+    user_id: str
+    online: bool
+    last_seen: int | None = None
+
+
 Signal = (
     MessageSignal
     | ReceiptSignal
@@ -133,6 +144,7 @@ Signal = (
     | PushSignal
     | AccessSignal
     | RmStatusSignal
+    | PresenceSignal
 )
 
 _encoder = msgspec.msgpack.Encoder()

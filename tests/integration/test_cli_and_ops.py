@@ -62,8 +62,13 @@ async def test_bankhub_dev_starts_seeds_once_and_prints_logins(tmp_path: Path) -
     assert f"--data-dir {tmp_path / 'var'}" in first  # the banner tells how other commands reach its database
     for user in ("c.li", "c.zhang", "c.zhou", "rm.wang", "rm.chen", "agent.zhao", "ho.admin", "br.admin", "co.sun"):
         assert user in first
+    # the demo widget partner: its page origin printed, its id and secret in a 0600 file
+    assert "demo widget partner demo-shop registered for http://127.0.0.1:8765" in first
+    assert f"http://127.0.0.1:{port}/widget/loader.js" in first
+    assert ((tmp_path / "var" / "demo-shop.secret").stat().st_mode & 0o777) == 0o600
     second = await run_once(signal.SIGTERM)  # same data dir: reuses the database, does not seed again
     assert "demo data seeded" not in second
+    assert "demo widget partner" not in second
     # stopped by Ctrl-C or SIGTERM alike, it leaves no Postgres running behind it
     import psutil
 

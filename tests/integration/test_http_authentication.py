@@ -19,21 +19,24 @@ from bankhub.alerts.signing import SCHEME
 from bankhub.http.accounts import ROUTES as ACCOUNT_ROUTES
 from bankhub.http.admin import ROUTES as ADMIN_ROUTES
 from bankhub.http.alerts import ROUTES as ALERT_ROUTES
+from bankhub.http.groups import ROUTES as GROUP_ROUTES
 from bankhub.http.handler import Endpoint
 from bankhub.http.openapi import openapi_document
 from bankhub.http.routes import ROUTES
+from bankhub.http.media import ROUTES as MEDIA_ROUTES
 from bankhub.http.service import ROUTES as SERVICE_ROUTES
 from bankhub.http.web_sessions import ROUTES as WEB_SESSION_ROUTES
+from bankhub.http.widget import ROUTES as WIDGET_ROUTES
 from bankhub.runner import RunningNode
 
 from ..conftest import DEMO_PASSWORD
 
-ENDPOINTS: list[Endpoint] = [*ROUTES, *ACCOUNT_ROUTES, *ADMIN_ROUTES, *ALERT_ROUTES, *SERVICE_ROUTES, *WEB_SESSION_ROUTES]
+ENDPOINTS: list[Endpoint] = [*ROUTES, *ACCOUNT_ROUTES, *ADMIN_ROUTES, *ALERT_ROUTES, *SERVICE_ROUTES, *GROUP_ROUTES, *WEB_SESSION_ROUTES, *WIDGET_ROUTES, *MEDIA_ROUTES]
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # what each way of authenticating is in the document: the default bearer scheme, none, or the cookie
 SECURITY = {"session": None, "none": [], "signature": [], "browser_session": [{"cookie": []}]}
 # a well-formed value for every path segment, so the route matches and only credentials are missing
-SEGMENTS = {"username": "c.li", "code": "general"}
+SEGMENTS = {"username": "c.li", "code": "general", "variant": "full"}
 
 
 def _url(endpoint: Endpoint) -> str:

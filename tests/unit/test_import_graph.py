@@ -22,11 +22,11 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["bankhub", "bankhub.text", "bankhub.ids", "bankhub.passwords", "bankhub.logredact", "bankhub.gctune", "bankhub.tlsgen"]),
     (
         "pure core",
-        ["bankhub.protocol", "bankhub.models", "bankhub.targeting", "bankhub.settings", "bankhub.policy", "bankhub.desk", "bankhub.alerts", "bankhub.crypto", "bankhub.bodies"],
+        ["bankhub.protocol", "bankhub.models", "bankhub.targeting", "bankhub.settings", "bankhub.policy", "bankhub.desk", "bankhub.alerts", "bankhub.crypto", "bankhub.bodies", "bankhub.media", "bankhub.widget"],
     ),
-    ("storage", ["bankhub.storage"]),
-    ("signalling", ["bankhub.broker", "bankhub.ratelimit", "bankhub.signals", "bankhub.outbox", "bankhub.batching"]),
-    ("delivery", ["bankhub.delivery"]),
+    ("storage", ["bankhub.storage", "bankhub.blobs"]),
+    ("signalling", ["bankhub.broker", "bankhub.ratelimit", "bankhub.signals", "bankhub.outbox", "bankhub.batching", "bankhub.media.clamd"]),
+    ("delivery", ["bankhub.delivery", "bankhub.media.runtime"]),
     ("hub", ["bankhub.hub"]),
     ("actions", ["bankhub.actions"]),
     ("wiring", ["bankhub.node"]),
@@ -150,6 +150,7 @@ def test_imports_only_go_down_the_layers() -> None:
 
 
 SANS_IO = ["bankhub.protocol", "bankhub.policy", "bankhub.desk", "bankhub.alerts", "bankhub.models", "bankhub.text", "bankhub.targeting", "bankhub.settings", "bankhub.bodies", "bankhub.ids"]
+SANS_IO += [f"bankhub.media.{m}" for m in ("sniff", "images", "voice", "sealing", "urls")]
 
 
 def test_the_pure_core_does_no_io() -> None:

@@ -78,6 +78,8 @@ ACTIONS: dict[str, Cell] = {
     "conversation:send as member": lambda a: policy.may_send(a, _member(a)),
     "conversation:read as member": lambda a: policy.may_read_conversation(a, _member(a)),
     "conversation:send as non-member": lambda a: policy.may_send(a, None),
+    "card:send as member": lambda a: policy.may_send_card(a, _member(a)),
+    "card:send as non-member": lambda a: policy.may_send_card(a, None),
     "conversation:read others' membership": lambda a: policy.may_read_conversation(a, _someone_elses()),
     "conversation:list/sync own": lambda a: policy.may_read_conversation_list(a),
     "user:role of c.zhang (HD) -> staff": lambda a: policy.may_change_role(a, ZHANG, Role.STAFF, ANCESTRY[HD]),
@@ -212,6 +214,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "conversation:send as member":               (A, A, A, A, A, A, A),
     "conversation:read as member":               (A, A, A, A, A, A, A),
     "conversation:send as non-member":           (N, N, N, N, N, N, N),
+    "card:send as member":                       (F, A, A, F, F, F, F),
+    "card:send as non-member":                   (N, N, N, N, N, N, N),
     "conversation:read others' membership":      (N, N, N, N, N, N, N),
     "conversation:list/sync own":                (A, A, A, A, A, A, A),
     "user:role of c.zhang (HD) -> staff":        (F, F, F, F, A, A, F),
@@ -354,6 +358,23 @@ def test_calling_systems_send_only_their_categories_to_active_users_and_read_onl
     assert policy.may_read_alert_status(core, "sys-other").code == "not_found"
     assert policy.may_read_alert_status(core, None).code == "not_found"
     assert policy.may_read_alert_status(off, "sys-off").code == "system_disabled"
+
+
+def test_bank_systems_send_cards_of_their_categories_to_active_customers_with_an_rm() -> None:
+    from bankhub.models import AlertSystem
+
+    wealth = AlertSystem("sys-w", "wealth-platform", "", ("marketing",), 50.0, 100)
+    off = AlertSystem("sys-off", "old", "", ("marketing",), 50.0, 100, disabled=True)
+    gone = User("gone", "c.gone", "Gone", Role.CUSTOMER, BJ, rm_id="wang", disabled=True)
+    assert policy.may_send_system_card(wealth, "offer", LI, WANG).allowed
+    assert policy.may_send_system_card(wealth, "bill_reminder", LI, WANG).code == "forbidden"  # transaction
+    assert policy.may_send_system_card(wealth, "appointment", LI, WANG).code == "forbidden"  # service
+    assert policy.may_send_system_card(off, "offer", LI, WANG).code == "system_disabled"
+    for nobody in (None, gone, WANG, ZHAO):  # no customer, disabled, staff
+        assert policy.may_send_system_card(wealth, "offer", nobody, WANG).code == "recipient_not_found"
+    assert policy.may_send_system_card(wealth, "offer", LI, CHEN).code == "conflict"  # not li's RM
+    assert policy.may_send_system_card(wealth, "offer", LI, GONE_RM).code == "conflict"
+    assert policy.may_send_system_card(wealth, "offer", LI, None).code == "conflict"
 
 
 def test_only_the_hub_posts_system_notices_and_only_into_direct_and_service_conversations() -> None:

@@ -26,6 +26,9 @@ import pytest
 
 from bankhub_client.desk import SystemBody
 from bankhub_client.models import ArticleBody, TextBody, UnknownBody
+from bankhub_client.models import EditBody, RecallBody, RecalledBody
+from bankhub_client.media import ImageBody, VoiceBody
+from bankhub_client.cards import CardBody
 from bankhub_client.wire import ClientFrame, ServerFrame, decode_body, decode_notice_body, decode_server_frame, encode
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema" / "protocol.v1.json"
@@ -36,7 +39,7 @@ DEFS: dict[str, Any] = SCHEMA["$defs"]
 # wire.decode_notice_body): a body of a kind it does not know becomes an UnknownBody
 # instead of failing the whole frame. test_every_body_kind_in_the_schema_decodes checks
 # every kind the schema lists.
-RAW_BODIES = frozenset({"Message.body", "Notice.body"})
+RAW_BODIES = frozenset({"Message.body", "Notice.body", "Sent.body"})
 
 # Fields the hub always sends that the SDK still defaults, so that a hello without
 # (some of) its limits, from an older hub, decodes: the defaults are the hub's defaults
@@ -152,6 +155,11 @@ class Checker:
                     self.type(path, match, t)
                 return
             self.union(path, options, list(t.types))
+            return
+        if "enum" in schema and "type" not in schema:  # a Literal of strings (card templates, account classes)
+            same = isinstance(t, mi.LiteralType) and sorted(map(str, t.values)) == sorted(schema["enum"])
+            if not same:
+                self.problems.append(f"{path}: one of {schema['enum']} in the schema, {t} in the SDK")
             return
         kind = schema.get("type")
         simple = {"string": mi.StrType, "integer": mi.IntType, "number": mi.FloatType, "boolean": mi.BoolType, "null": mi.NoneType}
@@ -308,7 +316,9 @@ def _body_kinds(name: str, field: str) -> dict[str, str]:
 @pytest.mark.parametrize(("kind", "name"), sorted(_body_kinds("Message", "body").items()))
 def test_every_message_body_kind_in_the_schema_decodes(kind: str, name: str) -> None:
     body = decode_body(json.dumps(example(DEFS[name])).encode())
-    known = {"text": TextBody, "system": SystemBody}
+    known = {"text": TextBody, "system": SystemBody, "edit": EditBody, "recall": RecallBody, "recalled": RecalledBody}
+    known["card"] = CardBody
+    known |= {"image": ImageBody, "voice": VoiceBody}
     if kind in known:
         assert isinstance(body, known[kind])
     else:

@@ -540,7 +540,7 @@ def test_server_frames_decode_leniently() -> None:
     )
     assert isinstance(hello, HelloFrame)
     assert hello.limits.max_text_chars == 10
-    assert decode_server_frame(b'{"type":"typing","conversation_id":"c1"}') is None  # a future frame type
+    assert decode_server_frame(b'{"type":"hologram","conversation_id":"c1"}') is None  # a future frame type
     with pytest.raises(msgspec.DecodeError):
         decode_server_frame(b'{"type":"sent","id":"s1"}')  # a known type missing fields
     with pytest.raises(msgspec.DecodeError):

@@ -43,6 +43,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # a fake microphone (a tone) and no permission prompt: the voice-note tests record with it
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 ARTIFACTS = Path(os.environ.get("BANKHUB_WEB_ARTIFACTS", Path(__file__).resolve().parent / "artifacts"))
 # a CJK font, so the zh-CN screens (and their screenshots) show characters, not boxes

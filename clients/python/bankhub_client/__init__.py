@@ -26,14 +26,32 @@ Quick start::
 * Transactional alerts: :class:`Alert` events and the inbox (:meth:`Api.inbox`,
   :meth:`Client.read_alerts`, preferences); :class:`SystemClient` for an internal system
   that sends alerts, signing each request (:mod:`bankhub_client.signing`).
+* Typing, presence and read positions: :mod:`bankhub_client.liveness` —
+  :meth:`Client.typing` with the debounced :class:`TypingSender`, :class:`TypingBoard`,
+  :meth:`Client.watch_presence` and :class:`PresenceEvent`, :meth:`Api.privacy`,
+  :meth:`Api.read_positions`.
+* Contacts: :mod:`bankhub_client.contacts` — :class:`ContactEvent` events and the HTTP
+  methods on :class:`Api` (``contacts``, ``request_contact``, ``accept_request``, ``block``,
+  ``create_invite``, ``redeem_invite``, ...).
+* Verified service cards and signed notices: :mod:`bankhub_client.cards` — :class:`CardBody`
+  messages, :meth:`Client.verified` (sets ``body.verified``), :meth:`Client.verify_notice`,
+  and :func:`verify_card` / :func:`verify_notice` with the keys of ``/v1/signing-keys``.
+* Pictures and voice: :mod:`bankhub_client.media` — :meth:`Api.upload_media`,
+  :meth:`Api.media_info`, :meth:`Api.download_media`, :meth:`Client.send_media`, and
+  :class:`ImageBody` / :class:`VoiceBody` messages.
+* The embeddable service widget: :func:`bankhub_client.widget.mint_visitor_token`, for a
+  partner's backend that signs its visitors' tokens, and
+  :func:`bankhub_client.widget.open_visitor_session`, which exchanges one for a visitor session.
 
 The SDK does not depend on the server package; it mirrors the wire format itself.
 """
 
 from ._version import __version__
-from .alerts import Alert, AlertPreferences, InboxCounts, InboxPage, InboxUpdate, Notification, SystemClient
+from .alerts import Alert, AlertPreferences, InboxCounts, InboxPage, InboxUpdate, Notification, SentCard, SystemClient
 from .api import Api, login
 from .client import Client
+from .cards import CardAction, CardBody, CardField, NewCard, Signature, card_actions_allowed, parse_signing_keys, verify_card, verify_notice
+from .groups import GROUP_EVENTS, Group, GroupMember
 from .desk import (
     AgentDesk,
     AgentFigures,
@@ -100,16 +118,52 @@ from .models import (
     WsTicket,
 )
 from .options import ClientOptions
+from .models import EditBody, RecallBody, RecalledBody
+from .revise import MessageLog
+from .liveness import PresenceEvent, PresenceInfo, Privacy, ReadPosition, TypingBoard, TypingEvent, TypingSender
+from .contacts import Contact, ContactEvent, ContactUser, IncomingRequest, Invite, OutgoingRequest
+from .media import ImageBody, Media, MediaInfo, MediaUrls, VoiceBody
 from .state import Endpoints, ReconnectPolicy, derive_endpoints
 from .wire import PROTOCOL_VERSION, SUBPROTOCOL
 
 __all__ = [
     "__version__",
+    "CardAction",
+    "CardBody",
+    "ImageBody",
+    "VoiceBody",
+    "Media",
+    "MediaInfo",
+    "MediaUrls",
+    "CardField",
+    "NewCard",
+    "SentCard",
+    "Signature",
+    "card_actions_allowed",
+    "parse_signing_keys",
+    "verify_card",
+    "verify_notice",
+    "Contact",
+    "ContactEvent",
+    "ContactUser",
+    "IncomingRequest",
+    "Invite",
+    "OutgoingRequest",
+    "TypingEvent",
+    "TypingSender",
+    "TypingBoard",
+    "PresenceEvent",
+    "PresenceInfo",
+    "Privacy",
+    "ReadPosition",
     "PROTOCOL_VERSION",
     "SUBPROTOCOL",
     # HTTP
     "login",
     "Api",
+    "GROUP_EVENTS",
+    "Group",
+    "GroupMember",
     # WebSocket
     "Client",
     "ClientOptions",
@@ -179,6 +233,11 @@ __all__ = [
     "CustomerCardView",
     "MyRm",
     "Handover",
+    # recall and edit
+    "EditBody",
+    "RecallBody",
+    "RecalledBody",
+    "MessageLog",
     # errors
     "BankhubError",
     "ApiError",

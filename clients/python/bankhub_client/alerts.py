@@ -25,11 +25,13 @@ import httpx
 import msgspec
 from msgspec import Struct
 
+from .cards import NewCard
 from ._version import __version__
 from .errors import ApiError
 from .signing import signed_headers
 
 __all__ = [
+    "SentCard",
     "Alert",
     "InboxUpdate",
     "InboxPage",
@@ -390,11 +392,32 @@ class SystemClient:
         replayed = response.headers.get("idempotent-replayed") == "true"
         return [msgspec.structs.replace(n, replayed=replayed) for n in msgspec.json.decode(response.content, type=_List).notifications]
 
+    async def send_card(self, recipient: str, card: NewCard, *, idempotency_key: str | None = None) -> SentCard:
+        """Send a customer a service card (``POST /v1/cards``): the hub posts it into their
+        conversation with their RM and signs it. This system must be registered for the
+        template's category (offer: marketing, bill_reminder: transaction, appointment:
+        service). Pass your own ``idempotency_key`` so a retry is recognised (``duplicate``)."""
+        body = msgspec.json.encode({"recipient": recipient, "card": card})
+        response = await self.request("POST", "/v1/cards", body, idempotency_key=idempotency_key or str(uuid.uuid4()))
+        self._check(response)
+        return msgspec.json.decode(response.content, type=SentCard)
+
     async def status(self, alert_id: str) -> Notification:
         """Where an alert this system sent got to."""
         response = await self.request("GET", f"/v1/notifications/{alert_id}")
         self._check(response)
         return msgspec.json.decode(response.content, type=_Envelope).notification
+
+
+class SentCard(msgspec.Struct, frozen=True):
+    """A card a system sent (:meth:`SystemClient.send_card`): where it is, and whether this
+    answer is a retry's (``duplicate``)."""
+
+    conversation_id: str
+    message_id: str
+    seq: int
+    ts: int
+    duplicate: bool = False
 
 
 def _item(

@@ -12,9 +12,14 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
+from .cards import parse_signing_keys
 from ._version import __version__
 from .alerts import AlertsApi
 from .desk import DeskApi
+from .groups import GroupsApi
+from .liveness import LivenessApi
+from .contacts import ContactsApi
+from .media import MediaApi
 from .errors import ApiError
 from .models import (
     Account,
@@ -55,7 +60,7 @@ __all__ = ["Api", "login"]
 T = TypeVar("T")
 
 
-class Api(AlertsApi, DeskApi):
+class Api(AlertsApi, DeskApi, GroupsApi, LivenessApi, ContactsApi, MediaApi):
     """An HTTP client for one hub, authenticated by a session token.
 
     ``base_url`` is the hub's HTTP base (``https://hub.example``) or its WebSocket URL
@@ -229,6 +234,15 @@ class Api(AlertsApi, DeskApi):
         except msgspec.DecodeError as exc:
             raise ApiError(200, "bad_response", f"unexpected notice body: {exc}") from exc
         return NoticePage(notices=notices, has_more=wire.has_more)
+
+    async def signing_keys(self) -> dict[str, bytes]:
+        """``GET /v1/signing-keys`` (no sign-in needed): the hub's public Ed25519 keys that
+        sign cards and notices, ``{key_id: raw 32-byte public key}``."""
+        response = await self._request("GET", "/v1/signing-keys", auth=False)
+        try:
+            return parse_signing_keys(msgspec.json.decode(response.content))
+        except msgspec.DecodeError as exc:
+            raise ApiError(response.status_code, "bad_response", f"unexpected response body: {exc}") from exc
 
     async def read_notices(self, account_id: str, seq: int) -> AccountReceipt:
         """``PUT /v1/accounts/{id}/read``: move my read position up to ``seq`` (never

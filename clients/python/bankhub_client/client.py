@@ -43,6 +43,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from .cards import CardBody, NewCard, verify_card, verify_notice
 from ._version import __version__
 from .api import Api
 from .errors import ApiError, AuthError, BankhubError, ClientClosed, ConnectionLost, ProtocolError, SendTimeout
@@ -60,6 +61,11 @@ from .models import (
     Reconnected,
     TextBody,
 )
+from .models import EditBody, RecallBody
+from .media import ImageBody, Media, VoiceBody, media_body
+from .revise import EditFrame, RecallFrame
+from .contacts import ContactEvent
+from .liveness import PresenceEvent, PresenceInfo, PresenceListFrame, TypingEvent, TypingFrame, WatchPresenceFrame
 from .alerts import Alert, AlertFrame, InboxCursor, InboxSyncedFrame, InboxUpdate, InboxUpdateFrame, ReadAlertsFrame, SyncInboxFrame
 from .desk import AgentState, ConversationAdded, ConversationRemoved, RmChanged, ServiceAssigned, ServiceStatus
 from .notices import NoticeInbox, SyncedAccount
@@ -103,6 +109,7 @@ from .wire import (
     SentFrame,
     SyncedFrame,
     SyncFrame,
+    decode_body,
     decode_server_frame,
     encode,
     to_account_receipt,
@@ -175,6 +182,8 @@ class Client:
     """
 
     def __init__(self, url: str, *, token: str, options: ClientOptions | None = None, api: Api | None = None) -> None:
+        self._signing_keys: dict[str, bytes] | None = None  # GET /v1/signing-keys, once
+        self._keys_fetched_at = float("-inf")
         """The arguments of :meth:`connect`; ``async with Client(url, token=t) as c:``
         connects (as :meth:`connect` does)."""
         if not token:
@@ -213,6 +222,7 @@ class Client:
         self._gap_task: asyncio.Task[None] | None = None
         self._gap_again = False
         self._timers: set[asyncio.TimerHandle] = set()
+        self._watching: list[str] = []  # presence: watched again after a reconnect
 
     # --- construction ---------------------------------------------------------------
 
@@ -340,6 +350,37 @@ class Client:
         """The id of my direct conversation with ``username`` (created if needed)."""
         return (await self._api.open_direct(username)).id
 
+    async def signing_keys(self, *, refresh: bool = False) -> dict[str, bytes]:
+        """The hub's public signing keys (``GET /v1/signing-keys``), fetched once and kept;
+        ``refresh`` asks again (a key id not known yet does so by itself, see :meth:`verified`)."""
+        if refresh or self._signing_keys is None:
+            self._signing_keys = await self._api.signing_keys()
+        return self._signing_keys
+
+    async def _keys_for(self, key_id: str | None) -> dict[str, bytes]:
+        keys = await self.signing_keys()
+        now = time.monotonic()
+        if key_id is not None and key_id not in keys and now - self._keys_fetched_at >= 60.0:
+            self._keys_fetched_at = now  # a rotated key: ask again, at most once a minute
+            keys = await self.signing_keys(refresh=True)
+        return keys
+
+    async def verified(self, message: Message) -> Message:
+        """``message`` with ``body.verified`` set when its body is a card: True only if the
+        hub's signature verifies for exactly this conversation, message id, sender and time
+        (a copy moved elsewhere or altered is False). Other messages are returned as they are."""
+        body = message.body
+        if not isinstance(body, CardBody):
+            return message
+        keys = await self._keys_for(body.signature.key_id if body.signature else None)
+        return msgspec.structs.replace(message, body=msgspec.structs.replace(body, verified=verify_card(message, keys)))
+
+    async def verify_notice(self, notice: Notice) -> bool:
+        """Whether ``notice`` carries the hub's valid signature (a real bank account's notice,
+        not a look-alike's)."""
+        keys = await self._keys_for(notice.signature.key_id if notice.signature else None)
+        return verify_notice(notice, keys)
+
     async def follow(self, account_id: str) -> Account:
         """Follow an official account (idempotent); its notices arrive from now on."""
         return await self._api.follow(account_id)
@@ -402,6 +443,105 @@ class Client:
             else:
                 self._send_waiters.pop(entry.key, None)
 
+    async def edit(
+        self, conversation_id: str, message_id: str, text: str, *, client_msg_id: str | None = None, timeout: float | None = None
+    ) -> Message:
+        """Replace the text of my own text message ``message_id`` (hub feature ``edit``,
+        within the hub's edit window); return the committed edit message (its body an
+        :class:`~bankhub_client.models.EditBody`: apply it, e.g. with
+        :class:`~bankhub_client.revise.MessageLog`). Idempotent by ``client_msg_id`` and
+        retried across reconnects until ``timeout`` (default ``request_timeout``). Raises
+        ``ValueError`` for a text the hub would refuse, :class:`ProtocolError`
+        (``forbidden``: not mine, not text, recalled, or after the window; ``not_found``)
+        or ``TimeoutError``."""
+        validate_id("conversation_id", conversation_id)
+        validate_id("message_id", message_id)
+        body = validate_text(text, self.hello.limits)
+        cmid = str(uuid.uuid4()) if client_msg_id is None else validate_id("client_msg_id", client_msg_id)
+        sent = await self._call(
+            "e",
+            lambda fid: EditFrame(id=fid, conversation_id=conversation_id, message_id=message_id, client_msg_id=cmid, body=body),
+            timeout,
+        )
+        return self._committed_change(sent, EditBody(message_id=message_id, body=body))
+
+    async def recall(self, conversation_id: str, message_id: str, *, timeout: float | None = None) -> Message:
+        """Withdraw my own text message ``message_id`` (hub feature ``edit``, within the
+        hub's recall window); return the committed recall message (body
+        :class:`~bankhub_client.models.RecallBody`). Recalling it again answers the same
+        recall. Retried across reconnects until ``timeout``; raises :class:`ProtocolError`
+        (``forbidden``, ``not_found``) or ``TimeoutError``."""
+        validate_id("conversation_id", conversation_id)
+        validate_id("message_id", message_id)
+        sent = await self._call(
+            "x", lambda fid: RecallFrame(id=fid, conversation_id=conversation_id, message_id=message_id), timeout
+        )
+        return self._committed_change(sent, RecallBody(message_id=message_id))
+
+    async def send_media(
+        self,
+        conversation_id: str,
+        media: Media,
+        *,
+        caption: str | None = None,
+        client_msg_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        """Send an uploaded picture or voice note (hub feature ``media``; upload it first with
+        :meth:`Api.upload_media <bankhub_client.Api.upload_media>` into the same conversation);
+        return the committed message, its body an :class:`~bankhub_client.media.ImageBody` or
+        :class:`~bankhub_client.media.VoiceBody` with the item's facts as the hub stores them.
+        Idempotent by ``client_msg_id`` and retried across reconnects until ``timeout``
+        (default ``request_timeout``). Raises ``ValueError`` (a caption on a voice note),
+        :class:`ProtocolError` (``not_found``: not my upload into this conversation;
+        ``media_not_ready``: still being scanned; ``media_rejected``) or ``TimeoutError``."""
+        validate_id("conversation_id", conversation_id)
+        body = media_body(media, caption)
+        wire_body = ImageBody(media_id=media.media_id, caption=caption) if isinstance(body, ImageBody) else VoiceBody(media_id=media.media_id)
+        cmid = str(uuid.uuid4()) if client_msg_id is None else validate_id("client_msg_id", client_msg_id)
+        sent = await self._call(
+            "m", lambda fid: SendFrame(id=fid, conversation_id=conversation_id, client_msg_id=cmid, body=wire_body), timeout
+        )
+        return self._committed_change(sent, body)
+
+    async def send_card(
+        self, conversation_id: str, card: NewCard, *, client_msg_id: str | None = None, timeout: float | None = None
+    ) -> Message:
+        """Send a service card (hub feature ``cards``; relationship managers and service-desk
+        agents); return the committed message, its body the :class:`~bankhub_client.cards.CardBody`
+        as the hub stored it, with the hub's signature. Idempotent by ``client_msg_id`` and
+        retried across reconnects until ``timeout`` (default ``request_timeout``). Raises
+        :class:`ProtocolError` (``forbidden``: not staff who may send cards; ``invalid_frame``:
+        a link or image off the hub's allow-list) or ``TimeoutError``."""
+        validate_id("conversation_id", conversation_id)
+        cmid = str(uuid.uuid4()) if client_msg_id is None else validate_id("client_msg_id", client_msg_id)
+        sent = await self._call(
+            "k", lambda fid: SendFrame(id=fid, conversation_id=conversation_id, client_msg_id=cmid, body=card), timeout
+        )
+        assert isinstance(sent, SentFrame)
+        body = decode_body(sent.body) if bytes(sent.body) != b"null" else None
+        if not isinstance(body, CardBody):
+            raise ProtocolError("protocol", "the hub's sent answer carries no signed card")
+        return self._committed_change(sent, body)
+
+    def _committed_change(self, sent: object, body: EditBody | RecallBody | ImageBody | VoiceBody | CardBody) -> Message:
+        """The edit/recall message a ``sent`` answered; its seq is mine (held like a send's)."""
+        assert isinstance(sent, SentFrame)
+        if self._inbox.cursors.hold(sent.conversation_id, sent.seq) and self._final is None:
+            handle = asyncio.get_running_loop().call_later(
+                self._options.gap_grace, self._check_hole, sent.conversation_id, sent.seq
+            )
+            self._timers.add(handle)
+        return Message(
+            conversation_id=sent.conversation_id,
+            message_id=sent.message_id,
+            seq=sent.seq,
+            sender_id=self.user_id,
+            client_msg_id=sent.client_msg_id,
+            body=body,
+            ts=sent.ts,
+        )
+
     async def read(self, conversation_id: str, seq: int, *, timeout: float | None = None) -> Receipt:
         """Move my read position in a conversation up to ``seq``; return the receipt.
 
@@ -460,6 +600,31 @@ class Client:
         result = await self._call("n", lambda fid: ReadNoticesFrame(id=fid, account_id=account_id, seq=seq), timeout)
         assert isinstance(result, AccountReceipt)
         return result
+
+    async def typing(self, conversation_id: str, active: bool = True) -> None:
+        """Tell the conversation's other members I am typing (``active``) or stopped (hub
+        feature ``typing``). Best effort: never answered, never retried, dropped while
+        disconnected; debounce it with :class:`~bankhub_client.liveness.TypingSender`."""
+        validate_id("conversation_id", conversation_id)
+        conn = self._conn
+        if conn is None or not self._ready.is_set():
+            return
+        try:
+            await self._write(conn, encode(TypingFrame(conversation_id=conversation_id, active=active)))
+        except _Dropped:
+            pass
+
+    async def watch_presence(self, user_ids: Sequence[str], *, timeout: float | None = None) -> list[PresenceInfo]:
+        """Ask whether these users are online and follow them (hub feature ``presence``):
+        replaces what was watched before (an empty list stops) and is repeated by itself
+        after a reconnect. Changes arrive from :meth:`events` as
+        :class:`~bankhub_client.liveness.PresenceEvent`. Only related users (contacts, my
+        RM, my customers) are ever known; the others read ``online`` None."""
+        ids = [validate_id("user_id", u) for u in user_ids]
+        self._watching = ids
+        result = await self._call("w", lambda fid: WatchPresenceFrame(id=fid, user_ids=ids), timeout)
+        assert isinstance(result, PresenceListFrame)
+        return result.users
 
     async def ping(self, *, timeout: float | None = None) -> float:
         """Round trip to the server (``ping``/``pong``); returns the seconds it took."""
@@ -731,6 +896,9 @@ class Client:
                         await asyncio.sleep(send_retry_delay(code, retry_after, attempt))
             self._ready.set()
             self._catch_up_inbox()
+            if sync and self._watching:
+                # the new connection watches nothing yet; its answer comes back as events
+                await self._write(conn, encode(WatchPresenceFrame(id=self._ids.next("w"), user_ids=self._watching)))
             pending = self._inbox.pending
             while conn.gen == self._gen and self._final is None:
                 due = pending.due(time.monotonic())
@@ -853,6 +1021,8 @@ class Client:
             )
             if acked is not None:
                 self._ack(acked)
+            else:
+                self._resolve(frame.id, frame)  # an edit or recall (client.edit, client.recall)
         elif isinstance(frame, SyncedFrame):
             result = self._inbox.on_synced(
                 SyncedConversation(c.conversation_id, [to_message(m) for m in c.messages], c.has_more)
@@ -901,6 +1071,13 @@ class Client:
                 self._resolve(frame.id, frame)
         elif isinstance(frame, ErrorFrame):
             self._on_error(frame)
+        elif isinstance(frame, (TypingEvent, PresenceEvent, ContactEvent)):
+            self._emit(frame)
+        elif isinstance(frame, PresenceListFrame):
+            if not self._resolve(frame.id, frame):  # a re-watch after a reconnect: the current state
+                for info in frame.users:
+                    if info.online is not None:
+                        self._emit(PresenceEvent(user_id=info.user_id, online=info.online, last_seen=info.last_seen))
         elif isinstance(frame, (RmChanged, ConversationAdded, ConversationRemoved, ServiceStatus, ServiceAssigned, AgentState)):
             self._emit(frame)  # RM and service-desk events
         elif isinstance(frame, HelloFrame):

@@ -17,10 +17,17 @@ from msgspec import Struct
 
 from .alerts import Alert, InboxUpdate
 from .desk import AgentState, ConversationAdded, ConversationRemoved, RmChanged, ServiceAssigned, ServiceStatus, SystemBody
+from .liveness import PresenceEvent, TypingEvent
+from .contacts import ContactEvent
+from .cards import CardBody, Signature
+from .media import ImageBody, VoiceBody
 
 __all__ = [
     "TextBody",
     "UnknownBody",
+    "RecalledBody",
+    "EditBody",
+    "RecallBody",
     "Body",
     "Message",
     "Receipt",
@@ -60,6 +67,25 @@ class TextBody(Struct, frozen=True, tag="text", tag_field="kind"):
     text: str
 
 
+class RecalledBody(Struct, frozen=True, tag="recalled", tag_field="kind"):
+    """The body of a message its sender withdrew (recall): show "message withdrawn"."""
+
+
+class EditBody(Struct, frozen=True, tag="edit", tag_field="kind"):
+    """A change (feature ``edit``): message ``message_id`` now reads ``body``, its current
+    body. Apply it to that message (:class:`bankhub_client.revise.MessageLog`); never show it."""
+
+    message_id: str
+    body: TextBody | RecalledBody
+
+
+class RecallBody(Struct, frozen=True, tag="recall", tag_field="kind"):
+    """A change (feature ``edit``): message ``message_id`` was withdrawn by its sender.
+    Apply it (:class:`bankhub_client.revise.MessageLog`); never show it."""
+
+    message_id: str
+
+
 class UnknownBody(Struct, frozen=True):
     """A body of a kind this SDK version does not know (e.g. a future ``image``).
 
@@ -70,7 +96,7 @@ class UnknownBody(Struct, frozen=True):
     data: dict[str, Any]
 
 
-Body = TextBody | SystemBody | UnknownBody
+Body = TextBody | SystemBody | EditBody | RecallBody | RecalledBody | CardBody | ImageBody | VoiceBody | UnknownBody
 
 
 class Message(Struct, frozen=True):
@@ -83,6 +109,7 @@ class Message(Struct, frozen=True):
     client_msg_id: str
     body: Body
     ts: int
+    edited_ts: int | None = None  # when its sender last edited it (None: never)
 
     @property
     def text(self) -> str | None:
@@ -196,6 +223,10 @@ class Notice(Struct, frozen=True):
     body: NoticeBody | None = None
     recalled: bool = False
     recalled_ts: int | None = None
+    # the hub's signature (check it: bankhub_client.cards.verify_notice), and the body's JSON
+    # object as received, which it covers; None on a recalled notice or one published unsigned
+    signature: Signature | None = None
+    body_data: dict[str, Any] | None = None
 
     @property
     def text(self) -> str | None:
@@ -248,6 +279,9 @@ Event = (
     | ServiceStatus
     | ServiceAssigned
     | AgentState
+    | TypingEvent
+    | PresenceEvent
+    | ContactEvent
 )
 """What :meth:`bankhub_client.Client.events` yields."""
 

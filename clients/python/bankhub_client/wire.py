@@ -20,6 +20,7 @@ from typing import Any, get_args
 import msgspec
 from msgspec import Struct
 
+from .contacts import ContactEvent
 from .alerts import AlertFrame, InboxSyncedFrame, InboxUpdateFrame, ReadAlertsFrame, SyncInboxFrame
 from .desk import (
     DESK_EVENT_TYPES,
@@ -32,6 +33,10 @@ from .desk import (
     ServiceStatus,
     SystemBody,
 )
+from .liveness import PresenceEvent, PresenceListFrame, TypingEvent, TypingFrame, WatchPresenceFrame
+from .revise import REVISION_KINDS, EditFrame, RecallFrame, decode_revision_body
+from .cards import NewCard, Signature, decode_card
+from .media import ImageBody, VoiceBody, decode_media_body
 from .models import (
     Account,
     AccountReceipt,
@@ -112,7 +117,7 @@ class SendFrame(Struct, tag="send", tag_field="type"):
     id: str
     conversation_id: str
     client_msg_id: str
-    body: TextBody
+    body: TextBody | ImageBody | VoiceBody | NewCard
 
 
 class ReadFrame(Struct, tag="read", tag_field="type"):
@@ -139,7 +144,7 @@ class ReadNoticesFrame(Struct, tag="read_notices", tag_field="type"):
     seq: int
 
 
-ClientFrame = SendFrame | ReadFrame | SyncFrame | PingFrame | ReadNoticesFrame | SyncInboxFrame | ReadAlertsFrame
+ClientFrame = SendFrame | ReadFrame | SyncFrame | PingFrame | ReadNoticesFrame | SyncInboxFrame | ReadAlertsFrame | EditFrame | RecallFrame | TypingFrame | WatchPresenceFrame
 
 _encoder = msgspec.json.Encoder()
 
@@ -160,6 +165,7 @@ class WireMessage(Struct):
     client_msg_id: str
     body: msgspec.Raw
     ts: int
+    edited_ts: int | None = None
 
 
 class HelloFrame(Hello, frozen=True, tag="hello", tag_field="type"):
@@ -174,6 +180,7 @@ class SentFrame(Struct, tag="sent", tag_field="type"):
     seq: int
     ts: int
     duplicate: bool = False
+    body: msgspec.Raw = msgspec.Raw(b"null")  # the stored body when the hub changed it (a card: signed)
 
 
 class MessageFrame(Struct, tag="message", tag_field="type"):
@@ -208,6 +215,7 @@ class WireNotice(Struct):
     body: msgspec.Raw = _NULL  # absent (or null) on a recalled notice
     recalled: bool = False
     recalled_ts: int | None = None
+    signature: Signature | None = None
 
 
 class WireAccountSync(Struct):
@@ -272,6 +280,10 @@ ServerFrame = (
     | InboxSyncedFrame
     | InboxUpdateFrame
     | DeskEvent
+    | TypingEvent
+    | PresenceEvent
+    | PresenceListFrame
+    | ContactEvent
 )
 """Every frame type the hub sends (the schema's ``server_frame``)."""
 
@@ -329,6 +341,12 @@ def decode_body(raw: bytes | msgspec.Raw) -> Body:
         data = obj.get("data", {})
         if isinstance(data, dict) and all(isinstance(v, str) for v in data.values()):
             return SystemBody(event=obj["event"], text=obj["text"], data=data)
+    if kind == "card" and (card := decode_card(obj)) is not None:
+        return card  # a service card, signed by the hub (bankhub_client.cards)
+    if kind in REVISION_KINDS and (revision := decode_revision_body(obj)) is not None:
+        return revision  # recall and edit (feature edit)
+    if kind in ("image", "voice") and (media := decode_media_body(obj)) is not None:
+        return media  # pictures and voice notes (feature media)
     return UnknownBody(kind=kind if isinstance(kind, str) else "", data=obj)
 
 
@@ -347,7 +365,11 @@ def decode_notice_body(raw: bytes | msgspec.Raw) -> NoticeBody | None:
         except msgspec.ValidationError:
             return UnknownBody(kind="article", data=obj)
     body = decode_body(raw)
-    return UnknownBody(kind="system", data=obj) if isinstance(body, SystemBody) else body  # system bodies are for messages
+    if isinstance(body, (TextBody, UnknownBody)):
+        return body
+    # system, edit and recall bodies are for messages
+    kind = obj.get("kind")
+    return UnknownBody(kind=kind if isinstance(kind, str) else "", data=obj)
 
 
 def to_notice(w: WireNotice) -> Notice:
@@ -359,7 +381,14 @@ def to_notice(w: WireNotice) -> Notice:
         body=decode_notice_body(w.body),
         recalled=w.recalled,
         recalled_ts=w.recalled_ts,
+        signature=None if w.recalled else w.signature,
+        body_data=_json_object(w.body),
     )
+
+
+def _json_object(raw: msgspec.Raw) -> dict[str, Any] | None:
+    obj = msgspec.json.decode(raw)
+    return obj if isinstance(obj, dict) else None
 
 
 def to_notice_recalled(r: NoticeRecalledFrame) -> NoticeRecalled:
@@ -379,6 +408,7 @@ def to_message(w: WireMessage) -> Message:
         client_msg_id=w.client_msg_id,
         body=decode_body(w.body),
         ts=w.ts,
+        edited_ts=w.edited_ts,
     )
 
 

@@ -38,6 +38,7 @@ import {
   validateText,
   withTicket,
 } from "./state.js";
+import { WaitingChanges, applyChange, isChange } from "./revise.js";
 
 /** @import { Acked, Alert, Limits, Message, NoticeEvent, PendingSend, SyncedAccount, SyncedConversation } from "./state.js" */
 
@@ -417,6 +418,8 @@ export class Client extends EventTarget {
     this._random = options.random ?? Math.random;
     this._inbox = new MessageInbox({ cursors: options.cursors, maxPending: options.maxPending });
     this._store = new MessageStore(options.maxHeldMessages);
+    /** recall/edit changes whose target is not held yet */
+    this._waitingChanges = new WaitingChanges();
     this._notices = new NoticeInbox(options.accountCursors);
     this._alerts = new InboxCursor(options.inboxCursor ?? (this._syncOnConnect ? 0 : null));
     this._alertsFresh = false;
@@ -440,6 +443,8 @@ export class Client extends EventTarget {
     this._sendWaiters = new Map();
     /** @type {Map<string, number>} conversations with a seq gap seen live: the seq */
     this._gaps = new Map();
+    /** @type {string[]} presence: the users watched, watched again after a reconnect */
+    this._watching = [];
     this._gapRunning = false;
     this._inboxRunning = false;
     /** @type {Promise<unknown>} syncs run one at a time */
@@ -517,13 +522,14 @@ export class Client extends EventTarget {
    * (transmitted on the current connection) or "queued" (waiting for a connection, or
    * for a rate limit; retried with the same client_msg_id).
    * @param {string} conversationId
-   * @returns {Array<{clientMsgId: string, text: string, state: "sending" | "queued", attempts: number}>}
+   * `kind`: the body's kind ("text", or e.g. "image"/"voice" sent with {@link Client#sendBody}).
+   * @returns {Array<{clientMsgId: string, text: string, kind: string, state: "sending" | "queued", attempts: number}>}
    */
   pending(conversationId) {
     return this._inbox.pending
       .list()
       .filter((e) => e.conversationId === conversationId)
-      .map((e) => ({ clientMsgId: e.clientMsgId, text: e.text, state: e.frameId !== null ? "sending" : "queued", attempts: e.attempts }));
+      .map((e) => ({ clientMsgId: e.clientMsgId, text: e.text, kind: e.body?.kind ?? "text", state: e.frameId !== null ? "sending" : "queued", attempts: e.attempts }));
   }
 
   /**
@@ -546,7 +552,42 @@ export class Client extends EventTarget {
     const cmid = options.clientMsgId === undefined ? uuid4() : validateId("client_msg_id", options.clientMsgId);
     const size = frameBytes({ type: "send", id: "s".padEnd(21, "9"), conversation_id: conversationId, client_msg_id: cmid, body });
     if (size > limits.max_frame_bytes) throw new RangeError(`the send frame would be ${size} bytes; this hub accepts at most ${limits.max_frame_bytes}`);
-    const { entry } = this._inbox.pending.add(conversationId, cmid, text);
+    return this._enqueueSend(conversationId, cmid, text, null, options);
+  }
+
+  /**
+   * Send a message with a body of another kind than text (`{kind: "image", media_id, caption?}`,
+   * `{kind: "voice", media_id}`; see `media.js`), with the same guarantees as {@link Client#send}:
+   * pending until acknowledged, retried with the same client_msg_id, stored once. The
+   * hub checks the body (e.g. that the media is mine, of this conversation and ready).
+   * @param {string} conversationId
+   * @param {import("./state.js").Body} body
+   * @param {{clientMsgId?: string, timeoutMs?: number | null, text?: string}} [options] `text`: what {@link Client#pending} shows meanwhile
+   * @returns {Promise<Message>}
+   */
+  async sendBody(conversationId, body, options = {}) {
+    this._checkUsable();
+    validateId("conversation_id", conversationId);
+    if (!body || typeof body !== "object" || typeof body.kind !== "string" || !body.kind) throw new TypeError("body must be an object with a kind");
+    if (body.kind === "text") return this.send(conversationId, String(body.text ?? ""), options);
+    const limits = this._hello ? this._hello.limits : DEFAULT_LIMITS;
+    const cmid = options.clientMsgId === undefined ? uuid4() : validateId("client_msg_id", options.clientMsgId);
+    const size = frameBytes({ type: "send", id: "s".padEnd(21, "9"), conversation_id: conversationId, client_msg_id: cmid, body });
+    if (size > limits.max_frame_bytes) throw new RangeError(`the send frame would be ${size} bytes; this hub accepts at most ${limits.max_frame_bytes}`);
+    return this._enqueueSend(conversationId, cmid, options.text ?? "", body, options);
+  }
+
+  /**
+   * Register a send as pending, transmit it when due, and wait for its acknowledgement.
+   * @param {string} conversationId
+   * @param {string} cmid
+   * @param {string} text
+   * @param {import("./state.js").Body | null} body
+   * @param {{timeoutMs?: number | null}} options
+   * @returns {Promise<Message>}
+   */
+  async _enqueueSend(conversationId, cmid, text, body, options) {
+    const { entry } = this._inbox.pending.add(conversationId, cmid, text, body);
     let waiter = this._sendWaiters.get(entry);
     if (!waiter) {
       /** @type {(m: Message) => void} */
@@ -582,6 +623,94 @@ export class Client extends EventTarget {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Replace the text of my own text message `messageId` (hub feature `edit`, within the
+   * hub's edit window). Resolves with the committed edit message (body `{kind: "edit",
+   * message_id, body}`), already applied to the held target (event `revised`). Idempotent
+   * by client_msg_id; retried across reconnects until the timeout. Rejects with
+   * TypeError/RangeError for a text the hub would refuse, or HubError (`forbidden`: not
+   * mine, not text, recalled, after the window; `not_found`; `gone`).
+   * @param {string} conversationId
+   * @param {string} messageId
+   * @param {string} text
+   * @param {{clientMsgId?: string}} [options]
+   * @returns {Promise<Message>}
+   */
+  async edit(conversationId, messageId, text, options = {}) {
+    this._checkUsable();
+    validateId("conversation_id", conversationId);
+    validateId("message_id", messageId);
+    const body = validateText(text, this._hello ? this._hello.limits : DEFAULT_LIMITS);
+    const cmid = options.clientMsgId === undefined ? uuid4() : validateId("client_msg_id", options.clientMsgId);
+    const sent = await this._call("e", (id) => ({ type: "edit", id, conversation_id: conversationId, message_id: messageId, client_msg_id: cmid, body }));
+    return this._committedChange(sent, { kind: "edit", message_id: messageId, body });
+  }
+
+  /**
+   * Withdraw my own text message `messageId` (hub feature `edit`, within the hub's recall
+   * window). Resolves with the committed recall message (body `{kind: "recall",
+   * message_id}`), already applied to the held target (event `revised`); recalling it again
+   * resolves with the same recall. Rejects with HubError (`forbidden`, `not_found`, `gone`).
+   * @param {string} conversationId
+   * @param {string} messageId
+   * @returns {Promise<Message>}
+   */
+  async recall(conversationId, messageId) {
+    this._checkUsable();
+    validateId("conversation_id", conversationId);
+    validateId("message_id", messageId);
+    const sent = await this._call("x", (id) => ({ type: "recall", id, conversation_id: conversationId, message_id: messageId }));
+    return this._committedChange(sent, { kind: "recall", message_id: messageId });
+  }
+
+  /**
+   * The edit/recall message a `sent` answered: held (its seq is mine, like a send's) and applied.
+   * @param {any} sent @param {any} body @returns {Message}
+   */
+  _committedChange(sent, body) {
+    const cid = sent.conversation_id;
+    /** @type {Message} */
+    const m = { conversation_id: cid, message_id: sent.message_id, seq: sent.seq, sender_id: this._hello?.user_id ?? "", client_msg_id: sent.client_msg_id, body, ts: sent.ts };
+    if (this._inbox.cursors.hold(cid, sent.seq)) {
+      const seq = sent.seq;
+      const timer = setTimeout(() => {
+        this._timers.delete(timer);
+        if (!this._final && this._inbox.cursors.hasHoleBefore(cid, seq)) this._requestGap(cid, seq);
+      }, this._gapGrace);
+      this._timers.add(timer);
+    }
+    this._store.add(m);
+    this._revise(m);
+    return m;
+  }
+
+  /**
+   * Apply a change message to its held target (or keep it until the target is held), or a
+   * waiting change to a message just held; emits `revised` {conversationId, message (the
+   * target as it reads now), change} when a held message changed.
+   * @param {Message} m
+   */
+  _revise(m) {
+    /** @type {Message | undefined} */
+    let change = m;
+    /** @type {Message | undefined} */
+    let target;
+    if (isChange(m)) {
+      target = this._store.get(m.conversation_id, /** @type {any} */ (m.body).message_id);
+      if (!target) {
+        this._waitingChanges.wait(m);
+        return;
+      }
+    } else {
+      change = this._waitingChanges.take(m.message_id);
+      if (!change) return;
+      target = m;
+    }
+    const updated = applyChange(target, change);
+    if (!updated || !this._store.replace(updated)) return;
+    this._emit("revised", { conversationId: updated.conversation_id, message: updated, change });
   }
 
   /**
@@ -641,6 +770,41 @@ export class Client extends EventTarget {
     return fresh;
   }
 
+  /**
+   * Tell the conversation's other members I am typing (`active`) or stopped (hub feature
+   * `typing`). Best effort: never answered, never retried, dropped while disconnected;
+   * debounce it with TypingSender (liveness.js). They get a `typing` event.
+   * @param {string} conversationId
+   * @param {boolean} [active]
+   */
+  typing(conversationId, active = true) {
+    validateId("conversation_id", conversationId);
+    const conn = this._conn;
+    if (!conn || !this._ready) return;
+    try {
+      this._write(conn, { type: "typing", conversation_id: conversationId, active });
+    } catch (e) {
+      if (e !== DROPPED) throw e;
+    }
+  }
+
+  /**
+   * Ask whether these users are online and follow them (hub feature `presence`): replaces
+   * what was watched (an empty list stops) and is repeated by itself after a reconnect.
+   * Changes come as `presence` events; only related users (contacts, my RM, my customers)
+   * are ever known, the others read `online` null.
+   * @param {string[]} userIds
+   * @returns {Promise<{user_id: string, online?: boolean | null, last_seen?: number | null}[]>}
+   */
+  async watchPresence(userIds) {
+    const ids = userIds.map((u) => validateId("user_id", u));
+    this._watching = ids;
+    const answer = /** @type {{users: {user_id: string, online?: boolean | null, last_seen?: number | null}[]}} */ (
+      await this._call("w", (id) => ({ type: "watch_presence", id, user_ids: ids }))
+    );
+    return answer.users;
+  }
+
   /** Round trip to the hub (`ping`/`pong`), in ms. */
   async ping() {
     const started = Date.now();
@@ -679,7 +843,7 @@ export class Client extends EventTarget {
     const page = /** @type {{messages: Message[], has_more: boolean}} */ (
       await this.session.request("GET", `/v1/conversations/${encodeURIComponent(conversationId)}/messages${q}`)
     );
-    for (const m of page.messages) this._store.add(m);
+    for (const m of page.messages) if (this._store.add(m)) this._revise(m);
     return { hasMore: page.has_more, messages: page.messages };
   }
 
@@ -976,6 +1140,8 @@ export class Client extends EventTarget {
       }, Math.max(50, interval / 4));
     }
     this._flushPending();
+    // presence: a new connection watches nothing yet; its answer comes back as `presence_list`
+    if (this._watching.length) this._write(conn, { type: "watch_presence", id: this._ids.next("w"), user_ids: this._watching });
     // alerts that arrived while away: fetched alongside new requests, never holding up sends
     if (this._alertsFresh) this._alertsFresh = false;
     else if (this._alerts.cursor !== null) this._fillInbox();
@@ -1076,7 +1242,7 @@ export class Client extends EventTarget {
       const id = this._ids.next("s");
       pending.transmitting(entry, id);
       touched.add(entry.conversationId);
-      this._write(conn, { type: "send", id, conversation_id: entry.conversationId, client_msg_id: entry.clientMsgId, body: { kind: "text", text: entry.text } });
+      this._write(conn, { type: "send", id, conversation_id: entry.conversationId, client_msg_id: entry.clientMsgId, body: entry.body ?? { kind: "text", text: entry.text } });
     }
     for (const cid of touched) this._emit("pending", { conversationId: cid });
     const next = pending.nextDueIn(now);
@@ -1284,6 +1450,7 @@ export class Client extends EventTarget {
       case "sent": {
         const acked = this._inbox.onSent(f);
         if (acked) this._ack(acked);
+        else if (typeof f.id === "string") this._resolve(f.id, f); // an edit or recall
         return;
       }
       case "synced": {
@@ -1332,6 +1499,14 @@ export class Client extends EventTarget {
         this._gaps.delete(f.conversation_id);
         this._emit("conversation_removed", f);
         return;
+      case "typing":
+      case "presence":
+        this._emit(f.type, f);
+        return;
+      case "presence_list":
+        if (!this._resolve(f.id, f)) this._emit("presence_list", f); // a re-watch after a reconnect
+        return;
+      case "contact": // contacts changed on some device (contacts.js)
       case "conversation_added":
       case "rm_changed":
       case "service_assigned":
@@ -1365,6 +1540,7 @@ export class Client extends EventTarget {
   _deliver(m) {
     this._store.add(m);
     this._emit("message", { conversationId: m.conversation_id, message: m });
+    this._revise(m); // a recall/edit applied to its target (event "revised")
   }
 
   /** @param {Acked} acked */

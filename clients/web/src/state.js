@@ -26,6 +26,7 @@
  * @property {string} client_msg_id
  * @property {Body} body
  * @property {number} ts  milliseconds since the Unix epoch
+ * @property {number} [edited_ts]  when its sender last edited it (feature `edit`; absent: never)
  */
 
 /**
@@ -267,6 +268,7 @@ export class CursorTracker {
  * @property {string | null} frameId
  * @property {number} attempts
  * @property {number} notBefore
+ * @property {Body | null} [body]  a body of another kind (image, voice ...) sent as is; null/absent: `text`
  */
 
 /** @param {string} cid @param {string} cmid */
@@ -301,22 +303,26 @@ export class PendingSends {
   /**
    * Register a send; `created` is false when the same conversation and client_msg_id is
    * already pending (it joins that one). Throws when its text differs (the hub would keep
-   * only the first) or when `max` sends already wait.
+   * only the first) or when `max` sends already wait. `body` (optional): a body of another
+   * kind than text, sent as is (`text` is then only what a pending list shows, e.g. a caption).
    * @param {string} conversationId
    * @param {string} clientMsgId
    * @param {string} text
+   * @param {Body | null} [body]
    * @returns {{entry: PendingSend, created: boolean}}
    */
-  add(conversationId, clientMsgId, text) {
+  add(conversationId, clientMsgId, text, body = null) {
     const key = keyOf(conversationId, clientMsgId);
     const existing = this._byKey.get(key);
     if (existing) {
-      if (existing.text !== text) throw new TypeError(`client_msg_id ${clientMsgId} is already pending with a different text`);
+      if (existing.text !== text || JSON.stringify(existing.body ?? null) !== JSON.stringify(body)) {
+        throw new TypeError(`client_msg_id ${clientMsgId} is already pending with a different text`);
+      }
       return { entry: existing, created: false };
     }
     if (this._byKey.size >= this.max) throw new RangeError(`${this.max} sends already wait for their acknowledgement`);
     /** @type {PendingSend} */
-    const entry = { conversationId, clientMsgId, text, frameId: null, attempts: 0, notBefore: 0 };
+    const entry = { conversationId, clientMsgId, text, frameId: null, attempts: 0, notBefore: 0, body };
     this._byKey.set(key, entry);
     return { entry, created: true };
   }
@@ -444,7 +450,7 @@ export class MessageInbox {
   /**
    * Route a `sent` answer; null if it answers no pending send (given up, or completed
    * already by the message itself).
-   * @param {{id: string, conversation_id: string, client_msg_id: string, message_id: string, seq: number, ts: number, duplicate?: boolean}} frame
+   * @param {{id: string, conversation_id: string, client_msg_id: string, message_id: string, seq: number, ts: number, duplicate?: boolean, body?: Body}} frame
    * @returns {Acked | null}
    */
   onSent(frame) {
@@ -458,7 +464,8 @@ export class MessageInbox {
       seq: frame.seq,
       sender_id: this.userId ?? "",
       client_msg_id: frame.client_msg_id,
-      body: { kind: "text", text: entry.text },
+      // the hub's stored body when it differs from what was sent (a card: signed by the hub)
+      body: frame.body ?? entry.body ?? { kind: "text", text: entry.text },
       ts: frame.ts,
     };
     return { pending: entry, message, hole: this.cursors.hold(frame.conversation_id, frame.seq), duplicate: !!frame.duplicate };
@@ -532,6 +539,27 @@ export class MessageStore {
     return [...(this._by.get(cid) || [])];
   }
 
+  /**
+   * The held message `messageId` of conversation `cid` (a recall or edit targets it).
+   * @param {string} cid @param {string} messageId @returns {Message | undefined}
+   */
+  get(cid, messageId) {
+    return this._by.get(cid)?.find((m) => m.message_id === messageId);
+  }
+
+  /**
+   * Replace the held message with `m`'s seq by `m` (its new state after a recall or edit);
+   * false if that seq is not held.
+   * @param {Message} m
+   */
+  replace(m) {
+    const list = this._by.get(m.conversation_id);
+    const i = list ? list.findIndex((x) => x.seq === m.seq) : -1;
+    if (!list || i < 0) return false;
+    list[i] = m;
+    return true;
+  }
+
   /** @param {string} cid @returns {number | undefined} the lowest seq held */
   oldest(cid) {
     return this._by.get(cid)?.[0]?.seq;
@@ -555,6 +583,7 @@ export class MessageStore {
  * @property {Body} [body]  absent when recalled
  * @property {boolean} [recalled]
  * @property {number} [recalled_ts]
+ * @property {{key_id: string, sig: string}} [signature]  the hub's; check it with cards.js's verifyNotice
  */
 
 /**

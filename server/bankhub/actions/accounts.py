@@ -26,6 +26,7 @@ from ..models import AccountKey, FollowedAccount, NoticeRecord, NoticeStats, Off
 from ..outbox import Transaction
 from ..protocol.frames import AccountReceipt, AccountSync, Notice, NoticeBody
 from ..signals import AccountReadSignal, FollowSignal, NoticeSignal
+from . import cards
 from .audit import record
 from .errors import ActionError, require
 
@@ -271,8 +272,9 @@ async def publish(
             details={"account": account.id, "status": status, "seq": rec.seq, "target": msgspec.to_builtins(final)},
             conn=conn,
         )
-        if rec.seq is not None:
-            _announce(tx, rec.seq, rec)
+        if (seq := rec.seq) is not None:
+            rec = await cards.sign_published(hub, conn, rec)  # the hub's signature, for followers to verify
+            _announce(tx, seq, rec)
     return rec
 
 
@@ -310,8 +312,9 @@ async def _decide(hub: Hub, actor: User, notice_id: str, approve_it: bool, ip: s
             details={"account": account.id, "status": status, "seq": rec.seq},
             conn=conn,
         )
-        if rec.seq is not None:
-            _announce(tx, rec.seq, rec)
+        if (seq := rec.seq) is not None:
+            rec = await cards.sign_published(hub, conn, rec)  # the hub's signature, for followers to verify
+            _announce(tx, seq, rec)
     return rec
 
 
@@ -369,8 +372,10 @@ async def publish_due(hub: Hub, limit: int = 100) -> int:
                 details={"account": rec.account_id, "seq": rec.seq, "scheduled": True},
                 conn=conn,
             )
-            assert rec.seq is not None
-            _announce(tx, rec.seq, rec)
+            seq = rec.seq
+            assert seq is not None
+            rec = await cards.sign_published(hub, conn, rec)
+            _announce(tx, seq, rec)
             published += 1
     return published
 

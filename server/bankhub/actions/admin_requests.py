@@ -23,7 +23,7 @@ from ..storage.accounts import AccountStore
 from ..models import RequestKey
 from ..storage.admin_requests import AdminRequestRow, AdminRequestStore
 from ..storage.users import UsernameTaken, UserStore
-from . import audit
+from . import audit, groups
 from .errors import ActionError, require
 from .sessions import end_sessions
 from .users import USER_CREATED, AdminRequestView, request_view
@@ -162,6 +162,8 @@ async def _decide(hub: Hub, actor: User, request_id: str, *, approve_it: bool, i
     if expired:
         raise ActionError("conflict", "this request has expired; file it again")
     assert done is not None
+    if approve_it and done.result_user_id is not None:
+        await groups.reconcile_user(hub, done.result_user_id)  # the account created or moved: its org groups
     if approve_it and target is not None:
         # the user signs in again, on every node (as for a direct role change)
         await end_sessions(

@@ -5,6 +5,9 @@ would hide them; instead :func:`bankhub.policy.may_read_privileged` admits compl
 officers with a valid reason, and the audit row (``privileged_read``: who, which
 conversation, which reason, which case reference) is committed *before* any message is
 returned — a read that cannot be audited does not happen.
+
+This is the only path that shows what a recall or edit replaced: with each page come the
+kept bodies (``message_revisions``) of the page's recalled or edited messages.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import uuid
 
 from .. import policy
 from ..hub import Hub
-from ..models import User
+from ..models import MessageRevision, User
 from ..protocol.frames import Message
 from .audit import PRIVILEGED_READ, record
 from .errors import ActionError, require
@@ -33,7 +36,9 @@ async def read_conversation(
     before_seq: int | None,
     limit: int,
     ip: str | None,
-) -> tuple[list[Message], bool]:
+) -> tuple[list[Message], bool, list[MessageRevision]]:
+    """A page of the conversation's history as members see it (newest first), whether more
+    precede it, and the bodies recalls and edits replaced in the page's messages."""
     require(policy.may_read_privileged(actor, reason))
     try:
         uuid.UUID(conversation_id)
@@ -52,4 +57,5 @@ async def read_conversation(
         details={"case_ref": (case_ref or "")[:128] or None, "before_seq": before_seq, "limit": limit},
     )
     page = await hub.messages.history(conversation_id, before_seq, limit)
-    return page, bool(page) and page[-1].seq > 1
+    revisions = await hub.revisions.for_compliance(conversation_id, [m.message_id for m in page])
+    return page, bool(page) and page[-1].seq > 1, revisions

@@ -9,6 +9,7 @@ from ..hub import Hub
 from ..models import ConversationSummary, User
 from ..protocol.frames import Message
 from ..models import ConversationKey
+from . import groups
 from .errors import ActionError, require
 
 __all__ = ["open_direct", "create_group", "list_conversations", "history", "summary"]
@@ -27,29 +28,19 @@ async def summary(hub: Hub, actor: User, conversation_id: str) -> ConversationSu
 async def open_direct(hub: Hub, actor: User, peer_username: str) -> tuple[ConversationSummary, bool]:
     """The direct conversation with ``peer_username`` (created on first use). Returns ``(summary, created)``."""
     peer = await hub.users.by_username(peer_username)
-    if peer is None:
+    if peer is None:  # the policy answers (a customer learns nothing about the name)
+        require(policy.may_open_direct(actor, None))
         raise ActionError("not_found", "no such user")
-    require(policy.may_open_direct(actor, peer))
+    # the contact and block facts between the two (customers chat with their contacts; a block bars it)
+    contacts, blocked = await hub.contacts.relation(actor.id, peer.id)
+    require(policy.may_open_direct(actor, peer, contacts=contacts, blocked=blocked))
     conv_id, created = await hub.conversations.get_or_create_direct(actor.id, peer.id)
     return await summary(hub, actor, conv_id), created
 
 
 async def create_group(hub: Hub, actor: User, title: str, usernames: list[str]) -> ConversationSummary:
-    title = title.strip()
-    if not 1 <= len(title) <= 100:
-        raise ActionError("invalid_request", "a group title has 1 to 100 characters")
-    names = list(dict.fromkeys(usernames))
-    if len(names) > MAX_GROUP_MEMBERS:
-        raise ActionError("invalid_request", f"a group has at most {MAX_GROUP_MEMBERS} members")
-    members = []
-    for name in names:
-        user = await hub.users.by_username(name)
-        if user is None:
-            raise ActionError("not_found", f"no such user: {name}")
-        members.append(user)
-    require(policy.may_create_group(actor, members))
-    conv_id = await hub.conversations.create_group(actor.id, title, [m.id for m in members])
-    return await summary(hub, actor, conv_id)
+    """Create a group with ``actor`` as its owner (:func:`bankhub.actions.groups.create_group`)."""
+    return await groups.create_group(hub, actor, title, usernames)
 
 
 async def list_conversations(

@@ -18,6 +18,8 @@ class ActionError(Exception):
         "unauthorized": 401,
         "invalid_request": 400,
         "conflict": 409,
+        # a group at its size cap (Settings.group_max_members)
+        "group_full": 409,
         "unavailable": 503,
         "rate_limited": 429,
         "too_large": 413,
@@ -35,6 +37,20 @@ class ActionError(Exception):
         "recipient_not_found": 404,
         "invalid_alert": 422,
         "card_number_detected": 422,
+        # pictures and voice (http/media.py)
+        "too_many_pixels": 413,
+        "too_long": 422,
+        "invalid_media": 422,
+        "media_not_ready": 409,
+        "media_rejected": 409,
+        # too many unsent uploads held (Settings.media_max_pending, media_max_pending_bytes)
+        "media_quota": 409,
+        "media_url_expired": 403,
+        "media_url_invalid": 403,
+        # the service widget's visitor tokens (docs/widget.md)
+        "invalid_visitor_token": 401,
+        "visitor_token_expired": 401,
+        "visitor_token_replayed": 401,
     }
 
     def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:

@@ -37,8 +37,10 @@ from ..storage.alert_systems import AlertSystemStore
 from ..storage.alerts import AlertStore
 from ..storage.db import Conn, Database
 from ..storage.keys import ConversationKeyStore, RewrapItem
+from ..storage.signing_keys import rewrap_signing_keys, signing_kek_counts
 from . import audit
 from .alert_systems import rewrap_alert_keys, rewrap_secrets
+from .widget import partner_kek_counts, rewrap_partner_secrets
 
 __all__ = [
     "RotationReport",
@@ -137,7 +139,11 @@ async def rotate(
     # the HMAC secrets of alert-sending systems and the alert data keys are wrapped under the same KEKs
     secrets_rewrapped, secrets_failed = await rewrap_secrets(db, provider)
     alert_keys_rewrapped, alert_keys_failed = await rewrap_alert_keys(db, provider, batch_size)
-    for failure in secrets_failed + alert_keys_failed:
+    # and so is the hub's card/notice signing key
+    signing_rewrapped, signing_failed = await rewrap_signing_keys(db, provider)
+    # and the service widget partners' token secrets
+    widget_rewrapped, widget_failed = await rewrap_partner_secrets(db, provider)
+    for failure in secrets_failed + alert_keys_failed + signing_failed + widget_failed:
         log.error("re-wrapping failed: %s", failure)
     # written even when report.failed is not empty: a partial rotation is an auditable event too
     await audit.record(
@@ -156,6 +162,10 @@ async def rotate(
             "system_secrets_failed": len(secrets_failed),
             "alert_keys_rewrapped": alert_keys_rewrapped,
             "alert_keys_failed": len(alert_keys_failed),
+            "signing_keys_rewrapped": signing_rewrapped,
+            "signing_keys_failed": len(signing_failed),
+            "widget_secrets_rewrapped": widget_rewrapped,
+            "widget_secrets_failed": len(widget_failed),
         },
     )
     return report
@@ -174,6 +184,12 @@ async def retire_kek(db: Database, key_file: LocalKeyFile, kek_id: str, *, actor
     alert_keys = (await AlertStore(db).key_counts()).get(kek_id)
     if alert_keys:
         raise KekInUse(f"{kek_id} still wraps {alert_keys} alert data key(s): run bankhub keys rotate --rewrap-only first")
+    signing = (await signing_kek_counts(db)).get(kek_id)
+    if signing:
+        raise KekInUse(f"{kek_id} still wraps {signing} signing key(s): run bankhub keys rotate --rewrap-only first")
+    widget = (await partner_kek_counts(db)).get(kek_id)
+    if widget:
+        raise KekInUse(f"{kek_id} still wraps {widget} widget partner secret(s): run bankhub keys rotate --rewrap-only first")
     key_file.remove_key(kek_id)
     await audit.record(db, actor=actor, action=audit.KEYS_RETIRED, target=f"kek:{kek_id}")
 

@@ -22,11 +22,12 @@ from .. import policy
 from ..desk.system import SYSTEM_USER_ID
 from ..hub import Hub, Pending
 from ..models import Membership, User
-from ..protocol.frames import Read, Receipt, Send, Sent, Sync
+from ..protocol.frames import CardBody, ImageBody, Read, Receipt, Send, Sent, SignedCardBody, Sync, VoiceBody
 from ..signals import MessageSignal, ReceiptSignal
 from ..storage import Appended, NewMessage
 from ..storage.messages import Since
-from . import reactions
+from ..storage.privacy import PrivacyStore
+from . import cards, media, reactions
 from .errors import ActionError, require
 
 __all__ = ["send", "read", "sync", "commit"]
@@ -36,10 +37,28 @@ log = logging.getLogger("bankhub.actions.messages")
 _body_encoder = msgspec.json.Encoder()
 
 
-def _decide(sender: User, membership: Membership | None) -> policy.Decision:
-    if sender.id == SYSTEM_USER_ID:  # the hub's own notices (handover, bot, auto-reply)
-        return policy.may_post_system(sender, membership)
-    return policy.may_send(sender, membership)
+class _Event(msgspec.Struct):
+    event: str = ""
+
+
+_event_decoder = msgspec.json.Decoder(_Event)
+
+
+def _decide(
+    sender: User, membership: Membership | None, new: NewMessage | None = None, *, blocked: bool = False
+) -> policy.Decision:
+    if sender.id == SYSTEM_USER_ID:  # the hub's own notices (handover, bot, auto-reply, group events)
+        event = None
+        if new is not None and new.kind == "system" and membership is not None and membership.kind == "group":
+            event = _event_decoder.decode(new.body).event  # the hub's own encoding: decodes
+        return policy.may_post_system(sender, membership, event)
+    decision = policy.may_send(sender, membership, blocked=blocked)  # blocked: a block between direct members
+    if decision.allowed and new is not None and new.kind == "card":
+        return policy.may_send_card(sender, membership)  # staff who serve customers only
+    return decision
+
+
+_NO_MEDIA = policy.Decision(False, "not_found", "no such media")
 
 
 async def commit(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
@@ -48,8 +67,19 @@ async def commit(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
     sends = [p.new for p in batch]
     async with hub.transaction("append_messages") as tx:
         locked = await hub.messages.lock_txn(tx.conn, sends)
-        decisions = [_decide(n.sender, locked.membership(n)) for n in sends]
+        decisions = [_decide(n.sender, locked.membership(n), n, blocked=locked.blocked(n)) for n in sends]
+        # pictures and voice: the items are locked against the unsent-upload sweep until commit,
+        # and one it deleted since media.attach checked it is refused, not sent as a dangling id
+        carried = [media.carried(n.kind, n.body) for n in sends]
+        present = await hub.media.store.lock_for_send(tx.conn, sorted({m for m in carried if m is not None}))
+        decisions = [
+            _NO_MEDIA if m is not None and m not in present and d.allowed else d for d, m in zip(decisions, carried, strict=True)
+        ]
         results = await hub.messages.append_txn(tx.conn, sends, locked, decisions)
+        # a committed message carries them: no longer drafts (others may see them, the sweep keeps them)
+        await hub.media.store.mark_attached(
+            tx.conn, sorted({m for m, r in zip(carried, results, strict=True) if m is not None and r.status == "stored"})
+        )
         for pending, result in zip(batch, results, strict=True):
             if result.message is not None:
                 # a duplicate is published again: harmless (receivers drop seen seqs) and it repairs
@@ -72,12 +102,17 @@ async def send(hub: Hub, actor: User, frame: Send, origin: str | None = None) ->
         uuid.UUID(frame.conversation_id)
     except ValueError:
         raise ActionError("not_found", "no such conversation") from None
+    if isinstance(frame.body, CardBody):
+        await cards.prepare(hub, frame.body)  # links on allow-listed domains; the signing key loaded
+    body = frame.body
+    if isinstance(body, (ImageBody, VoiceBody)):
+        body = await media.attach(hub, actor, frame.conversation_id, body)  # mine, this conversation, ready; facts filled in
     new = NewMessage(
         sender=actor,
         conversation_id=frame.conversation_id,
         client_msg_id=frame.client_msg_id,
-        kind=frame.body.__struct_config__.tag,  # type: ignore[arg-type]
-        body=_body_encoder.encode(frame.body),
+        kind=body.__struct_config__.tag,  # type: ignore[arg-type]
+        body=_body_encoder.encode(body),
     )
     result = await hub.committer.submit(Pending(new=new, origin=origin))
     if result.status == "denied" or result.message is None:
@@ -91,11 +126,13 @@ async def send(hub: Hub, actor: User, frame: Send, origin: str | None = None) ->
         seq=m.seq,
         ts=m.ts,
         duplicate=result.status == "duplicate",
+        body=m.body if isinstance(m.body, SignedCardBody) else None,  # the hub's signature travels back
     )
 
 
 async def read(hub: Hub, actor: User, frame: Read) -> Receipt:
-    """Raise my read position; every member's devices get a ``receipt``."""
+    """Raise my read position; my devices get a ``receipt``, and so do the other members'
+    under the read-receipt rules (:func:`bankhub.policy.receipt_audience`)."""
     membership = await hub.conversations.membership(frame.conversation_id, actor.id)
     require(policy.may_read_conversation(actor, membership))
     async with hub.transaction("conversation_mark_read") as tx:
@@ -103,8 +140,16 @@ async def read(hub: Hub, actor: User, frame: Read) -> Receipt:
         if marked is None:
             raise ActionError("not_found", "no such conversation")
         read_seq, last_seq, members = marked
+        # read receipts: my own devices always; the other members only in a conversation of
+        # up to receipts_max_members where both of us share read receipts (policy)
+        cap = hub.settings.receipts_max_members
+        opted_out = await PrivacyStore.opted_out_in(tx.conn, members) if len(members) <= cap else set()
+        # nor across a block between the two members of a direct conversation
+        blocked = membership is not None and membership.kind == "direct" and await PrivacyStore.direct_blocked_in(
+            tx.conn, frame.conversation_id
+        )
         tx.emit_to_users(
-            members,
+            policy.receipt_audience(actor.id, members, opted_out, cap, blocked=blocked),
             ReceiptSignal(conversation_id=frame.conversation_id, user_id=actor.id, read_seq=read_seq, last_seq=last_seq),
         )
     return Receipt(

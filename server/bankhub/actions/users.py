@@ -26,6 +26,7 @@ from ..text import is_tag, is_username
 from ..storage.accounts import AccountStore
 from ..storage.admin_requests import AdminRequestRow, AdminRequestStore, RequestPending
 from ..storage.users import UsernameTaken
+from . import groups
 from . import sessions as session_actions
 from .audit import ADMIN_REQUEST_EXPIRED, ADMIN_REQUEST_FILED, SYSTEM, record
 from .errors import ActionError, require
@@ -236,6 +237,7 @@ async def create_user(
             details={"role": new_role.value, "org": org_code, "rm": rm_id, "auto_followed": followed},
             conn=conn,
         )
+    await groups.reconcile_user(hub, user.id)  # staff join the org groups of their org tree
     return user, followed
 
 
@@ -252,5 +254,7 @@ async def change_role(hub: Hub, actor: User, username: str, role: str, *, ip: st
     decision = policy.may_change_role(actor, target, new_role, await hub.users.org_ancestry(target.org_id))
     if decision.code != "approval_required":
         require(decision)
-        return await session_actions.apply_role_change(hub, actor, target, new_role)
+        changed = await session_actions.apply_role_change(hub, actor, target, new_role)
+        await groups.reconcile_user(hub, changed.id)  # a customer made staff joins org groups, and back
+        return changed
     return await _file(hub, actor, kind="change_role", username=username, role=new_role, org_id=target.org_id, ip=ip, target=target)

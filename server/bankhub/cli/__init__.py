@@ -5,6 +5,7 @@
 * :mod:`~bankhub.cli.audit` — ``audit verify``;
 * :mod:`~bankhub.cli.keys` — ``keys ...`` (encryption at rest);
 * :mod:`~bankhub.cli.alerts` — ``systems ...``, ``notify``, ``alerts ...``;
+* :mod:`~bankhub.cli.widget` — ``widget ...`` (service widget partners);
 * :mod:`~bankhub.cli.common` — finding and reaching the database, the key provider, the
   settings, and :func:`~bankhub.cli.common.guard`, the one way a command fails.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from . import alerts, audit, db, keys, serve
+from . import alerts, audit, db, keys, serve, widget
 
 __all__ = ["main", "build_parser"]
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.register(sub)
     keys.register(sub)
     alerts.register(sub)
+    widget.register(sub)
     serve.register_settings(sub)
     return parser
 

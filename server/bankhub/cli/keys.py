@@ -7,6 +7,8 @@
   making a new KEK active in an HSM/KMS.
 * ``keys retire --kek ID`` — remove an old KEK from the key file once nothing uses it.
 * ``keys shred --conversation ID`` — crypto-shred one conversation (irreversible).
+* ``keys rotate-signing`` — make a new Ed25519 card/notice signing key active; the old one
+  is retired but stays listed at ``/v1/signing-keys`` (what it signed still verifies).
 * ``keys status`` — the active KEK and how many conversation keys each KEK wraps.
 
 The key file is ``--file`` or ``BANKHUB_KEY_FILE`` (``BANKHUB_KEY_PROVIDER`` for an HSM); the
@@ -102,6 +104,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_signing(args: argparse.Namespace) -> int:
+    from ..actions.cards import rotate_signing_key
+
+    provider = common.key_provider(args)
+    key_id = common.with_db(args, lambda db: rotate_signing_key(db, provider))
+    print(f"new active signing key: {key_id}; the previous one is retired and still listed at /v1/signing-keys")
+    print("every node signs with it within a minute")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``keys`` and its subcommands to the ``bankhub`` parser's subparsers."""
     keys = common.Group(subparsers, "keys", "encryption at rest: key files, KEK rotation, crypto-shredding")
@@ -114,3 +126,7 @@ def register(subparsers: Any) -> None:
     shred = keys.add("shred", "crypto-shred one conversation: its messages become unrecoverable", cmd_shred)
     shred.add_argument("--conversation", required=True, help="conversation id")
     keys.add("status", "show the active KEK and how many conversation keys each KEK wraps", cmd_status, key_file=True)
+    keys.add(
+        "rotate-signing", "make a new card/notice signing key active (the old one stays listed for verification)",
+        cmd_rotate_signing, key_file=True,
+    )

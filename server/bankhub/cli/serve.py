@@ -29,7 +29,7 @@ __all__ = ["register_nodes", "register_tools", "register_settings", "cmd_dev", "
 
 
 def _banner(port: int, tls: bool, data_dir: str = common.DEFAULT_DATA_DIR, dsn: str = "") -> str:
-    from ..demo import DEMO_PASSWORD, DEMO_USERS
+    from ..demo import DEMO_PASSWORD, DEMO_USERS, DEMO_WIDGET_ORIGIN
 
     http = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     ws = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/v1/ws"
@@ -43,6 +43,7 @@ bankhub dev is running (embedded Postgres, in-process broker)
   OpenAPI      {http}/openapi.json
   Health       {http}/readyz
   WebSocket    {ws}   (subprotocol bankhub.v1)
+  Widget       {http}/widget/loader.js   (demo partner demo-shop, page origin {DEMO_WIDGET_ORIGIN}: docs/widget.md)
   Database     {dsn}
                (other bankhub commands find it with --data-dir {data_dir})
 
@@ -66,6 +67,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from ..settings import Settings
     from ..storage.migrate import migrate
     from .alerts import seed_demo_system
+    from ..demo import DEMO_WIDGET_ORIGIN
+    from .widget import seed_demo_partner
 
     data_dir = Path(args.data_dir)
     print(f"starting embedded Postgres in {data_dir.resolve()}/pg ...", flush=True)
@@ -82,7 +85,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
         secret_file = seed_demo_system(dsn, key_file, data_dir)
         if secret_file is not None:
             print(f"demo calling system core-banking registered; its secret is in {secret_file}", flush=True)
-        settings = Settings(database_url=dsn, host=args.host, port=args.port, node_name="dev", key_file=str(key_file))
+        partner = seed_demo_partner(dsn, key_file, data_dir, DEMO_WIDGET_ORIGIN)
+        if partner is not None:
+            print(f"demo widget partner demo-shop registered for {DEMO_WIDGET_ORIGIN}; its id and secret are in {partner[1]}", flush=True)
+        settings = Settings(
+            database_url=dsn, host=args.host, port=args.port, node_name="dev", key_file=str(key_file), widget_dev_origins="loopback"
+        )
         if args.tls:
             from ..tlsgen import self_signed
 

@@ -36,6 +36,7 @@ __all__ = ["ConnectionRegistry", "SocketCounts"]
 log = logging.getLogger("bankhub.delivery")
 
 _PREFIX = user_channel("")
+_PRESENCE_PREFIX = "bh:p:"  # bankhub.delivery.presence.PRESENCE_PREFIX (which imports this module's types)
 
 
 class SocketCounts:
@@ -96,6 +97,8 @@ class ConnectionRegistry:
         self.alerts: AlertDelivery | None = None  # set by the hub: alert delivery per connection
         # other listeners of the broadcast channel (RM availability, for auto-replies)
         self.broadcast_handlers: list[Callable[[Signal], None]] = []
+        # presence channels (set by the hub): changes of users this node's connections watch
+        self.presence_handler: Callable[[str, bytes], None] | None = None
         self.by_user: dict[str, set[Connection]] = {}
         # sockets per address and per user, including handshakes not yet registered here
         self.sockets = SocketCounts()
@@ -111,8 +114,9 @@ class ConnectionRegistry:
     def connections(self) -> list[Connection]:
         return [c for conns in self.by_user.values() for c in conns]
 
-    async def add(self, conn: Connection) -> None:
-        """Register ``conn``; returns once its user's channel is subscribed on this node."""
+    async def add(self, conn: Connection) -> bool:
+        """Register ``conn``; returns once its user's channel is subscribed on this node.
+        True when it is its user's first connection on this node."""
         uid = conn.user.id
         lock = self._locks.setdefault(uid, asyncio.Lock())
         async with lock:
@@ -131,14 +135,16 @@ class ConnectionRegistry:
                     if not conns:
                         del self.by_user[uid]
                     raise
+            return first
 
-    async def remove(self, conn: Connection) -> None:
+    async def remove(self, conn: Connection) -> bool:
+        """Unregister ``conn``; True when it was its user's last connection on this node."""
         uid = conn.user.id
         lock = self._locks.setdefault(uid, asyncio.Lock())
         async with lock:
             conns = self.by_user.get(uid)
             if conns is None or conn not in conns:
-                return
+                return False
             conns.discard(conn)
             if self.fanout is not None:
                 self.fanout.remove(conn)
@@ -149,6 +155,8 @@ class ConnectionRegistry:
                     await self.broker.unsubscribe(user_channel(uid))
                 except Exception:
                     log.debug("unsubscribe failed for %s", uid, exc_info=True)
+                return True
+            return False
 
     # --- broker callbacks (plain functions: must not block) ----------------------------
 
@@ -157,6 +165,8 @@ class ConnectionRegistry:
             self._on_broadcast(payload)
             return
         if not channel.startswith(_PREFIX):
+            if self.presence_handler is not None and channel.startswith(_PRESENCE_PREFIX):
+                self.presence_handler(channel, payload)
             return
         conns = self.by_user.get(channel[len(_PREFIX) :])
         if not conns:

@@ -4,15 +4,15 @@ Handover notices, bot answers, queue notices, auto-replies and out-of-hours repl
 real messages — stored, numbered, synced — so they need a sender. They are sent by this
 user, which has a fixed id, is disabled (nobody can sign in as it, open a conversation
 with it or send as it over the protocol) and is never a member of any conversation. The
-policy lets it post ``system`` bodies into direct and service conversations only
-(:func:`bankhub.policy.may_post_system`). Its row is created by the hub on first use.
+policy lets it post ``system`` bodies into direct and service conversations, and the group
+events of :data:`GROUP_EVENTS` into groups (:func:`bankhub.policy.may_post_system`). Its row is created by the hub on first use.
 """
 
 from __future__ import annotations
 
 from ..models import Role, User
 
-__all__ = ["SYSTEM_USER_ID", "SYSTEM_USERNAME", "SYSTEM_DISPLAY_NAME", "SystemEvent", "system_user"]
+__all__ = ["SYSTEM_USER_ID", "SYSTEM_USERNAME", "SYSTEM_DISPLAY_NAME", "SystemEvent", "GROUP_EVENTS", "system_user"]
 
 SYSTEM_USER_ID = "00000000-0000-4000-8000-0000000b0b01"
 SYSTEM_USERNAME = "bankhub.system"
@@ -45,3 +45,25 @@ class SystemEvent:
     TRANSFERRED = "transferred"
     CLOSED = "closed"  # closed by the agent; the customer may rate it
     CANCELLED = "cancelled"  # the customer left before being served
+    # groups (data: see docs/protocol.md, "Groups")
+    GROUP_CREATED = "group_created"
+    GROUP_RENAMED = "group_renamed"
+    GROUP_MEMBERS_ADDED = "group_members_added"  # invited (or, in an org group, joined the org tree)
+    GROUP_MEMBER_REMOVED = "group_member_removed"  # removed by the owner or an admin (or left the org tree)
+    GROUP_MEMBER_LEFT = "group_member_left"
+    GROUP_ROLE_CHANGED = "group_role_changed"  # promoted to admin or demoted to member
+    GROUP_OWNER_CHANGED = "group_owner_changed"  # handed on, or taken over when the owner left
+
+
+GROUP_EVENTS = frozenset(
+    {
+        SystemEvent.GROUP_CREATED,
+        SystemEvent.GROUP_RENAMED,
+        SystemEvent.GROUP_MEMBERS_ADDED,
+        SystemEvent.GROUP_MEMBER_REMOVED,
+        SystemEvent.GROUP_MEMBER_LEFT,
+        SystemEvent.GROUP_ROLE_CHANGED,
+        SystemEvent.GROUP_OWNER_CHANGED,
+    }
+)
+"""The events the system user may post into groups (:func:`bankhub.policy.may_post_system`)."""

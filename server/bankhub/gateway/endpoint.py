@@ -38,9 +38,12 @@ from starlette.websockets import WebSocket
 from .. import logredact
 from ..actions import accounts as account_actions
 from ..actions import alerts as alert_actions
+from ..actions import liveness as liveness_actions
 from ..actions import messages as message_actions
+from ..actions import revise as revise_actions
 from ..actions import sessions as session_actions
-from ..actions.errors import ActionError
+from .. import policy
+from ..actions.errors import ActionError, require
 from ..actions.limits import HANDSHAKES_PER_IP, enforce
 from ..http.problems import problem
 from ..hub import Hub
@@ -51,6 +54,7 @@ from ..protocol.frames import (
     SUBPROTOCOL,
     ClientFrame,
     CloseCode,
+    Edit,
     Error,
     ErrorCode,
     Hello,
@@ -58,9 +62,12 @@ from ..protocol.frames import (
     Pong,
     Read,
     ReadAlerts,
+    Recall,
     ReadNotices,
     Send,
     ServerFrame,
+    Typing,
+    WatchPresence,
     Sync,
     SyncInbox,
     Synced,
@@ -176,7 +183,8 @@ async def _serve(hub: Hub, ws: WebSocket, session: Session) -> None:
         ).decode()
     )
     try:
-        await hub.registry.add(conn)
+        if await hub.registry.add(conn):
+            hub.presence.arrived(session.user.id)  # queued: no task of this connection's
     except Exception:
         log.warning("broker unavailable; refusing connection", exc_info=True)
         await ws.close(CloseCode.INTERNAL_ERROR, "broker unavailable")
@@ -196,7 +204,7 @@ async def _serve(hub: Hub, ws: WebSocket, session: Session) -> None:
             await _close_after_answers(conn, ending)
     finally:
         idle.cancel()
-        await hub.registry.remove(conn)
+        hub.presence.left(conn, await hub.registry.remove(conn))
         if conn.close_code is None:
             conn.close(CloseCode.NORMAL, "")
         conn.cancel_tasks()
@@ -280,9 +288,11 @@ class _IdleWatch:
 
 async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
     """Run one request and queue its answer. Every request gets exactly one answer."""
-    reply: ServerFrame
+    reply: ServerFrame | None
     frame_id = getattr(frame, "id", None)
     try:
+        # a service-widget visitor sends only the frames of the service-desk chat
+        require(policy.may_use_frame(conn.user, str(type(frame).__struct_config__.tag)))
         if isinstance(frame, Send):
             reply = await message_actions.send(hub, conn.user, frame, origin=conn.id)
         elif isinstance(frame, Read):
@@ -317,6 +327,15 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
             if not frame.alert_ids and frame.up_to_seq is None:
                 raise ActionError("invalid_frame", "read_alerts needs alert_ids, or up_to_seq, or both")
             reply = await alert_actions.mark(hub, conn.user, "read", frame.alert_ids, frame.up_to_seq, frame.id)
+        elif isinstance(frame, Edit):
+            reply = await revise_actions.edit(hub, conn.user, frame, origin=conn.id)
+        elif isinstance(frame, Recall):
+            reply = await revise_actions.recall(hub, conn.user, frame, origin=conn.id)
+        elif isinstance(frame, Typing):
+            await liveness_actions.typing(hub, conn.user, frame)
+            reply = None  # accepted typing is never answered (docs/protocol.md)
+        elif isinstance(frame, WatchPresence):
+            reply = await liveness_actions.watch_presence(hub, conn, frame)
         else:  # pragma: no cover - the session only accepts the frames above
             reply = Error(code=ErrorCode.UNKNOWN_TYPE, message="unsupported frame", id=frame_id)
     except ActionError as exc:
@@ -336,4 +355,5 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
             logredact.safe_traceback(exc, messages=False),
         )
         reply = Error(code=ErrorCode.INTERNAL, message=f"internal error; nothing was stored (reference {ref})", id=frame_id)
-    conn.push(encode(reply).decode())
+    if reply is not None:
+        conn.push(encode(reply).decode())

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from ..actions import accounts as account_actions
 from ..actions import users as user_actions
 from ..models import OfficialAccount
-from ..protocol.frames import AccountId, Notice, NoticeBody, Seq
+from ..protocol.frames import AccountId, Notice, NoticeBody, Seq, Signature
 from ..actions.errors import ActionError
 from ..models import AccountKey, NoticeRecord, NoticeStats, Target, account_key
 from .. import text
@@ -90,7 +90,7 @@ class OrgList(msgspec.Struct):
     next_cursor: str | None  # more follow: pass it as ?cursor=
 
 
-class RecallBody(msgspec.Struct, forbid_unknown_fields=True):
+class NoticeRecallBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[text.Line, Meta(min_length=1, max_length=500)]
 
 
@@ -163,6 +163,8 @@ class NoticeOut(msgspec.Struct):
     recalled_by: str | None
     recall_reason: str | None
     delivered_online: int
+    # the hub's signature, made at publication (null until published, and for notices published before delta 0017)
+    signature: Signature | None = None
 
 
 class NoticeList(msgspec.Struct):
@@ -332,7 +334,7 @@ async def reject_notice(request: Request, hub: Hub, session: Session) -> Respons
 
 @ROUTES.authenticated("POST", "/v1/notices/{notice_id}/recall")
 async def recall_notice(request: Request, hub: Hub, session: Session) -> Response:
-    body: RecallBody = await read_json(request, RecallBody)
+    body: NoticeRecallBody = await read_json(request, NoticeRecallBody)
     rec = await account_actions.recall(hub, session.user, NOTICE_ID.value(request), body.reason, ip=client_ip(request))
     return json_response(_notice_out(rec))
 
@@ -393,7 +395,7 @@ async def create_user(request: Request, hub: Hub, session: Session) -> Response:
 OPENAPI_TYPES: list[Any] = [
     AccountBody,
     NoticeInBody,
-    RecallBody,
+    NoticeRecallBody,
     AudienceBody,
     AudienceOut,
     OrgList,
@@ -478,7 +480,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "/v1/notices/{notice_id}/approve": {"post": op("Approve a pending notice (not its author)", 200, "NoticeOut", extra=(403, 404, 409))},
         "/v1/notices/{notice_id}/reject": {"post": op("Reject a pending notice (not its author)", 200, "NoticeOut", extra=(403, 404, 409))},
         "/v1/notices/{notice_id}/recall": {
-            "post": op("Recall a published notice; followers see it withdrawn", 200, "NoticeOut", body=ref("RecallBody"), extra=(403, 404, 409))
+            "post": op("Recall a published notice; followers see it withdrawn", 200, "NoticeOut", body=ref("NoticeRecallBody"), extra=(403, 404, 409))
         },
         "/v1/notices/{notice_id}/stats": {"get": op("Delivered-online and read figures", 200, "StatsOut", extra=(403, 404))},
         "/v1/accounts/{account_id}/audience": {

@@ -40,7 +40,8 @@ from starlette.responses import Response
 
 from ..actions import alerts as alert_actions
 from ..actions import sessions as session_actions
-from ..actions.errors import ActionError
+from .. import policy
+from ..actions.errors import ActionError, require
 from ..alerts.signing import SCHEME, SignedHeaders
 from ..models import AlertSystem, Session
 from ..text import explain, header_line
@@ -131,6 +132,8 @@ class RouteTable:
             async def with_session(request: Request) -> Response:
                 hub = hub_of(request)
                 session = await require_session(hub, request)
+                # a service-widget visitor reaches the service desk only (policy.WIDGET_VISITOR_ROUTES)
+                require(policy.may_call_route(session.user, method, path))
                 return await handler(request, hub, session)
 
             return self._add(method, path, with_session, "session")

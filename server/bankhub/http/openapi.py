@@ -12,14 +12,20 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ..models import ConversationSummary
-from ..policy import PRIVILEGED_READ_REASONS
+from ..models import ConversationSummary, MessageRevision
+from ..policy import PRIVILEGED_READ_REASONS, WIDGET_VISITOR_ROUTES
 from ..protocol.frames import Message
 from . import accounts as account_routes
+from . import contacts as contact_routes
 from . import admin as admin_routes
 from . import alerts as alert_routes
+from . import media as media_routes
+from . import cards as card_routes
+from . import presence as presence_routes
 from . import service as service_routes
+from . import groups as group_routes
 from . import web_sessions as web_routes
+from . import widget as widget_routes
 from . import params
 from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT
 from .routes import AssignBody, DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody, UserOut
@@ -51,6 +57,13 @@ class ConversationOut(msgspec.Struct):
 class MessagePage(msgspec.Struct):
     messages: list[Message]
     has_more: bool
+
+
+class CompliancePage(msgspec.Struct):
+    messages: list[Message]
+    has_more: bool
+    # what recalls and edits replaced in the page's messages (the compliance path only)
+    revisions: list[MessageRevision]
 
 
 class SessionOut(msgspec.Struct):
@@ -126,6 +139,14 @@ def _described(op: dict[str, Any], description: str, statuses: dict[int, str]) -
     return op
 
 
+def _group_full(op: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/conversations``: a group (kind ``group``) is created as by ``POST /v1/groups``."""
+    op["responses"]["409"]["description"] = (
+        "`group_full`: a group (kind group) of more members than BANKHUB_GROUP_MAX_MEMBERS, the creator counted"
+    )
+    return op
+
+
 def _with_params(op: dict[str, Any], *params: dict[str, Any]) -> dict[str, Any]:
     op["parameters"] = [*op.get("parameters", []), *params]
     return op
@@ -156,6 +177,9 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "notice_id": _UUID,
     "alert_id": _UUID,
     "request_id": _UUID,
+    "media_id": _UUID,
+    "variant": {"type": "string", "enum": ["full", "preview", "thumb"]},
+    "user_id": _UUID,
     # the text types the handlers check these segments with (http/params.py)
     "username": params.USERNAME.openapi()["schema"],
     "code": params.QUEUE_CODE.openapi()["schema"],
@@ -166,6 +190,7 @@ _CSRF_TEXT = (
     "X-CSRF-Token, or from another site's page (Origin, Sec-Fetch-Site)"
 )
 _UNSAFE = frozenset({"post", "put", "patch", "delete"})
+_VISITOR_TEXT = "`forbidden`: a service-widget visitor's session may only use the service desk (docs/widget.md)"
 _PROBLEM_TEXT = {
     400: "`invalid_request`: a parameter or the body is malformed or out of range",
     401: "`unauthorized`: no, an invalid, expired or revoked bearer token",
@@ -211,6 +236,13 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
                     statuses.append(403)
                     if "403" in op["responses"] and "csrf_failed" not in op["responses"]["403"]["description"]:
                         op["responses"]["403"]["description"] += "; " + _CSRF_TEXT
+                # a service-widget visitor's session is refused every operation but the service desk's
+                if (method.upper(), path) not in WIDGET_VISITOR_ROUTES:
+                    forbidden = op["responses"].setdefault(
+                        "403", {"description": _VISITOR_TEXT, "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+                    )
+                    if _VISITOR_TEXT not in forbidden["description"]:
+                        forbidden["description"] += "; " + _VISITOR_TEXT
             if params or "requestBody" in op:
                 statuses.append(400)
             if "requestBody" in op:
@@ -245,22 +277,34 @@ def openapi_document() -> dict[str, Any]:
         ConversationList,
         ConversationOut,
         MessagePage,
+        CompliancePage,
         Problem,
         HealthOut,
         ReadyOut,
         RevokedOut,
         PasswordChangedOut,
         *account_routes.OPENAPI_TYPES,
+        *contact_routes.OPENAPI_TYPES,
         *admin_routes.OPENAPI_TYPES,
         *alert_routes.OPENAPI_TYPES,
+        *media_routes.OPENAPI_TYPES,
         *service_routes.OPENAPI_TYPES,
+        *presence_routes.OPENAPI_TYPES,
+        *group_routes.OPENAPI_TYPES,
+        *card_routes.OPENAPI_TYPES,
         *web_routes.OPENAPI_TYPES,
+        *widget_routes.OPENAPI_TYPES,
     ]
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     conv_id = {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
     history = _op("A page of history, newest first", 200, "MessagePage", extra=(400, 404))
     history["parameters"] = [conv_id, BEFORE_SEQ.openapi(), PAGE_LIMIT.openapi()]
-    privileged = _op("Compliance: read any conversation, audited, with a reason code", 200, "MessagePage", extra=(400, 403, 404))
+    privileged = _op(
+        "Compliance: read any conversation, audited, with a reason code; with the bodies recalls and edits replaced",
+        200,
+        "CompliancePage",
+        extra=(400, 403, 404),
+    )
     privileged["parameters"] = history["parameters"] + [
         {
             "name": "reason",
@@ -391,24 +435,30 @@ def openapi_document() -> dict[str, Any]:
             "/v1/me": {"get": _op("The signed-in user", 200, "UserOut")},
             "/v1/conversations": {
                 "get": _paged(_op("My conversations with unread counts, most recent activity first (paged)", 200, "ConversationList")),
-                "post": _also(
+                "post": _group_full(_also(
                     _op(
                         "Open a direct conversation (200 if it existed) or create a group",
                         201,
                         "ConversationOut",
                         body={"oneOf": [_ref("DirectBody"), _ref("GroupBody")]},
-                        extra=(400, 403, 404),
+                        extra=(400, 403, 404, 409),
                     ),
                     200,
                     "ConversationOut",
                     "The direct conversation existed already",
-                ),
+                )),
             },
             "/v1/conversations/{conversation_id}/messages": {"get": history},
             "/v1/compliance/conversations/{conversation_id}/messages": {"get": privileged},
             **account_routes.openapi_paths(_op, _ref),
+            **contact_routes.openapi_paths(_op, _ref),
             **alert_routes.openapi_paths(_op, _ref),
+            **media_routes.openapi_paths(_op, _ref),
             **service_routes.openapi_paths(_op, _ref),
+            **presence_routes.openapi_paths(_op, _ref),
+            **group_routes.openapi_paths(_op, _ref),
+            **card_routes.openapi_paths(_op, _ref),
             **web_routes.openapi_paths(_op, _ref),
+            **widget_routes.openapi_paths(_op, _ref),
         },
     })

@@ -236,7 +236,7 @@ async def conversation_messages(request: Request, hub: Hub, session: Session) ->
 
 @ROUTES.authenticated("GET", "/v1/compliance/conversations/{conversation_id}/messages")
 async def compliance_messages(request: Request, hub: Hub, session: Session) -> Response:
-    page, has_more = await compliance_actions.read_conversation(
+    page, has_more, revisions = await compliance_actions.read_conversation(
         hub,
         session.user,
         CONVERSATION_ID.value(request),
@@ -246,7 +246,7 @@ async def compliance_messages(request: Request, hub: Hub, session: Session) -> R
         limit=PAGE_LIMIT.read_default(request),
         ip=client_ip(request),
     )
-    return json_response({"messages": page, "has_more": has_more})
+    return json_response({"messages": page, "has_more": has_more, "revisions": revisions})
 
 
 @ROUTES.public("GET", "/healthz")

@@ -11,7 +11,7 @@ Timestamps are integers: milliseconds since the Unix epoch, UTC.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -25,6 +25,17 @@ __all__ = [
     "FrameId",
     "ConversationId",
     "TextBody",
+    "ImageBody",
+    "VoiceBody",
+    "MediaId",
+    "Signature",
+    "CardField",
+    "CardAction",
+    "CardBody",
+    "SignedCardBody",
+    "AccountClass",
+    "MAX_CARD_FIELDS",
+    "MAX_CARD_ACTIONS",
     "ShreddedBody",
     "UndecryptableBody",
     "Body",
@@ -76,6 +87,20 @@ __all__ = [
     "ServiceNote",
     "ServiceAssigned",
     "AgentState",
+    "UserId",
+    "Typing",
+    "WatchPresence",
+    "TypingEvent",
+    "PresenceInfo",
+    "PresenceEvent",
+    "PresenceList",
+    "ContactUser",
+    "ContactEvent",
+    "RecalledBody",
+    "EditBody",
+    "RecallBody",
+    "Edit",
+    "Recall",
 ]
 
 PROTOCOL_VERSION = 1
@@ -83,7 +108,7 @@ PROTOCOL_VERSION = 1
 # them without guessing (a hub from before a feature refuses its fields as
 # ``invalid_frame``). ``sync.listed_only``: ``sync`` may answer only the conversations it
 # lists (a gap fill, or a resume split over several frames).
-PROTOCOL_FEATURES = ("sync.listed_only",)
+PROTOCOL_FEATURES = ("sync.listed_only", "edit", "contacts", "typing", "presence", "receipts.privacy", "cards", "groups.admin", "media")
 SUBPROTOCOL = "bankhub.v1"
 
 FrameId = Annotated[Line, Meta(min_length=1, max_length=64, description="Client-chosen request id, echoed in the answer")]
@@ -113,6 +138,8 @@ class ErrorCode:
     UNAVAILABLE = "unavailable"  # storage is unreachable; nothing was stored, retry
     INTERNAL = "internal"  # an unexpected server fault; nothing was stored
     GONE = "gone"  # the conversation was erased (crypto-shredded): it accepts no more messages
+    MEDIA_NOT_READY = "media_not_ready"  # the media item is still being scanned: send it once it is ready
+    MEDIA_REJECTED = "media_rejected"  # the scanner refused the media item: it can never be sent
 
 
 class CloseCode:
@@ -167,10 +194,139 @@ class SystemBody(Struct, tag="system", tag_field="kind", omit_defaults=True, for
     data: dict[str, str] = {}
 
 
-Body = TextBody
+class RecalledBody(Struct, tag="recalled", tag_field="kind", forbid_unknown_fields=True):
+    """Sent by the server only: the sender withdrew this message (``recall``).
+
+    The message keeps its place (ids, seq, sender, time); its text is gone from every
+    member's view (the original is kept for compliance only).
+    """
+
+
+class EditBody(Struct, tag="edit", tag_field="kind", forbid_unknown_fields=True, gc=False):
+    """Sent by the server only (feature ``edit``): message ``message_id`` of this
+    conversation was edited by its sender. ``body`` is that message's current body — the
+    new text, or ``recalled`` once it was withdrawn later (an older edit never shows a
+    text its sender replaced). Apply it to the target; never show it as a message."""
+
+    message_id: str
+    body: TextBody | RecalledBody
+
+
+class RecallBody(Struct, tag="recall", tag_field="kind", forbid_unknown_fields=True, gc=False):
+    """Sent by the server only (feature ``edit``): message ``message_id`` of this
+    conversation was withdrawn by its sender. Show the target as withdrawn; never show
+    this as a message."""
+
+    message_id: str
+
+
+class Signature(Struct, forbid_unknown_fields=True, gc=False):
+    """The hub's Ed25519 signature of a card or a notice (feature ``cards``): ``key_id`` names
+    a key of ``GET /v1/signing-keys``, ``sig`` is the 64-byte signature, unpadded base64url,
+    over the canonical payload of docs/protocol.md ("Verified cards")."""
+
+    key_id: str
+    sig: str
+
+
+# card links (at most 2048 characters): the authority a plain lowercase DNS name — no userinfo,
+# port, percent-escape or backslash (a browser reads it as "/", so "https://evil.example\.bank.com"
+# opens evil.example); after it no backslash, whitespace, control or bidi control character (see
+# bankhub.text). The hub then checks the exact host against BANKHUB_CARD_DOMAINS
+# (bankhub.protocol.cards.link_allowed), which also refuses what a pattern cannot say (empty
+# labels, a trailing dot, a numeric host).
+_URL_HOST = r"[a-z0-9.-]+(?:[/?#][^\s\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\\]*)?$(?!\n)"
+CardLink = Annotated[str, Meta(max_length=2048, pattern=r"^(https|bankhub)://" + _URL_HOST)]
+CardImageUrl = Annotated[str, Meta(max_length=2048, pattern=r"^https://" + _URL_HOST)]
+AccountClass = Literal["I", "II", "III"]
+MAX_CARD_FIELDS = 8
+MAX_CARD_ACTIONS = 3
+
+
+class CardField(Struct, forbid_unknown_fields=True, gc=False):
+    """One line of a card: a label and its value (e.g. "Amount due" / "¥1,280.00")."""
+
+    label: Annotated[Line, Meta(min_length=1, max_length=40)]
+    value: Annotated[Line, Meta(min_length=1, max_length=200)]
+
+
+class CardAction(Struct, forbid_unknown_fields=True, gc=False):
+    """A card's button: a ``bankhub://`` deep link, or ``https://`` to an allow-listed domain."""
+
+    label: Annotated[Line, Meta(min_length=1, max_length=40)]
+    url: CardLink
+
+
+class CardBody(Struct, tag="card", tag_field="kind", omit_defaults=True, forbid_unknown_fields=True, gc=False):
+    """A service card (feature ``cards``): a product ``offer``, a ``bill_reminder`` or an
+    ``appointment``. Staff (RMs, service-desk agents) and bank systems only; a customer's
+    card is refused ``forbidden``. ``image_url`` and ``https://`` action links must be on a
+    domain of ``BANKHUB_CARD_DOMAINS``. ``classes``: the account classes that may act on it
+    (empty: every class); other customers see its actions disabled.
+
+    The hub signs it at commit: the stored and delivered body is a :class:`SignedCardBody`.
+    A client never sends ``signature`` (``invalid_frame``).
+    """
+
+    template: Literal["offer", "bill_reminder", "appointment"]
+    title: Annotated[Line, Meta(min_length=1, max_length=120)]
+    fields: Annotated[list[CardField], Meta(max_length=MAX_CARD_FIELDS)] = []
+    image_url: CardImageUrl | None = None
+    actions: Annotated[list[CardAction], Meta(max_length=MAX_CARD_ACTIONS)] = []
+    classes: Annotated[list[AccountClass], Meta(max_length=3)] = []
+
+
+class SignedCardBody(CardBody, tag="card", tag_field="kind", omit_defaults=True, forbid_unknown_fields=True, gc=False):
+    """Sent by the server only: a card as stored and delivered, with the hub's ``signature``
+    over it and its place (conversation, message id, sender, time). A card whose signature
+    does not verify is shown unverified."""
+
+    signature: Signature | None = None
+
+
+MediaId = Annotated[Line, Meta(min_length=1, max_length=64, description="A media id (POST /v1/conversations/{id}/media)")]
+Waveform = Annotated[list[Annotated[int, Meta(ge=0, le=100)]], Meta(max_length=64)]
+
+
+# filled in by the hub from the stored item; a client's value is replaced (so only its shape is checked)
+MediaType = Annotated[str, Meta(max_length=64, pattern=r"^[a-z]+/[a-z0-9.+-]+$(?!\n)")]
+
+
+class ImageBody(Struct, tag="image", tag_field="kind", omit_defaults=True, forbid_unknown_fields=True, gc=False):
+    """A picture: ``media_id`` of one I uploaded into this conversation (HTTP), and a caption.
+
+    A client sends ``media_id`` and optionally ``caption``. The hub checks the item is mine,
+    of this conversation and ``ready``, and stores the body with ``content_type``, ``width``
+    and ``height`` (of the upright picture) filled in from it (values a client sends for them
+    are replaced). Get its URLs with ``GET /v1/media/{media_id}``.
+    """
+
+    media_id: MediaId
+    caption: Annotated[Text, Meta(max_length=1000)] | None = None
+    content_type: MediaType | None = None
+    width: Annotated[int, Meta(ge=1)] | None = None
+    height: Annotated[int, Meta(ge=1)] | None = None
+
+
+class VoiceBody(Struct, tag="voice", tag_field="kind", omit_defaults=True, forbid_unknown_fields=True, gc=False):
+    """A voice note: ``media_id`` of one I uploaded into this conversation (HTTP).
+
+    As for ``image``, the hub fills in ``content_type``, ``duration_ms`` and ``waveform`` (at
+    most 64 values 0..100 summarising loudness over time) from the item.
+    """
+
+    media_id: MediaId
+    content_type: MediaType | None = None
+    duration_ms: Annotated[int, Meta(ge=0)] | None = None
+    waveform: Waveform | None = None
+
+
+Body = TextBody | CardBody | ImageBody | VoiceBody
 """What a client may send."""
 
-MessageBody = TextBody | SystemBody | ShreddedBody | UndecryptableBody
+MessageBody = (
+    TextBody | SystemBody | ShreddedBody | UndecryptableBody | EditBody | RecallBody | RecalledBody | SignedCardBody | ImageBody | VoiceBody
+)
 """What a message carries: a sent body, a notice from the bank, or a server marker standing in for one."""
 
 
@@ -250,7 +406,69 @@ class ReadAlerts(Struct, tag="read_alerts", tag_field="type", forbid_unknown_fie
     up_to_seq: Seq | None = None
 
 
-ClientFrame = Send | Read | Sync | Ping | ReadNotices | SyncInbox | ReadAlerts
+MessageId = Annotated[Line, Meta(min_length=1, max_length=64, description="A message id")]
+
+
+class Edit(Struct, tag="edit", tag_field="type", forbid_unknown_fields=True):
+    """Replace the text of my own text message ``message_id`` (feature ``edit``), within
+    the edit window. Stored as an ``edit`` message in the conversation's seq stream;
+    idempotent by ``client_msg_id`` like ``send``. Answered by ``sent`` (the edit message)
+    or ``error``."""
+
+    id: FrameId
+    conversation_id: ConversationId
+    message_id: MessageId
+    client_msg_id: ClientMsgId
+    body: TextBody
+
+
+class Recall(Struct, tag="recall", tag_field="type", forbid_unknown_fields=True):
+    """Withdraw my own text message ``message_id`` (feature ``edit``), within the recall
+    window. Stored as a ``recall`` message in the conversation's seq stream. Answered by
+    ``sent`` (the recall message; ``duplicate`` when it was withdrawn before) or ``error``."""
+
+    id: FrameId
+    conversation_id: ConversationId
+    message_id: MessageId
+
+
+# --- typing and presence (live only, never stored) ----------------------------------
+
+UserId = Annotated[Line, Meta(min_length=1, max_length=64, description="A user id")]
+
+
+class Typing(Struct, tag="typing", tag_field="type", forbid_unknown_fields=True, gc=False):
+    """I am typing (``active`` true) or stopped (false) in a conversation (feature ``typing``).
+
+    Never stored and never answered when accepted. The hub forwards it to the other
+    members as ``typing`` at most once per ``typing_interval`` per member and conversation
+    (repeats in between are dropped), and not at all in conversations of more than
+    ``typing_max_members`` members. Send ``active`` true again every few seconds while
+    typing: receivers clear an indicator not refreshed within its ``ttl_ms``. A refusal
+    (not a member: ``not_found``; too many typing states: ``rate_limited``) is answered by
+    ``error``, carrying ``id`` if one was given.
+    """
+
+    conversation_id: ConversationId
+    active: bool
+    id: FrameId | None = None
+
+
+class WatchPresence(Struct, tag="watch_presence", tag_field="type", forbid_unknown_fields=True):
+    """Ask whether these users are online and follow them (feature ``presence``).
+
+    Replaces what this connection watched before (an empty list stops watching).
+    Answered by ``presence_list``: related users (accepted contacts, my RM, my customers;
+    no block either way) with ``online`` and, if their setting lets me, ``last_seen``;
+    anyone else with ``online`` null (unknown, the same as hidden). Afterwards each change
+    of a watched related user arrives as ``presence``. At most ``presence_max_watch`` ids.
+    """
+
+    id: FrameId
+    user_ids: Annotated[list[UserId], Meta(max_length=1000)]
+
+
+ClientFrame = Send | Read | Sync | Ping | ReadNotices | SyncInbox | ReadAlerts | Edit | Recall | Typing | WatchPresence
 
 
 # --- server frames ----------------------------------------------------------------
@@ -277,8 +495,9 @@ class Limits(Struct, forbid_unknown_fields=True):
     idle_timeout: float
 
 
-class Message(Struct, forbid_unknown_fields=True, gc=False):
-    """A committed message as clients see it."""
+class Message(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """A committed message as clients see it. ``edited_ts``: when its sender last edited
+    it (absent: never edited); ``body`` is then the current text."""
 
     conversation_id: str
     message_id: str
@@ -287,6 +506,7 @@ class Message(Struct, forbid_unknown_fields=True, gc=False):
     client_msg_id: str
     body: MessageBody
     ts: int
+    edited_ts: int | None = None
 
 
 class Hello(Struct, tag="hello", tag_field="type"):
@@ -314,6 +534,9 @@ class Sent(Struct, tag="sent", tag_field="type", omit_defaults=True, gc=False):
     seq: int
     ts: int
     duplicate: bool = False  # true when this client_msg_id had been stored before
+    # the body as stored, when the hub made it differ from what was sent: a card carries the
+    # hub's signature (feature ``cards``); hold this body for the message, not your own copy
+    body: MessageBody | None = None
 
 
 class MessageEvent(Struct, tag="message", tag_field="type", gc=False):
@@ -374,8 +597,9 @@ class TextNotice(Struct, tag="text", tag_field="kind", forbid_unknown_fields=Tru
 
 
 # no whitespace, control or bidi control character anywhere; ``(?!\n)``: see bankhub.text
+# no backslash either: a browser reads ``https://a.example\b.bank.com/`` as host a.example
 HttpsUrl = Annotated[
-    str, Meta(max_length=2048, pattern=r"^(https://|bankhub://)[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$(?!\n)")
+    str, Meta(max_length=2048, pattern=r"^(https://|bankhub://)[^\s\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$(?!\n)")
 ]
 
 
@@ -410,6 +634,9 @@ class Notice(Struct, omit_defaults=True, gc=False):
     body: NoticeBody | None = None
     recalled: bool = False
     recalled_ts: int | None = None
+    # the hub's signature over the account id, notice id and body (feature ``cards``); absent
+    # on a recalled notice and on notices published before signing existed
+    signature: Signature | None = None
 
 
 class NoticeEvent(Struct, tag="notice", tag_field="type", gc=False):
@@ -550,8 +777,10 @@ class RmChanged(Struct, tag="rm_changed", tag_field="type", omit_defaults=True, 
 
 
 class ConversationAdded(Struct, tag="conversation_added", tag_field="type", gc=False):
-    """A conversation was given to me: a customer handed over to me (``reason`` ``handover``)
-    or a service session routed or transferred to me (``service``). Its history is readable."""
+    """A conversation was given to me: a customer handed over to me (``reason`` ``handover``),
+    a service session routed or transferred to me (``service``), a group made with me in it
+    (``group_created``), an invitation into a group (``group_invited``), or an org group I
+    belong to by my place in the org tree (``group_org``). Its history is readable."""
 
     conversation_id: str
     kind: str
@@ -560,8 +789,10 @@ class ConversationAdded(Struct, tag="conversation_added", tag_field="type", gc=F
 
 class ConversationRemoved(Struct, tag="conversation_removed", tag_field="type", gc=False):
     """I lost a conversation: ``handover`` (the customer now has another RM), ``transferred``
-    or ``closed`` (a service session). Nothing more of it reaches me; history, sync and send
-    answer ``not_found`` from now on."""
+    or ``closed`` (a service session), ``group_removed`` (removed from a group by its owner
+    or an admin), ``group_left`` (I left it, on another device too) or ``group_org`` (an org
+    group I no longer belong to by the org tree). Nothing more of it reaches me; history,
+    sync and send answer ``not_found`` from now on."""
 
     conversation_id: str
     reason: str
@@ -633,6 +864,67 @@ class AgentState(Struct, tag="agent_state", tag_field="type", gc=False):
     active: int
 
 
+class ContactUser(Struct, gc=False):
+    """Another user as my contact list shows them."""
+
+    id: str
+    username: str
+    display_name: str
+
+
+class ContactEvent(Struct, tag="contact", tag_field="type", omit_defaults=True, gc=False):
+    """My contacts changed (feature ``contacts``), on every device of mine. ``event``:
+    ``request`` (``user`` asks to become my contact: ``request_id`` to accept or decline),
+    ``request_withdrawn`` (they withdrew it), ``accepted`` (``user`` and I are now
+    contacts: they accepted my request, I accepted theirs on another device, or an invite
+    code was redeemed), ``declined`` (I declined ``request_id`` on another device; a
+    requester is never told), ``removed`` (we are no longer contacts), ``blocked`` and
+    ``unblocked`` (I blocked or unblocked ``user`` on another device)."""
+
+    event: str
+    user: ContactUser
+    request_id: str | None = None
+
+
+# --- typing and presence (server frames) -------------------------------------------
+
+
+class TypingEvent(Struct, tag="typing", tag_field="type", gc=False):
+    """Member ``user_id`` is typing (``active``) or stopped in a conversation of mine.
+
+    Clear the indicator after ``ttl_ms`` without a refresh (a lost "stopped" clears)."""
+
+    conversation_id: str
+    user_id: str
+    active: bool
+    ttl_ms: int
+
+
+class PresenceInfo(Struct, omit_defaults=True, gc=False):
+    """One user's presence as I may see it. ``online`` null: unknown (not related to me,
+    blocked, or no such user: all answered alike). ``last_seen``: when their last
+    connection closed (ms), only while offline and if their setting shows it to me."""
+
+    user_id: str
+    online: bool | None = None
+    last_seen: int | None = None
+
+
+class PresenceEvent(Struct, tag="presence", tag_field="type", omit_defaults=True, gc=False):
+    """A user I watch (``watch_presence``) came online or went offline."""
+
+    user_id: str
+    online: bool
+    last_seen: int | None = None
+
+
+class PresenceList(Struct, tag="presence_list", tag_field="type", gc=False):
+    """Answer to ``watch_presence``: one entry per asked id, in the order asked."""
+
+    id: str
+    users: list[PresenceInfo]
+
+
 ServerFrame = (
     Hello
     | Sent
@@ -653,6 +945,10 @@ ServerFrame = (
     | ServiceStatus
     | ServiceAssigned
     | AgentState
+    | ContactEvent
+    | TypingEvent
+    | PresenceEvent
+    | PresenceList
 )
 
 _encoder = msgspec.json.Encoder()

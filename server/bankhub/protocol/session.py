@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import msgspec
 
 from ..text import explain
-from .frames import MAX_TEXT_CHARS, ClientFrame, CloseCode, Error, ErrorCode, Limits, Send
+from .frames import MAX_TEXT_CHARS, ClientFrame, CloseCode, Edit, Error, ErrorCode, Limits, Send, TextBody
 
 __all__ = ["Accept", "Reject", "Close", "Outcome", "SessionLimits", "ServerSession", "TokenBucket"]
 
@@ -186,7 +186,10 @@ class ServerSession:
             return self._strike(None, ErrorCode.MALFORMED, "frame is nested too deeply")
         except Exception:  # anything else the decoder may raise is still the client's bad frame
             return self._strike(None, ErrorCode.MALFORMED, "frame could not be decoded")
-        if isinstance(frame, Send) and len(frame.body.text) > self.limits.max_text_chars:
+        # only a text body has text (a card, picture or voice note is bounded by its own type)
+        if isinstance(frame, Send) and isinstance(frame.body, TextBody) and len(frame.body.text) > self.limits.max_text_chars:
+            return self._strike(frame.id, ErrorCode.INVALID_FRAME, f"text over {self.limits.max_text_chars} characters")
+        if isinstance(frame, Edit) and len(frame.body.text) > self.limits.max_text_chars:
             return self._strike(frame.id, ErrorCode.INVALID_FRAME, f"text over {self.limits.max_text_chars} characters")
         return Accept(frame)
 

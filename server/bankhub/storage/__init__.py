@@ -1,5 +1,6 @@
 """Postgres storage: one module per table group; all SQL of the hub lives here."""
 
+from .contacts import ContactStore
 from .conversations import ConversationStore
 from .db import Database, StorageUnavailable
 from .keys import ConversationKeyStore, KeyUnavailable
@@ -14,6 +15,7 @@ __all__ = [
     "ConversationKeyStore",
     "KeyUnavailable",
     "ConversationStore",
+    "ContactStore",
     "MessageStore",
     "NewMessage",
     "Appended",

@@ -25,13 +25,14 @@ from typing import Any
 import msgspec
 
 from ..models import AccountKey, FollowedAccount, NoticeEventRow, NoticeRecord, NoticeStats, OfficialAccount, Role, Target
-from ..protocol.frames import AccountSync, Notice, NoticeBody
+from ..protocol.frames import AccountSync, Notice, NoticeBody, Signature
 from ..text import StoredDecoder
 from .db import Conn, Database
 
 __all__ = ["AccountStore", "notice_from_row"]
 
 _body_decoder = StoredDecoder[NoticeBody](NoticeBody)  # rows may predate the text constraints
+_signature_decoder = msgspec.json.Decoder(Signature)
 
 # The follower "me": their org path (own org first), tags, segment and role. $1 = user id.
 _ME = """me AS (
@@ -66,7 +67,8 @@ _TARGETED_FOLLOWERS = """WITH RECURSIVE sub(id) AS (
 
 _NOTICE_COLS = """n.id, n.account_id, n.seq, n.status, n.kind, n.body::text AS body, n.target_org_ids, n.target_tags,
     n.target_segments, n.staff_only, n.author_id, n.approved_by, n.rejected_by, n.scheduled_at, n.published_at,
-    n.recall_seq, n.recalled_at, n.recalled_by, n.recall_reason, n.delivered_online, n.created_at"""
+    n.recall_seq, n.recalled_at, n.recalled_by, n.recall_reason, n.delivered_online, n.created_at,
+    n.signature::text AS signature"""
 
 _ACCOUNT_COLS = """a.id, a.handle, a.name, a.description, a.owner_org_id, a.audience, a.is_default,
     a.requires_approval, a.last_seq,
@@ -123,6 +125,7 @@ def record_from_row(row: Any) -> NoticeRecord:
         recalled_by=_opt_str(row["recalled_by"]),
         recall_reason=row["recall_reason"],
         delivered_online=row["delivered_online"],
+        signature=None if row["signature"] is None else _signature_decoder.decode(row["signature"]),
     )
 
 
@@ -373,6 +376,13 @@ class AccountStore:
             uuid.UUID(rejected_by) if rejected_by else None,
         )
         return record_from_row(row)
+
+    @staticmethod
+    async def set_signature(conn: Conn, notice_id: str, signature: Signature) -> None:
+        """Store the hub's signature of a notice just published (in the publishing transaction)."""
+        await conn.execute(
+            "UPDATE notices SET signature = $2::jsonb WHERE id = $1", uuid.UUID(notice_id), msgspec.json.encode(signature).decode()
+        )
 
     @staticmethod
     async def recall(conn: Conn, notice_id: str, by: str, reason: str) -> NoticeRecord:

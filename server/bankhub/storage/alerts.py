@@ -327,7 +327,7 @@ class AlertStore:
         """The recipients that exist, by username, with their preferences and wrapped data
         keys (one statement)."""
         rows = await conn.fetch(
-            """SELECT u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled, u.segment, u.tags,
+            """SELECT u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled, u.segment, u.tags, u.widget_visitor,
                       p.user_id AS p_user, p.muted, p.quiet_start, p.quiet_end, p.timezone, p.locale,
                       k.kek_id AS k_kek, k.wrapped_dek AS k_wrapped
                FROM users u LEFT JOIN alert_preferences p ON p.user_id = u.id

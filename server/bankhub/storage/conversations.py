@@ -9,7 +9,11 @@ from typing import Any
 from ..models import ConversationKey, ConversationSummary, Membership
 from .db import Conn, Database
 
-__all__ = ["ConversationStore", "direct_key"]
+__all__ = ["ConversationStore", "direct_key", "MAX_LISTED_MEMBERS"]
+
+MAX_LISTED_MEMBERS = 100
+"""Most member ids a conversation summary carries (its first by id); a group's full member
+list pages at ``GET /v1/groups/{id}/members``."""
 
 
 def direct_key(a: str, b: str) -> str:
@@ -125,8 +129,11 @@ class ConversationStore:
             rows = await conn.fetch(
                 """SELECT * FROM (
                      SELECT c.id, c.kind, c.title, c.last_seq, m.read_seq, c.created_at,
+                            -- bounded: an org group has every member of staff of a subtree
+                            -- (the whole list pages at GET /v1/groups/{id}/members)
                             (SELECT array_agg(o.user_id::text ORDER BY o.user_id)
-                               FROM conversation_members o WHERE o.conversation_id = c.id) AS members,
+                               FROM (SELECT user_id FROM conversation_members
+                                     WHERE conversation_id = c.id ORDER BY user_id LIMIT $6) o) AS members,
                             (SELECT x.created_at FROM messages x
                                WHERE x.conversation_id = c.id AND x.seq = c.last_seq) AS last_at
                      FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
@@ -140,6 +147,7 @@ class ConversationStore:
                 after[1] if after else None,
                 after[2] if after else None,
                 limit,
+                MAX_LISTED_MEMBERS,
             )
         return [
             (

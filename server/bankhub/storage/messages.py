@@ -47,6 +47,7 @@ from ..protocol.frames import ConversationSync, ErrorCode, Message, MessageBody,
 from ..text import StoredDecoder
 from .db import Conn, Database
 from .keys import ConversationKeyStore, KeyRow
+from .signing_keys import SigningKeyStore, SigningUnavailable
 
 __all__ = ["NewMessage", "Appended", "MessageStore", "Locked", "Since"]
 
@@ -54,7 +55,7 @@ log = logging.getLogger("bankhub.storage.messages")
 
 # stored bodies: what clients send, and the system bodies the hub itself posts
 _body_decoder = StoredDecoder[MessageBody](MessageBody)  # rows may predate the text constraints
-_COLS = "conversation_id, seq, id, sender_id, client_msg_id, body, body_key_id, created_at"
+_COLS = "conversation_id, seq, id, sender_id, client_msg_id, body, body_key_id, created_at, edited_at"
 # a read: the message columns and the conversation's current wrapped key (alias k)
 _READ_COLS = ", ".join(f"m.{c.strip()}" for c in _COLS.split(",")) + ", k.kek_id, k.wrapped_dek, k.shredded_at"
 _KeyMap = dict[tuple[str, bytes], DataKey]
@@ -103,12 +104,20 @@ class Locked:
     """What :meth:`MessageStore.lock_txn` read under the conversations' row locks: the
     facts the policy decides each send on."""
 
-    __slots__ = ("convs", "known_keys", "members")
+    __slots__ = ("convs", "known_keys", "members", "blocked_convs", "now")
 
     def __init__(self) -> None:
         self.convs: dict[str, tuple[str, int]] = {}  # id -> (kind, last_seq)
         self.known_keys: dict[str, KeyRow] = {}
         self.members: dict[str, dict[str, Any]] = {}  # id -> user id -> member row
+        self.blocked_convs: set[str] = set()  # direct conversations whose members block one another
+        # the database's clock at the lock: new messages are stamped with it, so every node
+        # stamps by one clock (the recall/edit windows are measured against it, revisions.py)
+        self.now: dt.datetime | None = None
+
+    def blocked(self, send: NewMessage) -> bool:
+        """Whether one member of the send's direct conversation blocks the other (either way)."""
+        return send.conversation_id in self.blocked_convs
 
     def membership(self, send: NewMessage) -> Membership | None:
         """The sender's membership of the conversation (None: not a member, or no such
@@ -135,6 +144,13 @@ class MessageStore:
         self.keyring = keyring
         self.keys = ConversationKeyStore(db)
         self.codec: BodyCodec = codec or AesGcmBodyCodec()
+        # signs card bodies at commit (set by the hub; see bankhub.storage.signing_keys)
+        self.signer: SigningKeyStore | None = None
+
+    def _sign_card(self, n: NewMessage, message_id: str, ts: int) -> bytes:
+        if self.signer is None:
+            raise SigningUnavailable("no signing key store")
+        return self.signer.sign_card_body(n.conversation_id, message_id, n.sender.id, ts, n.body)
 
     def _message(self, row: Any, key: DataKey | None, shredded: bool = False) -> Message:
         conv, mid, seq = str(row["conversation_id"]), str(row["id"]), row["seq"]
@@ -157,7 +173,13 @@ class MessageStore:
             client_msg_id=row["client_msg_id"],
             body=body,
             ts=_ms(row["created_at"]),
+            edited_ts=_ms(row["edited_at"]) if row["edited_at"] is not None else None,
         )
+
+    def message_from_row(self, row: Any, key: DataKey | None) -> Message:
+        """A message row (the columns of a plain read) opened under its conversation's key
+        (None: no key, the body reads as ``undecryptable``)."""
+        return self._message(row, key)
 
     async def _read_keys(self, rows: Sequence[Any]) -> _KeyMap:
         """Unwrap (or take from the cache) the wrapped keys that came with ``rows``."""
@@ -170,11 +192,19 @@ class MessageStore:
 
     async def lock_txn(self, conn: Conn, batch: Sequence[NewMessage]) -> Locked:
         """Step 1 of an append: lock the batch's conversations (in id order: no deadlocks
-        between batches) and read their kinds, last seqs, keys and members, in one round trip."""
+        between batches) and read their kinds, last seqs, keys and members — and, for a direct
+        conversation, whether its members block one another (:meth:`Locked.blocked`) — in one
+        round trip."""
         conv_ids = sorted({uuid.UUID(n.conversation_id) for n in batch})
         rows = await conn.fetch(
             """SELECT c.id, c.kind, c.last_seq, k.kek_id, k.wrapped_dek, k.shredded_at IS NOT NULL AS shredded,
-                      m.user_id, m.role, m.read_seq
+                      m.user_id, m.role, m.read_seq, now() AS db_now,
+                      -- a direct conversation's members blocking one another (contact_blocks, either way)
+                      c.kind = 'direct' AND EXISTS (
+                          SELECT 1 FROM conversation_members o JOIN contact_blocks b
+                            ON (b.user_id = m.user_id AND b.blocked_id = o.user_id)
+                            OR (b.user_id = o.user_id AND b.blocked_id = m.user_id)
+                          WHERE o.conversation_id = c.id AND o.user_id <> m.user_id) AS blocked
                FROM conversations c
                JOIN conversation_members m ON m.conversation_id = c.id
                LEFT JOIN conversation_keys k ON k.conversation_id = c.id
@@ -184,11 +214,14 @@ class MessageStore:
         locked = Locked()
         for r in rows:
             cid = str(r["id"])
+            locked.now = r["db_now"]
             if cid not in locked.convs:
                 locked.convs[cid] = (r["kind"], r["last_seq"])
                 if r["kek_id"] is not None or r["shredded"]:
                     locked.known_keys[cid] = KeyRow(r["kek_id"], r["wrapped_dek"], r["shredded"])
             locked.members.setdefault(cid, {})[str(r["user_id"])] = r
+            if r["blocked"]:
+                locked.blocked_convs.add(cid)
         return locked
 
     async def append_txn(self, conn: Conn, batch: Sequence[NewMessage], locked: Locked, decisions: Sequence[Decision]) -> list[Appended]:
@@ -267,7 +300,7 @@ class MessageStore:
         """Allocate consecutive seqs after ``last_seq``, seal and insert the new messages,
         write ``last_seq`` back and raise each sender's read position to its own message."""
         convs, members = locked.convs, locked.members
-        now = dt.datetime.now(dt.timezone.utc)
+        now = locked.now or dt.datetime.now(dt.timezone.utc)
         ts = _ms(now)
         next_seq = {cid: kind_last[1] for cid, kind_last in convs.items()}
         rows: list[tuple[Any, ...]] = []
@@ -282,14 +315,16 @@ class MessageStore:
             seq = next_seq[n.conversation_id] + 1
             next_seq[n.conversation_id] = seq
             mid = uuid7()
-            body_stored, key_id = self.codec.seal(deks[n.conversation_id], n.conversation_id, str(mid), seq, n.body)
+            # a card gets the hub's signature, binding it to its conversation, id, sender and time
+            body = self._sign_card(n, str(mid), ts) if n.kind == "card" else n.body
+            body_stored, key_id = self.codec.seal(deks[n.conversation_id], n.conversation_id, str(mid), seq, body)
             message = Message(
                 conversation_id=n.conversation_id,
                 message_id=str(mid),
                 seq=seq,
                 sender_id=n.sender.id,
                 client_msg_id=n.client_msg_id,
-                body=_body_decoder.decode(n.body),
+                body=_body_decoder.decode(body),
                 ts=ts,
             )
             stored[key] = message

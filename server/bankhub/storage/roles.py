@@ -16,7 +16,9 @@ from .db import Conn
 
 __all__ = ["AppRoleError", "GrantResult", "grant_app_role", "APPEND_ONLY_TABLES", "READ_ONLY_TABLES"]
 
-APPEND_ONLY_TABLES = ("audit_log",)
+# message_revisions: the texts recalls and edits replaced, kept for compliance; the hub only
+# ever adds one (crypto-shredding, not deletion, is how they go)
+APPEND_ONLY_TABLES = ("audit_log", "message_revisions")
 # shredding a data key is an UPDATE (wrapped_dek := NULL, recorded with shredded_at and an
 # audit row); the app may never silently DELETE the row instead
 NO_DELETE_TABLES = frozenset({"conversation_keys"})

@@ -31,7 +31,7 @@ class Refreshed(msgspec.Struct, frozen=True):
 
 _ACTIVE_SESSION = """
     SELECT s.id AS session_id, s.expires_at, u.id, u.username, u.display_name, u.role, u.org_id, u.rm_id, u.disabled,
-           u.segment, u.tags, ARRAY(SELECT f.account_id::text FROM account_follows f WHERE f.user_id = u.id) AS follows,
+           u.segment, u.tags, u.widget_visitor, ARRAY(SELECT f.account_id::text FROM account_follows f WHERE f.user_id = u.id) AS follows,
            ARRAY(WITH RECURSIVE up(id, parent_id, depth) AS (
                      SELECT o.id, o.parent_id, 0 FROM orgs o WHERE o.id = u.org_id
                      UNION ALL SELECT o.id, o.parent_id, up.depth + 1 FROM orgs o JOIN up ON o.id = up.parent_id)

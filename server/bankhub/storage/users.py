@@ -27,7 +27,7 @@ class Credentials(msgspec.Struct, frozen=True):
     locked: bool
 
 
-_USER_COLS = "id, username, display_name, role, org_id, rm_id, disabled, segment, tags"
+_USER_COLS = "id, username, display_name, role, org_id, rm_id, disabled, segment, tags, widget_visitor"
 
 
 def user_from_row(row: Any) -> User:
@@ -41,6 +41,8 @@ def user_from_row(row: Any) -> User:
         disabled=row["disabled"],
         segment=row["segment"],
         tags=tuple(row["tags"]),
+        # rows of queries that do not select the flag read as no visitor
+        visitor=bool(row.get("widget_visitor", False)),
     )
 
 

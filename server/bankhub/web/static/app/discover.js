@@ -5,6 +5,7 @@
 // recalled notice stays in its place, shown as withdrawn. Opening a feed marks it read.
 
 import { h, shortTime } from "./dom.js";
+import { noticeBadge } from "./cards.js";
 import { lang, t } from "./i18n.js";
 
 const PAGE = 20;
@@ -343,7 +344,7 @@ export class DiscoverView {
     const body = n.body;
     if (body.kind === "article") {
       const link = httpsLink(body.action_url);
-      return h(
+      return this.signed(n, h(
         "li",
         { class: "notice article", "data-notice-id": n.notice_id },
         h("h3", { text: body.title }),
@@ -355,9 +356,15 @@ export class DiscoverView {
           time,
           link ? h("a", { class: "button", href: link, target: "_blank", rel: "noopener noreferrer", text: body.action_label || t("open_link") }) : "",
         ),
-      );
+      ));
     }
     const text = body.kind === "text" ? body.text : t("withdrawn");
-    return h("li", { class: "notice", "data-notice-id": n.notice_id }, h("p", { class: "text", text }), h("p", { class: "meta" }, time));
+    return this.signed(n, h("li", { class: "notice", "data-notice-id": n.notice_id }, h("p", { class: "text", text }), h("p", { class: "meta" }, time)));
+  }
+
+  /** A notice with its "verified by the bank" badge (the hub's signature, checked here). @param {any} n @param {HTMLElement} li */
+  signed(n, li) {
+    li.append(noticeBadge(this.session, n, t, li));
+    return li;
   }
 }

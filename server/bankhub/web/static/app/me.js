@@ -5,6 +5,7 @@
 
 import { h, shortTime } from "./dom.js";
 import { lang, t } from "./i18n.js";
+import { privacySection } from "./privacy.js";
 
 const PAGE = 20;
 
@@ -49,6 +50,7 @@ export function renderMe(panel, session, signOut) {
       profile,
       rm,
       h("section", { class: "block", "aria-labelledby": "devices-h" }, h("h2", { id: "devices-h", text: t("devices") }), note, devices, more),
+      privacySection(session),
       h("button", { type: "button", class: "danger", text: t("sign_out"), onclick: signOut }),
     ),
   );

@@ -5,6 +5,12 @@
 
 import { h, shortTime } from "./dom.js";
 import { lang, t } from "./i18n.js";
+import { CardView, isCardBody, openDeepLink } from "./cards.js";
+import { MediaView, isMediaBody } from "./media.js";
+import { GroupTools } from "./groups.js";
+import { ContactsView } from "./contacts.js";
+import { Liveness } from "./liveness.js";
+import { ReviseView } from "./revise.js";
 
 const HISTORY_PAGE = 50;
 
@@ -34,6 +40,18 @@ export class MessagesView {
     /** @type {HTMLElement | null} */
     this.panel = null;
     this.failed = false;
+    /** pictures and voice notes: rendering and the composer's photo/record buttons */
+    this.media = new MediaView({ client: this.client, t });
+    /** service cards, with the "verified by the bank" badge */
+    this.cards = new CardView({ session: shell.session, t, onDeepLink: (/** @type {string} */ url) => openDeepLink(shell, url) });
+    /** typing indicators, online dots, read positions when a chat opens */
+    this.live = new Liveness({ client: this.client, session: shell.session, t, onChange: (/** @type {string|null} */ cid) => this.changed(cid) });
+    /** recall and edit of my own messages; withdrawn and edited messages shown as such */
+    this.revise = new ReviseView({ client: this.client, t, me: this.me, onChange: (/** @type {string} */ cid) => this.changed(cid) });
+    /** groups: "New group", the member list, senders' names, group events in my language */
+    this.groups = new GroupTools(this);
+    /** contacts (friends): the Friends screen, reached from the conversation list */
+    this.contacts = new ContactsView(this);
     this.listen();
     this.load();
   }
@@ -51,6 +69,7 @@ export class MessagesView {
       conv.last_seq = Math.max(conv.last_seq, message.seq);
       conv.last_message_ts = message.ts;
       if (message.sender_id !== this.me.id && !(this.openId === cid && this.visible())) conv.unread += 1;
+      this.groups.onMessage(cid, message);
       this.changed(cid);
     });
     for (const name of ["sent", "pending"]) {
@@ -99,24 +118,43 @@ export class MessagesView {
         for (const entry of book.customers) this.names.set(entry.customer.user_id, entry.customer.display_name);
       }
       this.failed = false;
+      this.live.watch(this.watched());
     } catch {
       this.failed = true;
     }
     this.changed(null);
   }
 
+  /** Whose presence this page shows: my RM, my customers, the peers of my direct chats. */
+  watched() {
+    const ids = [...this.conversations.values()].filter((c) => c.kind === "direct").flatMap((c) => c.members.filter((/** @type {string} */ id) => id !== this.me.id));
+    if (this.rm) ids.unshift(this.rm.rm.user_id);
+    for (const id of this.names.keys()) if (id !== this.me.id) ids.push(id);
+    return ids;
+  }
+
+  /** The other member of a direct conversation (null: a group, or unknown). @param {string|null} cid */
+  peerOf(cid) {
+    if (cid === null) return this.rm?.rm.user_id ?? null;
+    const conv = this.conversations.get(cid);
+    if (!conv || conv.kind !== "direct") return null;
+    return conv.members.find((/** @type {string} */ id) => id !== this.me.id) ?? null;
+  }
+
   /** Something changed in `cid` (or in the list): re-render what is on screen. @param {string|null} cid */
   changed(cid) {
     this.shell.setUnread([...this.conversations.values()].reduce((n, c) => n + (c.unread || 0), 0));
     if (!this.panel) return;
-    if (this.openId === null) this.renderList();
-    else if (cid === null || cid === this.openId) this.renderChat();
+    if (this.openId === null) {
+      if (!this.groups.creating && !this.contacts.showing) this.renderList(); // the "new group" form and the Friends screen stay
+    } else if (cid === null || cid === this.openId) this.renderChat();
   }
 
   /** @param {HTMLElement} panel */
   mount(panel) {
     this.panel = panel;
     if (this.openId) this.renderChat(true);
+    else if (this.contacts.showing) this.contacts.render();
     else this.renderList();
   }
 
@@ -133,6 +171,7 @@ export class MessagesView {
 
   renderList() {
     if (!this.panel) return;
+    this.groups.creating = false;
     this.shell.setTitle(t("tab_messages"));
     const items = [...this.conversations.values()].sort((a, b) => (b.last_message_ts ?? 0) - (a.last_message_ts ?? 0));
     const rows = items.map((conv) => this.row(conv.id, this.title(conv), conv.unread, conv.last_message_ts));
@@ -141,7 +180,7 @@ export class MessagesView {
       rows.unshift(this.row(null, this.rm.rm.display_name, 0, null, t("rm_chat_hint")));
     }
     const list = rows.length ? h("ul", { class: "conv-list", "aria-label": t("conversations") }, rows) : h("p", { class: "empty", text: t("no_conversations") });
-    this.panel.replaceChildren(this.failed ? h("p", { class: "form-error", role: "alert", text: t("load_failed") }) : "", list);
+    this.panel.replaceChildren(this.failed ? h("p", { class: "form-error", role: "alert", text: t("load_failed") }) : "", this.groups.listTools(), this.contacts.listButton(), list);
   }
 
   /**
@@ -158,6 +197,7 @@ export class MessagesView {
         "button",
         { type: "button", class: "conv", "data-conversation": cid ?? "rm", "aria-label": label, onclick: () => this.openChat(cid) },
         h("span", { class: "avatar", "aria-hidden": "true", text: name.slice(0, 1) }),
+        this.live.dot(this.peerOf(cid) ?? ""),
         h("span", { class: "conv-main" }, h("span", { class: "conv-name", text: name }), h("span", { class: "conv-hint", text: hint ?? (isRm ? t("my_rm") : "") })),
         h("span", { class: "conv-side" }, ts ? h("span", { class: "conv-time", text: shortTime(ts, lang()) }) : "", unread ? h("span", { class: "badge", text: unread > 99 ? "99+" : String(unread) }) : ""),
       ),
@@ -176,9 +216,17 @@ export class MessagesView {
     this.openId = cid;
     this.renderChat(true);
     this.loadHistory(cid);
+    const opened = cid;
+    this.live.peerRead(opened).then((seq) => {
+      if (seq > (this.peerRead.get(opened) ?? 0)) {
+        this.peerRead.set(opened, seq);
+        this.changed(opened);
+      }
+    });
   }
 
   closeChat() {
+    this.media.destroy();
     this.openId = null;
     this.renderList();
     /** @type {HTMLElement | null} */ (this.panel?.querySelector(".conv"))?.focus();
@@ -220,9 +268,11 @@ export class MessagesView {
       // role=log on a wrapper: on the <ol> itself it would hide the list from assistive technology
       log = h("div", { class: "log", role: "log", "aria-label": t("message_log"), "data-conversation": cid, tabindex: "0" }, h("ol", { class: "log-list" }));
       const input = h("textarea", { id: "compose", rows: "1", maxlength: "4000", enterkeyhint: "send" });
+      const media = this.media.composer(cid);
       const form = h(
         "form",
         { class: "composer" },
+        media.tools,
         h("label", { for: "compose", class: "visually-hidden", text: t("compose_label") }),
         input,
         h("button", { type: "submit", class: "primary", text: t("send") }),
@@ -231,6 +281,8 @@ export class MessagesView {
         const text = input.value.trim();
         if (!text) return;
         input.value = "";
+        if (this.revise.submit(cid, text)) return; // replaces the message being edited
+        this.live.sent(cid);
         this.client.send(cid, text).catch(() => this.changed(cid));
         this.changed(cid); // shows it as pending at once
       };
@@ -245,22 +297,26 @@ export class MessagesView {
           send();
         }
       });
+      this.live.attach(cid, /** @type {HTMLTextAreaElement} */ (input));
       this.panel.replaceChildren(
-        h("div", { class: "chat" }, h("button", { type: "button", class: "link back", text: `‹ ${t("back")}`, onclick: () => this.closeChat() }), log, form),
+        h("div", { class: "chat" }, h("div", { class: "chat-head" }, h("button", { type: "button", class: "link back", text: `‹ ${t("back")}`, onclick: () => this.closeChat() }), h("div", { class: "group-slot" })), log, this.live.indicator(), media.notes, this.revise.attach(/** @type {HTMLTextAreaElement} */ (input)), form),
       );
       if (focus) input.focus();
     }
-    const items = messages.map((m) => this.bubble(m, peerRead));
+    this.groups.update(this.panel, cid);
+    const items = this.revise.visible(messages).map((m) => this.bubble(m, peerRead));
     for (const p of pending) {
       items.push(
         h(
           "li",
           { class: "msg mine pending", "data-client-msg-id": p.clientMsgId },
-          h("p", { class: "text", text: p.text }),
+          h("p", { class: "text", text: this.media.pendingText(p) }),
           h("p", { class: "meta" }, h("span", { class: "state", text: t("pending") })),
         ),
       );
     }
+    const typing = /** @type {HTMLElement | null} */ (this.panel.querySelector(".typing-indicator"));
+    if (typing) this.live.paint(typing, cid, this.names);
     const atBottom = fresh || log.scrollHeight - log.scrollTop - log.clientHeight < 80;
     /** @type {HTMLElement} */ (log.firstElementChild).replaceChildren(...items);
     if (atBottom) log.scrollTop = log.scrollHeight;
@@ -271,15 +327,16 @@ export class MessagesView {
   bubble(m, peerRead) {
     const mine = m.sender_id === this.me.id;
     const body = m.body ?? {};
-    const text = body.kind === "text" || body.kind === "system" ? body.text : t("withdrawn");
+    const text = this.groups.eventText(body) ?? (body.kind === "text" || body.kind === "system" ? body.text : t("withdrawn"));
     const kind = body.kind === "system" ? "system" : mine ? "mine" : "theirs";
     const state = mine ? h("span", { class: "state", text: peerRead >= m.seq ? t("read") : t("delivered") }) : "";
     return h(
       "li",
       { class: `msg ${kind}`, "data-seq": String(m.seq), "data-message-id": m.message_id, "data-client-msg-id": m.client_msg_id },
-      kind === "system" ? h("p", { class: "from", text: t("system") }) : "",
-      h("p", { class: "text", text }),
-      h("p", { class: "meta" }, h("time", { datetime: new Date(m.ts).toISOString(), text: shortTime(m.ts, lang()) }), state),
+      kind === "system" ? h("p", { class: "from", text: t("system") }) : this.groups.sender(m.conversation_id, m),
+      this.revise.body(m) ?? (isCardBody(body) ? this.cards.render(m) : isMediaBody(body) ? this.media.render(m) : h("p", { class: "text", text })),
+      h("p", { class: "meta" }, h("time", { datetime: new Date(m.ts).toISOString(), text: shortTime(m.ts, lang()) }), this.revise.marker(m), state),
+      this.revise.actions(m.conversation_id, m),
     );
   }
 

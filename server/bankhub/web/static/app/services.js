@@ -8,6 +8,8 @@
 import { h, shortTime } from "./dom.js";
 import { lang, t } from "./i18n.js";
 import { InboxView } from "./inbox.js";
+import { MediaView, isMediaBody } from "./media.js";
+import { isRecalled, visibleMessages } from "./revise.js";
 
 const HISTORY_PAGE = 50;
 const OPEN = new Set(["bot", "waiting", "active"]);
@@ -24,6 +26,8 @@ export class ServicesView {
     this.session = shell.session;
     this.client = shell.client;
     this.me = shell.session.user;
+    /** pictures and voice notes from the service desk */
+    this.media = new MediaView({ client: this.client, t });
     /** @type {"menu" | "desk" | "inbox" | "prefs"} */
     this.view = "menu";
     /** @type {any} my open session's status (GET current, then service_status events), or null */
@@ -254,9 +258,10 @@ export class ServicesView {
     // the conversation, once each message, in order, with my pending sends after it
     const byId = new Map(this.history);
     if (cid) for (const m of this.client.messages(cid) ?? []) byId.set(m.message_id, m);
-    const items = [...byId.values()].sort((a, b) => a.seq - b.seq).map((m) => this.bubble(m));
+    // an agent's recall/edit applies to its message, never shown itself
+    const items = visibleMessages(byId.values()).map((m) => this.bubble(m));
     for (const p of cid ? this.client.pending(cid) ?? [] : []) {
-      items.push(h("li", { class: "msg mine pending" }, h("p", { class: "text", text: p.text }), h("p", { class: "meta" }, h("span", { class: "state", text: t("pending") }))));
+      items.push(h("li", { class: "msg mine pending" }, h("p", { class: "text", text: this.media.pendingText(p) }), h("p", { class: "meta" }, h("span", { class: "state", text: t("pending") }))));
     }
     const logEl = /** @type {HTMLElement} */ (log);
     const atBottom = fresh || logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 80;
@@ -406,13 +411,13 @@ export class ServicesView {
   bubble(m) {
     const mine = m.sender_id === this.me.id;
     const body = m.body ?? {};
-    const text = body.kind === "text" || body.kind === "system" ? body.text : t("withdrawn");
+    const text = body.kind === "text" || body.kind === "system" ? body.text : isRecalled(m) ? t("message_recalled") : t("withdrawn");
     const kind = body.kind === "system" ? "system" : mine ? "mine" : "theirs";
     return h(
       "li",
       { class: `msg ${kind}`, "data-seq": String(m.seq), "data-event": body.event },
       kind === "system" ? h("p", { class: "from", text: t("system") }) : "",
-      h("p", { class: "text", text }),
+      isMediaBody(body) ? this.media.render(m) : h("p", { class: "text", text }),
       h("p", { class: "meta" }, h("time", { datetime: new Date(m.ts).toISOString(), text: shortTime(m.ts, lang()) })),
     );
   }

@@ -10,6 +10,83 @@
 
 export { HubSession, Client, HubError } from "./client.js";
 export {
+  GROUP_EVENTS,
+  createGroup,
+  createOrgGroup,
+  getGroup,
+  groupEventText,
+  inviteMembers,
+  isGroupEvent,
+  leaveGroup,
+  listMembers,
+  removeMember,
+  renameGroup,
+  setMemberRole,
+} from "./groups.js";
+export {
+  INVITE_LINK_PREFIX,
+  acceptRequest,
+  blockUser,
+  createInvite,
+  declineRequest,
+  incomingRequests,
+  inviteCodeOf,
+  listBlocked,
+  listContacts,
+  outgoingRequests,
+  redeemInvite,
+  removeContact,
+  requestContact,
+  revokeInvites,
+  unblockUser,
+  withdrawRequest,
+} from "./contacts.js";
+export { qrMatrix, qrSvgPath } from "./qr.js";
+export {
+  IMAGE_TYPES,
+  MAX_WAVEFORM,
+  MediaClient,
+  MediaUrlCache,
+  RECORDER_TYPES,
+  URL_MARGIN_MS,
+  VOICE_TYPES,
+  baseType,
+  checkMediaFile,
+  chooseRecorderType,
+  formatDuration,
+  imageBody,
+  mediaKindOf,
+  scaleWaveform,
+  voiceBody,
+} from "./media.js";
+export {
+  PresenceBook,
+  ReadPositions,
+  TYPING_INTERVAL_MS,
+  TypingBoard,
+  TypingSender,
+  fetchPresence,
+  fetchReadPositions,
+  getPrivacy,
+  setPrivacy,
+} from "./liveness.js";
+export {
+  CARD_CONTEXT,
+  KEY_REFRESH_MS,
+  NOTICE_CONTEXT,
+  SigningKeys,
+  MAX_LINK_CHARS,
+  canonicalJson,
+  cardActionsAllowed,
+  cardLinkAllowed,
+  cardLinkHost,
+  cardPayload,
+  fromBase64Url,
+  noticePayload,
+  verifyCard,
+  verifyNotice,
+} from "./cards.js";
+export {
   CursorTracker,
   DEFAULT_LIMITS,
   FrameIds,
@@ -33,5 +110,9 @@ export {
   validateId,
   validateText,
 } from "./state.js";
+
+export { VISITOR_TOKEN_PREFIX, openVisitorSession, tokenPartnerId } from "./widget.js";
+
+export { CHANGE_KINDS, WaitingChanges, applyChange, isChange, isNewer, isRecalled, visibleMessages } from "./revise.js";
 
 export const VERSION = "0.1.0";

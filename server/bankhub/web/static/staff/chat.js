@@ -5,6 +5,12 @@
 
 import { h, shortTime } from "../app/dom.js";
 import { lang, t } from "./i18n.js";
+import { MediaView, isMediaBody } from "./media.js";
+import { CardView, isCardBody } from "../app/cards.js";
+import { cardComposer } from "./cards.js";
+import { Liveness } from "../app/liveness.js";
+import { ReviseView } from "../app/revise.js";
+import { groupEventText } from "/static/sdk/bankhub.js";
 
 const HISTORY_PAGE = 50;
 
@@ -25,6 +31,12 @@ export class ChatPane {
     this.title = o.title;
     this.names = o.names ?? new Map();
     this.onRead = o.onRead ?? (() => {});
+    /** pictures and voice notes: rendering and the composer's photo/record buttons */
+    this.media = new MediaView({ client: this.client });
+    /** service cards, with the "verified by the bank" badge, and the RM's card composer */
+    this.cards = new CardView({ session: this.session, t });
+    /** recall and edit of my own messages; withdrawn and edited messages shown as such */
+    this.revise = new ReviseView({ client: this.client, t, me: this.me, onChange: (/** @type {string} */ cid) => cid === this.cid && this.render() });
     /** @type {Map<string, any>} message id -> message (HTTP history) */
     this.history = new Map();
     this.peerRead = 0;
@@ -46,6 +58,9 @@ export class ChatPane {
       }
     });
     on("state", (e) => e.detail?.state === "open" && this.render());
+    /** the customer's typing indicator, and the read position loaded when the pane opens */
+    this.live = new Liveness({ client: this.client, session: this.session, t, onChange: (/** @type {string|null} */ cid) => (cid === null || cid === this.cid) && this.paintTyping() });
+    this.typing = this.live.indicator();
     // what arrived while the page was hidden is read once it is shown
     this.onVisible = () => this.markRead();
     document.addEventListener("visibilitychange", this.onVisible);
@@ -54,9 +69,11 @@ export class ChatPane {
     this.input = input;
     this.list = h("ol", { class: "log-list" });
     this.log = h("div", { class: "log", role: "log", "aria-label": `${t("message_log")}：${this.title}`, tabindex: "0" }, this.list);
+    const media = this.media.composer(this.cid);
     const form = h(
       "form",
       { class: "composer" },
+      media.tools,
       h("label", { for: input.id, class: "visually-hidden", text: t("compose_label") }),
       input,
       h("button", { type: "submit", class: "primary", text: t("send") }),
@@ -72,15 +89,30 @@ export class ChatPane {
         this.send();
       }
     });
-    this.element = h("section", { class: "chat", "aria-label": t("chat_with", { name: this.title }) }, h("h2", { class: "chat-title", text: this.title }), this.log, form);
+    // RMs and agents may send the customer a service card (the hub refuses anyone else)
+    const cardForm = ["rm", "agent"].includes(this.me.role) ? cardComposer({ client: this.client, cid: this.cid, t }) : "";
+    this.live.attach(this.cid, input);
+    this.element = h("section", { class: "chat", "aria-label": t("chat_with", { name: this.title }) }, h("h2", { class: "chat-title", text: this.title }), this.log, this.typing, media.notes, cardForm, this.revise.attach(input), form);
     this.render();
     this.loadHistory();
+    this.live.peerRead(this.cid).then((seq) => {
+      if (seq > this.peerRead) {
+        this.peerRead = seq;
+        this.render();
+      }
+    });
+  }
+
+  paintTyping() {
+    this.live.paint(this.typing, this.cid, this.names);
   }
 
   send() {
     const text = this.input.value.trim();
     if (!text) return;
     this.input.value = "";
+    if (this.revise.submit(this.cid, text)) return; // replaces the message being edited
+    this.live.sent(this.cid);
     this.client.send(this.cid, text).catch(() => this.render());
     this.render(); // pending at once
   }
@@ -102,15 +134,16 @@ export class ChatPane {
   }
 
   render() {
-    const items = this.merged().map((m) => this.bubble(m));
+    const items = this.revise.visible(this.merged()).map((m) => this.bubble(m));
     for (const p of this.client.pending(this.cid) ?? []) {
       items.push(
-        h("li", { class: "msg mine pending", "data-client-msg-id": p.clientMsgId }, h("p", { class: "text", text: p.text }), h("p", { class: "meta" }, h("span", { class: "state", text: t("pending") }))),
+        h("li", { class: "msg mine pending", "data-client-msg-id": p.clientMsgId }, h("p", { class: "text", text: this.media.pendingText(p) }), h("p", { class: "meta" }, h("span", { class: "state", text: t("pending") }))),
       );
     }
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
     this.list.replaceChildren(...items);
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+    this.paintTyping();
     this.markRead();
   }
 
@@ -118,20 +151,22 @@ export class ChatPane {
   bubble(m) {
     const mine = m.sender_id === this.me.id;
     const body = m.body ?? {};
-    const text = body.kind === "text" || body.kind === "system" ? body.text : t("withdrawn");
+    const text = groupEventText(body, t) ?? (body.kind === "text" || body.kind === "system" ? body.text : t("withdrawn"));
     const kind = body.kind === "system" ? "system" : mine ? "mine" : "theirs";
     const from = kind === "system" ? t("system") : mine ? "" : this.names.get(m.sender_id) ?? "";
     return h(
       "li",
       { class: `msg ${kind}`, "data-seq": String(m.seq), "data-message-id": m.message_id },
       from ? h("p", { class: "from", text: from }) : "",
-      h("p", { class: "text", text }),
+      this.revise.body(m) ?? (isCardBody(body) ? this.cards.render(m) : isMediaBody(body) ? this.media.render(m) : h("p", { class: "text", text })),
       h(
         "p",
         { class: "meta" },
         h("time", { datetime: new Date(m.ts).toISOString(), text: shortTime(m.ts, lang()) }),
+        this.revise.marker(m),
         mine ? h("span", { class: "state", text: this.peerRead >= m.seq ? t("read") : t("delivered") }) : "",
       ),
+      this.revise.actions(this.cid, m),
     );
   }
 
@@ -152,6 +187,9 @@ export class ChatPane {
   }
 
   destroy() {
+    this.media.destroy();
+    this.live.destroy();
+    this.revise.destroy();
     for (const [name, fn] of this.handlers) this.client.removeEventListener(name, fn);
     this.handlers = [];
     document.removeEventListener("visibilitychange", this.onVisible);

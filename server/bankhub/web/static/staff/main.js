@@ -10,16 +10,31 @@ import { BookView } from "./rm.js";
 import { DeskView } from "./agent.js";
 import { FiguresView } from "./supervisor.js";
 import { HandoverView } from "./handover.js";
+import { GroupsView } from "./groups.js";
 
 const root = /** @type {HTMLElement} */ (document.getElementById("staff"));
 
 /** The sections of each role: [key, label key, view class, needs a live connection]. */
+const GROUPS = ["groups", "tab_groups", GroupsView]; // staff groups and org groups
 const SECTIONS = {
-  rm: [["book", "tab_book", BookView]],
-  agent: [["desk", "tab_desk", DeskView]],
+  rm: [["book", "tab_book", BookView], GROUPS],
+  agent: [["desk", "tab_desk", DeskView], GROUPS],
   head_office_admin: [["figures", "tab_figures", FiguresView], ["handover", "tab_handover", HandoverView]],
   branch_admin: [["handover", "tab_handover", HandoverView]],
+  staff: [GROUPS],
 };
+// administrators get the Groups section once they are in a group (an org group of their org)
+const GROUPS_IF_MEMBER = new Set(["head_office_admin", "branch_admin"]);
+
+/** Whether the user is a member of any group. @param {any} session */
+async function inGroups(session) {
+  try {
+    const list = await session.request("GET", "/v1/conversations?limit=200");
+    return list.conversations.some((/** @type {any} */ c) => c.kind === "group");
+  } catch {
+    return false;
+  }
+}
 const LIVE_ROLES = new Set(["rm", "agent"]);
 
 /** @type {Workbench | null} */
@@ -160,6 +175,7 @@ class Workbench {
 
   async signOut() {
     for (const view of this.views.values()) view.unmount?.();
+    for (const view of this.views.values()) view.close?.(); // connections views opened themselves
     if (this.network) {
       window.removeEventListener("offline", this.network);
       window.removeEventListener("online", this.network);
@@ -169,12 +185,13 @@ class Workbench {
 }
 
 /** @param {any} session */
-function start(session) {
-  const sections = /** @type {any} */ (SECTIONS)[session.user.role];
+async function start(session) {
+  let sections = /** @type {any} */ (SECTIONS)[session.user.role];
   if (!sections) {
     showRefused(session);
     return;
   }
+  if (GROUPS_IF_MEMBER.has(session.user.role) && (await inGroups(session))) sections = [...sections, GROUPS];
   const client = LIVE_ROLES.has(session.user.role) ? Client.connect(session) : null;
   bench = new Workbench(session, client, sections);
   rerender = () => bench?.render();

@@ -182,7 +182,8 @@ export class BookView {
   card(entry) {
     const c = entry.customer;
     const open = this.openUser === c.username;
-    const last = entry.last_message?.body?.kind === "text" || entry.last_message?.body?.kind === "system" ? entry.last_message.body.text : "";
+    const lastKind = entry.last_message?.body?.kind;
+    const last = lastKind === "text" || lastKind === "system" ? entry.last_message.body.text : lastKind === "image" ? `[${t("media_image")}]` : lastKind === "voice" ? `[${t("media_voice", { time: "" }).trim()}]` : "";
     const label = [t("chat_with", { name: c.display_name }), entry.unread ? t("unread", { n: entry.unread }) : ""].filter(Boolean).join("，");
     return h(
       "li",

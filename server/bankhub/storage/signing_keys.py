@@ -1,0 +1,201 @@
+"""Storage of the hub's signing keys (``signing_keys``) and the node's copy of the active one.
+
+One Ed25519 key is active for the whole cluster. The first node that needs it creates it
+(a random seed, wrapped by the key provider; a unique index lets only one of several
+nodes racing win, the others read the winner's row). Each node unwraps the active key
+once and re-reads which key is active every :data:`REFRESH_SECONDS`, so a rotation
+(:meth:`SigningKeyStore.rotate`, ``bankhub keys rotate-signing``) reaches every node
+without a restart. Retired keys stay in the table and in :meth:`public_keys`, so what they
+signed still verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+
+from ..crypto.keyring import Keyring
+from ..crypto.keys import KeyProvider
+from ..crypto.signing import SigningKey, new_key_id, new_seed
+from ..protocol.cards import card_payload, notice_payload
+from ..protocol.frames import NoticeBody, Signature, SignedCardBody
+from .db import Conn, Database, StorageUnavailable
+
+__all__ = ["SigningKeyStore", "PublicKey", "SigningUnavailable", "REFRESH_SECONDS", "signing_kek_counts", "rewrap_signing_keys"]
+
+log = logging.getLogger("bankhub.storage.signing_keys")
+
+REFRESH_SECONDS = 60.0
+T = TypeVar("T")
+
+
+class SigningUnavailable(StorageUnavailable):
+    """The signing key could not be read, created or unwrapped: nothing was signed, retry later."""
+
+
+class PublicKey(NamedTuple):
+    key_id: str
+    public_key: bytes
+    state: str  # active | retired
+    created_at_ms: int
+
+
+class SigningKeyStore:
+    def __init__(self, db: Database, keyring: Keyring) -> None:
+        self.db = db
+        self.keyring = keyring
+        self._active: SigningKey | None = None
+        self._checked = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _provider(self, fn: Callable[..., T], *args: Any) -> T:
+        provider = self.keyring.provider
+        if bool(getattr(provider, "blocking", True)):
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    @property
+    def current(self) -> SigningKey:
+        """The active key as last loaded (``ready`` first); raises if none is loaded yet."""
+        if self._active is None:
+            raise SigningUnavailable("the signing key is not loaded")
+        return self._active
+
+    def sign_card_body(self, conversation_id: str, message_id: str, sender_id: str, ts: int, body: bytes) -> bytes:
+        """The card ``body`` (JSON) with the active key's signature over it and its place
+        (:func:`bankhub.protocol.cards.card_payload`), as it is stored and delivered."""
+        key = self.current
+        card = msgspec.json.decode(body, type=SignedCardBody)
+        payload = card_payload(key.key_id, conversation_id, message_id, sender_id, ts, msgspec.to_builtins(card))
+        signed = msgspec.structs.replace(card, signature=Signature(**key.sign(payload)))
+        return msgspec.json.encode(signed)
+
+    def sign_notice(self, account_id: str, notice_id: str, body: NoticeBody) -> Signature:
+        """The active key's signature of a notice (:func:`bankhub.protocol.cards.notice_payload`)."""
+        key = self.current
+        return Signature(**key.sign(notice_payload(key.key_id, account_id, notice_id, msgspec.to_builtins(body))))
+
+    async def ready(self) -> SigningKey:
+        """The active key, loading (or creating) it when not loaded or due for a re-check."""
+        if self._active is not None and time.monotonic() - self._checked < REFRESH_SECONDS:
+            return self._active
+        async with self._lock:
+            if self._active is not None and time.monotonic() - self._checked < REFRESH_SECONDS:
+                return self._active
+            try:
+                row = await self._active_row()
+                if row is None:
+                    await self._create()
+                    row = await self._active_row()
+                if row is None:  # pragma: no cover - the insert above or a racing node made one
+                    raise SigningUnavailable("no active signing key")
+                if self._active is None or self._active.key_id != row["id"]:
+                    seed = await self._provider(self.keyring.provider.unwrap, row["kek_id"], bytes(row["wrapped_private"]))
+                    key = SigningKey(row["id"], seed)
+                    if key.public_key != bytes(row["public_key"]):
+                        # a wrapped seed copied from another row, or another provider's: never sign with it
+                        raise SigningUnavailable("the signing key's private half does not match its public key")
+                    self._active = key
+            except SigningUnavailable:
+                raise
+            except Exception as exc:
+                log.warning("signing key unavailable: %s", type(exc).__name__)
+                raise SigningUnavailable("the signing key could not be loaded") from exc
+            self._checked = time.monotonic()
+            return self._active
+
+    async def _active_row(self) -> Any:
+        async with self.db.connection("signing_key_active") as conn:
+            return await conn.fetchrow(
+                "SELECT id, public_key, kek_id, wrapped_private FROM signing_keys WHERE state = 'active'"
+            )
+
+    async def _new_row(self) -> tuple[str, bytes, str, bytes]:
+        seed = new_seed()
+        key_id = new_key_id()
+        kek_id, wrapped = await self._provider(self.keyring.provider.wrap, seed)
+        return key_id, SigningKey(key_id, seed).public_key, kek_id, wrapped
+
+    async def _create(self) -> None:
+        key_id, public, kek_id, wrapped = await self._new_row()
+        async with self.db.connection("signing_key_create") as conn:
+            # a racing node may have created one: the unique index keeps the first
+            await conn.execute(
+                """INSERT INTO signing_keys (id, public_key, kek_id, wrapped_private, state)
+                   VALUES ($1, $2, $3, $4, 'active') ON CONFLICT DO NOTHING""",
+                key_id, public, kek_id, wrapped,
+            )
+
+    async def rotate(self) -> str:
+        """Make a new key active and retire the current one (kept for verification). Returns the new id."""
+        key_id, public, kek_id, wrapped = await self._new_row()
+        async with self.db.transaction("signing_key_rotate") as conn:
+            await self._rotate_txn(conn, key_id, public, kek_id, wrapped)
+        self.recheck()
+        return key_id
+
+    def recheck(self) -> None:
+        """Re-read which key is active at the next :meth:`ready` (not within :data:`REFRESH_SECONDS`)."""
+        self._checked = 0.0
+
+    @staticmethod
+    async def _rotate_txn(conn: Conn, key_id: str, public: bytes, kek_id: str, wrapped: bytes) -> None:
+        await conn.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+        await conn.execute("UPDATE signing_keys SET state = 'retired', retired_at = now() WHERE state = 'active'")
+        await conn.execute(
+            "INSERT INTO signing_keys (id, public_key, kek_id, wrapped_private, state) VALUES ($1, $2, $3, $4, 'active')",
+            key_id, public, kek_id, wrapped,
+        )
+
+    async def public_keys(self, limit: int = 100) -> list[PublicKey]:
+        """Every signing key's public half, the active one first, then the newest retired ones."""
+        async with self.db.connection("signing_keys_public") as conn:
+            rows = await conn.fetch(
+                """SELECT id, public_key, state, created_at FROM signing_keys
+                   ORDER BY state = 'active' DESC, created_at DESC LIMIT $1""",
+                limit,
+            )
+        return [
+            PublicKey(r["id"], bytes(r["public_key"]), r["state"], int(r["created_at"].timestamp() * 1000)) for r in rows
+        ]
+
+
+async def _call(provider: KeyProvider, fn: Callable[..., T], *args: Any) -> T:
+    if bool(getattr(provider, "blocking", True)):
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
+async def signing_kek_counts(db: Database) -> dict[str, int]:
+    """``{kek_id: signing keys wrapped under it}`` (a KEK is retired only once none is)."""
+    async with db.connection("signing_key_kek_counts") as conn:
+        rows = await conn.fetch("SELECT kek_id, count(*) AS n FROM signing_keys GROUP BY kek_id")
+    return {r["kek_id"]: r["n"] for r in rows}
+
+
+async def rewrap_signing_keys(db: Database, provider: KeyProvider) -> tuple[int, list[str]]:
+    """Re-wrap every signing key not under the active KEK (``bankhub keys rotate``).
+    Returns ``(re-wrapped, failures)``; a failure names the key, never its bytes."""
+    target = provider.active_kek_id()
+    async with db.connection("signing_keys_not_under") as conn:
+        rows = await conn.fetch("SELECT id, kek_id, wrapped_private FROM signing_keys WHERE kek_id <> $1", target)
+    done, failed = 0, []
+    for r in rows:
+        try:
+            seed = await _call(provider, provider.unwrap, r["kek_id"], bytes(r["wrapped_private"]))
+            kek_id, wrapped = await _call(provider, provider.wrap, seed)
+        except Exception as exc:
+            failed.append(f"signing key {r['id']} (KEK {r['kek_id']}): {type(exc).__name__}")
+            continue
+        async with db.connection("signing_key_rewrap") as conn:
+            status = await conn.execute(
+                "UPDATE signing_keys SET kek_id = $2, wrapped_private = $3 WHERE id = $1 AND kek_id = $4 AND wrapped_private = $5",
+                r["id"], kek_id, wrapped, r["kek_id"], r["wrapped_private"],
+            )
+        done += int(status.rsplit(" ", 1)[-1])
+    return done, failed
