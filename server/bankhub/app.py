@@ -41,7 +41,7 @@ from .web import SecurityHeaders
 from .hub import Hub
 from .storage import StorageUnavailable
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "API_ENDPOINTS"]
 
 log = logging.getLogger("bankhub.http")
 
@@ -85,6 +85,23 @@ class _UuidText(Convertor[str]):
 
 register_url_convertor("uuidtext", _UuidText())
 _UUID_SEGMENTS = {name for name, schema in PATH_PARAMETERS.items() if schema.get("format") == "uuid"}
+
+
+API_ENDPOINTS: tuple[Endpoint, ...] = (
+    *ROUTES,
+    *ACCOUNT_ROUTES,
+    *CONTACT_ROUTES,
+    *ADMIN_ROUTES,
+    *ALERT_ROUTES,
+    *MEDIA_ROUTES,
+    *SERVICE_ROUTES,
+    *GROUP_ROUTES,
+    *WEB_SESSION_ROUTES,
+    *CARD_ROUTES,
+    *WIDGET_ROUTES,
+    *PRESENCE_ROUTES,
+)
+"""Every HTTP API route the hub serves, each declared with how it authenticates (the tests walk them all)."""
 
 
 def _routes(endpoints: Iterable[Endpoint]) -> list[Route]:
@@ -197,7 +214,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
                 await hub.stop()
 
     routes: list[Route | WebSocketRoute] = [Route("/", index), Route("/openapi.json", openapi)]
-    routes += _routes([*ROUTES, *ACCOUNT_ROUTES, *CONTACT_ROUTES, *ADMIN_ROUTES, *ALERT_ROUTES, *MEDIA_ROUTES, *SERVICE_ROUTES, *GROUP_ROUTES, *WEB_SESSION_ROUTES, *CARD_ROUTES, *WIDGET_ROUTES, *PRESENCE_ROUTES])
+    routes += _routes(API_ENDPOINTS)
     routes += WEB_ROUTES
     routes.append(WebSocketRoute("/v1/ws", websocket_endpoint))
     for route in routes:
