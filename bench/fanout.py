@@ -309,10 +309,10 @@ async def hub_burst(
     """Send ``k`` messages to the group as fast as the socket takes them; wait for the ``sent`` acks.
 
     ``chatter``: also a ``typing`` frame before every other message and, after the acks, a
-    ``read`` up to the last seq, as a chatting user's client sends them (the hub forwards
+    typing stop and a ``read`` up to the last seq, as a chatting user's client sends them (the hub forwards
     typing and read positions to every member of a group of up to 100; above that they stay
     with the sender). ``k`` plus that chatter must stay within the hub's per-connection burst
-    (100 frames): ``k`` <= 66 with chatter.
+    (100 frames): ``k`` <= 64 with chatter.
     """
     from websockets.asyncio.client import connect
 
@@ -358,6 +358,8 @@ async def hub_burst(
             elif frame.get("type") == "error":
                 errors[frame.get("code", "?")] += 1
         if chatter and last_seq:
+            # done typing (the hub forwards a stop after a start, so the next round's first start goes out again)
+            await ws.send(enc.encode({"type": "typing", "conversation_id": conversation_id, "active": False}).decode())
             await ws.send(enc.encode({"type": "read", "id": f"r{run}", "conversation_id": conversation_id, "seq": last_seq}).decode())
             while time.monotonic() < deadline:  # the receipt answers it (after its commit)
                 frame = msgspec.json.decode(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
