@@ -25,6 +25,7 @@ import httpx
 import msgspec
 from msgspec import Struct
 
+from ._mixin import HttpMixin
 from .cards import NewCard
 from ._version import __version__
 from .errors import ApiError
@@ -199,15 +200,8 @@ class InboxCounts(Struct, frozen=True):
     last_seq: int
 
 
-class AlertsApi:
+class AlertsApi(HttpMixin):
     """The inbox and preference endpoints; mixed into :class:`~bankhub_client.Api`."""
-
-    async def _request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str | int] | None = None, auth: bool = True) -> httpx.Response:
-        raise NotImplementedError
-
-    @staticmethod
-    def _decode(response: httpx.Response, type_: type[Any]) -> Any:
-        raise NotImplementedError
 
     async def inbox(self, state: str = "inbox", before_seq: int | None = None, limit: int = 50) -> InboxPage:
         """``GET /v1/inbox``: my alerts, newest first. ``state``: ``inbox`` (unread and

@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import msgspec
 from msgspec import Struct
+
+from ._mixin import HttpMixin
 
 __all__ = [
     "INVITE_LINK_PREFIX",
@@ -102,17 +102,8 @@ class _Revoked(Struct):
     revoked: int
 
 
-class ContactsApi:
+class ContactsApi(HttpMixin):
     """Contacts over HTTP; mixed into :class:`~bankhub_client.Api`."""
-
-    async def _request(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str | int] | None = None, auth: bool = True
-    ) -> httpx.Response:
-        raise NotImplementedError
-
-    @staticmethod
-    def _decode(response: httpx.Response, type_: type[Any]) -> Any:
-        raise NotImplementedError
 
     async def _every(self, path: str, type_: type[Any], field: str) -> list[Any]:
         params: dict[str, str | int] = {"limit": _PAGE}

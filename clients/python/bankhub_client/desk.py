@@ -30,9 +30,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, get_args
 from urllib.parse import quote
 
-import httpx
 import msgspec
 from msgspec import Struct
+
+from ._mixin import HttpMixin
 
 __all__ = [
     "SystemBody",
@@ -325,17 +326,8 @@ def _q(value: str) -> str:
 PAGE_SIZE = 200  # the hub's largest page
 
 
-class DeskApi:
+class DeskApi(HttpMixin):
     """RM and service-desk endpoints; mixed into :class:`~bankhub_client.Api`."""
-
-    async def _request(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str | int] | None = None, auth: bool = True
-    ) -> httpx.Response:
-        raise NotImplementedError
-
-    @staticmethod
-    def _decode(response: httpx.Response, type_: type[Any]) -> Any:
-        raise NotImplementedError
 
     async def _get(self, path: str, type_: type[Any], params: Mapping[str, str | int] | None = None) -> Any:
         return self._decode(await self._request("GET", path, params=params), type_)

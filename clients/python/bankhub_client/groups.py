@@ -9,12 +9,13 @@ shows a member list refreshes it on such a message.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from msgspec import Struct
+
+from ._mixin import HttpMixin
 
 __all__ = ["GROUP_EVENTS", "Group", "GroupMember", "GroupsApi"]
 
@@ -66,17 +67,8 @@ def _g(conversation_id: str) -> str:
     return f"/v1/groups/{quote(conversation_id, safe='')}"
 
 
-class GroupsApi:
+class GroupsApi(HttpMixin):
     """Group endpoints; mixed into :class:`~bankhub_client.Api`."""
-
-    async def _request(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str | int] | None = None, auth: bool = True
-    ) -> httpx.Response:
-        raise NotImplementedError
-
-    @staticmethod
-    def _decode(response: httpx.Response, type_: type[Any]) -> Any:
-        raise NotImplementedError
 
     async def _group(self, method: str, path: str, json: Any = None) -> Group:
         found: Group = self._decode(await self._request(method, path, json=json), Group)

@@ -20,11 +20,12 @@ Everything here is pure (times are passed in), so it is tested without sleeping.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import httpx
 from msgspec import Struct
+
+from ._mixin import HttpMixin
 
 __all__ = [
     "TypingFrame",
@@ -110,17 +111,8 @@ class _Positions(Struct):
     receipts: list[ReadPosition]
 
 
-class LivenessApi:
+class LivenessApi(HttpMixin):
     """Privacy, presence and read positions over HTTP; mixed into :class:`~bankhub_client.Api`."""
-
-    async def _request(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str | int] | None = None, auth: bool = True
-    ) -> httpx.Response:
-        raise NotImplementedError
-
-    @staticmethod
-    def _decode(response: httpx.Response, type_: type[Any]) -> Any:
-        raise NotImplementedError
 
     async def privacy(self) -> Privacy:
         """``GET /v1/me/privacy``."""

@@ -25,6 +25,8 @@ from typing import Any, Literal
 import httpx
 from msgspec import Struct
 
+from ._mixin import HttpMixin
+
 __all__ = [
     "MEDIA_TYPES",
     "ImageBody",
@@ -120,20 +122,11 @@ def decode_media_body(obj: Mapping[str, Any]) -> ImageBody | VoiceBody | None:
     return None
 
 
-class MediaApi:
+class MediaApi(HttpMixin):
     """Pictures and voice over HTTP; mixed into :class:`~bankhub_client.Api`."""
 
     token: str | None
     _http: httpx.AsyncClient
-
-    async def _request(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str | int] | None = None, auth: bool = True
-    ) -> httpx.Response:
-        raise NotImplementedError
-
-    @staticmethod
-    def _decode(response: httpx.Response, type_: type[Any]) -> Any:
-        raise NotImplementedError
 
     async def _raw(self, method: str, path: str, *, content: bytes | None = None, content_type: str | None = None) -> httpx.Response:
         from .api import _problem  # the HTTP error mapping of Api (no import cycle at module load)
