@@ -21,6 +21,8 @@ export class GroupsView {
     this.client = bench.client ?? Client.connect(bench.session);
     /** @type {any[]} */
     this.groups = [];
+    // until the first list arrives, "no groups yet" would be a claim the page cannot make
+    this.loaded = false;
     this.failed = false;
     this.notice = "";
     /** @type {ChatPane | null} */
@@ -56,6 +58,7 @@ export class GroupsView {
     } catch {
       this.failed = true;
     }
+    this.loaded = true;
     this.renderList();
   }
 
@@ -150,7 +153,9 @@ export class GroupsView {
     this.listEl.replaceChildren(
       h("h2", { id: "groups-title", text: t("tab_groups") }),
       this.failed ? h("p", { class: "form-error", role: "alert", text: t("load_failed") }) : "",
-      rows.length ? h("ul", { class: "cards" }, rows) : h("p", { class: "empty", text: t("group_none") }),
+      rows.length
+        ? h("ul", { class: "cards" }, rows)
+        : h("p", { class: "empty", role: "status", text: t(this.loaded ? "group_none" : "group_loading") }),
     );
   }
 

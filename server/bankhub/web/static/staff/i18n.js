@@ -200,6 +200,7 @@ const STRINGS = {
     // groups (groups.js)
     tab_groups: "群聊",
     group_none: "还没有群聊",
+    group_loading: "正在加载群聊…",
     group_untitled: "群聊",
     group_size: "{n} 人",
     group_title: "群名称",
@@ -410,6 +411,7 @@ const STRINGS = {
     // groups (groups.js)
     tab_groups: "Groups",
     group_none: "No groups yet",
+    group_loading: "Loading groups…",
     group_untitled: "Group",
     group_size: "{n} members",
     group_title: "Group name",
