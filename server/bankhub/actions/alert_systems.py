@@ -9,7 +9,6 @@ to check signatures. Nothing here ever logs or records a secret.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import secrets
 import uuid
@@ -19,6 +18,7 @@ from typing import Any
 from ..alerts.rules import CATEGORIES
 from ..delivery.alerting import secret_text
 from ..crypto import KeyProvider
+from ..crypto.keyring import call_provider
 from ..models import AlertSystem
 from ..storage.alert_systems import AlertSystemStore, WrappedSecret
 from ..storage.alerts import AlertStore
@@ -49,10 +49,7 @@ SECRET_BYTES = 32
 
 async def _new_secret(provider: KeyProvider) -> tuple[WrappedSecret, str]:
     raw = secrets.token_bytes(SECRET_BYTES)
-    if getattr(provider, "blocking", True):
-        kek_id, wrapped = await asyncio.to_thread(provider.wrap, raw)
-    else:
-        kek_id, wrapped = provider.wrap(raw)
+    kek_id, wrapped = await call_provider(provider, provider.wrap, raw)
     return WrappedSecret(kek_id, wrapped), secret_text(raw)
 
 
@@ -134,15 +131,10 @@ async def rewrap_secrets(db: Database, provider: KeyProvider) -> tuple[int, list
     target = provider.active_kek_id()
     done = 0
     failed: list[str] = []
-    blocking = getattr(provider, "blocking", True)
     for system_id, which, old in await store.not_under(target):
         try:
-            if blocking:
-                raw = await asyncio.to_thread(provider.unwrap, old.kek_id, old.wrapped)
-                kek_id, wrapped = await asyncio.to_thread(provider.wrap, raw)
-            else:
-                raw = provider.unwrap(old.kek_id, old.wrapped)
-                kek_id, wrapped = provider.wrap(raw)
+            raw = await call_provider(provider, provider.unwrap, old.kek_id, old.wrapped)
+            kek_id, wrapped = await call_provider(provider, provider.wrap, raw)
         except Exception as exc:
             failed.append(f"{system_id} ({which}): {type(exc).__name__}")
             continue
@@ -157,7 +149,6 @@ async def rewrap_alert_keys(db: Database, provider: KeyProvider, batch_size: int
     """
     store = AlertStore(db)
     target = provider.active_kek_id()
-    blocking = getattr(provider, "blocking", True)
     done = 0
     failed: list[str] = []
     after: uuid.UUID | None = None
@@ -169,12 +160,8 @@ async def rewrap_alert_keys(db: Database, provider: KeyProvider, batch_size: int
         items = []
         for user_id, kek_id, wrapped in page:
             try:
-                if blocking:
-                    dek = await asyncio.to_thread(provider.unwrap, kek_id, wrapped)
-                    new_kek, new_wrapped = await asyncio.to_thread(provider.wrap, dek)
-                else:
-                    dek = provider.unwrap(kek_id, wrapped)
-                    new_kek, new_wrapped = provider.wrap(dek)
+                dek = await call_provider(provider, provider.unwrap, kek_id, wrapped)
+                new_kek, new_wrapped = await call_provider(provider, provider.wrap, dek)
             except Exception as exc:
                 failed.append(f"alert key of {user_id}: {type(exc).__name__}")
                 continue

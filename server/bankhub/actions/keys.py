@@ -24,14 +24,13 @@ exist.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
+from ..crypto.keyring import call_provider
 from ..crypto.keys import KeyFileError, KeyProvider, LocalKeyFile
 from ..storage.alert_systems import AlertSystemStore
 from ..storage.alerts import AlertStore
@@ -53,7 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("bankhub.actions.keys")
-T = TypeVar("T")
 
 MAX_PASSES = 3
 
@@ -76,12 +74,6 @@ class RotationReport:
     @property
     def complete(self) -> bool:
         return not self.failed and not self.remaining
-
-
-async def _call(provider: KeyProvider, fn: Callable[..., T], *args: object) -> T:
-    if getattr(provider, "blocking", True):
-        return await asyncio.to_thread(fn, *args)
-    return fn(*args)
 
 
 def init_key_file(path: str | Path) -> LocalKeyFile:
@@ -120,8 +112,8 @@ async def rotate(
                 if conv_id in failed_ids:
                     continue
                 try:
-                    dek = await _call(provider, provider.unwrap, kek_id, wrapped)
-                    new_id, new_wrapped = await _call(provider, provider.wrap, dek)
+                    dek = await call_provider(provider, provider.unwrap, kek_id, wrapped)
+                    new_id, new_wrapped = await call_provider(provider, provider.wrap, dek)
                 except Exception as exc:
                     failed_ids.add(conv_id)
                     report.failed.append((str(conv_id), kek_id, f"{type(exc).__name__}: {exc}"))

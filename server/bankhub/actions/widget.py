@@ -8,7 +8,6 @@ to check a visitor token's HMAC; nothing here logs or records a secret or a toke
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import logging
@@ -20,6 +19,7 @@ from typing import Any
 
 from .. import policy
 from ..crypto import KeyProvider
+from ..crypto.keyring import call_provider
 from ..hub import Hub
 from ..ids import new_token, token_hash
 from ..models import User
@@ -78,10 +78,7 @@ def secret_text(raw: bytes) -> str:
 
 async def _new_secret(provider: KeyProvider) -> tuple[WrappedSecret, str]:
     raw = secrets.token_bytes(SECRET_BYTES)
-    if getattr(provider, "blocking", True):
-        kek_id, wrapped = await asyncio.to_thread(provider.wrap, raw)
-    else:
-        kek_id, wrapped = provider.wrap(raw)
+    kek_id, wrapped = await call_provider(provider, provider.wrap, raw)
     return WrappedSecret(kek_id, wrapped), secret_text(raw)
 
 
@@ -92,10 +89,7 @@ async def _unwrap(provider: KeyProvider, secret: WrappedSecret) -> str:
     if cached is not None:
         _secrets.move_to_end(key)
         return cached
-    if getattr(provider, "blocking", True):
-        raw = await asyncio.to_thread(provider.unwrap, secret.kek_id, secret.wrapped)
-    else:
-        raw = provider.unwrap(secret.kek_id, secret.wrapped)
+    raw = await call_provider(provider, provider.unwrap, secret.kek_id, secret.wrapped)
     text = secret_text(raw)
     _secrets[key] = text
     while len(_secrets) > 1000:
@@ -223,15 +217,10 @@ async def rewrap_partner_secrets(db: Database, provider: KeyProvider) -> tuple[i
     store = WidgetStore(db)
     done = 0
     failed: list[str] = []
-    blocking = getattr(provider, "blocking", True)
     for partner_id, old in await store.not_under(provider.active_kek_id()):
         try:
-            if blocking:
-                raw = await asyncio.to_thread(provider.unwrap, old.kek_id, old.wrapped)
-                kek_id, wrapped = await asyncio.to_thread(provider.wrap, raw)
-            else:
-                raw = provider.unwrap(old.kek_id, old.wrapped)
-                kek_id, wrapped = provider.wrap(raw)
+            raw = await call_provider(provider, provider.unwrap, old.kek_id, old.wrapped)
+            kek_id, wrapped = await call_provider(provider, provider.wrap, raw)
         except Exception as exc:
             failed.append(f"widget partner {partner_id}: {type(exc).__name__}")
             continue

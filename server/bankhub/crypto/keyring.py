@@ -24,12 +24,20 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .keys import KeyProvider
 
-__all__ = ["DataKey", "Keyring", "KeyringError", "DEK_BYTES"]
+__all__ = ["DataKey", "Keyring", "KeyringError", "DEK_BYTES", "call_provider"]
 
 log = logging.getLogger("bankhub.crypto")
 
 DEK_BYTES = 32
 T = TypeVar("T")
+
+
+async def call_provider(provider: KeyProvider, fn: Callable[..., T], *args: object) -> T:
+    """Call ``fn`` (a method of ``provider``): in a worker thread unless the provider says it
+    never blocks (``blocking = False``, e.g. a local key file); a network HSM/KMS may block."""
+    if getattr(provider, "blocking", True):
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
 
 
 class KeyringError(Exception):
@@ -58,14 +66,10 @@ class Keyring:
         self.provider = provider
         self.cache_size = cache_size
         self._cache: OrderedDict[WrappedKey, DataKey] = OrderedDict()
-        # a provider that may block (network HSM/KMS) is called in a worker thread
-        self._blocking = bool(getattr(provider, "blocking", True))
         self.unwraps = 0  # provider.unwrap calls (cache misses), for tests and metrics
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
-        if self._blocking:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
+        return await call_provider(self.provider, fn, *args)
 
     def _remember(self, key: WrappedKey, dek: DataKey) -> None:
         self._cache[key] = dek

@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import msgspec
 
-from ..crypto.keyring import Keyring
+from ..crypto.keyring import Keyring, call_provider
 from ..crypto.keys import KeyProvider
 from ..crypto.signing import SigningKey, new_key_id, new_seed
 from ..protocol.cards import card_payload, notice_payload
@@ -31,7 +30,6 @@ __all__ = ["SigningKeyStore", "PublicKey", "SigningUnavailable", "REFRESH_SECOND
 log = logging.getLogger("bankhub.storage.signing_keys")
 
 REFRESH_SECONDS = 60.0
-T = TypeVar("T")
 
 
 class SigningUnavailable(StorageUnavailable):
@@ -52,12 +50,6 @@ class SigningKeyStore:
         self._active: SigningKey | None = None
         self._checked = 0.0
         self._lock = asyncio.Lock()
-
-    async def _provider(self, fn: Callable[..., T], *args: Any) -> T:
-        provider = self.keyring.provider
-        if bool(getattr(provider, "blocking", True)):
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
 
     @property
     def current(self) -> SigningKey:
@@ -95,7 +87,8 @@ class SigningKeyStore:
                 if row is None:  # pragma: no cover - the insert above or a racing node made one
                     raise SigningUnavailable("no active signing key")
                 if self._active is None or self._active.key_id != row["id"]:
-                    seed = await self._provider(self.keyring.provider.unwrap, row["kek_id"], bytes(row["wrapped_private"]))
+                    provider = self.keyring.provider
+                    seed = await call_provider(provider, provider.unwrap, row["kek_id"], bytes(row["wrapped_private"]))
                     key = SigningKey(row["id"], seed)
                     if key.public_key != bytes(row["public_key"]):
                         # a wrapped seed copied from another row, or another provider's: never sign with it
@@ -118,7 +111,7 @@ class SigningKeyStore:
     async def _new_row(self) -> tuple[str, bytes, str, bytes]:
         seed = new_seed()
         key_id = new_key_id()
-        kek_id, wrapped = await self._provider(self.keyring.provider.wrap, seed)
+        kek_id, wrapped = await call_provider(self.keyring.provider, self.keyring.provider.wrap, seed)
         return key_id, SigningKey(key_id, seed).public_key, kek_id, wrapped
 
     async def _create(self) -> None:
@@ -165,12 +158,6 @@ class SigningKeyStore:
         ]
 
 
-async def _call(provider: KeyProvider, fn: Callable[..., T], *args: Any) -> T:
-    if bool(getattr(provider, "blocking", True)):
-        return await asyncio.to_thread(fn, *args)
-    return fn(*args)
-
-
 async def signing_kek_counts(db: Database) -> dict[str, int]:
     """``{kek_id: signing keys wrapped under it}`` (a KEK is retired only once none is)."""
     async with db.connection("signing_key_kek_counts") as conn:
@@ -187,8 +174,8 @@ async def rewrap_signing_keys(db: Database, provider: KeyProvider) -> tuple[int,
     done, failed = 0, []
     for r in rows:
         try:
-            seed = await _call(provider, provider.unwrap, r["kek_id"], bytes(r["wrapped_private"]))
-            kek_id, wrapped = await _call(provider, provider.wrap, seed)
+            seed = await call_provider(provider, provider.unwrap, r["kek_id"], bytes(r["wrapped_private"]))
+            kek_id, wrapped = await call_provider(provider, provider.wrap, seed)
         except Exception as exc:
             failed.append(f"signing key {r['id']} (KEK {r['kek_id']}): {type(exc).__name__}")
             continue
