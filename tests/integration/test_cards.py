@@ -15,6 +15,7 @@ from bankhub.protocol.cards import card_payload, notice_payload
 from bankhub.runner import RunningNode
 
 from ..conftest import login, open_direct
+from ..support.ids import other_id
 from ..support.wsclient import RawClient
 
 pytestmark = pytest.mark.asyncio
@@ -72,8 +73,8 @@ async def test_rm_card_is_signed_at_commit_and_verifies_with_the_published_key(n
         assert page[0]["body"] == live["body"] and _card_verifies(keys, page[0])
 
         # a forged copy: moved to another conversation, another message, altered fields, another sender
-        for field, value in (("conversation_id", cid[:-4] + "0000"), ("message_id", sent["message_id"][:-4] + "0000"),
-                             ("sender_id", live["sender_id"][:-4] + "0000"), ("ts", live["ts"] + 1)):
+        for field, value in (("conversation_id", other_id(cid)), ("message_id", other_id(sent["message_id"])),
+                             ("sender_id", other_id(live["sender_id"])), ("ts", live["ts"] + 1)):
             assert not _card_verifies(keys, {**live, field: value}), field
         altered = copy.deepcopy(live)
         altered["body"]["fields"][0]["value"] = "23.5%"
@@ -141,7 +142,7 @@ async def test_official_account_notices_carry_a_verifiable_signature(node: Runni
         good = notice_payload(sig["key_id"], notice["account_id"], notice["notice_id"], notice["body"])
         assert verify(keys[sig["key_id"]], good, sig["sig"])
         # a look-alike: the same body under another account, or with another title, does not verify
-        other = notice_payload(sig["key_id"], notice["account_id"][:-4] + "0000", notice["notice_id"], notice["body"])
+        other = notice_payload(sig["key_id"], other_id(notice["account_id"]), notice["notice_id"], notice["body"])
         assert not verify(keys[sig["key_id"]], other, sig["sig"])
         altered = notice_payload(sig["key_id"], notice["account_id"], notice["notice_id"], {**notice["body"], "title": "Fee refund"})
         assert not verify(keys[sig["key_id"]], altered, sig["sig"])

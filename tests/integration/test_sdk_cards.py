@@ -28,6 +28,8 @@ from bankhub_client import (
     verify_card,
 )
 
+from ..support.ids import other_id
+
 
 pytestmark = pytest.mark.asyncio
 
@@ -73,7 +75,7 @@ async def test_sdk_verifies_a_card_and_rejects_moved_and_altered_copies(node: Ru
         assert isinstance(checked.body, CardBody) and checked.body.verified is True
         keys = await c.signing_keys()
         assert verify_card(got, keys)
-        moved = msgspec.structs.replace(got, conversation_id=conv[:-4] + "0000")
+        moved = msgspec.structs.replace(got, conversation_id=other_id(conv))
         altered = msgspec.structs.replace(
             got, body=msgspec.structs.replace(got.body, data={**got.body.data, "title": "信用卡账单 Card bi11"})
         )
@@ -95,7 +97,7 @@ async def test_sdk_verifies_a_notice_and_rejects_a_look_alike(node: RunningNode)
             await admin.publish_notice(account.id, ArticleBody(title="Fee change", summary="From May"))
         notice: Notice = await _next(c, Notice)
         assert notice.signature is not None and await c.verify_notice(notice)
-        look_alike = msgspec.structs.replace(notice, account_id=notice.account_id[:-4] + "0000")
+        look_alike = msgspec.structs.replace(notice, account_id=other_id(notice.account_id))
         assert not await c.verify_notice(look_alike)
         assert not await c.verify_notice(msgspec.structs.replace(notice, body_data={**(notice.body_data or {}), "title": "Fee refund"}))
 
