@@ -30,6 +30,7 @@ DEMO_WIDGET_ORIGIN = "http://127.0.0.1:8765"
 DEMO_USERS: list[tuple[str, str, Role, str, str | None]] = [
     ("ho.admin", "Head Office Admin", Role.HEAD_OFFICE_ADMIN, "HO", None),
     ("co.sun", "Sun Compliance", Role.COMPLIANCE, "HO", None),
+    ("co.qian", "Qian Compliance", Role.COMPLIANCE, "HO", None),  # a second officer: dual control
     ("agent.zhao", "Zhao (Service Desk)", Role.AGENT, "HO", None),
     ("br.admin", "Beijing Branch Admin", Role.BRANCH_ADMIN, "BJ", None),
     ("rm.wang", "Wang (Relationship Manager)", Role.RM, "BJ", None),

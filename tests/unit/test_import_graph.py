@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["bankhub", "bankhub.text", "bankhub.ids", "bankhub.passwords", "bankhub.logredact", "bankhub.gctune", "bankhub.tlsgen"]),
     (
         "pure core",
-        ["bankhub.protocol", "bankhub.models", "bankhub.targeting", "bankhub.settings", "bankhub.policy", "bankhub.desk", "bankhub.alerts", "bankhub.crypto", "bankhub.bodies", "bankhub.media", "bankhub.widget"],
+        ["bankhub.protocol", "bankhub.models", "bankhub.targeting", "bankhub.settings", "bankhub.policy", "bankhub.desk", "bankhub.alerts", "bankhub.crypto", "bankhub.bodies", "bankhub.media", "bankhub.widget", "bankhub.compliance"],
     ),
     ("storage", ["bankhub.storage", "bankhub.blobs"]),
     ("signalling", ["bankhub.broker", "bankhub.ratelimit", "bankhub.signals", "bankhub.outbox", "bankhub.batching", "bankhub.media.clamd"]),
@@ -149,7 +149,7 @@ def test_imports_only_go_down_the_layers() -> None:
     assert upward == []
 
 
-SANS_IO = ["bankhub.protocol", "bankhub.policy", "bankhub.desk", "bankhub.alerts", "bankhub.models", "bankhub.text", "bankhub.targeting", "bankhub.settings", "bankhub.bodies", "bankhub.ids"]
+SANS_IO = ["bankhub.protocol", "bankhub.policy", "bankhub.desk", "bankhub.alerts", "bankhub.models", "bankhub.text", "bankhub.targeting", "bankhub.settings", "bankhub.bodies", "bankhub.ids", "bankhub.compliance"]
 SANS_IO += [f"bankhub.media.{m}" for m in ("sniff", "images", "voice", "sealing", "urls")]
 
 

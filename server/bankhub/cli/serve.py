@@ -39,6 +39,7 @@ bankhub dev is running (embedded Postgres, in-process broker)
   Customer app {http}/app/      (sign in as c.li; open it again in another browser as rm.wang)
   Staff        {http}/staff/
   Console      {http}/console/
+  Compliance   {http}/compliance/
   HTTP API     {http}/
   OpenAPI      {http}/openapi.json
   Health       {http}/readyz
