@@ -36,6 +36,13 @@ from .http.service import ROUTES as SERVICE_ROUTES
 from .http.groups import ROUTES as GROUP_ROUTES
 from .http.web_sessions import ROUTES as WEB_SESSION_ROUTES
 from .http.widget import ROUTES as WIDGET_ROUTES
+from .http.barriers import ROUTES as BARRIERS_ROUTES
+from .http.compliance_console import ROUTES as COMPLIANCE_CONSOLE_ROUTES
+from .http.holds import ROUTES as HOLDS_ROUTES
+from .http.retention import ROUTES as RETENTION_ROUTES
+from .http.exports import ROUTES as EXPORTS_ROUTES
+from .http.dlp import ROUTES as DLP_ROUTES
+from .http.supervision import ROUTES as SUPERVISION_ROUTES
 from .web import ROUTES as WEB_ROUTES
 from .web import SecurityHeaders
 from .hub import Hub
@@ -48,7 +55,7 @@ log = logging.getLogger("bankhub.http")
 _INDEX = """<!doctype html><meta charset="utf-8"><title>bankhub</title>
 <h1>bankhub</h1><p>A bank's own messaging hub. Protocol v1.</p>
 <ul><li><a href="/app/">Customer app</a> (融e联)</li><li><a href="/staff/">Staff workbench</a></li>
-<li><a href="/console/">Head-office and branch console</a></li><li><a href="/openapi.json">OpenAPI document</a></li><li><a href="/readyz">/readyz</a></li>
+<li><a href="/console/">Head-office and branch console</a></li><li><a href="/compliance/">Compliance console</a></li><li><a href="/openapi.json">OpenAPI document</a></li><li><a href="/readyz">/readyz</a></li>
 <li>WebSocket: <code>/v1/ws</code>, subprotocol <code>bankhub.v1</code></li></ul>"""
 
 
@@ -100,6 +107,13 @@ API_ENDPOINTS: tuple[Endpoint, ...] = (
     *CARD_ROUTES,
     *WIDGET_ROUTES,
     *PRESENCE_ROUTES,
+    *BARRIERS_ROUTES,
+    *COMPLIANCE_CONSOLE_ROUTES,
+    *HOLDS_ROUTES,
+    *RETENTION_ROUTES,
+    *EXPORTS_ROUTES,
+    *DLP_ROUTES,
+    *SUPERVISION_ROUTES,
 )
 """Every HTTP API route the hub serves, each declared with how it authenticates (the tests walk them all)."""
 

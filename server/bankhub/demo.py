@@ -17,6 +17,8 @@ from .storage.contacts import ContactStore
 from .storage.db import Conn
 from .storage.rm import RmStore
 from .storage.service import ServiceStore
+from .storage.supervision import SupervisionStore
+from .compliance.supervision import DEMO_RULES as DEMO_SUPERVISION_RULES
 
 __all__ = ["DEMO_PASSWORD", "DEMO_USERS", "DEMO_ACCOUNTS", "DEMO_WIDGET_ORIGIN", "seed_demo"]
 
@@ -98,6 +100,7 @@ async def seed_demo(dsn: str) -> bool:
                     )
             await _seed_accounts(conn, db, orgs, ids)
             await _seed_service_desk(conn, db, ids)
+            await SupervisionStore.seed_txn(conn, DEMO_SUPERVISION_RULES)  # guarantees of returns, off-channel
             for username, phone in DEMO_PHONES.items():  # contacts: add by phone number
                 await ContactStore.set_phone(conn, ids[username], phone)
         await ConversationStore(db).create_group(ids["rm.wang"], "Wang's wealth club", [ids["c.li"], ids["c.zhang"]])

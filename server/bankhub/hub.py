@@ -29,6 +29,7 @@ from .desk.system import system_user
 from .delivery.notices import NoticeFanout
 from .delivery.presence import LocalDirectory, PresenceRuntime, RedisDirectory
 from .delivery.registry import ConnectionRegistry
+from .delivery.following import Tasks
 from .models import User
 from .outbox import Outbox, Transaction
 from .protocol.frames import CloseCode, Message
@@ -42,13 +43,17 @@ from .storage.accounts import AccountStore
 from .storage.audit import AuditStore
 from .storage.privacy import PrivacyStore
 from .storage.contacts import ContactStore
+from .storage.barriers import BarrierStore
 from .storage.groups import GroupStore
 from .storage.revisions import RevisionStore
 from .storage.rm import RmStore
 from .storage.service import ServiceStore
 from .media.runtime import MediaRuntime
 from .storage.widget import WidgetStore
+from .storage.exports import ExportStore
+from .storage.supervision import SupervisionStore
 from .storage.signing_keys import SigningKeyStore
+from .storage.dlp import DlpKeyStore
 
 __all__ = ["Hub", "Pending", "Flush", "Job", "DeskState"]
 
@@ -75,6 +80,8 @@ class Job(NamedTuple):
     seconds: float
     run: Callable[["Hub"], Awaitable[object]]
     while_draining: bool = False
+    first_after: float | None = None
+    """When set, the first run comes this many seconds after start (e.g. 0: at start-up), not after ``seconds``."""
 
 
 class DeskState:
@@ -215,6 +222,8 @@ class Hub:
         # contacts (friends), requests, blocks and invite codes: storage/contacts.py
         self.contacts = ContactStore(self.db, max_contacts=settings.contacts_max_contacts)
         self.accounts = AccountStore(self.db)
+        # information barriers: segments, members, policies (storage/barriers.py)
+        self.barriers = BarrierStore(self.db)
         self.fanout = NoticeFanout(self.accounts.events)
         self.registry = ConnectionRegistry(self.broker, self._catch_up, self.fanout)
         # relationship managers and the service desk: routing, bot, auto-replies, live statuses
@@ -240,6 +249,14 @@ class Hub:
         self.registry.presence_handler = self.presence.on_signal
         # the embeddable service widget: partners, visitors, token nonces (docs/widget.md)
         self.widget = WidgetStore(self.db)
+        # data-loss prevention: the compliance HMAC key of masked values' fingerprints (storage/dlp.py)
+        self.dlp = DlpKeyStore(self.db, self.keyring)
+        # eDiscovery exports: the requests, and the builds this node runs in the background
+        self.exports = ExportStore(self.db)
+        # supervision: the compiled rules (reloaded when their version moves) and the flags
+        self.supervision = SupervisionStore(self.db, settings.supervision_reload_seconds, self.keyring)
+        # retention: the purge runs this node started over HTTP, running in the background
+        self.purges = Tasks()
         self.committer: Batcher[Pending, Appended] = Batcher(
             lambda batch: commit(self, batch),
             max_batch=settings.commit_batch_max,
@@ -319,7 +336,14 @@ class Hub:
             task.cancel()
         # a sweep half-way through routing finishes unwinding before the drain starts
         await asyncio.gather(*self._loops, return_exceptions=True)
+        # export builds running here are cancelled and record it (`interrupted`) while the pool is open
+        await self.exports.stop()
+        # so are purge runs started here (`interrupted`, resumable from their cursor)
+        running = self.purges.running()
+        self.purges.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         await self.desk.stop()
+        await self.supervision.close()  # a rules refresh in flight ends before the pool closes
         await self.drain()
         await self.alerting.stop()
         await self.media.close()
@@ -356,8 +380,10 @@ class Hub:
             raise
 
     async def _every(self, job: Job) -> None:
+        wait = job.seconds if job.first_after is None else job.first_after
         while True:
-            await asyncio.sleep(job.seconds)
+            await asyncio.sleep(wait)
+            wait = job.seconds
             if self.draining and not job.while_draining:
                 return
             try:

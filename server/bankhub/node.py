@@ -8,7 +8,7 @@ starts a node — ``bankhub serve``, ``bankhub dev``, the tests' harness — bui
 
 from __future__ import annotations
 
-from .actions import accounts, groups, media, messages, routing
+from .actions import accounts, exports, groups, media, messages, retention, routing
 from .broker import Broker
 from .bodies import BodyCodec
 from .crypto import KeyProvider
@@ -43,6 +43,25 @@ def build_hub(
     if settings.media_clamd:
         # media still in quarantine (the scanner could not answer at upload) are scanned again
         jobs.append(Job("media-scan", settings.media_scan_seconds, media.scan_sweep))
+    # eDiscovery exports: builds that stopped without a word (their node was lost) are marked
+    # interrupted, at start-up and then periodically; ready exports past their retention expire
+    jobs.append(
+        Job(
+            "export-sweep",
+            settings.export_sweep_seconds,
+            lambda hub: exports.sweep(exports.ExportDeps.from_hub(hub)),
+            first_after=0.0,
+        )
+    )
+    if settings.retention_purge_interval_seconds > 0:
+        # the retention purge (one run at a time across the cluster; an interrupted one is resumed first)
+        jobs.append(
+            Job(
+                "retention-purge",
+                settings.retention_purge_interval_seconds,
+                lambda hub: retention.periodic_purge(hub.db, hub.media.blobs, hub.settings),
+            )
+        )
     return Hub(
         settings,
         commit=messages.commit,

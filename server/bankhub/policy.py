@@ -8,15 +8,25 @@ existence does not leak.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from .models import STAFF_ROLES, AlertSystem, Membership, OfficialAccount, Role, User
 from .models import RevisionTarget
 from .desk.system import GROUP_EVENTS, SYSTEM_USER_ID
 from .protocol.frames import ErrorCode
+from .compliance import barriers
+from .compliance.barriers import BarrierFacts
 
 __all__ = [
+    "dlp_action",
+    "dlp_direction",
+    "dlp_refusal",
+    "DLP_ACTIONS",
+    "DLP_DIRECTIONS",
+    "may_search_dlp",
+    "may_read_dlp_figures",
+    "DlpVerdict",
     "may_revise",
     "REVISABLE_KINDS",
     "Decision",
@@ -45,7 +55,28 @@ __all__ = [
     "may_change_role",
     "may_reassign_customer",
     "may_read_privileged",
+    "may_check_audit_chain",
+    "supervised",
+    "may_supervise",
+    "may_decide_flag",
+    "SUPERVISION_SAMPLED_ROLES",
+    "SUPERVISION_DECISIONS",
+    "may_manage_retention",
+    "may_approve_retention_request",
+    "may_reject_retention_request",
+    "may_place_hold",
+    "may_view_holds",
+    "may_request_hold_release",
+    "may_approve_hold_release",
+    "may_reject_hold_release",
     "PRIVILEGED_READ_REASONS",
+    "may_request_export",
+    "may_view_exports",
+    "may_approve_export",
+    "may_reject_export",
+    "may_download_export",
+    "may_retry_export",
+    "may_run_export",
     "may_create_account",
     "may_view_account",
     "may_follow_account",
@@ -88,6 +119,14 @@ __all__ = [
     "may_enter_widget",
     "may_manage_widget_partners",
     "may_type",
+    "may_manage_barriers",
+    "may_befriend_across",
+    "may_open_direct_across",
+    "BARRIER_REFUSED",
+    "may_communicate",
+    "may_join",
+    "may_send_across",
+    "BARRIER_SEND_REFUSED",
     "may_set_privacy",
     "may_see_presence",
     "last_seen_visible",
@@ -1222,4 +1261,469 @@ def may_attach_media(actor: User, *, uploader_id: str, media_conversation_id: st
         return Decision(False, ErrorCode.MEDIA_NOT_READY, "the media is still being scanned; send it once it is ready")
     if state != "ready":
         return Decision(False, ErrorCode.MEDIA_REJECTED, "the media was rejected by the scanner and cannot be sent")
+    return ALLOW
+
+
+# --- compliance console (audit-chain check) ---
+
+
+def may_check_audit_chain(actor: User) -> Decision:
+    """Read the audit-chain head or re-verify the chain from the compliance console:
+    active compliance officers only (the head is what they anchor outside the hub)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.COMPLIANCE:
+        return Decision(False, "forbidden", "the audit chain is for compliance officers")
+    return ALLOW
+
+
+# --- legal holds ---
+
+
+def _compliance_officer(actor: User, what: str) -> Decision | None:
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.COMPLIANCE:
+        return Decision(False, "forbidden", f"{what} is for compliance officers")
+    return None
+
+
+def may_place_hold(actor: User) -> Decision:
+    """Place a legal hold: active compliance officers only (any user may be its custodian;
+    an unknown one is the action's ``not_found``)."""
+    return _compliance_officer(actor, "placing a legal hold") or ALLOW
+
+
+def may_view_holds(actor: User) -> Decision:
+    """List and read legal holds: active compliance officers only."""
+    return _compliance_officer(actor, "legal holds") or ALLOW
+
+
+def may_request_hold_release(actor: User, *, released: bool, release_pending: bool) -> Decision:
+    """Ask for a hold's release (the first of two officers): an active compliance officer,
+    on a hold that is active and has no release waiting."""
+    if (denied := _compliance_officer(actor, "releasing a legal hold")) is not None:
+        return denied
+    if released:
+        return Decision(False, "conflict", "the hold is already released")
+    if release_pending:
+        return Decision(False, "conflict", "a release of this hold is already waiting for a second officer")
+    return ALLOW
+
+
+def may_approve_hold_release(
+    actor: User, requester: User | None, *, released: bool, release_pending: bool, expired: bool = False
+) -> Decision:
+    """Dual control: approve a requested release. Every principal is checked at decision
+    time: the approver is an active compliance officer who is NOT the requester, and the
+    requester is still an active compliance officer (a request filed by someone who has
+    since left the function does not count: reject it and file a new one). A request older
+    than ``BANKHUB_HOLD_RELEASE_TTL_HOURS`` (``expired``) is not approved either."""
+    if (denied := _compliance_officer(actor, "releasing a legal hold")) is not None:
+        return denied
+    if released:
+        return Decision(False, "conflict", "the hold is already released")
+    if not release_pending or requester is None:
+        return Decision(False, "conflict", "no release of this hold is waiting for approval")
+    if requester.id == actor.id:
+        return Decision(False, "forbidden", "a second compliance officer must approve the release of a legal hold")
+    if requester.disabled or requester.role is not Role.COMPLIANCE:
+        return Decision(False, "conflict", "the release was requested by someone who is no longer an active compliance officer")
+    if expired:
+        return Decision(False, "conflict", "the release request has expired (BANKHUB_HOLD_RELEASE_TTL_HOURS): reject it and ask again")
+    return ALLOW
+
+
+def may_reject_hold_release(actor: User, *, released: bool, release_pending: bool) -> Decision:
+    """Reject (or, for the requester, withdraw) a requested release: any active compliance
+    officer, the requester included; the hold stays active."""
+    if (denied := _compliance_officer(actor, "releasing a legal hold")) is not None:
+        return denied
+    if released:
+        return Decision(False, "conflict", "the hold is already released")
+    if not release_pending:
+        return Decision(False, "conflict", "no release of this hold is waiting for approval")
+    return ALLOW
+
+
+# --- information barriers ---
+
+
+def may_manage_barriers(actor: User) -> Decision:
+    """Create segments, put users in them and take them out, add and remove barrier
+    policies, and list them: active compliance officers only (every change is audited)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.COMPLIANCE:
+        return Decision(False, "forbidden", "information barriers are managed by compliance officers")
+    return ALLOW
+
+
+def _separated(a: User, b: User, facts: BarrierFacts) -> bool:
+    """Whether a barrier policy separates ``a`` and ``b`` (the hub's system user never is)."""
+    if a.id == SYSTEM_USER_ID or b.id == SYSTEM_USER_ID or a.id == b.id:
+        return False
+    return barriers.barred(facts.of(a.id), facts.of(b.id), facts.policies)
+
+
+BARRIER_REFUSED = Decision(False, "forbidden", "an information barrier forbids this: nothing was changed")
+"""The refusal where the actor administers (an RM assignment, a book handover, a service-desk
+transfer): it names no user and no segment."""
+
+
+def may_communicate(a: User, b: User, facts: BarrierFacts) -> Decision:
+    """Whether ``a`` and ``b`` may reach each other at all (an RM serving a customer, an
+    agent taking a session): refused (:data:`BARRIER_REFUSED`, which names neither user nor
+    segment) when a barrier policy separates any segment of one from any segment of the
+    other (:func:`bankhub.compliance.barriers.barred`, symmetric). Both principals'
+    segments come from ``facts``; a user in no segment is never barred; the hub's system
+    user never is. Paths where the refused user could probe who sits behind a wall answer
+    as they answer an unreachable peer instead: :func:`may_befriend_across`,
+    :func:`may_open_direct_across`, :func:`may_join`."""
+    return BARRIER_REFUSED if _separated(a, b, facts) else ALLOW
+
+
+def may_befriend_across(actor: User, peer: User, facts: BarrierFacts) -> Decision:
+    """Accept a contact request or redeem an invite code across a barrier: refused with the
+    answer a blocked or disabled peer gets (``this user cannot be added``), so the barrier is
+    not revealed."""
+    return _CANNOT_ADD if _separated(actor, peer, facts) else ALLOW
+
+
+def may_open_direct_across(actor: User, peer: User, facts: BarrierFacts) -> Decision:
+    """Open a direct conversation across a barrier: refused with the answer a peer the actor
+    may not reach gets (a customer: :data:`_CUSTOMER_DIRECT`; staff: as for a disabled
+    account), so the barrier is not revealed."""
+    if not _separated(actor, peer, facts):
+        return ALLOW
+    if actor.role is Role.CUSTOMER:
+        return _CUSTOMER_DIRECT
+    return Decision(False, "forbidden", "cannot open a conversation with this user")
+
+
+def may_join(newcomers: Sequence[User], present: Collection[str], facts: BarrierFacts, *, actor: User | None = None) -> Decision:
+    """Bring ``newcomers`` into a conversation whose members are ``present`` (ids; empty for a
+    group being created, whose creator is then among the newcomers): refused when a barrier
+    policy separates any newcomer from any present member or from another newcomer — every
+    pair of principals who would share the conversation is checked, not only the actor's.
+
+    The refusal names the newcomer (the actor named them) but neither the barrier nor the
+    member behind it: a customer ``actor`` gets the answer a non-contact gets, staff
+    ``<username> cannot join this group``."""
+    if not facts.policies:
+        return ALLOW
+    seen: list[str] = list(dict.fromkeys(p for p in present if p != SYSTEM_USER_ID))
+    for user in newcomers:
+        if user.id == SYSTEM_USER_ID:
+            continue
+        if any(facts.between(user.id, other) for other in seen if other != user.id):
+            if actor is not None and actor.role is Role.CUSTOMER:
+                return _not_contact(user.username)
+            return Decision(False, "forbidden", f"{user.username} cannot join this group")
+        seen.append(user.id)
+    return ALLOW
+
+
+BARRIER_SEND_REFUSED = Decision(
+    False,
+    "forbidden",
+    "an information barrier separates you from a member of this conversation: nothing was sent",
+)
+"""The send (and edit) refusal when a barrier separates the sender from any current member."""
+
+
+def may_send_across(sender: User, decision: Decision, *, barred: bool) -> Decision:
+    """A send already decided by :func:`may_send` (``decision``), then the barrier:
+    ``barred`` (storage's fact) — a barrier policy separates the sender from a current member
+    of the conversation, even one who was a member before the policy existed. Sends are
+    refused from then on; the hub's own notices are not (the system user is in no segment).
+    A refusal of the ordinary rules comes first (a non-member learns ``not_found``, never of
+    a barrier)."""
+    if not decision.allowed or not barred or sender.id == SYSTEM_USER_ID:
+        return decision
+    return BARRIER_SEND_REFUSED
+
+
+
+# --- eDiscovery exports ---
+
+
+def _export_officer(actor: User) -> Decision | None:
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.COMPLIANCE:
+        return Decision(False, "forbidden", "eDiscovery exports are for compliance officers")
+    return None
+
+
+def may_request_export(actor: User, reason: str) -> Decision:
+    """Request an eDiscovery export: an active compliance officer, with a reason code."""
+    if (denied := _export_officer(actor)) is not None:
+        return denied
+    if reason not in PRIVILEGED_READ_REASONS:
+        return Decision(False, "invalid_request", f"a reason code is required: one of {sorted(PRIVILEGED_READ_REASONS)}")
+    return ALLOW
+
+
+def may_view_exports(actor: User) -> Decision:
+    """List and read export requests (metadata only): active compliance officers."""
+    return _export_officer(actor) or ALLOW
+
+
+def may_approve_export(actor: User, requester: User | None, *, state: str, expired: bool = False) -> Decision:
+    """Dual control: approve a requested export. The approver is an active compliance
+    officer who is NOT the requester, the request is still pending, and its requester is
+    still an active compliance officer (checked now, not when it was filed). A request older
+    than ``BANKHUB_EXPORT_REQUEST_TTL_HOURS`` (``expired``) is not approved: file it again."""
+    if (denied := _export_officer(actor)) is not None:
+        return denied
+    if requester is not None and requester.id == actor.id:
+        return Decision(False, "forbidden", "a second compliance officer must approve an export")
+    if state != "pending_approval":
+        return Decision(False, "conflict", "the export is not waiting for approval")
+    if requester is None or requester.disabled or requester.role is not Role.COMPLIANCE:
+        return Decision(False, "conflict", "the export was requested by someone who is no longer an active compliance officer")
+    if expired:
+        return Decision(False, "conflict", "the export request has expired (BANKHUB_EXPORT_REQUEST_TTL_HOURS): file it again")
+    return ALLOW
+
+
+def may_reject_export(actor: User, *, state: str) -> Decision:
+    """Reject a requested export (the requester: withdraw it): an active compliance officer,
+    while it waits for approval."""
+    if (denied := _export_officer(actor)) is not None:
+        return denied
+    if state != "pending_approval":
+        return Decision(False, "conflict", "the export is not waiting for approval")
+    return ALLOW
+
+
+def may_download_export(actor: User, *, requested_by: str, approved_by: str | None, state: str) -> Decision:
+    """Download a built export: only its requester or its approver, both still active
+    compliance officers, once it is ``ready`` (``not_ready`` before)."""
+    if (denied := _export_officer(actor)) is not None:
+        return denied
+    if actor.id not in (requested_by, approved_by):
+        return Decision(False, "forbidden", "only the officer who requested an export or the one who approved it may download it")
+    if state == "expired":
+        return Decision(False, "gone", "the export expired (BANKHUB_EXPORT_RETENTION_DAYS): its copy was destroyed")
+    if state != "ready":
+        return Decision(False, "not_ready", f"the export is {state.replace('_', ' ')}, not ready")
+    return ALLOW
+
+
+def may_retry_export(actor: User, *, requested_by: str, approved_by: str | None, state: str) -> Decision:
+    """Rebuild a failed export (interrupted, a key or the blob store unavailable): only its
+    requester or its approver, an active compliance officer, and only from ``failed``."""
+    if (denied := _export_officer(actor)) is not None:
+        return denied
+    if actor.id not in (requested_by, approved_by):
+        return Decision(False, "forbidden", "only the officer who requested an export or the one who approved it may retry it")
+    if state != "failed" or approved_by is None:
+        return Decision(False, "conflict", f"the export is {state.replace('_', ' ')}: only a failed export is retried")
+    return ALLOW
+
+
+def may_run_export(actor: User, *, requested_by: str, approved_by: str | None, state: str) -> Decision:
+    """Build an export in the command line's own process (``bankhub export run``): the file it
+    writes is a download, so only its requester or its approver (an active compliance officer),
+    once a second officer approved it. A ``ready`` export is never rebuilt (``conflict``): a
+    rebuild gives new bytes, and every earlier download would no longer match its record."""
+    if (denied := _export_officer(actor)) is not None:
+        return denied
+    if actor.id not in (requested_by, approved_by):
+        return Decision(False, "forbidden", "only the officer who requested an export or the one who approved it may build it")
+    if state == "ready":
+        return Decision(False, "conflict", "the export is ready and is never rebuilt: download it")
+    if approved_by is None or state not in ("running", "failed"):
+        return Decision(False, "conflict", f"the export is {state.replace('_', ' ')}: only an approved export is built")
+    return ALLOW
+
+
+# --- data-loss prevention (docs/compliance.md, "Data-loss prevention") -------------------------
+
+DLP_ACTIONS = ("allow", "mask", "refuse")
+"""What a send carrying sensitive data gets, weakest first."""
+DLP_DIRECTIONS = ("customer_to_staff", "staff_to_customer", "customer_to_customer", "staff_to_staff")
+_DLP_STRENGTH = {a: i for i, a in enumerate(DLP_ACTIONS)}
+_DLP_CODES = frozenset({"cvv", "otp"})
+_DLP_NAMES = {
+    "card": "a card number",
+    "resident_id": "a resident ID number",
+    "bank_account": "a bank account number",
+    "cvv": "a card security code (CVV)",
+    "otp": "a one-time code",
+}
+
+
+def _dlp_customer(role: Role | str, visitor: bool) -> bool:
+    # a service-widget visitor is a customer whatever their row says
+    return visitor or role == Role.CUSTOMER  # Role is a str enum: a role read from a row compares too
+
+
+def dlp_direction(sender_is_customer: bool, recipient_is_customer: bool) -> str:
+    """The direction of a send from one side to the other (one of :data:`DLP_DIRECTIONS`)."""
+    return f"{'customer' if sender_is_customer else 'staff'}_to_{'customer' if recipient_is_customer else 'staff'}"
+
+
+@dataclass(frozen=True, slots=True)
+class DlpVerdict:
+    """:func:`dlp_action`'s answer: the ``action`` and the ``direction`` that decided it."""
+
+    action: str
+    direction: str
+
+
+def dlp_action(
+    sender: User,
+    recipients: Collection[tuple[Role | str, bool]],
+    kinds: Collection[str],
+    configured: Mapping[str, str],
+) -> DlpVerdict:
+    """What a send of ``sender`` carrying values of ``kinds`` (:mod:`bankhub.compliance.dlp`)
+    gets: ``allow``, ``mask`` or ``refuse``.
+
+    ``recipients``: the (role, widget visitor) of every other member of the conversation (none:
+    the sender's own side); ``configured``: the action of each direction
+    (``BANKHUB_DLP_*``). The strictest verdict over every recipient applies (refuse > mask >
+    allow). A CVV or a one-time code is never passed on as typed: at least masked in every
+    direction, and refused from staff to a customer — a bank never sends a customer a code or
+    a security code, so such a message is a mistake or a fraud either way. Nothing found: allow.
+    """
+    sender_customer = _dlp_customer(sender.role, sender.visitor)
+    sides = sorted({_dlp_customer(role, visitor) for role, visitor in recipients} or {sender_customer})
+    if not kinds:
+        return DlpVerdict("allow", dlp_direction(sender_customer, sides[0]))
+    codes = bool(_DLP_CODES.intersection(kinds))
+    verdict, decided = -1, ""
+    for recipient_customer in sides:
+        direction = dlp_direction(sender_customer, recipient_customer)
+        # an unknown configured value reads as the strictest: never weaker than intended
+        action = _DLP_STRENGTH.get(configured.get(direction, "refuse"), _DLP_STRENGTH["refuse"])
+        if codes:
+            action = max(action, _DLP_STRENGTH["mask"])
+            if not sender_customer and recipient_customer:
+                action = _DLP_STRENGTH["refuse"]
+        if action > verdict:
+            verdict, decided = action, direction
+    return DlpVerdict(DLP_ACTIONS[verdict], decided)
+
+
+def dlp_refusal(kinds: Collection[str]) -> Decision:
+    """The refusal of a send carrying ``kinds``: code ``sensitive_data``, saying what was found
+    (never the value)."""
+    found = ", ".join(_DLP_NAMES.get(k, k) for k in sorted(set(kinds), key=lambda k: (k not in _DLP_NAMES, list(_DLP_NAMES).index(k) if k in _DLP_NAMES else 0, k)))
+    return Decision(
+        False,
+        ErrorCode.SENSITIVE_DATA,
+        f"not sent: the message contains {found}; card numbers, ID numbers, account numbers, "
+        "security codes and one-time codes may not be sent in this conversation",
+    )
+
+
+def may_search_dlp(actor: User, reason: str) -> Decision:
+    """Search the fingerprints of masked values: a privileged read (active compliance officers,
+    with a reason code)."""
+    return may_read_privileged(actor, reason)
+
+
+def may_read_dlp_figures(actor: User) -> Decision:
+    """Counts of masked values and refused sends (no message, no value): active compliance officers."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.COMPLIANCE:
+        return Decision(False, "forbidden", "data-loss prevention figures are for compliance officers")
+    return ALLOW
+
+
+# --- retention, purge and erasure ---
+
+
+def may_manage_retention(actor: User) -> Decision:
+    """Read and set retention policies, start or resume a purge, file an erasure request:
+    active compliance officers only (a purge and an erasure destroy records)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.COMPLIANCE:
+        return Decision(False, "forbidden", "retention and erasure are for compliance officers")
+    return ALLOW
+
+
+def may_approve_retention_request(actor: User, requester: User | None, *, pending: bool, expired: bool) -> Decision:
+    """Dual control: approve a policy change that creates, shortens or removes retention, or an
+    erasure. The approver is an active compliance officer who is NOT the requester; the
+    requester is still an active compliance officer; the request is pending and younger than
+    ``BANKHUB_RETENTION_REQUEST_TTL_HOURS``."""
+    if not (officer := may_manage_retention(actor)).allowed:
+        return officer
+    if not pending or requester is None:
+        return Decision(False, "conflict", "this request is no longer waiting for approval")
+    if requester.id == actor.id:
+        return Decision(False, "forbidden", "a second compliance officer must approve this request")
+    if requester.disabled or requester.role is not Role.COMPLIANCE:
+        return Decision(False, "conflict", "the request was filed by someone who is no longer an active compliance officer")
+    if expired:
+        return Decision(False, "conflict", "the request has expired (BANKHUB_RETENTION_REQUEST_TTL_HOURS): reject it and ask again")
+    return ALLOW
+
+
+def may_reject_retention_request(actor: User, *, pending: bool) -> Decision:
+    """Reject (or, for the requester, withdraw) a pending request: any active compliance officer."""
+    if not (officer := may_manage_retention(actor)).allowed:
+        return officer
+    if not pending:
+        return Decision(False, "conflict", "this request is no longer waiting for approval")
+    return ALLOW
+
+
+# --- supervision (docs/compliance.md, "Supervision") ---
+
+SUPERVISION_SAMPLED_ROLES = frozenset({Role.RM, Role.AGENT})
+"""Whose messages are sampled: the staff who advise and serve customers (RMs and
+service-desk agents); their supervision is what the review sample is for."""
+
+SUPERVISION_DECISIONS = {"escalate": "escalated", "close": "closed"}
+
+
+def supervised(sender: User) -> tuple[bool, bool]:
+    """Whether the rules apply to what ``sender`` writes, and whether it may be sampled.
+
+    The rules apply to every person — staff, customers and widget visitors alike: a
+    customer's "add me on WeChat" is an off-channel request the bank must see as much as an
+    RM's (incoming correspondence is reviewed too). The hub's own notices are not
+    supervised. Only RMs and service-desk agents are sampled; customers never are."""
+    if sender.id == SYSTEM_USER_ID:
+        return False, False
+    return True, sender.role in SUPERVISION_SAMPLED_ROLES
+
+
+def may_supervise(actor: User) -> Decision:
+    """Manage supervision rules, see the review queue and the figures: active compliance officers."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.COMPLIANCE:
+        return Decision(False, "forbidden", "supervision is for compliance officers")
+    return ALLOW
+
+
+def may_decide_flag(
+    actor: User, state: str, decision: str, *, sender_id: str | None = None, escalated_by: str | None = None
+) -> Decision:
+    """Escalate or close a flag: a compliance officer, on an open flag (escalate or close) or
+    an escalated one (close). A closed flag is final, and an escalated one is not escalated
+    again (``conflict``). Every principal is checked: nobody decides a flag raised on their
+    own message (``sender_id``), and an escalated flag is closed by a second officer, not the
+    one who escalated it (``escalated_by``: four eyes) — both ``forbidden``."""
+    if not (allowed := may_supervise(actor)).allowed:
+        return allowed
+    if decision not in SUPERVISION_DECISIONS:
+        return Decision(False, "invalid_request", "decision must be escalate or close")
+    if sender_id is not None and sender_id == actor.id:
+        return Decision(False, "forbidden", "this flag was raised on your own message: another compliance officer decides it")
+    if state == "closed":
+        return Decision(False, "conflict", "this flag is closed: a closed flag is not decided again")
+    if state == "escalated" and decision == "escalate":
+        return Decision(False, "conflict", "this flag is escalated already")
+    if state == "escalated" and escalated_by is not None and escalated_by == actor.id:
+        return Decision(False, "forbidden", "you escalated this flag: a second compliance officer closes it")
     return ALLOW

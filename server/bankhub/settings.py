@@ -548,6 +548,124 @@ class Settings:
         "its subdomains); `bankhub://` deep links are always allowed",
     )
 
+    # --- dlp: data-loss prevention (docs/compliance.md, "Data-loss prevention") ------------------
+    dlp_customer_to_staff: str = setting(
+        "mask", env="DLP_CUSTOMER_TO_STAFF", choices=("allow", "mask", "refuse"),
+        doc="what a customer's text carrying a card, resident ID, account number, CVV or one-time code gets when "
+        "staff receive it: `mask` (stored and delivered masked, the sender told), `refuse` (`sensitive_data`) or "
+        "`allow`; a widget visitor counts as a customer",
+    )
+    dlp_staff_to_customer: str = setting(
+        "refuse", env="DLP_STAFF_TO_CUSTOMER", choices=("allow", "mask", "refuse"),
+        doc="the same from staff to a customer; a CVV or a one-time code from staff to a customer is always refused",
+    )
+    dlp_customer_to_customer: str = setting(
+        "mask", env="DLP_CUSTOMER_TO_CUSTOMER", choices=("allow", "mask", "refuse"),
+        doc="the same between customers (a CVV or a one-time code is masked at least, in every direction)",
+    )
+    dlp_staff_to_staff: str = setting(
+        "mask", env="DLP_STAFF_TO_STAFF", choices=("allow", "mask", "refuse"),
+        doc="the same between staff; with several recipients the strictest of their directions applies",
+    )
+    dlp_search_burst: int = setting(
+        20, env="DLP_SEARCH_BURST", ge=1, le=1000,
+        doc="investigator searches by value (`POST /v1/compliance/dlp/search`) one officer may make in a burst; with "
+        "`BANKHUB_DLP_SEARCH_PER_HOUR` it bounds sweeps that would rebuild a masked value by trying candidates "
+        "(429 `rate_limited`; the limiter unreachable: 503 `unavailable`, fail closed)",
+    )
+    dlp_search_per_hour: int = setting(
+        60, env="DLP_SEARCH_PER_HOUR", ge=1, le=100_000,
+        doc="searches by value per officer per hour once the burst is spent",
+    )
+
+    # --- exports (eDiscovery, docs/compliance.md) ----------------------------------------------
+    export_max_messages: int = setting(
+        100_000, env="EXPORT_MAX_MESSAGES", ge=1, le=10_000_000,
+        doc="most messages one eDiscovery export may hold; a scope with more fails (`export.failed`, "
+        "`too many messages in scope`): narrow it by date, custodian, conversation or keyword",
+    )
+    export_max_attachment_bytes: int = setting(
+        256 * 1024 * 1024, env="EXPORT_MAX_ATTACHMENT_BYTES", ge=0, le=64 * 1024 * 1024 * 1024,
+        doc="most bytes of pictures and voice notes one export copies; attachments past it are listed "
+        "with `problem: size cap` instead of their bytes",
+    )
+    export_max_zip_bytes: int = setting(
+        4 * 1024 * 1024 * 1024, env="EXPORT_MAX_ZIP_BYTES", ge=1024 * 1024, le=1024 * 1024 * 1024 * 1024,
+        doc="most bytes of files one export may hold (and its zip); a bigger one fails (`export.failed`, "
+        "`the export is too large`): narrow the scope. The build spools to the temp directory (`TMPDIR`), never to memory",
+    )
+    export_stale_seconds: float = setting(
+        300.0, env="EXPORT_STALE_SECONDS", ge=30, le=86_400,
+        doc="a running export whose build showed no sign of life this long (its node stopped or was lost) is "
+        "marked failed (`interrupted`, audited `export.failed`); its requester or approver may retry it",
+    )
+    export_sweep_seconds: float = setting(
+        60.0, env="EXPORT_SWEEP_SECONDS", ge=1, le=3600,
+        doc="how often each node marks stale export builds interrupted and expires old exports (also at start-up)",
+    )
+    export_retention_days: int = setting(
+        30, env="EXPORT_RETENTION_DAYS", ge=1, le=3650,
+        doc="a ready export expires this many days after it was built: its data key is destroyed, its stored "
+        "copy deleted (`export.expired`); downloads then answer `410 gone`",
+    )
+    export_batch_messages: int = setting(
+        500, env="EXPORT_BATCH_MESSAGES", ge=1, le=10_000,
+        doc="messages an export reads and decrypts per batch (its progress is saved after each)",
+    )
+    export_request_ttl_hours: int = setting(
+        168, env="EXPORT_REQUEST_TTL_HOURS", ge=1, le=2160,
+        doc="an export request not approved within this many hours can no longer be approved (`409 conflict`): "
+        "reject it and file it again",
+    )
+
+    # --- holds: legal hold (docs/compliance.md, "Legal hold") ------------------------------------
+    hold_release_ttl_hours: int = setting(
+        168, env="HOLD_RELEASE_TTL_HOURS", ge=1, le=2160,
+        doc="a requested release of a legal hold not approved within this many hours can no longer be approved "
+        "(`409 conflict`; the hold stays active): reject it and ask again",
+    )
+
+    # --- retention: policies, purge, erasure (docs/compliance.md, "Retention") ------------------
+    retention_floor_days: int = setting(
+        1827, env="RETENTION_FLOOR_DAYS", ge=1, le=36500,
+        doc="records floor: no retention policy may be shorter (`422 below_floor`); five calendar years by default "
+        "(PRC anti-money-laundering record keeping; 1827 days cover any five years with their leap days). The "
+        "database keeps the highest floor any node ran with: lowering this setting does not lower it",
+    )
+    retention_purge_batch: int = setting(
+        1000, env="RETENTION_PURGE_BATCH", ge=1, le=10_000,
+        doc="messages a purge looks at per batch (one transaction each, under the legal holds' shared lock)",
+    )
+    retention_purge_interval_seconds: float = setting(
+        0.0, env="RETENTION_PURGE_INTERVAL_SECONDS", ge=0,
+        shown="`0` (off)",
+        doc="when above 0 (at least 60 on a production node), each node starts a purge this often (one runs at a "
+        "time across the cluster; an interrupted one is resumed first)",
+    )
+    retention_purge_stale_seconds: float = setting(
+        300.0, env="RETENTION_PURGE_STALE_SECONDS", ge=5,
+        doc="a running purge whose worker has not finished a batch for this long counts as interrupted: "
+        "it may be resumed, and a new one may start",
+    )
+    retention_request_ttl_hours: int = setting(
+        168, env="RETENTION_REQUEST_TTL_HOURS", ge=1, le=2160,
+        doc="a retention policy change or erasure request not approved by a second compliance officer within this "
+        "many hours can no longer be approved (`409 conflict`): reject it and ask again",
+    )
+
+    # --- supervision: review queue, rules, sampling (docs/compliance.md, "Supervision") ---------
+    supervision_sample_rate: float = setting(
+        0.02, env="SUPERVISION_SAMPLE_RATE", ge=0, le=1,
+        doc="share of the messages RMs and service-desk agents send that is sampled into the review queue "
+        "(a keyed hash of the message id, reproducible); `0` samples none",
+    )
+    supervision_reload_seconds: float = setting(
+        5.0, env="SUPERVISION_RELOAD_SECONDS", gt=0, le=300,
+        doc="a node compares its compiled rules with the stored rules' version at most this often (when it commits "
+        "messages); a moved version is compiled in the background while the old rules keep serving: a rule changed "
+        "on another node applies here within this time plus the compile, on the changing node at once",
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check(f.metadata["setting"], getattr(self, f.name), f.name)
@@ -581,6 +699,9 @@ class Settings:
             raise ValueError("BANKHUB_TLS_CERT and BANKHUB_TLS_KEY go together")
         if not (self.key_file or self.key_provider):
             raise ValueError(NO_KEY_PROVIDER)
+        if 0 < self.retention_purge_interval_seconds < 60:
+            # a purge every few seconds would hold the holds' and policies' locks almost constantly
+            raise ValueError("BANKHUB_RETENTION_PURGE_INTERVAL_SECONDS is 0 (off) or at least 60")
         self._validate_media()
 
     def _validate_media(self) -> None:

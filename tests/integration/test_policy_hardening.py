@@ -20,6 +20,7 @@ from ..support.desk import api, make_user, token_for
 from ..support.wsclient import RawClient
 
 CARD = "4111 1111 1111 1111 exp 12/29 CVV 737"
+MASKED = "4111 **** **** 1111 exp 12/29 CVV ***"  # what data-loss prevention stores (docs/compliance.md)
 
 
 async def _audit(node: RunningNode, *actions: str) -> list[dict[str, Any]]:
@@ -48,7 +49,7 @@ async def test_administrators_see_the_book_metadata_but_never_the_message_text(n
     async with api(node, await token_for(node, "rm.wang")) as http:
         own = (await http.get("/v1/rm/book")).json()
     row = next(c for c in own["customers"] if c["customer"]["username"] == "c.li")
-    assert row["last_message"]["body"]["text"] == CARD  # the RM reads their own customers' words
+    assert row["last_message"]["body"]["text"] == MASKED  # the RM reads their own customers' words (card data masked)
     assert (row["last_sender"], row["unread"]) == ("customer", 1)
 
     for admin in ("br.admin", "ho.admin"):
@@ -64,7 +65,7 @@ async def test_administrators_see_the_book_metadata_but_never_the_message_text(n
     # the text reaches anyone else only through the reason-coded, audited compliance read
     async with api(node, await token_for(node, "co.sun")) as http:
         r = await http.get(f"/v1/compliance/conversations/{conv}/messages", params={"reason": "fraud_investigation"})
-    assert r.status_code == 200 and r.json()["messages"][0]["body"]["text"] == CARD
+    assert r.status_code == 200 and r.json()["messages"][0]["body"]["text"] == MASKED
     assert [a["target"] for a in await _audit(node, "privileged_read")] == [f"conversation:{conv}"]
 
 
@@ -265,12 +266,13 @@ async def test_the_pending_list_pages_and_is_for_administrators(node: RunningNod
 
 async def test_the_operators_bootstrap_of_administrative_accounts_is_audited(node: RunningNode) -> None:
     rows = await _audit(node, "user.bootstrapped")
-    ids = {u: (await node.hub.users.by_username(u)).id for u in ("ho.admin", "br.admin", "co.sun")}  # type: ignore[union-attr]
+    ids = {u: (await node.hub.users.by_username(u)).id for u in ("ho.admin", "br.admin", "co.sun", "co.qian")}  # type: ignore[union-attr]
     assert sorted((r["actor"], r["target"], r["details"]["role"]) for r in rows) == sorted(
         [
             ("system", f"user:{ids['ho.admin']}", "head_office_admin"),
             ("system", f"user:{ids['br.admin']}", "branch_admin"),
             ("system", f"user:{ids['co.sun']}", "compliance"),
+            ("system", f"user:{ids['co.qian']}", "compliance"),
         ]
     )
 

@@ -13,7 +13,7 @@ template) and checks the answer:
 Violations are collected, not raised (the test's own assertions stay readable); the
 ``nodes`` fixture asserts there were none when the test ends. Paths outside the document
 (``/``, ``/openapi.json``, the WebSocket ``/v1/ws``, and the web pages and files of
-:mod:`bankhub.web` under ``/app``, ``/staff``, ``/console`` and ``/static/``) are not checked.
+:mod:`bankhub.web` under ``/app``, ``/staff``, ``/console``, ``/compliance`` and ``/static/``) are not checked.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from bankhub.http.openapi import openapi_document
 
 __all__ = ["ContractRecorder", "ContractViolation"]
 
-_UNCHECKED = {"/", "/openapi.json", "/v1/ws", "/app", "/staff", "/console"}
-_UNCHECKED_PREFIXES = ("/app/", "/staff/", "/console/", "/static/")
+_UNCHECKED = {"/", "/openapi.json", "/v1/ws", "/app", "/staff", "/console", "/compliance"}
+_UNCHECKED_PREFIXES = ("/app/", "/staff/", "/console/", "/compliance/", "/static/")
 _MAX_BODY = 4 * 1024 * 1024
 
 

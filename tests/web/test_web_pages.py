@@ -20,7 +20,7 @@ def _assert_secure(r: httpx.Response) -> None:
     assert r.headers["referrer-policy"] == "no-referrer"
 
 
-@pytest.mark.parametrize("page", ["/app/", "/staff/", "/console/"])
+@pytest.mark.parametrize("page", ["/app/", "/staff/", "/console/", "/compliance/"])
 async def test_pages_are_html_with_the_strict_security_headers(node: RunningNode, page: str) -> None:
     async with httpx.AsyncClient(base_url=node.http_url) as http:
         r = await http.get(page)
@@ -93,7 +93,7 @@ async def test_api_answers_and_the_index_carry_the_headers_too(node: RunningNode
         for path in ("/", "/v1/me", "/healthz", "/openapi.json", "/nowhere"):
             _assert_secure(await http.get(path))
         index = (await http.get("/")).text
-        for link in ('href="/app/"', 'href="/staff/"', 'href="/console/"'):
+        for link in ('href="/app/"', 'href="/staff/"', 'href="/console/"', 'href="/compliance/"'):
             assert link in index
         r = await http.post("/v1/sessions", content=b"{", headers={"content-type": "application/json"})
         _assert_secure(r)

@@ -118,7 +118,7 @@ from .models import (
     WsTicket,
 )
 from .options import ClientOptions
-from .models import EditBody, RecallBody, RecalledBody
+from .models import DlpNotice, EditBody, RecallBody, RecalledBody
 from .revise import MessageLog
 from .liveness import PresenceEvent, PresenceInfo, Privacy, ReadPosition, TypingBoard, TypingEvent, TypingSender
 from .contacts import Contact, ContactEvent, ContactUser, IncomingRequest, Invite, OutgoingRequest
@@ -129,6 +129,7 @@ from .wire import PROTOCOL_VERSION, SUBPROTOCOL
 __all__ = [
     "__version__",
     "CardAction",
+    "DlpNotice",
     "CardBody",
     "ImageBody",
     "VoiceBody",

@@ -61,7 +61,7 @@ from .models import (
     Reconnected,
     TextBody,
 )
-from .models import EditBody, RecallBody
+from .models import DlpNotice, EditBody, RecallBody
 from .media import ImageBody, Media, VoiceBody, media_body
 from .revise import EditFrame, RecallFrame
 from .contacts import ContactEvent
@@ -463,6 +463,11 @@ class Client:
             lambda fid: EditFrame(id=fid, conversation_id=conversation_id, message_id=message_id, client_msg_id=cmid, body=body),
             timeout,
         )
+        assert isinstance(sent, SentFrame)
+        if sent.dlp and bytes(sent.body) != b"null":  # data-loss prevention masked the new text
+            masked = decode_body(sent.body)
+            if isinstance(masked, EditBody):
+                return self._committed_change(sent, masked)
         return self._committed_change(sent, EditBody(message_id=message_id, body=body))
 
     async def recall(self, conversation_id: str, message_id: str, *, timeout: float | None = None) -> Message:
@@ -502,6 +507,12 @@ class Client:
         sent = await self._call(
             "m", lambda fid: SendFrame(id=fid, conversation_id=conversation_id, client_msg_id=cmid, body=wire_body), timeout
         )
+        assert isinstance(sent, SentFrame)
+        if sent.dlp and bytes(sent.body) != b"null" and isinstance(body, ImageBody):
+            # data-loss prevention masked the caption: hold what the members see, not my own copy
+            masked = decode_body(sent.body)
+            if isinstance(masked, ImageBody):
+                body = msgspec.structs.replace(body, caption=masked.caption)
         return self._committed_change(sent, body)
 
     async def send_card(
@@ -540,6 +551,7 @@ class Client:
             client_msg_id=sent.client_msg_id,
             body=body,
             ts=sent.ts,
+            dlp=tuple(DlpNotice(kind=d.kind, masked=d.masked) for d in sent.dlp),
         )
 
     async def read(self, conversation_id: str, seq: int, *, timeout: float | None = None) -> Receipt:
@@ -1017,7 +1029,10 @@ class Client:
             self._on_message(to_message(frame.message))
         elif isinstance(frame, SentFrame):
             acked = self._inbox.on_sent(
-                frame.id, frame.conversation_id, frame.client_msg_id, frame.message_id, frame.seq, frame.ts
+                frame.id, frame.conversation_id, frame.client_msg_id, frame.message_id, frame.seq, frame.ts,
+                # data-loss prevention: the masked body the members see, and what was masked
+                body=decode_body(frame.body) if frame.dlp and bytes(frame.body) != b"null" else None,
+                dlp=tuple(DlpNotice(kind=d.kind, masked=d.masked) for d in frame.dlp),
             )
             if acked is not None:
                 self._ack(acked)

@@ -30,6 +30,7 @@ __all__ = [
     "RecallBody",
     "Body",
     "Message",
+    "DlpNotice",
     "Receipt",
     "Limits",
     "Hello",
@@ -99,6 +100,15 @@ class UnknownBody(Struct, frozen=True):
 Body = TextBody | SystemBody | EditBody | RecallBody | RecalledBody | CardBody | ImageBody | VoiceBody | UnknownBody
 
 
+class DlpNotice(Struct, frozen=True):
+    """One value the hub's data-loss prevention masked in what I sent (hub feature ``dlp``):
+    its ``kind`` (``card``, ``resident_id``, ``bank_account``, ``cvv``, ``otp``) and the mask
+    that replaced it (``6222 **** **** 7890``)."""
+
+    kind: str
+    masked: str
+
+
 class Message(Struct, frozen=True):
     """A committed message. ``(conversation_id, seq)`` identifies it; seqs start at 1."""
 
@@ -110,6 +120,9 @@ class Message(Struct, frozen=True):
     body: Body
     ts: int
     edited_ts: int | None = None  # when its sender last edited it (None: never)
+    # on what Client.send/edit return only: values the hub masked (then ``body`` is the masked
+    # body every member sees; tell the user never to send card numbers, CVVs or codes in chat)
+    dlp: tuple[DlpNotice, ...] = ()
 
     @property
     def text(self) -> str | None:

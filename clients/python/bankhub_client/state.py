@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from .models import Limits, Message, TextBody
+from .models import Body, DlpNotice, Limits, Message, TextBody
 
 __all__ = [
     "Endpoints",
@@ -400,11 +400,21 @@ class Inbox:
         return Routed(Route.GAP)
 
     def on_sent(
-        self, frame_id: str, conversation_id: str, client_msg_id: str, message_id: str, seq: int, ts: int
+        self,
+        frame_id: str,
+        conversation_id: str,
+        client_msg_id: str,
+        message_id: str,
+        seq: int,
+        ts: int,
+        *,
+        body: Body | None = None,
+        dlp: tuple[DlpNotice, ...] = (),
     ) -> Acked | None:
         """Route a ``sent`` answer. None if it answers no pending send (given up, or
         already completed by the message itself); such a message is left to arrive
-        like any other so it is not lost."""
+        like any other so it is not lost. ``body``: the stored body when the hub changed it
+        (data-loss prevention masked it: ``dlp`` says what), else the text sent."""
         entry = self.pending.by_frame(frame_id)
         if entry is None or entry.key != (conversation_id, client_msg_id):
             return None
@@ -415,8 +425,9 @@ class Inbox:
             seq=seq,
             sender_id=self.user_id or "",
             client_msg_id=client_msg_id,
-            body=TextBody(text=entry.text),
+            body=body if body is not None else TextBody(text=entry.text),
             ts=ts,
+            dlp=dlp,
         )
         return Acked(entry, message, self.cursors.hold(conversation_id, seq))
 

@@ -172,6 +172,11 @@ class HelloFrame(Hello, frozen=True, tag="hello", tag_field="type"):
     """``hello``: the fields of :class:`~bankhub_client.models.Hello`, tagged."""
 
 
+class WireDlp(Struct):
+    kind: str
+    masked: str
+
+
 class SentFrame(Struct, tag="sent", tag_field="type"):
     id: str
     conversation_id: str
@@ -180,7 +185,8 @@ class SentFrame(Struct, tag="sent", tag_field="type"):
     seq: int
     ts: int
     duplicate: bool = False
-    body: msgspec.Raw = msgspec.Raw(b"null")  # the stored body when the hub changed it (a card: signed)
+    body: msgspec.Raw = msgspec.Raw(b"null")  # the stored body when the hub changed it (a card: signed; a masked text)
+    dlp: list[WireDlp] = []  # values data-loss prevention masked (feature dlp)
 
 
 class MessageFrame(Struct, tag="message", tag_field="type"):

@@ -403,6 +403,7 @@ export class PendingSends {
  * @property {Message} message
  * @property {boolean} hole
  * @property {boolean} duplicate  the hub had stored it before (a resend)
+ * @property {{kind: string, masked: string}[]} [dlp]  values the hub masked in it (feature `dlp`)
  */
 
 /**
@@ -450,7 +451,7 @@ export class MessageInbox {
   /**
    * Route a `sent` answer; null if it answers no pending send (given up, or completed
    * already by the message itself).
-   * @param {{id: string, conversation_id: string, client_msg_id: string, message_id: string, seq: number, ts: number, duplicate?: boolean, body?: Body}} frame
+   * @param {{id: string, conversation_id: string, client_msg_id: string, message_id: string, seq: number, ts: number, duplicate?: boolean, body?: Body, dlp?: {kind: string, masked: string}[]}} frame
    * @returns {Acked | null}
    */
   onSent(frame) {
@@ -464,11 +465,13 @@ export class MessageInbox {
       seq: frame.seq,
       sender_id: this.userId ?? "",
       client_msg_id: frame.client_msg_id,
-      // the hub's stored body when it differs from what was sent (a card: signed by the hub)
+      // the hub's stored body when it differs from what was sent (a card: signed by the hub; a masked text)
       body: frame.body ?? entry.body ?? { kind: "text", text: entry.text },
       ts: frame.ts,
     };
-    return { pending: entry, message, hole: this.cursors.hold(frame.conversation_id, frame.seq), duplicate: !!frame.duplicate };
+    // data-loss prevention: what the hub masked (frame.body is then the masked body the others see)
+    const dlp = Array.isArray(frame.dlp) ? frame.dlp : [];
+    return { pending: entry, message, hole: this.cursors.hold(frame.conversation_id, frame.seq), duplicate: !!frame.duplicate, dlp };
   }
 
   /**

@@ -26,7 +26,7 @@ from ..models import AccountKey, FollowedAccount, NoticeRecord, NoticeStats, Off
 from ..outbox import Transaction
 from ..protocol.frames import AccountReceipt, AccountSync, Notice, NoticeBody
 from ..signals import AccountReadSignal, FollowSignal, NoticeSignal
-from . import cards
+from . import cards, dlp
 from .audit import record
 from .errors import ActionError, require
 
@@ -241,6 +241,8 @@ async def publish(
     approval — once a second administrator approves it. Returns its record (status says which)."""
     account = await _managed(hub, actor, account_id)
     final = await _validated_target(hub, account, org_codes, target)
+    # data-loss prevention: every text field, to the followers (masked, or refused sensitive_data)
+    body = dlp.screen_notice(hub.settings, actor, body, staff_only=final.staff_only)
     now = dt.datetime.now(dt.UTC)
     if scheduled_at is not None and scheduled_at.tzinfo is None:
         raise ActionError("invalid_request", "scheduled_at needs a time zone (e.g. 2026-12-01T09:00:00+08:00)")

@@ -43,6 +43,44 @@ __all__ = [
     "ADMIN_REQUEST_APPROVED",
     "ADMIN_REQUEST_REJECTED",
     "ADMIN_REQUEST_EXPIRED",
+    "AUDIT_VERIFIED",
+    "EXPORT_REQUESTED",
+    "EXPORT_APPROVED",
+    "EXPORT_REJECTED",
+    "EXPORT_STARTED",
+    "EXPORT_COMPLETED",
+    "EXPORT_FAILED",
+    "EXPORT_DOWNLOADED",
+    "EXPORT_RETRIED",
+    "EXPORT_EXPIRED",
+    "HOLD_PLACED",
+    "HOLD_RELEASE_REQUESTED",
+    "HOLD_RELEASED",
+    "HOLD_RELEASE_REJECTED",
+    "HOLD_SHRED_REFUSED",
+    "BARRIER_SEGMENT_CREATED",
+    "BARRIER_MEMBER_ADDED",
+    "BARRIER_MEMBER_REMOVED",
+    "BARRIER_POLICY_ADDED",
+    "BARRIER_POLICY_REMOVED",
+    "DLP_SEARCHED",
+    "RETENTION_POLICY_SET",
+    "RETENTION_POLICY_REMOVED",
+    "RETENTION_PURGE_STARTED",
+    "RETENTION_PURGE_RESUMED",
+    "RETENTION_PURGE_FINISHED",
+    "RETENTION_PURGE_BATCH",
+    "RETENTION_PURGE_INTERRUPTED",
+    "RETENTION_REQUESTED",
+    "RETENTION_REQUEST_APPROVED",
+    "RETENTION_REQUEST_REJECTED",
+    "ERASURE_REQUESTED",
+    "ERASURE_COMPLETED",
+    "SUPERVISION_RULE_ADDED",
+    "SUPERVISION_RULE_CHANGED",
+    "SUPERVISION_RULE_REMOVED",
+    "SUPERVISION_FLAG_ESCALATED",
+    "SUPERVISION_FLAG_CLOSED",
     "Actor",
     "record",
     "verify",
@@ -71,6 +109,51 @@ ADMIN_REQUEST_FILED = "admin_request.filed"
 ADMIN_REQUEST_APPROVED = "admin_request.approved"
 ADMIN_REQUEST_REJECTED = "admin_request.rejected"
 ADMIN_REQUEST_EXPIRED = "admin_request.expired"
+# --- compliance console ---
+AUDIT_VERIFIED = "audit.verified"  # an officer re-verified the chain (details: ok, rows, head, first_bad_seq)
+# --- eDiscovery exports (target export:<id>) ---
+EXPORT_REQUESTED = "export.requested"  # reason: the reason code; details: scope, case_ref
+EXPORT_APPROVED = "export.approved"  # a second compliance officer approved it
+EXPORT_REJECTED = "export.rejected"  # rejected, or withdrawn by its requester (details.withdrawn)
+EXPORT_STARTED = "export.started"  # a node (or `bankhub export run`) began building it
+EXPORT_COMPLETED = "export.completed"  # details: counts, bytes, sha256
+EXPORT_FAILED = "export.failed"  # details: error (a fixed text)
+EXPORT_DOWNLOADED = "export.downloaded"  # details: bytes, sha256
+EXPORT_RETRIED = "export.retried"  # a failed export rebuilt at its requester's or approver's request
+EXPORT_EXPIRED = "export.expired"  # past BANKHUB_EXPORT_RETENTION_DAYS: its key destroyed, its chunks deleted
+# --- legal holds ---
+HOLD_PLACED = "hold.placed"  # details: the hold's scope (name, case_ref, custodian, conversation_id, from, to)
+HOLD_RELEASE_REQUESTED = "hold.release_requested"  # reason: the requester's reason
+HOLD_RELEASED = "hold.released"  # a second compliance officer approved the release
+HOLD_RELEASE_REJECTED = "hold.release_rejected"  # the request was rejected or withdrawn: the hold is active again
+HOLD_SHRED_REFUSED = "hold.shred_refused"  # target conversation:<id>; details: hold_ids (a shred a hold refused)
+# --- information barriers ---
+BARRIER_SEGMENT_CREATED = "barrier.segment_created"  # target segment:<name>; details: title
+BARRIER_MEMBER_ADDED = "barrier.member_added"  # target user:<id>; details: segment
+BARRIER_MEMBER_REMOVED = "barrier.member_removed"  # target user:<id>; details: segment
+BARRIER_POLICY_ADDED = "barrier.policy_added"  # target barrier_policy:<id>; details: a, b (segment names)
+BARRIER_POLICY_REMOVED = "barrier.policy_removed"  # target barrier_policy:<id>; details: a, b
+# --- data-loss prevention ---
+DLP_SEARCHED = "dlp.searched"  # an officer searched the fingerprints (details: kind, matches, case_ref; never the value)
+# --- retention, purge and erasure ---
+RETENTION_POLICY_SET = "retention.policy_set"  # target retention_policy:<id>; details: scope, value, days, replaced
+RETENTION_POLICY_REMOVED = "retention.policy_removed"  # target retention_policy:<id>; details: scope, value, days
+RETENTION_PURGE_STARTED = "retention.purge_started"  # target purge_run:<id>; details: now_at, batch_size, floor, policies in force
+RETENTION_PURGE_RESUMED = "retention.purge_resumed"  # target purge_run:<id>; details: cursor, batch_size, floor
+RETENTION_PURGE_BATCH = "retention.purge_batch"  # target purge_run:<id>; details: per conversation: seq range, count, cutoff
+RETENTION_PURGE_INTERRUPTED = "retention.purge_interrupted"  # target purge_run:<id>; details: why (max_batches, stopped)
+RETENTION_PURGE_FINISHED = "retention.purge_finished"  # details: state and the counts (scanned, deleted, refused)
+RETENTION_REQUESTED = "retention.requested"  # target retention_request:<id>; details: kind and what it asks
+RETENTION_REQUEST_APPROVED = "retention.request_approved"  # target retention_request:<id>; details: kind, requested_by
+RETENTION_REQUEST_REJECTED = "retention.request_rejected"  # target retention_request:<id>; details: kind, requested_by
+ERASURE_REQUESTED = "erasure.requested"  # target user:<id>; reason: the officer's reason
+ERASURE_COMPLETED = "erasure.completed"  # target user:<id>; details: erasure_id, shredded, refused (by why)
+# --- supervision (actions/supervision.py) ---
+SUPERVISION_RULE_ADDED = "supervision.rule_added"
+SUPERVISION_RULE_CHANGED = "supervision.rule_changed"
+SUPERVISION_RULE_REMOVED = "supervision.rule_removed"
+SUPERVISION_FLAG_ESCALATED = "supervision.flag_escalated"
+SUPERVISION_FLAG_CLOSED = "supervision.flag_closed"
 # administrative actions use "admin.<verb>", e.g. "admin.user_disabled"
 
 Actor = User | Session | str

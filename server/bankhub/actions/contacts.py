@@ -5,8 +5,8 @@ Who may befriend or block whom is :func:`bankhub.policy.may_befriend` /
 transaction. An add by username or phone never reveals whether the account exists: every
 such request is answered the same (HTTP 202) and shown the same in its sender's outgoing
 list, whether it reached a user, reached nobody (no such account, a user the sender may not
-befriend, a block either way, a full incoming list) or was declined later. Invite codes are
-explicit, since their holder was given the code.
+befriend, a block either way, an information barrier between the two, a full incoming list)
+or was declined later. Invite codes are explicit, since their holder was given the code.
 
 The outgoing list shows one row per handle typed, whatever it resolved to: a second handle
 of someone I already asked, or of my contact, is stored like a handle of nobody (it reaches
@@ -35,6 +35,7 @@ from ..outbox import Transaction
 from ..protocol.frames import ContactEvent, ContactUser, encode
 from ..ratelimit import Limit
 from ..signals import PushSignal
+from ..storage.barriers import BarrierStore
 from ..storage.contacts import ContactRow, ContactStore, IncomingRow, OutgoingRow
 from ..storage.users import UserStore
 from .errors import ActionError, require
@@ -190,7 +191,13 @@ async def request(hub: Hub, actor: User, *, username: str | None = None, phone: 
             users = await _fresh(tx, actor.id, found.id)
             me, peer = users[actor.id], users.get(found.id)
             blocked = await ContactStore.blocked_either_way_in(tx.conn, actor.id, found.id)
-            if peer is not None and policy.may_befriend(me, peer, blocked=blocked).allowed:
+            # an information barrier between us: stored reaching nobody, answered as always (never revealed)
+            barrier = await BarrierStore.facts_txn(tx.conn, [actor.id, found.id])
+            if (
+                peer is not None
+                and policy.may_befriend(me, peer, blocked=blocked).allowed
+                and policy.may_communicate(me, peer, barrier).allowed
+            ):
                 if await ContactStore.is_contact(tx.conn, me.id, peer.id):
                     pass  # contacts already: stored reaching nobody, listed like any other handle
                 elif await ContactStore.has_request_to(tx.conn, me.id, peer.id):
@@ -234,6 +241,8 @@ async def accept(hub: Hub, actor: User, request_id: str) -> User:
         blocked = await ContactStore.blocked_either_way_in(tx.conn, actor.id, from_id)
         require(policy.may_befriend(me, peer, blocked=blocked))
         assert peer is not None
+        # a request sent before a barrier policy between us existed is refused now
+        require(policy.may_befriend_across(me, peer, await BarrierStore.facts_txn(tx.conn, [me.id, peer.id])))
         await _caps(hub, tx, me, peer)
         await ContactStore.befriend(tx.conn, me.id, peer.id)
         _emit(tx, [me.id], "accepted", peer, rid)
@@ -375,6 +384,8 @@ async def redeem(hub: Hub, actor: User, raw_code: str) -> User:
         blocked = await ContactStore.blocked_either_way_in(tx.conn, actor.id, first)
         require(policy.may_befriend(me, owner, blocked=blocked))
         assert owner is not None
+        # an information barrier between us: answered as a block is (the code stays usable)
+        require(policy.may_befriend_across(me, owner, await BarrierStore.facts_txn(tx.conn, [me.id, owner.id])))
         if await ContactStore.is_contact(tx.conn, me.id, owner.id):
             return owner  # contacts already: the code stays usable for someone else
         await _caps(hub, tx, me, owner)

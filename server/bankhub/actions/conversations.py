@@ -8,6 +8,8 @@ from .. import policy
 from ..hub import Hub
 from ..models import ConversationSummary, User
 from ..protocol.frames import Message
+from ..storage.barriers import BarrierStore
+from ..storage.db import Conn
 from ..models import ConversationKey
 from . import groups
 from .errors import ActionError, require
@@ -34,7 +36,13 @@ async def open_direct(hub: Hub, actor: User, peer_username: str) -> tuple[Conver
     # the contact and block facts between the two (customers chat with their contacts; a block bars it)
     contacts, blocked = await hub.contacts.relation(actor.id, peer.id)
     require(policy.may_open_direct(actor, peer, contacts=contacts, blocked=blocked))
-    conv_id, created = await hub.conversations.get_or_create_direct(actor.id, peer.id)
+
+    async def no_barrier(conn: Conn) -> None:
+        # an information barrier between the two, read in the opening transaction (sends are
+        # refused too, should the conversation exist already); answered as an unreachable peer is
+        require(policy.may_open_direct_across(actor, peer, await BarrierStore.facts_txn(conn, [actor.id, peer.id])))
+
+    conv_id, created = await hub.conversations.get_or_create_direct(actor.id, peer.id, no_barrier)
     return await summary(hub, actor, conv_id), created
 
 

@@ -30,6 +30,7 @@ async def reassign_customer(hub: Hub, actor: User, customer_name: str, rm_name: 
             actor, customer, new_rm, await hub.users.org_ancestry(customer.org_id), await hub.users.org_ancestry(new_rm.org_id)
         )
     )
+    # information barriers: checked in the reassignment's transaction (actions/rm.py reassign)
     if customer.rm_id == new_rm.id:
         return customer
     await rm_actions.reassign(hub, actor, customer, new_rm, ip=ip)

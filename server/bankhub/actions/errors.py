@@ -37,6 +37,9 @@ class ActionError(Exception):
         "recipient_not_found": 404,
         "invalid_alert": 422,
         "card_number_detected": 422,
+        # data-loss prevention: a send refused for what it carries; an investigator's invalid value
+        "sensitive_data": 422,
+        "invalid_value": 422,
         # pictures and voice (http/media.py)
         "too_many_pixels": 413,
         "too_long": 422,
@@ -51,6 +54,13 @@ class ActionError(Exception):
         "invalid_visitor_token": 401,
         "visitor_token_expired": 401,
         "visitor_token_replayed": 401,
+        # an eDiscovery export not built (yet): pending approval, running, failed or rejected
+        "not_ready": 409,
+        # retention (actions/retention.py): a policy shorter than the records floor; a purge already running
+        "below_floor": 422,
+        "purge_running": 409,
+        # the compliance console's audit-chain check: another verification is walking the chain
+        "verify_running": 409,
     }
 
     def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:

@@ -37,10 +37,11 @@ from ..outbox import Transaction
 from ..protocol.frames import ConversationAdded, ConversationRemoved, ErrorCode, SystemBody
 from ..signals import MessageSignal
 from ..storage import NewMessage
+from ..storage.barriers import BarrierStore
 from ..storage.contacts import ContactStore
 from ..storage.db import Conn
 from ..storage.groups import GroupRow, GroupStore
-from . import routing, system_posts
+from . import dlp, routing, supervision, system_posts
 from .audit import record
 from .errors import ActionError, require
 
@@ -230,10 +231,16 @@ async def create_group(hub: Hub, actor: User, title: str, usernames: Sequence[st
     if len(set(usernames)) > cap:
         raise ActionError("group_full", f"a group has at most {cap} members")
     members = await _users(hub, actor, usernames)
+    # data-loss prevention: the title is text every member reads (masked, or refused sensitive_data)
+    title = dlp.screen_text(hub.settings, actor, [(m.role, m.visitor) for m in members if m.id != actor.id], title)
     async with hub.transaction("group_create") as tx:
         contacts = await _contact_ids(tx.conn, actor, members)
         require(policy.may_create_group(actor, members, contacts=contacts, max_members=cap))
+        # information barriers: no two of the members (the creator included) may be separated by one
+        barrier = await BarrierStore.facts_txn(tx.conn, [actor.id, *(m.id for m in members)])
+        require(policy.may_join([actor, *members], (), barrier, actor=actor))
         conv_id = await GroupStore.create_txn(tx.conn, actor.id, title, [m.id for m in members])
+        await supervision.flag_title_txn(hub, tx.conn, actor, conv_id, title)  # supervision: the title meets the rules
         _granted(tx, [m.id for m in members if m.id != actor.id], conv_id, "group_created")
     for c in await hub.conversations.list_for_user(actor.id):
         if c.id == conv_id:
@@ -265,7 +272,12 @@ async def rename(hub: Hub, actor: User, conversation_id: str, title: str) -> Gro
         role = await GroupStore.role_of(tx.conn, conv, actor.id)
         org_path = None if group.org_id is None else await hub.users.org_ancestry_in(tx.conn, group.org_id)
         require(policy.may_rename_group(actor, _membership(conv, actor.id, role), org_path))
+        # information barriers: the title is free text every member reads, refused as a send is
+        barred = await BarrierStore.barred_txn(tx.conn, [(conv, actor.id)])
+        require(policy.may_send_across(actor, policy.ALLOW, barred=bool(barred)))
+        title = await dlp.screen_title_txn(hub.settings, tx.conn, actor, conv, title)  # data-loss prevention, as for a send
         await GroupStore.rename_txn(tx.conn, conv, title)
+        await supervision.flag_title_txn(hub, tx.conn, actor, conv, title)  # supervision: the title meets the rules
         await _post_txn(hub, tx, system, conv, SystemEvent.GROUP_RENAMED, f"{actor.display_name} renamed the group to “{title}”", _data(actor, title=title))
     return await view(hub, actor, conv)
 
@@ -301,6 +313,9 @@ async def invite(hub: Hub, actor: User, conversation_id: str, usernames: Sequenc
                     staff=staff,
                 )
             )
+        # information barriers: no invitee separated from a member or from another invitee
+        barrier = await BarrierStore.facts_txn(tx.conn, [*current, *(u.id for u in invitees)])
+        require(policy.may_join(invitees, current, barrier, actor=actor))
         added = await GroupStore.add_txn(tx.conn, conv, [u.id for u in invitees])
         _granted(tx, added, conv, "group_invited")
         names = _names(invitees)
@@ -431,8 +446,10 @@ async def create_org_group(hub: Hub, actor: User, title: str, org_code: str) -> 
     decision = policy.may_create_org_group(actor, await hub.users.org_ancestry(org_id))
     require(decision)
     system = await hub.desk.system()
+    title = dlp.screen_text(hub.settings, actor, [(Role.AGENT, False)], title)  # data-loss prevention: read by staff
     async with hub.transaction("group_create_org") as tx:
         conv = await GroupStore.create_txn(tx.conn, actor.id, title, [], org_id)
+        await supervision.flag_title_txn(hub, tx.conn, actor, conv, title)  # supervision: the title meets the rules
         added, _ = await GroupStore.reconcile_group_txn(tx.conn, conv, org_id)
         _granted(tx, added, conv, "group_org")
         # an administrator reaching every member of staff of a subtree: on the audit chain

@@ -35,13 +35,17 @@ from ..crypto.keys import KeyFileError, KeyProvider, LocalKeyFile
 from ..storage.alert_systems import AlertSystemStore
 from ..storage.alerts import AlertStore
 from ..storage.db import Conn, Database
+from ..storage.holds import ConversationHeld
 from ..storage.keys import ConversationKeyStore, RewrapItem
 from ..storage.signing_keys import rewrap_signing_keys, signing_kek_counts
+from ..storage.dlp import dlp_kek_counts, rewrap_dlp_keys
+from ..storage.supervision import rewrap_supervision_key, supervision_kek_counts
 from . import audit
 from .alert_systems import rewrap_alert_keys, rewrap_secrets
 from .widget import partner_kek_counts, rewrap_partner_secrets
 
 __all__ = [
+    "ConversationHeld",
     "RotationReport",
     "KekInUse",
     "init_key_file",
@@ -135,7 +139,11 @@ async def rotate(
     signing_rewrapped, signing_failed = await rewrap_signing_keys(db, provider)
     # and the service widget partners' token secrets
     widget_rewrapped, widget_failed = await rewrap_partner_secrets(db, provider)
-    for failure in secrets_failed + alert_keys_failed + signing_failed + widget_failed:
+    # and the compliance key of data-loss prevention's fingerprints
+    dlp_rewrapped, dlp_failed = await rewrap_dlp_keys(db, provider)
+    # and supervision's sampling key
+    sampling_rewrapped, sampling_failed = await rewrap_supervision_key(db, provider)
+    for failure in secrets_failed + alert_keys_failed + signing_failed + widget_failed + dlp_failed + sampling_failed:
         log.error("re-wrapping failed: %s", failure)
     # written even when report.failed is not empty: a partial rotation is an auditable event too
     await audit.record(
@@ -158,6 +166,10 @@ async def rotate(
             "signing_keys_failed": len(signing_failed),
             "widget_secrets_rewrapped": widget_rewrapped,
             "widget_secrets_failed": len(widget_failed),
+            "dlp_keys_rewrapped": dlp_rewrapped,
+            "dlp_keys_failed": len(dlp_failed),
+            "sampling_keys_rewrapped": sampling_rewrapped,
+            "sampling_keys_failed": len(sampling_failed),
         },
     )
     return report
@@ -182,6 +194,11 @@ async def retire_kek(db: Database, key_file: LocalKeyFile, kek_id: str, *, actor
     widget = (await partner_kek_counts(db)).get(kek_id)
     if widget:
         raise KekInUse(f"{kek_id} still wraps {widget} widget partner secret(s): run bankhub keys rotate --rewrap-only first")
+    compliance = (await dlp_kek_counts(db)).get(kek_id)
+    if compliance:
+        raise KekInUse(f"{kek_id} still wraps {compliance} compliance key(s): run bankhub keys rotate --rewrap-only first")
+    if (await supervision_kek_counts(db)).get(kek_id):
+        raise KekInUse(f"{kek_id} still wraps the supervision sampling key: run bankhub keys rotate --rewrap-only first")
     key_file.remove_key(kek_id)
     await audit.record(db, actor=actor, action=audit.KEYS_RETIRED, target=f"kek:{kek_id}")
 
@@ -198,6 +215,12 @@ async def shred_conversation(
 
     ``in_transaction`` runs inside the shredding transaction, after the key is destroyed
     and only when it was: the place for the audit record, so both commit together.
+
+    Raises :class:`~bankhub.storage.holds.ConversationHeld` (naming the holds) when an
+    active legal hold covers the conversation: nothing is destroyed, and the refusal is
+    audited (``hold.shred_refused``, details ``hold_ids``). The check
+    runs in the shredding transaction under the holds lock (shared), so it cannot miss a
+    hold that committed before, and a hold being placed waits for the shred to end.
     """
     try:
         uuid.UUID(conversation_id)
@@ -212,7 +235,15 @@ async def shred_conversation(
             db, actor=actor, action=audit.KEYS_SHREDDED, target=f"conversation:{conversation_id}", reason=reason, conn=conn
         )
 
-    return await ConversationKeyStore(db).shred(conversation_id, in_transaction=audited)
+    try:
+        return await ConversationKeyStore(db).shred(conversation_id, in_transaction=audited)
+    except ConversationHeld as held:
+        # the refusal is recorded too, in a transaction of its own (the shred's rolled back)
+        await audit.record(
+            db, actor=actor, action=audit.HOLD_SHRED_REFUSED, target=f"conversation:{conversation_id}", reason=reason,
+            details={"hold_ids": [h.hold_id for h in held.holds]},
+        )
+        raise
 
 
 async def key_status(db: Database, provider: KeyProvider) -> tuple[str, dict[str, int], int]:

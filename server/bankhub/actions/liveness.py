@@ -61,12 +61,14 @@ async def typing(hub: Hub, actor: User, frame: Typing) -> None:
         require(decision)
     if len(members) > cap:
         return  # a large conversation: typing is not shown there (as peers do)
+    # nor to a member an information barrier separates from me (my sends are refused there too)
+    barred = await hub.barriers.separated_from(actor.id, [m for m in members if m != actor.id])
     ttl_ms = int(gate.ttl * 1000)
     text = encode(
         TypingEvent(conversation_id=frame.conversation_id, user_id=actor.id, active=frame.active, ttl_ms=ttl_ms)
     ).decode()
     await hub.outbox.publish(
-        [(user_channel(m), PushSignal(user_id=m, frame=text)) for m in members if m != actor.id], what="typing"
+        [(user_channel(m), PushSignal(user_id=m, frame=text)) for m in members if m != actor.id and m not in barred], what="typing"
     )
 
 
@@ -102,7 +104,10 @@ async def read_positions(hub: Hub, actor: User, conversation_id: str) -> list[tu
     if len(positions) > cap:
         return [(actor.id, membership.read_seq)]
     blocked = membership.kind == "direct" and await hub.privacy.direct_blocked(conversation_id)
-    return policy.visible_read_positions(actor.id, positions, len(positions), cap, blocked=blocked)
+    visible = policy.visible_read_positions(actor.id, positions, len(positions), cap, blocked=blocked)
+    # nor the position of a member an information barrier separates from me (as the live receipts)
+    barred = await hub.barriers.separated_from(actor.id, [u for u, _ in visible if u != actor.id])
+    return [(u, seq) for u, seq in visible if u not in barred]
 
 
 async def get_privacy(hub: Hub, actor: User) -> Privacy:

@@ -27,7 +27,9 @@ from ..signals import MessageSignal, ReceiptSignal
 from ..storage import Appended, NewMessage
 from ..storage.messages import Since
 from ..storage.privacy import PrivacyStore
-from . import cards, media, reactions
+from ..storage.barriers import BarrierStore
+from ..storage.retention import link_media_txn
+from . import cards, dlp, media, reactions, supervision
 from .errors import ActionError, require
 
 __all__ = ["send", "read", "sync", "commit"]
@@ -65,9 +67,16 @@ async def commit(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
     """The group committer's flush: commit the batch, publish its signals, then let the
     reactions (bot, auto-replies) see what was committed."""
     sends = [p.new for p in batch]
+    scans = await dlp.prescan(hub, sends)  # data-loss prevention: what each text carries, the key loaded
     async with hub.transaction("append_messages") as tx:
         locked = await hub.messages.lock_txn(tx.conn, sends)
         decisions = [_decide(n.sender, locked.membership(n), n, blocked=locked.blocked(n)) for n in sends]
+        # information barriers: one query for the batch; a sender a policy separates from any current member is refused
+        barred = await BarrierStore.barred_txn(tx.conn, [(n.conversation_id, n.sender.id) for n in sends])
+        decisions = [
+            policy.may_send_across(n.sender, d, barred=(n.conversation_id, n.sender.id) in barred)
+            for n, d in zip(sends, decisions, strict=True)
+        ]
         # pictures and voice: the items are locked against the unsent-upload sweep until commit,
         # and one it deleted since media.attach checked it is refused, not sent as a dangling id
         carried = [media.carried(n.kind, n.body) for n in sends]
@@ -75,11 +84,20 @@ async def commit(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
         decisions = [
             _NO_MEDIA if m is not None and m not in present and d.allowed else d for d, m in zip(decisions, carried, strict=True)
         ]
+        # data-loss prevention: the per-direction verdict; masked bodies replace the originals, refusals the decisions
+        sends, decisions, verdicts = dlp.screen(hub.settings, sends, scans, locked, decisions)
         results = await hub.messages.append_txn(tx.conn, sends, locked, decisions)
+        await dlp.record_txn(tx.conn, scans, verdicts, results)  # the masked values' keyed fingerprints, same transaction
         # a committed message carries them: no longer drafts (others may see them, the sweep keeps them)
         await hub.media.store.mark_attached(
             tx.conn, sorted({m for m, r in zip(carried, results, strict=True) if m is not None and r.status == "stored"})
         )
+        # which message carries which item (the same item may be sent again): a purge keeps an item any message still carries
+        await link_media_txn(
+            tx.conn, [(r.message.message_id, m) for m, r in zip(carried, results, strict=True) if m and r.status == "stored" and r.message]
+        )
+        # supervision: rules and sampling on the stored (masked) text; flags commit with the messages
+        await supervision.flag_txn(hub, tx.conn, sends, results)
         for pending, result in zip(batch, results, strict=True):
             if result.message is not None:
                 # a duplicate is published again: harmless (receivers drop seen seqs) and it repairs
@@ -126,7 +144,9 @@ async def send(hub: Hub, actor: User, frame: Send, origin: str | None = None) ->
         seq=m.seq,
         ts=m.ts,
         duplicate=result.status == "duplicate",
-        body=m.body if isinstance(m.body, SignedCardBody) else None,  # the hub's signature travels back
+        # the hub's signature travels back; so does a body data-loss prevention masked
+        body=m.body if isinstance(m.body, SignedCardBody) or result.dlp else None,
+        dlp=result.dlp,
     )
 
 
@@ -148,8 +168,11 @@ async def read(hub: Hub, actor: User, frame: Read) -> Receipt:
         blocked = membership is not None and membership.kind == "direct" and await PrivacyStore.direct_blocked_in(
             tx.conn, frame.conversation_id
         )
+        audience = policy.receipt_audience(actor.id, members, opted_out, cap, blocked=blocked)
+        # no read receipt to a member an information barrier separates from me
+        barred_from = await BarrierStore.separated_from_txn(tx.conn, actor.id, [m for m in audience if m != actor.id])
         tx.emit_to_users(
-            policy.receipt_audience(actor.id, members, opted_out, cap, blocked=blocked),
+            [m for m in audience if m not in barred_from],
             ReceiptSignal(conversation_id=frame.conversation_id, user_id=actor.id, read_seq=read_seq, last_seq=last_seq),
         )
     return Receipt(

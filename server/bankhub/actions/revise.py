@@ -33,8 +33,10 @@ from ..models import User
 from ..protocol.frames import Edit, EditBody, Message, Recall, RecallBody, Sent
 from ..signals import MessageSignal
 from ..storage import NewMessage
+from ..storage.barriers import BarrierStore
 from ..storage.db import Conn
 from ..storage.revisions import TargetRow
+from . import dlp, supervision
 from .errors import ActionError, require
 
 __all__ = ["edit", "recall"]
@@ -90,10 +92,14 @@ async def _revise(
         client_msg_id = f"recall.{uuid7()}"
         window = settings.message_recall_seconds
     new = NewMessage(sender=actor, conversation_id=cid, client_msg_id=client_msg_id, kind=change, body=body)
+    scans = await dlp.prescan(hub, [new])  # data-loss prevention: an edit's new text, the key loaded
     async with hub.transaction("revise_message") as tx:
         locked = await hub.messages.lock_txn(tx.conn, [new])
         membership = locked.membership(new)
         require(policy.may_send(actor, membership))
+        if isinstance(frame, Edit):  # new text reaches the members: an information barrier refuses it as it refuses a send
+            barred = await BarrierStore.barred_txn(tx.conn, [(cid, actor.id)])
+            require(policy.may_send_across(actor, policy.ALLOW, barred=bool(barred)))
         keys = await hub.revisions.data_key_txn(tx.conn, cid, locked.known_keys)
         if cid in keys.shredded:
             raise ActionError("gone", "this conversation was erased; its messages can no longer be changed")
@@ -106,7 +112,11 @@ async def _revise(
             if stored is not None:
                 # published again: harmless (receivers drop seen seqs), repairs a lost delivery
                 tx.emit_to_users(recipients, MessageSignal(message=stored, origin=origin))
-                return _sent(frame_id, stored, True)
+                resent = _sent(frame_id, stored, True)
+                if scans[0].findings and _encoder.encode(stored.body) != new.body:
+                    # stored masked the first time: the sender again holds what the members see
+                    resent = msgspec.structs.replace(resent, body=stored.body, dlp=dlp.notices(scans[0].findings))
+                return resent
         target = await hub.revisions.target_txn(tx.conn, key, cid, mid)
         if change == "recall" and (dup := await _recalled_before(hub, tx.conn, key, actor, target)) is not None:
             tx.emit_to_users(recipients, MessageSignal(message=dup, origin=origin))
@@ -117,16 +127,25 @@ async def _revise(
         blocked = locked.blocked(new)
         require(policy.may_revise(actor, membership, facts, change, elapsed, window, settings.message_max_edits, blocked=blocked))
         assert target is not None
+        # data-loss prevention, as for a send: the new text masked, or the edit refused
+        [new], [verdict], verdicts = dlp.screen(settings, [new], scans, locked, [policy.ALLOW])
+        require(verdict)
         [result] = await hub.messages.append_txn(tx.conn, [new], locked, [policy.ALLOW])
         if result.status == "denied" or result.message is None:
             raise ActionError(result.code or "forbidden", result.reason or "not allowed")
+        await dlp.record_txn(tx.conn, scans, verdicts, [result])
         message = result.message
-        new_text = _encoder.encode(frame.body) if isinstance(frame, Edit) else None
+        new_text = _encoder.encode(message.body.body) if isinstance(message.body, EditBody) else None
         # the change's time is its message's: a target's edited_ts equals its edit message's ts
         changed_at = dt.datetime.fromtimestamp(message.ts / 1000, dt.timezone.utc)
         await hub.revisions.apply_txn(tx.conn, key, target, change, message.seq, new_text, changed_at)
+        # supervision: an edit's new text (as stored) meets the rules like a new message
+        await supervision.flag_txn(hub, tx.conn, [new], [result])
         tx.emit_to_users(result.recipients, MessageSignal(message=message, origin=origin))
-    return _sent(frame_id, message, result.status == "duplicate")
+    sent = _sent(frame_id, message, result.status == "duplicate")
+    if result.dlp:  # masked: the sender holds what the members see
+        sent = msgspec.structs.replace(sent, body=message.body, dlp=result.dlp)
+    return sent
 
 
 async def _recalled_before(hub: Hub, conn: Conn, key: DataKey, actor: User, target: TargetRow | None) -> Message | None:

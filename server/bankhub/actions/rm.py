@@ -26,9 +26,11 @@ from ..models import Role, User
 from ..protocol.frames import ConversationAdded, ConversationRemoved, CustomerCard, Message, RmChanged, StaffCard
 from ..outbox import Emitted
 from ..models import BookKey, RmListed
+from ..storage.barriers import BarrierStore
+from ..storage.db import Conn
 from ..storage.rm import RM_STATUSES, HandedOver, RmStatus, RmStore
 from .audit import CUSTOMER_REASSIGNED, record
-from . import routing, system_posts
+from . import dlp, routing, system_posts
 from .errors import ActionError, require
 
 __all__ = [
@@ -135,7 +137,8 @@ async def managers(hub: Hub, actor: User, *, after: str | None, limit: int) -> l
     to learn whether a page follows."""
     require(policy.may_list_rms(actor))
     root = None if actor.role is Role.HEAD_OFFICE_ADMIN else actor.org_id
-    return await hub.desk.rm.managers(root, after=after, limit=limit)
+    # RMs an information barrier separates from the administrator are omitted
+    return await hub.desk.rm.managers(root, after=after, limit=limit, viewer_id=actor.id)
 
 
 async def book(
@@ -219,12 +222,16 @@ async def set_status(hub: Hub, actor: User, status: str, message: str | None) ->
     text = (message or "").strip() or None
     if text is not None and len(text) > 500:
         raise ActionError("invalid_request", "an auto-reply has at most 500 characters")
+    if text is not None:  # data-loss prevention: posted to customers (staff to customer)
+        text = dlp.screen_auto_reply(hub.settings, actor, text)
     saved = await hub.desk.rm.set_status(actor.id, status, text)
     await routing.broadcast_rm_status(hub, actor.id, status)
     return _status_view(saved)
 
 
-async def _check_customers(hub: Hub, actor: User, customer_ids: Sequence[str], new_rm: User, rm_ancestry: Sequence[str]) -> None:
+async def _check_customers(
+    hub: Hub, conn: Conn, actor: User, customer_ids: Sequence[str], new_rm: User, rm_ancestry: Sequence[str]
+) -> None:
     users = await hub.users.by_ids(customer_ids)
     ancestry: dict[str, list[str]] = {}
     for cid in customer_ids:
@@ -232,6 +239,10 @@ async def _check_customers(hub: Hub, actor: User, customer_ids: Sequence[str], n
         if customer.org_id not in ancestry:
             ancestry[customer.org_id] = await hub.users.org_ancestry(customer.org_id)
         require(policy.may_reassign_customer(actor, customer, new_rm, ancestry[customer.org_id], rm_ancestry))
+    # information barriers: no customer handed to an RM a policy separates them from (read in the handover's transaction)
+    barrier = await BarrierStore.facts_txn(conn, [new_rm.id, *customer_ids])
+    for cid in customer_ids:
+        require(policy.may_communicate(new_rm, users[cid], barrier))
 
 
 async def hand_over_book(
@@ -252,7 +263,7 @@ async def hand_over_book(
             raise ActionError("not_found", f"not in {from_rm.username}'s book: {', '.join(missing)}")
         if len(locked) > MAX_HANDOVER:
             raise ActionError("invalid_request", f"a book of over {MAX_HANDOVER} customers is handed over in parts (name them)")
-        await _check_customers(hub, actor, [cid for cid, _ in locked], to_rm, to_ancestry)
+        await _check_customers(hub, conn, actor, [cid for cid, _ in locked], to_rm, to_ancestry)
         await RmStore.lock_direct_conversations(conn, [cid for cid, _ in locked], from_rm.id)
         moved: list[HandedOver] = []
         for cid, name in locked:
@@ -295,6 +306,8 @@ async def reassign(hub: Hub, actor: User, customer: User, new_rm: User, *, ip: s
     same transaction, then the handover notices."""
     async with hub.db.transaction("customer_reassign") as conn:
         old_rm = await RmStore.lock_customer(conn, customer.id)
+        # information barriers: an RM serves their customers in chat (read in this transaction)
+        require(policy.may_communicate(new_rm, customer, await BarrierStore.facts_txn(conn, [new_rm.id, customer.id])))
         moved = await RmStore.hand_over(conn, customer.id, customer.username, old_rm, new_rm.id)
         await record(
             hub,
@@ -344,14 +357,18 @@ async def auto_reply(hub: Hub, conversation_id: str, customer: User, rm_id: str)
     rm = (await hub.users.by_ids([rm_id])).get(rm_id)
     if rm is None:
         return
+    text: str | None = None
     if status.message:
-        text = status.message
-    elif status.status == "off_duty":
+        try:  # screened when set; again now, under today's policy
+            text = dlp.screen_auto_reply(hub.settings, rm, status.message)
+        except ActionError:
+            text = None  # the policy now refuses it: the standard reply instead
+    if text is None and status.status == "off_duty":
         text = (
             f"{rm.display_name} is off duty now and will reply on their next working day. "
             "For anything urgent, the service desk is available in the app or at 95588."
         )
-    else:
+    elif text is None:
         text = f"{rm.display_name} is away at the moment and will reply as soon as possible."
     await system_posts.post(
         hub,

@@ -38,7 +38,7 @@ from ..protocol.frames import CustomerCard, Message, ServiceNote, ServiceStatus,
 from ..storage.service.rows import AgentRow, QueueRow, ServiceError, SessionRow
 from ..text import is_queue_code
 from .audit import record
-from . import routing, system_posts
+from . import dlp, routing, system_posts
 from .errors import ActionError, require
 
 __all__ = [
@@ -314,6 +314,8 @@ async def rate(hub: Hub, actor: User, session_id: str, score: int, comment: str 
         raise ActionError("invalid_request", "a rating is 1 to 5")
     if comment is not None and len(comment) > 1000:
         raise ActionError("invalid_request", "a comment has at most 1000 characters")
+    if comment:  # data-loss prevention: read by the service desk (customer to staff)
+        comment = dlp.screen_csat_comment(hub.settings, actor, comment)
     rated = await _store(hub, lambda: hub.desk.store.rate(session_id, actor.id, score, comment or None))
     return await _view(hub, rated)
 
@@ -450,7 +452,7 @@ async def transfer(
     require(policy.may_handle_service_session(actor, session.agent_id if session.state == "active" else None))
     if (queue is None) == (agent is None):
         raise ActionError("invalid_request", "transfer to either a queue or an agent")
-    text = _note(note)
+    text = dlp.screen_note(hub.settings, actor, _note(note))  # data-loss prevention: masked (or refused) before it is kept
     if session.state != "active" or session.agent_id is None:
         raise ActionError("conflict", f"the session is {session.state}, not being served")
     previous = session.agent_id
@@ -474,6 +476,7 @@ async def transfer(
         target_user = await hub.users.by_username(agent)
         require(policy.may_transfer_to_agent(actor, previous, target_user))  # the target is a principal too
         assert target_user is not None
+        # information barriers: checked in the transfer's own transaction (storage/service/routing.py)
         target_id = target_user.id
         change = await _store(hub, lambda: hub.desk.store.transfer_to_agent(session_id, actor.id, target_id, text, previous))
         items = await routing.assigned(hub, change.session, "transfer")
@@ -498,6 +501,8 @@ async def close(hub: Hub, actor: User, session_id: str, tags: Sequence[str], not
         raise ActionError("conflict", f"the session is {session.state}, not being served")
     previous = session.agent_id
     text = (note or "").strip() or None
+    if text is not None:
+        text = dlp.screen_note(hub.settings, actor, text)  # data-loss prevention: masked (or refused) before it is kept
     change = await _store(hub, lambda: hub.desk.store.close(session_id, actor.id, chosen, text, previous))
     closed = change.session
     await system_posts.post(
@@ -572,6 +577,8 @@ async def put_queue(
         raise ActionError("invalid_request", "a queue name has 1 to 64 characters")
     if len(out_of_hours_text) > 1000:
         raise ActionError("invalid_request", "the out-of-hours reply has at most 1000 characters")
+    # data-loss prevention: posted to every customer who writes out of hours (staff to customer)
+    out_of_hours_text = dlp.screen_text(hub.settings, actor, [(Role.CUSTOMER, False)], out_of_hours_text)
     try:
         closes = parse_hhmm(close_at) or 1440  # closing at 00:00 is midnight at the end of the day
         hours = BusinessHours(timezone, tuple(sorted(set(days))), parse_hhmm(open_at), closes)

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..compliance.dlp import find_card_number, luhn_ok
+
 __all__ = [
     "LOCALES",
     "VarType",
@@ -204,83 +206,8 @@ TEMPLATES: dict[str, Template] = {t.id: t for t in _ALL}
 
 
 # --- the card-number guard -------------------------------------------------------------
-
-_SEPARATORS = frozenset(" \u00a0-./_")
-_MAX_GAP = 2  # separators in a row still inside one number ("4111  1111")
-
-
-def luhn_ok(digits: str) -> bool:
-    """The Luhn checksum of an ASCII digit string."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _digit(ch: str) -> str | None:
-    value = unicodedata.decimal(ch, None)
-    return None if value is None else chr(48 + value)
-
-
-def _ignorable(ch: str) -> bool:
-    return ch in _SEPARATORS or unicodedata.category(ch) in ("Cf", "Zs", "Mn")
-
-
-def find_card_number(text: str) -> str | None:
-    """A masked sample of the first card-number-like digit sequence in ``text``, else None.
-
-    Digits of any script count. Digits separated by at most two separators (space,
-    no-break space, ``-``, ``.``, ``/``, ``_``, or an invisible or combining character) form
-    one *run*, made of *groups* (the digits between separators). Card-like is:
-
-    * any consecutive groups of a run holding 13–19 digits together that pass the Luhn
-      check (``4111 1111 1111 1111``, also with a stray digit group before or after), or
-    * a group of more than 19 digits (a card number could hide anywhere inside it).
-
-    A single 13–19 digit number that fails the Luhn check (a reference number) passes.
-    """
-    runs: list[list[str]] = []
-    groups: list[str] = []
-    current: list[str] = []
-    gap = 0
-    for ch in text:
-        d = _digit(ch)
-        if d is not None:
-            if gap and current:
-                groups.append("".join(current))
-                current = []
-            current.append(d)
-            gap = 0
-        elif (current or groups) and _ignorable(ch) and gap < _MAX_GAP:
-            gap += 1
-        else:
-            if current:
-                groups.append("".join(current))
-            if groups:
-                runs.append(groups)
-            groups, current, gap = [], [], 0
-    if current:
-        groups.append("".join(current))
-    if groups:
-        runs.append(groups)
-    for run in runs:
-        for start in range(len(run)):
-            if len(run[start]) > 19:
-                return f"{run[start][:2]}{'*' * (len(run[start]) - 6)}{run[start][-4:]}"
-            digits = ""
-            for group in run[start:]:
-                digits += group
-                if len(digits) > 19:
-                    break
-                if len(digits) >= 13 and luhn_ok(digits):
-                    return f"{digits[:2]}{'*' * (len(digits) - 6)}{digits[-4:]}"
-    return None
-
+# One definition of "a card number" and its Luhn check for the whole hub: the data-loss
+# prevention core's (bankhub.compliance.dlp), whose alert guard refuses rather than masks.
 
 # --- variables -------------------------------------------------------------------------
 

@@ -4,6 +4,9 @@
 * :mod:`~bankhub.cli.db` — ``migrate``, ``db grant-app-role``;
 * :mod:`~bankhub.cli.audit` — ``audit verify``;
 * :mod:`~bankhub.cli.keys` — ``keys ...`` (encryption at rest);
+* :mod:`~bankhub.cli.holds` — ``holds ...`` (legal holds);
+* :mod:`~bankhub.cli.exports` — ``export ...`` (eDiscovery exports; ``export verify`` works offline);
+* :mod:`~bankhub.cli.retention` — ``retention ...`` (policies, purge, erasure);
 * :mod:`~bankhub.cli.alerts` — ``systems ...``, ``notify``, ``alerts ...``;
 * :mod:`~bankhub.cli.widget` — ``widget ...`` (service widget partners);
 * :mod:`~bankhub.cli.common` — finding and reaching the database, the key provider, the
@@ -19,7 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from . import alerts, audit, db, keys, serve, widget
+from . import alerts, audit, db, exports, holds, keys, retention, serve, widget
 
 __all__ = ["main", "build_parser"]
 
@@ -35,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.register(sub)
     db.register(sub)
     keys.register(sub)
+    holds.register(sub)
+    exports.register(sub)
+    retention.register(sub)
     alerts.register(sub)
     widget.register(sub)
     serve.register_settings(sub)

@@ -6,7 +6,8 @@
   ``--rewrap-only`` no KEK is added: resume an interrupted rotation, or re-wrap after
   making a new KEK active in an HSM/KMS.
 * ``keys retire --kek ID`` — remove an old KEK from the key file once nothing uses it.
-* ``keys shred --conversation ID`` — crypto-shred one conversation (irreversible).
+* ``keys shred --conversation ID`` — crypto-shred one conversation (irreversible); refused
+  (exit 1, naming the holds) while an active legal hold covers it.
 * ``keys rotate-signing`` — make a new Ed25519 card/notice signing key active; the old one
   is retired but stays listed at ``/v1/signing-keys`` (what it signed still verifies).
 * ``keys status`` — the active KEK and how many conversation keys each KEK wraps.
@@ -78,9 +79,18 @@ def cmd_retire(args: argparse.Namespace) -> int:
 
 
 def cmd_shred(args: argparse.Namespace) -> int:
-    from ..actions.keys import shred_conversation
+    from ..actions.keys import ConversationHeld, shred_conversation
 
-    outcome = common.with_db(args, lambda db: shred_conversation(db, args.conversation))
+    try:
+        outcome = common.with_db(args, lambda db: shred_conversation(db, args.conversation))
+    except ConversationHeld as exc:
+        # a legal hold covers it: nothing was destroyed; name the holds so the operator knows whom to ask
+        print(f"bankhub keys shred: refused: conversation {args.conversation} is under legal hold", file=sys.stderr)
+        for hold in exc.holds:
+            case = f", case {hold.case_ref}" if hold.case_ref else ""
+            print(f"  hold {hold.hold_id}: {hold.name}{case}", file=sys.stderr)
+        print("nothing was shredded; two compliance officers must release the hold(s) first", file=sys.stderr)
+        return 1
     if outcome == "not_found":
         print(f"bankhub keys shred: no conversation {args.conversation}", file=sys.stderr)
         return 1

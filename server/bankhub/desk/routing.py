@@ -14,13 +14,16 @@ The rules:
 * customers are served strictly in the order given (FIFO): planning stops at the first
   customer nobody can take, so no one behind them is served first;
 * a customer transferred away from an agent goes to someone else when anyone else can
-  take them (``avoid``), and back to that agent only when nobody else can.
+  take them (``avoid``), and back to that agent only when nobody else can;
+* never to an agent an information barrier separates from the customer (``barred``): such
+  a customer waits for another agent, and the customers behind are served meanwhile (the
+  agents free now cannot take them at all, so FIFO is not broken for anyone who could be).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["AGENT_STATES", "AgentLoad", "Assignment", "plan", "free_slots", "serving_slots", "estimate_wait"]
@@ -51,13 +54,20 @@ def _takes_customers(agent: AgentLoad, active: int) -> bool:
     return agent.state == "available" and active < agent.capacity
 
 
-def plan(agents: Sequence[AgentLoad], waiting: Sequence[str], avoid: Mapping[str, str] | None = None) -> list[Assignment]:
+def plan(
+    agents: Sequence[AgentLoad],
+    waiting: Sequence[str],
+    avoid: Mapping[str, str] | None = None,
+    barred: Mapping[str, Collection[str]] | None = None,
+) -> list[Assignment]:
     """Assign the sessions of ``waiting`` (in FIFO order) to ``agents``; see the module rules.
 
-    ``avoid`` maps a session to the agent it was transferred away from. Returns the
-    assignments in the order they were made (a prefix of ``waiting``).
+    ``avoid`` maps a session to the agent it was transferred away from; ``barred`` a
+    session to the agents an information barrier separates from its customer. Returns the
+    assignments in the order they were made (without ``barred``: a prefix of ``waiting``).
     """
     avoid = avoid or {}
+    barred = barred or {}
     active = {a.user_id: a.active for a in agents}
     # fairness rank: never assigned < assigned long ago < assigned recently < assigned in this plan
     rank: dict[str, tuple[int, float]] = {
@@ -68,6 +78,8 @@ def plan(agents: Sequence[AgentLoad], waiting: Sequence[str], avoid: Mapping[str
         candidates = [a for a in agents if _takes_customers(a, active[a.user_id])]
         if not candidates:
             break  # FIFO: nobody behind this customer is served before them
+        if (excluded := barred.get(session_id)) and not (candidates := [a for a in candidates if a.user_id not in excluded]):
+            continue  # only agents a barrier separates from this customer are free: the next customer's turn
         shunned = avoid.get(session_id)
         best = min(candidates, key=lambda a: (a.user_id == shunned, active[a.user_id], rank[a.user_id], a.user_id))
         active[best.user_id] += 1

@@ -466,11 +466,13 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "/v1/accounts/{account_id}/notices": {
             "get": seq_paged(op("Notices for me, newest first (?before_seq=&limit=)", 200, "NoticePage", extra=(403, 404))),
             "post": op(
-                "Publish a notice: now, scheduled, or pending a second administrator's approval",
+                "Publish a notice: now, scheduled, or pending a second administrator's approval (422 sensitive_data: a "
+                "text field carries a card, resident ID or account number, a CVV or a code and data-loss prevention "
+                "refuses it for the followers; masked when the policy masks)",
                 201,
                 "NoticeOut",
                 body=ref("NoticeInBody"),
-                extra=(400, 403, 404),
+                extra=(400, 403, 404, 422),
             ),
         },
         "/v1/accounts/{account_id}/read": {"put": op("Move my read position", 200, "AccountReadOut", body=ref("ReadBody"), extra=(404,))},

@@ -17,6 +17,11 @@ own pages, or it is refused with 403 ``csrf_failed`` before anything is looked u
 * a ``Sec-Fetch-Site`` header, when sent, of ``same-origin`` (any other value only with an
   ``Origin`` listed in ``BANKHUB_ALLOWED_ORIGINS``).
 
+A route that hands out what only the audited compliance path may (message text, an export's
+download) is declared ``audited_read``: there a cookie-authenticated GET must also come from the
+hub's own page (:func:`check_audited_read`), so a same-site page cannot make an officer's browser
+read — and write audit rows — in the officer's name.
+
 When a request carries both, the ``Authorization`` header wins and the cookie is ignored.
 """
 
@@ -44,6 +49,7 @@ __all__ = [
     "csrf_token",
     "cookie_token",
     "check_browser_origin",
+    "check_audited_read",
     "session_cookie",
     "cleared_cookie",
 ]
@@ -97,11 +103,26 @@ def check_browser_origin(hub: Hub, request: Request) -> None:
         raise ActionError("csrf_failed", "a request from another site may not use the session cookie")
 
 
-async def require_session(hub: Hub, request: Request) -> Session:
+def check_audited_read(hub: Hub, request: Request) -> None:
+    """Refuse (403 ``csrf_failed``) a cookie-authenticated safe-method request to an audited
+    read unless the browser vouches the hub's own page made it: ``Sec-Fetch-Site:
+    same-origin``, or an ``Origin`` that is the hub's own or allowlisted. A request saying
+    neither is refused too: the cookie alone does not prove who asked."""
+    check_browser_origin(hub, request)
+    origin = request.headers.get("origin")
+    if request.headers.get("sec-fetch-site") == "same-origin":
+        return
+    if origin is not None and hub.origin_allowed(origin, request.headers.get("host", "")):
+        return
+    raise ActionError("csrf_failed", "an audited read with the session cookie must come from the hub's own page (Sec-Fetch-Site: same-origin)")
+
+
+async def require_session(hub: Hub, request: Request, *, audited_read: bool = False) -> Session:
     """The caller's active session; raises ``unauthorized`` otherwise. Tokens in URLs are refused.
 
     A bearer token when ``Authorization`` is sent; else the session cookie, with the CSRF
-    checks of the module docstring on unsafe methods (``csrf_failed``, 403)."""
+    checks of the module docstring on unsafe methods (``csrf_failed``, 403) and, for an
+    ``audited_read`` route, :func:`check_audited_read` on safe methods too."""
     header = request.headers.get("authorization")
     if header is not None or (token := cookie_token(request)) is None:
         scheme, _, token = (header or "").partition(" ")
@@ -114,6 +135,8 @@ async def require_session(hub: Hub, request: Request) -> Session:
         sent = request.headers.get(CSRF_HEADER.lower(), "")
         if not hmac.compare_digest(sent.encode("utf-8", "replace"), csrf_token(token).encode("ascii")):
             raise ActionError("csrf_failed", f"send the {CSRF_HEADER} header of this session with every unsafe request")
+    elif audited_read:
+        check_audited_read(hub, request)
     session = await session_actions.authenticate_token(hub, token)
     if session is None:
         raise ActionError("unauthorized", "invalid, expired or revoked token")

@@ -80,7 +80,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "SystemCardOut",
         body=ref("SystemCardIn"),
         auth=False,
-        extra=(400, 401, 403, 404, 409, 413, 415, 429),
+        extra=(400, 401, 403, 404, 409, 413, 415, 422, 429),
     )
     card["security"] = []  # HMAC-signed, see docs/alerts.md; no bearer token
     card["parameters"] = [
@@ -93,6 +93,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "like any card. The system must be registered for the template's alert category: offer → marketing, "
         "bill_reminder → transaction, appointment → service (else 403 forbidden). 404 recipient_not_found: no such "
         "active customer; 409 conflict: the customer has no active RM; 400 invalid_request: a link or image off "
-        "BANKHUB_CARD_DOMAINS."
+        "BANKHUB_CARD_DOMAINS. 422 sensitive_data: a title, line or button label carries a card, resident ID or account "
+        "number, a CVV or a code (data-loss prevention, bank to customer: BANKHUB_DLP_STAFF_TO_CUSTOMER)."
     )
     return {"/v1/signing-keys": {"get": keys}, "/v1/cards": {"post": card}}

@@ -239,8 +239,9 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     no_request = "`not_found`: no such pending request for me"
     request_post = op("Ask a user to become my contact, by username or phone", 202, None, body=ref("ContactRequestBody"), extra=(400, 403, 409, 429))
     request_post["responses"]["202"]["description"] = (
-        "Accepted, with no body: the same answer whether or not the account exists, may be added, blocks me or "
-        "declines later (the request then lapses after BANKHUB_CONTACTS_REQUEST_TTL_DAYS)"
+        "Accepted, with no body: the same answer whether or not the account exists, may be added, blocks me, is "
+        "separated from me by an information barrier or declines later (the request then lapses after "
+        "BANKHUB_CONTACTS_REQUEST_TTL_DAYS)"
     )
     return {
         "/v1/contacts": {"get": paged(op("My contacts, by username", 200, "ContactList"))},
@@ -278,7 +279,8 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
                 op("Accept a request to me: we become contacts", 200, "ContactOut", extra=(403, 404, 409)),
                 "Both users are checked again now (policy, blocks, disabled accounts).",
                 {
-                    403: "`forbidden`: the policy refuses this contact now (a disabled account, a changed role, a block)",
+                    403: "`forbidden`: the policy refuses this contact now (a disabled account, a changed role, a block, "
+                    "an information barrier)",
                     404: no_request,
                     409: "`conflict`: one of us has BANKHUB_CONTACTS_MAX_CONTACTS contacts",
                 },
@@ -333,7 +335,8 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
                 "Explicit answers, since the holder was given the code. A refused redemption leaves the code usable.",
                 {
                     400: "`invalid_request`: my own code, or a malformed body",
-                    403: "`forbidden`: the policy refuses this contact (customers and staff, a disabled account, a block)",
+                    403: "`forbidden`: the policy refuses this contact (customers and staff, a disabled account, a block, an "
+                    "information barrier)",
                     404: "`not_found`: no such code, or it was used or has expired (one answer)",
                     409: "`conflict`: one of us has BANKHUB_CONTACTS_MAX_CONTACTS contacts",
                 },

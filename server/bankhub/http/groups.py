@@ -169,6 +169,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         return o
 
     bad = "`invalid_request`: the body or a parameter is malformed (a title of 1 to 100 characters"
+    dlp_title = "`sensitive_data`: the title carries a card, resident ID or account number, a CVV or a one-time code and data-loss prevention refuses it for these members (BANKHUB_DLP_*; when the policy masks, the title is stored masked)"
     no_group = "`not_found`: no such group, or I am not a member (the same answer: its existence does not leak)"
     listing = said(
         op("A group's members in join order, with names and roles (members only)", 200, "GroupMemberList", extra=(400, 404)),
@@ -185,13 +186,15 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
                     201,
                     "GroupView",
                     body=ref("NewGroupBody"),
-                    extra=(400, 403, 404, 409),
+                    extra=(400, 403, 404, 409, 422),
                 ),
                 s400=bad + ")",
                 s403="`forbidden`: a member I may not put in a group (a customer: not my contact, blocked, disabled or "
-                "unknown, one answer for all; staff: a customer not in my book, or disabled)",
+                "unknown, one answer for all; staff: a customer not in my book, or disabled), or two members an "
+                "information barrier separates",
                 s404="`not_found`: staff named an unknown username",
                 s409="`group_full`: more members than BANKHUB_GROUP_MAX_MEMBERS, the creator counted",
+                s422=dlp_title,
             )
         },
         "/v1/org-groups": {
@@ -201,12 +204,13 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
                     201,
                     "GroupView",
                     body=ref("NewOrgGroupBody"),
-                    extra=(400, 403, 404),
+                    extra=(400, 403, 404, 422),
                 ),
                 s400=bad + ")",
                 s403="`forbidden`: not an administrator, or (a branch admin) an org outside my subtree or an unknown "
                 "org code: one answer, so other branches' org codes do not leak",
                 s404="`not_found`: (head office) no org with that code",
+                s422=dlp_title,
             )
         },
         "/v1/groups/{conversation_id}": {
@@ -217,10 +221,11 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "/v1/groups/{conversation_id}/title": {
             "put": params(
                 said(
-                    op("Rename (owner and admins; an org group: its administrators)", 200, "GroupView", body=ref("GroupTitleBody"), extra=(400, 403, 404)),
+                    op("Rename (owner and admins; an org group: its administrators)", 200, "GroupView", body=ref("GroupTitleBody"), extra=(400, 403, 404, 422)),
                     s400=bad + ")",
                     s403="`forbidden`: a member who is neither owner nor admin (an org group: not an administrator of its org)",
                     s404=no_group,
+                    s422=dlp_title,
                 )
             )
         },
@@ -231,7 +236,8 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
                     op("Invite members (owner and admins; not in an org group)", 200, "GroupView", body=ref("GroupInviteBody"), extra=(400, 403, 404, 409)),
                     s400=bad.replace("a title of 1 to 100 characters", "1 to 100 usernames") + ")",
                     s403="`forbidden`: not the owner or an admin, an org group, or an invitee I may not bring in (as at "
-                    "creation; a customer into a group with staff: only customers in the book of every staff member in it)",
+                    "creation; a customer into a group with staff: only customers in the book of every staff member in it), "
+                    "or an invitee an information barrier separates from a member or another invitee",
                     s404=no_group + "; staff named an unknown username",
                     s409="`conflict`: an invitee is a member already; `group_full`: the group would be over its cap",
                 )

@@ -55,6 +55,7 @@ __all__ = [
     "Handler",
     "Authentication",
     "Endpoint",
+    "AUDITED_READS",
     "RouteTable",
     "SignedCall",
     "MAX_BODY_BYTES",
@@ -68,6 +69,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+AUDITED_READS: set[tuple[str, str]] = set()
+"""``(method, path)`` of every route declared ``audited_read=True`` (the OpenAPI document names
+their cookie refusal; tests check each one)."""
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest JSON body :func:`read_json` takes (the signed alert routes set their own)."""
@@ -124,18 +129,30 @@ class RouteTable:
         self._endpoints.append(Endpoint(method, path, handler, authentication))
         return handler
 
-    def authenticated(self, method: str, path: str) -> Callable[[SessionHandler], Handler]:
-        """A route for a signed-in user: bearer token, or session cookie plus CSRF on unsafe methods."""
+    def authenticated(self, method: str, path: str, *, audited_read: bool = False) -> Callable[[SessionHandler], Handler]:
+        """A route for a signed-in user: bearer token, or session cookie plus CSRF on unsafe methods.
+
+        ``audited_read``: the route hands out what only the audited compliance path may (message
+        text, an export's download, search results). With the session cookie it is refused
+        (403 ``csrf_failed``) unless the browser says the hub's own page made it, whatever the
+        method (:func:`~bankhub.http.auth.require_session`): a cookie GET would otherwise be
+        one any same-site page could make, each one an audit row in the officer's name. Its
+        answers, problems included, are sent ``Cache-Control: no-store``."""
 
         def register(handler: SessionHandler) -> Handler:
             @functools.wraps(handler)
             async def with_session(request: Request) -> Response:
                 hub = hub_of(request)
-                session = await require_session(hub, request)
+                session = await require_session(hub, request, audited_read=audited_read)
                 # a service-widget visitor reaches the service desk only (policy.WIDGET_VISITOR_ROUTES)
                 require(policy.may_call_route(session.user, method, path))
-                return await handler(request, hub, session)
+                response = await handler(request, hub, session)
+                if audited_read:
+                    response.headers["Cache-Control"] = "no-store"
+                return response
 
+            if audited_read:
+                AUDITED_READS.add((method, path))
             return self._add(method, path, with_session, "session")
 
         return register

@@ -26,7 +26,15 @@ from . import service as service_routes
 from . import groups as group_routes
 from . import web_sessions as web_routes
 from . import widget as widget_routes
+from . import barriers as barriers_routes
+from . import compliance_console as compliance_console_routes
+from . import holds as holds_routes
+from . import retention as retention_routes
+from . import exports as exports_routes
+from . import dlp as dlp_routes
+from . import supervision as supervision_routes
 from . import params
+from .handler import AUDITED_READS
 from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT
 from .routes import AssignBody, DirectBody, GroupBody, LoginBody, PasswordBody, RoleBody, UserOut
 
@@ -180,6 +188,10 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "media_id": _UUID,
     "variant": {"type": "string", "enum": ["full", "preview", "thumb"]},
     "user_id": _UUID,
+    "rule_id": _UUID,  # supervision (http/supervision.py)
+    "flag_id": _UUID,
+    "policy_id": _UUID,  # retention (http/retention.py)
+    "run_id": _UUID,
     # the text types the handlers check these segments with (http/params.py)
     "username": params.USERNAME.openapi()["schema"],
     "code": params.QUEUE_CODE.openapi()["schema"],
@@ -232,7 +244,8 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
             statuses: list[int] = []
             if bearer:
                 statuses += [401, 429]
-                if method in _UNSAFE:
+                # an audited read refuses a cookie request from anywhere but the hub's page, GET too
+                if method in _UNSAFE or (method.upper(), path) in AUDITED_READS:
                     statuses.append(403)
                     if "403" in op["responses"] and "csrf_failed" not in op["responses"]["403"]["description"]:
                         op["responses"]["403"]["description"] += "; " + _CSRF_TEXT
@@ -294,6 +307,13 @@ def openapi_document() -> dict[str, Any]:
         *card_routes.OPENAPI_TYPES,
         *web_routes.OPENAPI_TYPES,
         *widget_routes.OPENAPI_TYPES,
+        *barriers_routes.OPENAPI_TYPES,
+        *compliance_console_routes.OPENAPI_TYPES,
+        *holds_routes.OPENAPI_TYPES,
+        *retention_routes.OPENAPI_TYPES,
+        *exports_routes.OPENAPI_TYPES,
+        *dlp_routes.OPENAPI_TYPES,
+        *supervision_routes.OPENAPI_TYPES,
     ]
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     conv_id = {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
@@ -374,7 +394,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/customers/{username}/rm": {
                 "put": _op(
-                    "Reassign a customer to another RM (administrators); the old RM loses access at once",
+                    "Reassign a customer to another RM (administrators); the old RM loses access at once (403 also when "
+                    "an information barrier separates the customer and the RM)",
                     200,
                     "UserOut",
                     body=_ref("AssignBody"),
@@ -437,7 +458,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": _paged(_op("My conversations with unread counts, most recent activity first (paged)", 200, "ConversationList")),
                 "post": _group_full(_also(
                     _op(
-                        "Open a direct conversation (200 if it existed) or create a group",
+                        "Open a direct conversation (200 if it existed) or create a group (403 also across an information barrier)",
                         201,
                         "ConversationOut",
                         body={"oneOf": [_ref("DirectBody"), _ref("GroupBody")]},
@@ -460,5 +481,12 @@ def openapi_document() -> dict[str, Any]:
             **card_routes.openapi_paths(_op, _ref),
             **web_routes.openapi_paths(_op, _ref),
             **widget_routes.openapi_paths(_op, _ref),
+            **barriers_routes.openapi_paths(_op, _ref),
+            **compliance_console_routes.openapi_paths(_op, _ref),
+            **holds_routes.openapi_paths(_op, _ref),
+            **retention_routes.openapi_paths(_op, _ref),
+            **exports_routes.openapi_paths(_op, _ref),
+            **dlp_routes.openapi_paths(_op, _ref),
+            **supervision_routes.openapi_paths(_op, _ref),
         },
     })

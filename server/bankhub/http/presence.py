@@ -116,7 +116,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     )
     presence["description"] = (
         "Presence travels only along relationships: accepted contacts, my RM, my customers, with no block "
-        "either way. Any other id (unrelated, blocked, unknown, malformed) is answered with online null, "
+        "either way and no information barrier between us. Any other id (unrelated, blocked, unknown, malformed) is answered with online null, "
         "exactly like a hidden one. 400 invalid_request: more ids than BANKHUB_PRESENCE_MAX_WATCH. Live "
         "changes: the WebSocket frame watch_presence."
     )
@@ -127,7 +127,8 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     receipts = op("The members' read positions I may see in a conversation of mine", 200, "ReadPositions", extra=(400, 404))
     receipts["description"] = (
         "Mine always; another member's only in a conversation of at most BANKHUB_RECEIPTS_MAX_MEMBERS members "
-        "where both of us share read receipts, and never across a block in a direct conversation."
+        "where both of us share read receipts, never across a block in a direct conversation, and never of a "
+        "member an information barrier separates from me."
     )
     receipts["responses"]["400"]["description"] = "`invalid_request`: conversation_id malformed"
     receipts["responses"]["404"]["description"] = "`not_found`: no such conversation, or I am not a member (the same answer)"

@@ -234,7 +234,7 @@ async def conversation_messages(request: Request, hub: Hub, session: Session) ->
     return json_response({"messages": page, "has_more": has_more})
 
 
-@ROUTES.authenticated("GET", "/v1/compliance/conversations/{conversation_id}/messages")
+@ROUTES.authenticated("GET", "/v1/compliance/conversations/{conversation_id}/messages", audited_read=True)
 async def compliance_messages(request: Request, hub: Hub, session: Session) -> Response:
     page, has_more, revisions = await compliance_actions.read_conversation(
         hub,

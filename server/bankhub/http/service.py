@@ -316,7 +316,10 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         PAGE_LIMIT.openapi(),
     ]
     directory = op("Relationship managers an administrator may hand books between, by username, with their number of customers", 200, "RmList", extra=(400, 403))
-    directory["description"] = book["description"] + " Head office sees every RM; a branch admin those of their own subtree."
+    directory["description"] = book["description"] + (
+        " Head office sees every RM; a branch admin those of their own subtree. RMs an information barrier separates "
+        "from the caller are omitted."
+    )
     directory["parameters"] = [CURSOR_PARAM, PAGE_LIMIT.openapi()]
     queues = op("Service queues with business hours and whether they are open now, by code", 200, "QueueList")
     queues["description"] = book["description"]
@@ -339,11 +342,12 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "/v1/rm/book": {"get": book},
         "/v1/rm/managers": {"get": directory},
         "/v1/rm/availability": {
-            "put": op("Declare my availability (RMs); away and off duty send one auto-reply per customer", 200, "RmStatusView", body=ref("AvailabilityBody"), extra=(400, 403))
+            "put": op("Declare my availability (RMs); away and off duty send one auto-reply per customer (422 sensitive_data: the auto-reply carries a card, resident ID or account number, a CVV or a code, refused as the RM's own message to a customer would be)", 200, "RmStatusView", body=ref("AvailabilityBody"), extra=(400, 403, 422))
         },
         "/v1/rm/{username}/handover": {
             "post": op(
-                "Hand an RM's book (or named customers) to another RM in one audited transaction; the old RM loses access at once",
+                "Hand an RM's book (or named customers) to another RM in one audited transaction; the old RM loses access at once "
+                "(403 also when an information barrier separates the new RM from one of the customers: nothing moves)",
                 200,
                 "Handover",
                 body=ref("HandoverBody"),
@@ -354,7 +358,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "/v1/me/rm": {"get": op("My relationship manager and their availability (customers)", 200, "MyRm", extra=(404,))},
         "/v1/service/queues": {"get": queues},
         "/v1/service/queues/{code}": {
-            "put": op("Create or configure a queue (supervisors): name, business hours, out-of-hours reply", 200, "QueueView", body=ref("QueueBody"), extra=(400, 403))
+            "put": op("Create or configure a queue (supervisors): name, business hours, out-of-hours reply (422 sensitive_data: the reply carries a card, resident ID or account number, a CVV or a code, refused as staff's message to a customer would be)", 200, "QueueView", body=ref("QueueBody"), extra=(400, 403, 422))
         },
         "/v1/service/tags": {"get": op("The tags a session is closed with", 200, "TagList")},
         "/v1/service/sessions": {"post": open_op},
@@ -363,13 +367,13 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "/v1/service/sessions/{session_id}/human": {"post": with_id(op("Ask for a person: join the queue (or get the out-of-hours reply)", 200, "SessionView", extra=(403, 404)))},
         "/v1/service/sessions/{session_id}/cancel": {"post": with_id(op("Leave before being served", 200, "SessionView", extra=(403, 404, 409)))},
         "/v1/service/sessions/{session_id}/transfer": {
-            "post": with_id(op("Transfer to a queue or an agent, with a note for agents only (410: the conversation was erased)", 200, "SessionView", body=ref("TransferBody"), extra=(400, 404, 409, 410)))
+            "post": with_id(op("Transfer to a queue or an agent, with a note for agents only (410: the conversation was erased; 403: an agent an information barrier separates from the customer; the note's card, ID and account numbers, CVVs and codes are masked — 422 sensitive_data when BANKHUB_DLP_STAFF_TO_STAFF is refuse)", 200, "SessionView", body=ref("TransferBody"), extra=(400, 403, 404, 409, 410, 422)))
         },
         "/v1/service/sessions/{session_id}/close": {
-            "post": with_id(op("Close with at least one tag; the customer is asked to rate (410: a note, and the conversation was erased)", 200, "SessionView", body=ref("CloseBody"), extra=(400, 404, 409, 410)))
+            "post": with_id(op("Close with at least one tag; the customer is asked to rate (410: a note, and the conversation was erased; the note is masked like a transfer's, 422 sensitive_data when refused)", 200, "SessionView", body=ref("CloseBody"), extra=(400, 404, 409, 410, 422)))
         },
         "/v1/service/sessions/{session_id}/csat": {
-            "post": with_id(op("Rate a closed session 1-5, once (its customer); 410: a comment, and the conversation was erased", 200, "SessionView", body=ref("CsatBody"), extra=(400, 404, 409, 410)))
+            "post": with_id(op("Rate a closed session 1-5, once (its customer); 410: a comment, and the conversation was erased; the comment's card, ID and account numbers, CVVs and codes are masked (422 sensitive_data when BANKHUB_DLP_CUSTOMER_TO_STAFF is refuse)", 200, "SessionView", body=ref("CsatBody"), extra=(400, 404, 409, 410, 422)))
         },
         "/v1/service/agents/me": {"get": op("My desk state, capacity, load, sessions and my queues' waiting counts (agents)", 200, "AgentView", extra=(403, 404))},
         "/v1/service/agents/me/state": {"put": op("Set my state: available, busy, away (agents)", 200, "AgentView", body=ref("AgentStateBody"), extra=(400, 403, 404))},

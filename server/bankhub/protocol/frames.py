@@ -49,6 +49,7 @@ __all__ = [
     "Message",
     "Hello",
     "Sent",
+    "DlpNotice",
     "MessageEvent",
     "Receipt",
     "ConversationSync",
@@ -108,7 +109,7 @@ PROTOCOL_VERSION = 1
 # them without guessing (a hub from before a feature refuses its fields as
 # ``invalid_frame``). ``sync.listed_only``: ``sync`` may answer only the conversations it
 # lists (a gap fill, or a resume split over several frames).
-PROTOCOL_FEATURES = ("sync.listed_only", "edit", "contacts", "typing", "presence", "receipts.privacy", "cards", "groups.admin", "media")
+PROTOCOL_FEATURES = ("sync.listed_only", "edit", "contacts", "typing", "presence", "receipts.privacy", "cards", "groups.admin", "media", "dlp")
 SUBPROTOCOL = "bankhub.v1"
 
 FrameId = Annotated[Line, Meta(min_length=1, max_length=64, description="Client-chosen request id, echoed in the answer")]
@@ -140,6 +141,7 @@ class ErrorCode:
     GONE = "gone"  # the conversation was erased (crypto-shredded): it accepts no more messages
     MEDIA_NOT_READY = "media_not_ready"  # the media item is still being scanned: send it once it is ready
     MEDIA_REJECTED = "media_rejected"  # the scanner refused the media item: it can never be sent
+    SENSITIVE_DATA = "sensitive_data"  # data-loss prevention refused the text (a card number, a code...): nothing was stored
 
 
 class CloseCode:
@@ -524,6 +526,14 @@ class Hello(Struct, tag="hello", tag_field="type"):
     features: list[str] = []
 
 
+class DlpNotice(Struct, forbid_unknown_fields=True, gc=False):
+    """One value data-loss prevention masked in what I sent (docs/compliance.md): its ``kind``
+    (``card``, ``resident_id``, ``bank_account``, ``cvv``, ``otp``) and the mask that replaced it."""
+
+    kind: str
+    masked: str
+
+
 class Sent(Struct, tag="sent", tag_field="type", omit_defaults=True, gc=False):
     """A ``send`` was committed. Never sent before the transaction committed."""
 
@@ -537,6 +547,9 @@ class Sent(Struct, tag="sent", tag_field="type", omit_defaults=True, gc=False):
     # the body as stored, when the hub made it differ from what was sent: a card carries the
     # hub's signature (feature ``cards``); hold this body for the message, not your own copy
     body: MessageBody | None = None
+    # data-loss prevention masked values in it (feature ``dlp``): ``body`` is then the masked body
+    # others see; show the sender why (never send card numbers, CVVs or codes in chat)
+    dlp: list[DlpNotice] = []
 
 
 class MessageEvent(Struct, tag="message", tag_field="type", gc=False):

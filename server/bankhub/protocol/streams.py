@@ -21,10 +21,12 @@ per key is in flight; every item offered meanwhile is held, so nothing overtakes
 
 Two kinds of stream differ only in what a fetch that comes back short means:
 
-* gap-free (``gap_free=True``, messages and notices): every seq exists, so a missing seq
-  is not in storage *yet* (or the read failed): the hole stays, what follows it stays
-  held, and the same hole is fetched again up to the highest held seq, one ``attempt``
-  later (the caller waits longer each attempt);
+* gap-free (``gap_free=True``, messages and notices): seqs are allocated and committed in
+  order, so a missing seq above everything a read returned is not in storage *yet* (or the
+  read failed): the hole stays, what follows it stays held, and the same hole is fetched
+  again up to the highest held seq, one ``attempt`` later (the caller waits longer each
+  attempt). A seq missing *below* a returned row was committed before that row and has
+  since been deleted (the retention purge): the follower steps over it;
 * sparse (``gap_free=False``, alerts): storage returns only what may still be shown
   (expired and replaced alerts are left out), so a fetched range is complete: the
   position moves to ``upto`` and the held items are offered again. A failed read is
@@ -129,9 +131,12 @@ class StreamFollower(Generic[T]):
         held = self._held.pop(key, [])
         # a key revoked while fetching hands over nothing: its cursors drop every seq
         deliver: list[T] = []
+        top = 0  # gap-free: the highest seq storage returned
         if self._gap_free:
             # rows and held items together, in seq order (a row before a held copy of it)
-            replay = sorted([*rows, *held], key=self._seq)
+            stored = list(rows)
+            top = max((self._seq(r) for r in stored), default=0)
+            replay = sorted([*stored, *held], key=self._seq)
         else:
             # the range is complete: deliver what is newer, then stand at ``upto``
             for row in rows:
@@ -142,7 +147,12 @@ class StreamFollower(Generic[T]):
             replay = sorted(held, key=self._seq)
         again: Fetch | None = None
         for item in replay:
-            decision = self.offer(key, self._seq(item), item)
+            seq = self._seq(item)
+            if seq <= top:
+                # storage returned seq ``top``: every seq below it was committed before it, so
+                # one missing below it is gone for good (retention purged it), not late: step over
+                self.cursors.set(key, seq - 1)
+            decision = self.offer(key, seq, item)
             if decision is _DELIVER:
                 deliver.append(item)
             elif isinstance(decision, Fetch):

@@ -522,6 +522,25 @@ class AlertStore:
             counts = await self.counts(user_id, conn)
         return await self._with_text(rows[:limit]), len(rows) > limit, counts
 
+    async def for_compliance(
+        self, user_ids: Sequence[str], since: dt.datetime | None, until: dt.datetime | None, limit: int
+    ) -> list[AlertRecord]:
+        """Every alert of ``user_ids`` created in ``[since, until)`` (suppressed, superseded and
+        expired ones too), oldest first, with its text opened as the inbox does. For the
+        audited eDiscovery export only."""
+        async with self.db.connection("alerts_compliance") as conn:
+            rows = await conn.fetch(
+                f"""SELECT {_ALERT_COLS}, {_TEXT_COLS} FROM {_WITH_KEYS}
+                    WHERE a.user_id = ANY($1::uuid[]) AND ($2::timestamptz IS NULL OR a.created_at >= $2)
+                      AND ($3::timestamptz IS NULL OR a.created_at < $3)
+                    ORDER BY a.created_at, a.id LIMIT $4""",
+                [uuid.UUID(u) for u in user_ids],
+                since,
+                until,
+                limit,
+            )
+        return await self._with_text(rows)
+
     async def since(self, user_id: str, since: int, limit: int) -> InboxSince:
         """The inbox stream after ``since``: up to ``limit`` seqs scanned, deliverable ones returned.
 

@@ -49,6 +49,7 @@ waits for that transaction to end.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -63,6 +64,7 @@ from .db import Conn, Database
 
 __all__ = [
     "AUDIT_LOCK_KEY",
+    "AUDIT_VERIFY_LOCK_KEY",
     "FORMAT_TAG",
     "GENESIS_HASH",
     "MAX_DETAILS_BYTES",
@@ -78,9 +80,11 @@ __all__ = [
     "encode_row",
     "row_hash",
     "verify",
+    "verify_exclusive",
 ]
 
 AUDIT_LOCK_KEY = 0x62616E6B61756474  # "bankaudt": serialises appends to audit_log
+AUDIT_VERIFY_LOCK_KEY = 0x6261756476726679  # "baudvrfy": one chain verification at a time (verify_exclusive)
 FORMAT_TAG = b"bankhub.audit.v1"
 GENESIS_HASH = bytes(32)
 MAX_TEXT_CHARS = 4096
@@ -488,13 +492,39 @@ async def verify(conn: Conn, *, expect_head: Head | None = None, batch_size: int
     """
     checker = ChainVerifier(expect_head)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for record in conn.cursor(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq", prefetch=batch_size):
-            try:
-                row = _row(record)
-            except ValueError as exc:
-                checker.problem = Problem(int(record["seq"]), "undecodable", f"details are not JSON ({exc})")
+        cursor = await conn.cursor(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")
+        while True:
+            records = await cursor.fetch(batch_size)
+            if not records:
                 break
-            if checker.feed(row) is not None:
+            # hashing a batch is CPU work (tens of µs a row): done off the event loop, so a
+            # long chain does not stall every other request of this node meanwhile
+            if await asyncio.to_thread(_feed_batch, checker, records):
                 break
     problem = checker.finish()
     return VerifyReport(rows=checker.rows, head=checker.head, problem=problem)
+
+
+def _feed_batch(checker: ChainVerifier, records: list[Any]) -> bool:
+    """Feed ``records`` to ``checker``; True once it found a problem (stop reading)."""
+    for record in records:
+        try:
+            row = _row(record)
+        except ValueError as exc:
+            checker.problem = Problem(int(record["seq"]), "undecodable", f"details are not JSON ({exc})")
+            return True
+        if checker.feed(row) is not None:
+            return True
+    return False
+
+
+async def verify_exclusive(conn: Conn, *, expect_head: Head | None = None, batch_size: int = 1000) -> VerifyReport | None:
+    """:func:`verify`, but only one at a time across every node of the hub: None (nothing
+    walked) while another verification holds :data:`AUDIT_VERIFY_LOCK_KEY`. The lock is
+    session-level and released before the connection goes back to the pool."""
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", AUDIT_VERIFY_LOCK_KEY):
+        return None
+    try:
+        return await verify(conn, expect_head=expect_head, batch_size=batch_size)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", AUDIT_VERIFY_LOCK_KEY)

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from ..models import User
+from .barriers import NOT_SEPARATED_SQL
 from .db import Conn, Database
 from .users import _USER_COLS as _USERS_COLS, user_from_row
 
@@ -79,7 +80,8 @@ class ContactStore:
     # --- reads other parts use ---------------------------------------------------------
 
     async def are_contacts(self, user_id: str, other_id: str) -> bool:
-        """Whether the two are accepted contacts and neither blocks the other."""
+        """Whether the two are accepted contacts, neither blocks the other and no information
+        barrier separates them."""
         async with self.db.connection("contacts_are_contacts") as conn:
             return await self.are_contacts_in(conn, user_id, other_id)
 
@@ -88,16 +90,18 @@ class ContactStore:
         """:meth:`are_contacts` in the caller's transaction."""
         return bool(
             await conn.fetchval(
-                """SELECT EXISTS (SELECT 1 FROM contacts WHERE user_id = $1 AND contact_id = $2)
+                f"""SELECT EXISTS (SELECT 1 FROM contacts WHERE user_id = $1 AND contact_id = $2)
                           AND NOT EXISTS (SELECT 1 FROM contact_blocks
-                                          WHERE (user_id = $1 AND blocked_id = $2) OR (user_id = $2 AND blocked_id = $1))""",
+                                          WHERE (user_id = $1 AND blocked_id = $2) OR (user_id = $2 AND blocked_id = $1))
+                          AND {NOT_SEPARATED_SQL("$1::uuid", "$2::uuid")}""",
                 _uuid(user_id),
                 _uuid(other_id),
             )
         )
 
     async def contact_ids(self, user_id: str) -> list[str]:
-        """The user's accepted contacts with no block either way (at most ``max_contacts``)."""
+        """The user's accepted contacts with no block either way and no information barrier
+        between them (at most ``max_contacts``): presence follows it."""
         async with self.db.connection("contacts_ids") as conn:
             return await self.contact_ids_in(conn, user_id, self.max_contacts)
 
@@ -105,10 +109,11 @@ class ContactStore:
     async def contact_ids_in(conn: Conn, user_id: str, limit: int) -> list[str]:
         """:meth:`contact_ids` in the caller's transaction, at most ``limit``."""
         rows = await conn.fetch(
-            """SELECT c.contact_id FROM contacts c
+            f"""SELECT c.contact_id FROM contacts c
                WHERE c.user_id = $1 AND NOT EXISTS (
                    SELECT 1 FROM contact_blocks b
                    WHERE (b.user_id = $1 AND b.blocked_id = c.contact_id) OR (b.user_id = c.contact_id AND b.blocked_id = $1))
+                 AND {NOT_SEPARATED_SQL("$1::uuid", "c.contact_id")}
                ORDER BY c.contact_id LIMIT $2""",
             _uuid(user_id),
             limit,
@@ -214,11 +219,12 @@ class ContactStore:
         return status != "DELETE 0"
 
     async def list_contacts(self, user_id: str, *, after: str | None, limit: int) -> list[ContactRow]:
-        """A page of the user's contacts by username, after the username ``after``."""
+        """A page of the user's contacts by username, after the username ``after`` (those an
+        information barrier separates from the user are omitted)."""
         async with self.db.connection("contacts_list") as conn:
             rows = await conn.fetch(
                 f"""SELECT {_USER_COLS}, c.created_at FROM contacts c JOIN users u ON u.id = c.contact_id
-                    WHERE c.user_id = $1 AND ($2::text IS NULL OR u.username > $2)
+                    WHERE c.user_id = $1 AND ($2::text IS NULL OR u.username > $2) AND {NOT_SEPARATED_SQL("$1::uuid", "c.contact_id")}
                     ORDER BY u.username LIMIT $3""",
                 _uuid(user_id),
                 after,

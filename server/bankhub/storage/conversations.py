@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..models import ConversationKey, ConversationSummary, Membership
@@ -25,10 +25,15 @@ class ConversationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def get_or_create_direct(self, creator_id: str, peer_id: str) -> tuple[str, bool]:
-        """The direct conversation between two users, created on first use. Returns ``(id, created)``."""
+    async def get_or_create_direct(
+        self, creator_id: str, peer_id: str, check: Callable[[Conn], Awaitable[None]] | None = None
+    ) -> tuple[str, bool]:
+        """The direct conversation between two users, created on first use. Returns ``(id, created)``.
+        ``check`` runs first in the same transaction (a refusal it raises changes nothing)."""
         key = direct_key(creator_id, peer_id)
         async with self.db.transaction("conversation_open_direct") as conn:
+            if check is not None:
+                await check(conn)
             new_id = uuid.uuid4()
             row = await conn.fetchrow(
                 """INSERT INTO conversations (id, kind, created_by, direct_key) VALUES ($1, 'direct', $2, $3)

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 from ..crypto.keyring import DataKey, Keyring, KeyringError
 from .db import Conn, Database, StorageUnavailable
+from .dlp import forget_conversation_txn as forget_dlp_matches_txn
+from .holds import ConversationHeld, holds_covering_conversation_txn, lock_holds_shared_txn
 
 __all__ = ["ConversationKeyStore", "DataKeys", "KeyRow", "KeyUnavailable", "RewrapItem"]
 
@@ -153,16 +155,25 @@ class ConversationKeyStore:
         committed before (its message is shredded with the rest) or sees the shredded key.
         A conversation without messages yet gets a shredded row, so it can never get a key.
         The service desk's notes and CSAT comments are sealed under the same key and go
-        with it (any still in plaintext from before they were sealed are cleared here).
+        with it (any still in plaintext from before they were sealed are cleared here), and so
+        do the conversation's data-loss prevention fingerprints (``dlp_matches``).
         ``in_transaction`` (e.g. writing the audit record) runs in the same transaction,
         after the key is destroyed.
+
+        Refuses a conversation an active legal hold covers (:class:`~bankhub.storage.holds.ConversationHeld`,
+        naming the holds; nothing changes). The holds lock is taken shared first, so a hold
+        placed meanwhile either committed before this check or waits for this shred to end.
         """
         cid = uuid.UUID(conversation_id)
         async with self.db.transaction("shred_conversation_key") as conn:
+            await lock_holds_shared_txn(conn)
             if await conn.fetchval("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", cid) is None:
                 return "not_found"
             if await conn.fetchval("SELECT shredded_at IS NOT NULL FROM conversation_keys WHERE conversation_id = $1", cid):
                 return "already_shredded"
+            held = await holds_covering_conversation_txn(conn, cid)
+            if held:
+                raise ConversationHeld(str(cid), held)
             await conn.execute(
                 """INSERT INTO conversation_keys (conversation_id, kek_id, wrapped_dek, shredded_at)
                    VALUES ($1, NULL, NULL, now())
@@ -179,6 +190,9 @@ class ConversationKeyStore:
             await conn.execute(
                 "UPDATE service_sessions SET csat_comment = NULL WHERE conversation_id = $1 AND csat_comment IS NOT NULL", cid
             )
+            # data-loss prevention's fingerprints would still tie a card number to this conversation
+            # and its senders after the erasure: they go with the key
+            await forget_dlp_matches_txn(conn, cid)
             if in_transaction is not None:
                 await in_transaction(conn)
         return "shredded"

@@ -43,7 +43,7 @@ from ..desk.system import SYSTEM_USER_ID
 from ..ids import uuid7
 from ..models import Membership, User
 from ..policy import Decision
-from ..protocol.frames import ConversationSync, ErrorCode, Message, MessageBody, ShreddedBody, UndecryptableBody
+from ..protocol.frames import ConversationSync, DlpNotice, ErrorCode, Message, MessageBody, ShreddedBody, UndecryptableBody
 from ..text import StoredDecoder
 from .db import Conn, Database
 from .keys import ConversationKeyStore, KeyRow
@@ -85,6 +85,8 @@ class Appended(msgspec.Struct, gc=False):
     code: str | None = None
     reason: str = ""
     kind: str = ""
+    # data-loss prevention: what was masked in the stored body (bankhub.actions.dlp), for the sender's ``sent``
+    dlp: list[DlpNotice] = []
 
 
 class Since(msgspec.Struct, gc=False):
@@ -199,6 +201,8 @@ class MessageStore:
         rows = await conn.fetch(
             """SELECT c.id, c.kind, c.last_seq, k.kek_id, k.wrapped_dek, k.shredded_at IS NOT NULL AS shredded,
                       m.user_id, m.role, m.read_seq, now() AS db_now,
+                      -- each member's side, for data-loss prevention's per-direction verdict
+                      u.role AS user_role, u.widget_visitor,
                       -- a direct conversation's members blocking one another (contact_blocks, either way)
                       c.kind = 'direct' AND EXISTS (
                           SELECT 1 FROM conversation_members o JOIN contact_blocks b
@@ -207,6 +211,7 @@ class MessageStore:
                           WHERE o.conversation_id = c.id AND o.user_id <> m.user_id) AS blocked
                FROM conversations c
                JOIN conversation_members m ON m.conversation_id = c.id
+               JOIN users u ON u.id = m.user_id
                LEFT JOIN conversation_keys k ON k.conversation_id = c.id
                WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE OF c""",
             conv_ids,

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import msgspec
 
 from ..models import Membership, User
+from .barriers import NOT_SEPARATED_SQL
 from .db import Conn, Database
 from .users import _USER_COLS as _USERS_COLS, user_from_row
 
@@ -50,7 +51,8 @@ DEFAULT_PRIVACY = Privacy()
 class PresenceFacts(msgspec.Struct, frozen=True, gc=False):
     """What deciding one user's presence for another takes (:meth:`PrivacyStore.presence_facts`):
     the user's current row (role, RM pointer, disabled), their last-seen setting and time,
-    and whether they and the anchor user block one another (either way)."""
+    and whether they and the anchor user block one another (either way) or an information
+    barrier separates them (``blocked``: presence hides both alike, RM and customer included)."""
 
     user: User
     last_seen: str
@@ -102,9 +104,10 @@ class PrivacyStore:
         async with self.db.connection("privacy_presence_facts") as conn:
             rows = await conn.fetch(
                 f"""SELECT {_USER_COLS}, COALESCE(p.last_seen, 'everyone') AS last_seen, p.last_seen_at,
-                           EXISTS (SELECT 1 FROM contact_blocks b
+                           (EXISTS (SELECT 1 FROM contact_blocks b
                                    WHERE (b.user_id = $1 AND b.blocked_id = u.id)
-                                      OR (b.user_id = u.id AND b.blocked_id = $1)) AS blocked
+                                      OR (b.user_id = u.id AND b.blocked_id = $1))
+                            OR u.id <> $1 AND NOT {NOT_SEPARATED_SQL("$1::uuid", "u.id")}) AS blocked
                     FROM users u LEFT JOIN user_privacy p ON p.user_id = u.id WHERE u.id = ANY($2)""",
                 uuid.UUID(anchor_id),
                 _uuids(ids),

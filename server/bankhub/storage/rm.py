@@ -19,6 +19,7 @@ import msgspec
 from ..models import BookKey, RmListed
 from ..protocol.frames import CustomerCard, StaffCard
 from .conversations import direct_key
+from .barriers import NOT_SEPARATED_SQL
 from .db import Conn, Database
 from .users import UserStore
 
@@ -139,12 +140,15 @@ class RmStore:
             row = await conn.fetchrow(_CARD + " WHERE u.id = $1 AND u.role = 'customer'", uuid.UUID(customer_id))
         return None if row is None else card_from_row(row)
 
-    async def managers(self, root_org_id: str | None, *, after: str | None, limit: int) -> list[RmListed]:
+    async def managers(
+        self, root_org_id: str | None, *, after: str | None, limit: int, viewer_id: str | None = None
+    ) -> list[RmListed]:
         """Up to ``limit`` active RMs of the org subtree under ``root_org_id`` (every org when
-        None), by username after ``after`` (keyset paging), with their number of customers."""
+        None), by username after ``after`` (keyset paging), with their number of customers;
+        without those an information barrier separates from ``viewer_id`` (when given)."""
         async with self.db.connection("rm_directory") as conn:
             rows = await conn.fetch(
-                """WITH RECURSIVE sub(id) AS (
+                f"""WITH RECURSIVE sub(id) AS (
                        SELECT id FROM orgs WHERE $1::uuid IS NULL OR id = $1::uuid
                        UNION SELECT o.id FROM orgs o JOIN sub ON o.parent_id = sub.id)
                    SELECT u.id, u.username, u.display_name, o.code AS branch, o.name AS org_name,
@@ -153,10 +157,12 @@ class RmStore:
                    FROM users u JOIN sub ON sub.id = u.org_id JOIN orgs o ON o.id = u.org_id
                    LEFT JOIN rm_status s ON s.user_id = u.id
                    WHERE u.role = 'rm' AND NOT u.disabled AND ($2::text IS NULL OR u.username > $2)
+                     AND {NOT_SEPARATED_SQL("$4::uuid", "u.id")}
                    ORDER BY u.username LIMIT $3""",
                 None if root_org_id is None else uuid.UUID(root_org_id),
                 after,
                 limit,
+                None if viewer_id is None else uuid.UUID(viewer_id),
             )
         return [
             RmListed(

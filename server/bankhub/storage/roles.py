@@ -17,11 +17,13 @@ from .db import Conn
 __all__ = ["AppRoleError", "GrantResult", "grant_app_role", "APPEND_ONLY_TABLES", "READ_ONLY_TABLES"]
 
 # message_revisions: the texts recalls and edits replaced, kept for compliance; the hub only
-# ever adds one (crypto-shredding, not deletion, is how they go)
+# ever adds one (crypto-shredding is how they go, or a retention purge of their messages: by
+# ON DELETE CASCADE, which runs as the table's owner, delta 0022)
 APPEND_ONLY_TABLES = ("audit_log", "message_revisions")
 # shredding a data key is an UPDATE (wrapped_dek := NULL, recorded with shredded_at and an
-# audit row); the app may never silently DELETE the row instead
-NO_DELETE_TABLES = frozenset({"conversation_keys"})
+# audit row); the app may never silently DELETE the row instead. Legal holds are never
+# deleted either: a released hold stays, with who released it (delta 0021)
+NO_DELETE_TABLES = frozenset({"conversation_keys", "legal_holds"})
 READ_ONLY_TABLES = ("schema_migrations",)
 
 

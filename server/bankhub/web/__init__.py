@@ -2,7 +2,8 @@
 
 * ``/app/`` the customer app (an installable PWA: ``/app/manifest.webmanifest`` and the
   service worker ``/app/sw.js``, whose scope is ``/app/``), ``/staff/`` the staff
-  workbench, ``/console/`` the head-office and branch console: HTML shells from ``pages/``;
+  workbench, ``/console/`` the head-office and branch console, ``/compliance/`` the compliance
+  console: HTML shells from ``pages/``;
 * ``/static/<path>`` the files under ``static/`` (the app's modules, its stylesheet and
   icons, and the JavaScript SDK in ``static/sdk/``, a copy of ``clients/web/src/`` made by
   ``python -m bankhub.web.sync_sdk``).
@@ -137,8 +138,8 @@ async def service_worker(request: Request) -> Response:
 
 
 ROUTES: list[Route] = [
-    *(_page(name) for name in ("app", "staff", "console")),
-    *(_redirect(name) for name in ("app", "staff", "console")),
+    *(_page(name) for name in ("app", "staff", "console", "compliance")),
+    *(_redirect(name) for name in ("app", "staff", "console", "compliance")),
     Route("/app/manifest.webmanifest", manifest, methods=["GET", "HEAD"]),
     Route("/app/sw.js", service_worker, methods=["GET", "HEAD"]),
     Route("/static/{path:path}", static_file, methods=["GET", "HEAD"]),

@@ -43,6 +43,16 @@ CREATE TRIGGER membership_log_on_insert AFTER INSERT ON conversation_members
 CREATE TRIGGER membership_log_on_delete AFTER DELETE ON conversation_members
     FOR EACH ROW EXECUTE FUNCTION membership_log_left();
 
--- the members of today, since they joined (earlier departures were not recorded)
+-- the members of today, since they joined
 INSERT INTO membership_log (conversation_id, user_id, joined_at)
 SELECT conversation_id, user_id, joined_at FROM conversation_members;
+
+-- Departures before this delta were not recorded, but whoever sent a message was a member
+-- when they sent it: each earlier sender who is no longer a member gets one closed stay, from
+-- their first message to their last (a lower bound of the real stay; docs/compliance.md).
+INSERT INTO membership_log (conversation_id, user_id, joined_at, left_at)
+SELECT msg.conversation_id, msg.sender_id, min(msg.created_at), max(msg.created_at)
+  FROM messages msg
+ WHERE NOT EXISTS (SELECT 1 FROM conversation_members cm
+                    WHERE cm.conversation_id = msg.conversation_id AND cm.user_id = msg.sender_id)
+ GROUP BY msg.conversation_id, msg.sender_id;

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import msgspec
 
 from ...desk.routing import AgentLoad, Assignment, plan
+from ..barriers import BarrierStore
 from ..db import Conn
 from .rows import (
     CHANGED_MEANWHILE,
@@ -122,7 +123,10 @@ class ServiceRouting(ServiceTexts):
             )
             waiting = [session_from_row(r) for r in rows]
             avoid = {s.id: s.agent_id for s in waiting if s.agent_id is not None}  # transferred away from them
-            decided = plan(skilled, [s.id for s in waiting], avoid=avoid)
+            # information barriers: no session to an agent a policy separates from its customer,
+            # its earlier agents or its notes' authors (the agent reads them all)
+            barred = await BarrierStore.agents_barred_txn(conn, [(s.id, s.customer_id) for s in waiting], [a.user_id for a in skilled])
+            decided = plan(skilled, [s.id for s in waiting], avoid=avoid, barred=barred)
             if decided:
                 assigned = await self._apply(conn, queue, {s.id: s for s in waiting}, decided)
         if not assigned and not changed:
@@ -326,6 +330,10 @@ class ServiceRouting(ServiceTexts):
                 raise ServiceError("conflict", "that agent is not available or has no free capacity")
             session = await self._lock_session(conn, session_id)
             self._same(session, current)
+            # information barriers: the new agent reads the customer, the earlier agents' words and
+            # every note (this one's author included), so none of them may be separated from the agent
+            if await BarrierStore.agents_barred_txn(conn, [(session.id, session.customer_id)], [agent_id], also=[actor_id]):
+                raise ServiceError("forbidden", "an information barrier forbids transferring this session to that agent")
             await self._end_stint(conn, session, "transferred")
             await self._note(conn, key, session, actor_id, "transfer", note, to_agent=agent_id)
             await conn.execute(

@@ -11,6 +11,7 @@ import { GroupTools } from "./groups.js";
 import { ContactsView } from "./contacts.js";
 import { Liveness } from "./liveness.js";
 import { ReviseView } from "./revise.js";
+import { DlpNotice } from "./dlp.js";
 
 const HISTORY_PAGE = 50;
 
@@ -48,6 +49,8 @@ export class MessagesView {
     this.live = new Liveness({ client: this.client, session: shell.session, t, onChange: (/** @type {string|null} */ cid) => this.changed(cid) });
     /** recall and edit of my own messages; withdrawn and edited messages shown as such */
     this.revise = new ReviseView({ client: this.client, t, me: this.me, onChange: (/** @type {string} */ cid) => this.changed(cid) });
+    /** data-loss prevention: "Card number masked: 6222 **** **** 7890 — never send ..." or the refusal */
+    this.dlp = new DlpNotice({ client: this.client, t });
     /** groups: "New group", the member list, senders' names, group events in my language */
     this.groups = new GroupTools(this);
     /** contacts (friends): the Friends screen, reached from the conversation list */
@@ -283,7 +286,10 @@ export class MessagesView {
         input.value = "";
         if (this.revise.submit(cid, text)) return; // replaces the message being edited
         this.live.sent(cid);
-        this.client.send(cid, text).catch(() => this.changed(cid));
+        this.client.send(cid, text).catch((/** @type {any} */ e) => {
+          this.dlp.refused(e); // a card number, ID, account number or code that may not go this way
+          this.changed(cid);
+        });
         this.changed(cid); // shows it as pending at once
       };
       form.addEventListener("submit", (e) => {
@@ -299,7 +305,7 @@ export class MessagesView {
       });
       this.live.attach(cid, /** @type {HTMLTextAreaElement} */ (input));
       this.panel.replaceChildren(
-        h("div", { class: "chat" }, h("div", { class: "chat-head" }, h("button", { type: "button", class: "link back", text: `‹ ${t("back")}`, onclick: () => this.closeChat() }), h("div", { class: "group-slot" })), log, this.live.indicator(), media.notes, this.revise.attach(/** @type {HTMLTextAreaElement} */ (input)), form),
+        h("div", { class: "chat" }, h("div", { class: "chat-head" }, h("button", { type: "button", class: "link back", text: `‹ ${t("back")}`, onclick: () => this.closeChat() }), h("div", { class: "group-slot" })), log, this.live.indicator(), media.notes, this.dlp.attach(cid), this.revise.attach(/** @type {HTMLTextAreaElement} */ (input)), form),
       );
       if (focus) input.focus();
     }

@@ -12,6 +12,7 @@
 // open menu and the message being edited are kept here, and focus follows a re-render.
 
 import { isChange, isRecalled, visibleMessages } from "/static/sdk/bankhub.js";
+import { refusalText } from "./dlp.js";
 import { h } from "./dom.js";
 
 /** The hub's default windows (BANKHUB_MESSAGE_RECALL_SECONDS / _EDIT_SECONDS). */
@@ -231,6 +232,7 @@ export class ReviseView {
 
   /** @param {any} e */
   failure(e) {
+    if (e?.code === "sensitive_data") return refusalText(this.t, e); // data-loss prevention, in the page's language
     return e?.code === "forbidden" ? this.t("revise_refused") : this.t("revise_failed");
   }
 

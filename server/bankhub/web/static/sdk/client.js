@@ -380,7 +380,9 @@ function uuid4() {
  *
  * Events (`addEventListener(type, e => e.detail)`):
  * `state` {state: "connecting"|"open"|"offline"|"closed", error?}, `message`
- * {conversationId, message}, `sent` {conversationId, message, clientMsgId, duplicate},
+ * {conversationId, message}, `sent` {conversationId, message, clientMsgId, duplicate, dlp},
+ * `dlp` {conversationId, messageId, dlp: [{kind, masked}]} (the hub masked a card number, ID,
+ * account number, CVV or code in what I sent or edited: tell the user; feature `dlp`),
  * `pending` {conversationId}, `receipt`, `notice`, `notice_recalled`, `account_receipt`,
  * `alert`, `inbox_update`, `service_status`, `service_assigned`, `agent_state`,
  * `conversation_added`, `conversation_removed`, `rm_changed` (the frame's fields).
@@ -537,8 +539,11 @@ export class Client extends EventTarget {
    * hub acknowledged it. Until then it is pending (see {@link Client#pending}): kept in
    * memory and sent again with the same client_msg_id after every reconnect, never stored
    * twice. Rejects with TypeError/RangeError for a text the hub would refuse, HubError
-   * with the hub's code (`forbidden`, `not_found`, `gone`; `rate_limited` and
+   * with the hub's code (`forbidden`, `not_found`, `gone`, `sensitive_data`: a card number,
+   * ID, account number, CVV or code that may not be sent this way; `rate_limited` and
    * `unavailable` are retried), `timeout` (options.sendTimeoutMs), or the client's end.
+   * When the hub masked such a value the message resolved is the masked one, and a `dlp`
+   * event says what was masked.
    * @param {string} conversationId
    * @param {string} text
    * @param {{clientMsgId?: string, timeoutMs?: number | null}} [options]
@@ -631,7 +636,8 @@ export class Client extends EventTarget {
    * message_id, body}`), already applied to the held target (event `revised`). Idempotent
    * by client_msg_id; retried across reconnects until the timeout. Rejects with
    * TypeError/RangeError for a text the hub would refuse, or HubError (`forbidden`: not
-   * mine, not text, recalled, after the window; `not_found`; `gone`).
+   * mine, not text, recalled, after the window; `not_found`; `gone`; `sensitive_data`). A
+   * masked edit resolves with the masked body, and a `dlp` event says what was masked.
    * @param {string} conversationId
    * @param {string} messageId
    * @param {string} text
@@ -645,7 +651,10 @@ export class Client extends EventTarget {
     const body = validateText(text, this._hello ? this._hello.limits : DEFAULT_LIMITS);
     const cmid = options.clientMsgId === undefined ? uuid4() : validateId("client_msg_id", options.clientMsgId);
     const sent = await this._call("e", (id) => ({ type: "edit", id, conversation_id: conversationId, message_id: messageId, client_msg_id: cmid, body }));
-    return this._committedChange(sent, { kind: "edit", message_id: messageId, body });
+    // data-loss prevention: the hub's masked body is what the members see; hold that, and say why
+    const m = this._committedChange(sent, sent.body?.kind === "edit" ? sent.body : { kind: "edit", message_id: messageId, body });
+    if (Array.isArray(sent.dlp) && sent.dlp.length) this._emit("dlp", { conversationId: conversationId, messageId: m.message_id, dlp: sent.dlp });
+    return m;
   }
 
   /**
@@ -1549,7 +1558,9 @@ export class Client extends EventTarget {
     this._sendWaiters.delete(acked.pending);
     this._store.add(acked.message);
     const cid = acked.message.conversation_id;
-    this._emit("sent", { conversationId: cid, message: acked.message, clientMsgId: acked.pending.clientMsgId, duplicate: acked.duplicate });
+    const dlp = acked.dlp ?? [];
+    this._emit("sent", { conversationId: cid, message: acked.message, clientMsgId: acked.pending.clientMsgId, duplicate: acked.duplicate, dlp });
+    if (dlp.length) this._emit("dlp", { conversationId: cid, messageId: acked.message.message_id, dlp });
     this._emit("pending", { conversationId: cid });
     if (waiter) waiter.resolve(acked.message);
     if (acked.hole) {

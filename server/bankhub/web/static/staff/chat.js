@@ -10,6 +10,7 @@ import { CardView, isCardBody } from "../app/cards.js";
 import { cardComposer } from "./cards.js";
 import { Liveness } from "../app/liveness.js";
 import { ReviseView } from "../app/revise.js";
+import { DlpNotice } from "../app/dlp.js";
 import { groupEventText } from "/static/sdk/bankhub.js";
 
 const HISTORY_PAGE = 50;
@@ -37,6 +38,8 @@ export class ChatPane {
     this.cards = new CardView({ session: this.session, t });
     /** recall and edit of my own messages; withdrawn and edited messages shown as such */
     this.revise = new ReviseView({ client: this.client, t, me: this.me, onChange: (/** @type {string} */ cid) => cid === this.cid && this.render() });
+    /** data-loss prevention: what the hub masked in what I sent, or why it refused it */
+    this.dlp = new DlpNotice({ client: this.client, t });
     /** @type {Map<string, any>} message id -> message (HTTP history) */
     this.history = new Map();
     this.peerRead = 0;
@@ -92,7 +95,7 @@ export class ChatPane {
     // RMs and agents may send the customer a service card (the hub refuses anyone else)
     const cardForm = ["rm", "agent"].includes(this.me.role) ? cardComposer({ client: this.client, cid: this.cid, t }) : "";
     this.live.attach(this.cid, input);
-    this.element = h("section", { class: "chat", "aria-label": t("chat_with", { name: this.title }) }, h("h2", { class: "chat-title", text: this.title }), this.log, this.typing, media.notes, cardForm, this.revise.attach(input), form);
+    this.element = h("section", { class: "chat", "aria-label": t("chat_with", { name: this.title }) }, h("h2", { class: "chat-title", text: this.title }), this.log, this.typing, media.notes, cardForm, this.dlp.attach(this.cid), this.revise.attach(input), form);
     this.render();
     this.loadHistory();
     this.live.peerRead(this.cid).then((seq) => {
@@ -113,7 +116,10 @@ export class ChatPane {
     this.input.value = "";
     if (this.revise.submit(this.cid, text)) return; // replaces the message being edited
     this.live.sent(this.cid);
-    this.client.send(this.cid, text).catch(() => this.render());
+    this.client.send(this.cid, text).catch((/** @type {any} */ e) => {
+      this.dlp.refused(e); // e.g. a card number to a customer: refused, nothing stored
+      this.render();
+    });
     this.render(); // pending at once
   }
 
@@ -190,6 +196,7 @@ export class ChatPane {
     this.media.destroy();
     this.live.destroy();
     this.revise.destroy();
+    this.dlp.detach();
     for (const [name, fn] of this.handlers) this.client.removeEventListener(name, fn);
     this.handlers = [];
     document.removeEventListener("visibilitychange", this.onVisible);
