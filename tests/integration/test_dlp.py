@@ -190,7 +190,8 @@ async def test_kek_rotation_rewraps_the_compliance_key_and_old_fingerprints_stil
     from bankhub.actions.keys import retire_kek, rotate
     from bankhub.crypto import LocalKeyFile
     from bankhub.crypto.keyring import Keyring
-    from bankhub.storage.dlp import DlpKeyStore, dlp_kek_counts
+    from bankhub.storage.dlp import DlpKeyStore
+    from bankhub.storage.wrapped_secrets import DLP_KEYS, kek_counts
 
     key_file = LocalKeyFile.create(tmp_path / "keys.json")
     nodes.key_file = str(key_file.path)  # this test's own KEK file: it rotates and retires KEKs
@@ -201,11 +202,11 @@ async def test_kek_rotation_rewraps_the_compliance_key_and_old_fingerprints_stil
     sent = await li.expect("sent", frame_id=await li.send_text(conv, f"card {CARD}"))
     assert sent["dlp"]
     old = key_file.active_kek_id()
-    assert await dlp_kek_counts(node.hub.db) == {old: 1}
+    assert await kek_counts(node.hub.db, DLP_KEYS) == {old: 1}
     key_file.add_key()
     report = await rotate(node.hub.db, key_file, new_kek=False)
     assert report.failed == []
-    assert await dlp_kek_counts(node.hub.db) == {key_file.active_kek_id(): 1}
+    assert await kek_counts(node.hub.db, DLP_KEYS) == {key_file.active_kek_id(): 1}
     await retire_kek(node.hub.db, key_file, old)
     # a node that never held the key unwraps it under the new KEK: the old fingerprint still matches
     node.hub.dlp = DlpKeyStore(node.hub.db, Keyring(LocalKeyFile(key_file.path)))  # the old KEK is gone from the file

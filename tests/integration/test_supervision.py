@@ -459,7 +459,7 @@ async def test_a_picture_caption_is_supervised(nodes: Nodes, tmp_path: Any) -> N
 async def test_the_sampling_key_is_stored_only_wrapped_and_follows_a_kek_rotation(nodes: Nodes, dsn: str, tmp_path: Any) -> None:
     from bankhub.actions.keys import retire_kek, rotate
     from bankhub.crypto import LocalKeyFile
-    from bankhub.storage.supervision import supervision_kek_counts
+    from bankhub.storage.wrapped_secrets import SAMPLING_KEY, kek_counts
 
     key_file = LocalKeyFile.create(tmp_path / "keys.json")
     nodes.key_file = str(key_file.path)  # this test's own KEK file: it rotates and retires KEKs
@@ -477,11 +477,11 @@ async def test_the_sampling_key_is_stored_only_wrapped_and_follows_a_kek_rotatio
     finally:
         await conn.close()
     old = key_file.active_kek_id()
-    assert await supervision_kek_counts(node.hub.db) == {old: 1}
+    assert await kek_counts(node.hub.db, SAMPLING_KEY) == {old: 1}
     key_file.add_key()
     report = await rotate(node.hub.db, key_file, new_kek=False)
     assert report.failed == []
-    assert await supervision_kek_counts(node.hub.db) == {key_file.active_kek_id(): 1}
+    assert await kek_counts(node.hub.db, SAMPLING_KEY) == {key_file.active_kek_id(): 1}
     await retire_kek(node.hub.db, key_file, old)
     # the same key after the rotation: the same messages are sampled
     from bankhub.compliance.supervision import sampled

@@ -19,6 +19,7 @@ from bankhub.actions import widget as widget_actions
 from bankhub.crypto import LocalKeyFile
 from bankhub.runner import RunningNode
 from bankhub.storage.widget import WidgetPartner
+from bankhub.storage.wrapped_secrets import WIDGET_SECRETS, kek_counts
 from bankhub.widget import tokens
 from bankhub_client.widget import mint_visitor_token
 
@@ -246,7 +247,7 @@ async def test_key_rotation_rewraps_partner_secrets(dsn: str, tmp_path: Path, no
     partner, secret = await widget_actions.add_partner(node.hub.db, provider, "shop", SHOP)
     old_kek = provider.active_kek_id()
     await key_actions.rotate(node.hub.db, provider)
-    assert await widget_actions.partner_kek_counts(node.hub.db) == {provider.active_kek_id(): 1}
+    assert await kek_counts(node.hub.db, WIDGET_SECRETS) == {provider.active_kek_id(): 1}
     await key_actions.retire_kek(node.hub.db, provider, old_kek)  # no partner secret left under it
     # the same secret, now under the new KEK: partners notice nothing
     r = await _enter(node, partner.id, mint_visitor_token(secret, partner.id, "v-2", "Two"))

@@ -37,12 +37,9 @@ from ..storage.alerts import AlertStore
 from ..storage.db import Conn, Database
 from ..storage.holds import ConversationHeld
 from ..storage.keys import ConversationKeyStore, RewrapItem
-from ..storage.signing_keys import rewrap_signing_keys, signing_kek_counts
-from ..storage.dlp import dlp_kek_counts, rewrap_dlp_keys
-from ..storage.supervision import rewrap_supervision_key, supervision_kek_counts
+from ..storage import wrapped_secrets
 from . import audit
 from .alert_systems import rewrap_alert_keys, rewrap_secrets
-from .widget import partner_kek_counts, rewrap_partner_secrets
 
 __all__ = [
     "ConversationHeld",
@@ -135,15 +132,12 @@ async def rotate(
     # the HMAC secrets of alert-sending systems and the alert data keys are wrapped under the same KEKs
     secrets_rewrapped, secrets_failed = await rewrap_secrets(db, provider)
     alert_keys_rewrapped, alert_keys_failed = await rewrap_alert_keys(db, provider, batch_size)
-    # and so is the hub's card/notice signing key
-    signing_rewrapped, signing_failed = await rewrap_signing_keys(db, provider)
-    # and the service widget partners' token secrets
-    widget_rewrapped, widget_failed = await rewrap_partner_secrets(db, provider)
-    # and the compliance key of data-loss prevention's fingerprints
-    dlp_rewrapped, dlp_failed = await rewrap_dlp_keys(db, provider)
-    # and supervision's sampling key
-    sampling_rewrapped, sampling_failed = await rewrap_supervision_key(db, provider)
-    for failure in secrets_failed + alert_keys_failed + signing_failed + widget_failed + dlp_failed + sampling_failed:
+    # and so are the hub's signing key, the widget partners' secrets, the DLP compliance key
+    # and supervision's sampling key (storage/wrapped_secrets.py)
+    others: dict[str, tuple[int, list[str]]] = {}
+    for column in wrapped_secrets.WRAPPED_COLUMNS:
+        others[column.audit_name] = await wrapped_secrets.rewrap(db, provider, column)
+    for failure in secrets_failed + alert_keys_failed + [f for _, failures in others.values() for f in failures]:
         log.error("re-wrapping failed: %s", failure)
     # written even when report.failed is not empty: a partial rotation is an auditable event too
     await audit.record(
@@ -162,14 +156,8 @@ async def rotate(
             "system_secrets_failed": len(secrets_failed),
             "alert_keys_rewrapped": alert_keys_rewrapped,
             "alert_keys_failed": len(alert_keys_failed),
-            "signing_keys_rewrapped": signing_rewrapped,
-            "signing_keys_failed": len(signing_failed),
-            "widget_secrets_rewrapped": widget_rewrapped,
-            "widget_secrets_failed": len(widget_failed),
-            "dlp_keys_rewrapped": dlp_rewrapped,
-            "dlp_keys_failed": len(dlp_failed),
-            "sampling_keys_rewrapped": sampling_rewrapped,
-            "sampling_keys_failed": len(sampling_failed),
+            **{f"{name}_rewrapped": done for name, (done, _) in others.items()},
+            **{f"{name}_failed": len(failures) for name, (_, failures) in others.items()},
         },
     )
     return report
@@ -188,17 +176,10 @@ async def retire_kek(db: Database, key_file: LocalKeyFile, kek_id: str, *, actor
     alert_keys = (await AlertStore(db).key_counts()).get(kek_id)
     if alert_keys:
         raise KekInUse(f"{kek_id} still wraps {alert_keys} alert data key(s): run bankhub keys rotate --rewrap-only first")
-    signing = (await signing_kek_counts(db)).get(kek_id)
-    if signing:
-        raise KekInUse(f"{kek_id} still wraps {signing} signing key(s): run bankhub keys rotate --rewrap-only first")
-    widget = (await partner_kek_counts(db)).get(kek_id)
-    if widget:
-        raise KekInUse(f"{kek_id} still wraps {widget} widget partner secret(s): run bankhub keys rotate --rewrap-only first")
-    compliance = (await dlp_kek_counts(db)).get(kek_id)
-    if compliance:
-        raise KekInUse(f"{kek_id} still wraps {compliance} compliance key(s): run bankhub keys rotate --rewrap-only first")
-    if (await supervision_kek_counts(db)).get(kek_id):
-        raise KekInUse(f"{kek_id} still wraps the supervision sampling key: run bankhub keys rotate --rewrap-only first")
+    for column in wrapped_secrets.WRAPPED_COLUMNS:
+        held = (await wrapped_secrets.kek_counts(db, column)).get(kek_id)
+        if held:
+            raise KekInUse(f"{kek_id} still wraps {held} {column.what}(s): run bankhub keys rotate --rewrap-only first")
     key_file.remove_key(kek_id)
     await audit.record(db, actor=actor, action=audit.KEYS_RETIRED, target=f"kek:{kek_id}")
 

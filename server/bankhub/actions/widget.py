@@ -49,8 +49,6 @@ __all__ = [
     "rotate_secret",
     "framing_origins",
     "exchange",
-    "rewrap_partner_secrets",
-    "partner_kek_counts",
 ]
 
 log = logging.getLogger("bankhub.widget")
@@ -208,25 +206,3 @@ async def exchange(hub: Hub, partner_id: str, token: str, *, user_agent: str | N
         details={"partner": partner.name},
     )
     return LoginResult(bearer, session_id, expires_at, visitor), partner
-
-
-async def rewrap_partner_secrets(db: Database, provider: KeyProvider) -> tuple[int, list[str]]:
-    """Re-wrap every partner secret under the active KEK (part of ``bankhub keys rotate``).
-    The secrets do not change: partners notice nothing. Returns how many were re-wrapped and
-    the failures (partner id and error type; never key material)."""
-    store = WidgetStore(db)
-    done = 0
-    failed: list[str] = []
-    for partner_id, old in await store.not_under(provider.active_kek_id()):
-        try:
-            raw = await call_provider(provider, provider.unwrap, old.kek_id, old.wrapped)
-            kek_id, wrapped = await call_provider(provider, provider.wrap, raw)
-        except Exception as exc:
-            failed.append(f"widget partner {partner_id}: {type(exc).__name__}")
-            continue
-        done += await store.rewrap(partner_id, old, WrappedSecret(kek_id, wrapped))
-    return done, failed
-
-
-async def partner_kek_counts(db: Database) -> dict[str, int]:
-    return await WidgetStore(db).kek_counts()

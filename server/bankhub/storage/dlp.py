@@ -6,7 +6,7 @@ The key is 32 random bytes, stored only wrapped by the key provider, like the hu
 lets one of several racing nodes win), each node unwraps it once. A fingerprint row names the
 key it was made under, so a search tries every key (one, until a rotation — which no command
 does yet; ``bankhub keys rotate`` re-wraps the key under a new KEK like every other wrapped
-secret, :func:`rewrap_dlp_keys`).
+secret, :mod:`bankhub.storage.wrapped_secrets`).
 
 Writes are ``*_txn`` steps of the send transaction (:func:`bankhub.actions.messages.commit`
 and the other text paths): a masked value's fingerprint commits with its message or not at all.
@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ..crypto.keyring import Keyring, call_provider
-from ..crypto.keys import KeyProvider
 from .db import Conn, Database, StorageUnavailable
 
 __all__ = [
@@ -38,8 +37,6 @@ __all__ = [
     "member_sides_txn",
     "search",
     "figures",
-    "dlp_kek_counts",
-    "rewrap_dlp_keys",
 ]
 
 log = logging.getLogger("bankhub.storage.dlp")
@@ -223,33 +220,3 @@ async def figures(db: Database) -> tuple[dict[str, int], dict[tuple[str, str], i
         masked = await conn.fetch("SELECT kind, count(*) AS n FROM dlp_matches GROUP BY kind")
         refused = await conn.fetch("SELECT kind, direction, sum(refused)::bigint AS n FROM dlp_refusals GROUP BY kind, direction")
     return {r["kind"]: r["n"] for r in masked}, {(r["kind"], r["direction"]): r["n"] for r in refused}
-
-
-async def dlp_kek_counts(db: Database) -> dict[str, int]:
-    """``{kek_id: compliance keys wrapped under it}`` (a KEK is retired only once none is)."""
-    async with db.connection("dlp_key_kek_counts") as conn:
-        rows = await conn.fetch("SELECT kek_id, count(*) AS n FROM dlp_keys GROUP BY kek_id")
-    return {r["kek_id"]: r["n"] for r in rows}
-
-
-async def rewrap_dlp_keys(db: Database, provider: KeyProvider) -> tuple[int, list[str]]:
-    """Re-wrap every compliance key not under the active KEK (``bankhub keys rotate``).
-    Returns ``(re-wrapped, failures)``; a failure names the key, never its bytes."""
-    target = provider.active_kek_id()
-    async with db.connection("dlp_keys_not_under") as conn:
-        rows = await conn.fetch("SELECT id, kek_id, wrapped_key FROM dlp_keys WHERE kek_id <> $1", target)
-    done, failed = 0, []
-    for r in rows:
-        try:
-            secret = await call_provider(provider, provider.unwrap, r["kek_id"], bytes(r["wrapped_key"]))
-            kek_id, wrapped = await call_provider(provider, provider.wrap, secret)
-        except Exception as exc:
-            failed.append(f"compliance key {r['id']} (KEK {r['kek_id']}): {type(exc).__name__}")
-            continue
-        async with db.connection("dlp_key_rewrap") as conn:
-            status = await conn.execute(
-                "UPDATE dlp_keys SET kek_id = $2, wrapped_key = $3 WHERE id = $1 AND kek_id = $4 AND wrapped_key = $5",
-                r["id"], kek_id, wrapped, r["kek_id"], r["wrapped_key"],
-            )
-        done += int(status.rsplit(" ", 1)[-1])
-    return done, failed

@@ -19,13 +19,12 @@ from typing import Any, NamedTuple
 import msgspec
 
 from ..crypto.keyring import Keyring, call_provider
-from ..crypto.keys import KeyProvider
 from ..crypto.signing import SigningKey, new_key_id, new_seed
 from ..protocol.cards import card_payload, notice_payload
 from ..protocol.frames import NoticeBody, Signature, SignedCardBody
 from .db import Conn, Database, StorageUnavailable
 
-__all__ = ["SigningKeyStore", "PublicKey", "SigningUnavailable", "REFRESH_SECONDS", "signing_kek_counts", "rewrap_signing_keys"]
+__all__ = ["SigningKeyStore", "PublicKey", "SigningUnavailable", "REFRESH_SECONDS"]
 
 log = logging.getLogger("bankhub.storage.signing_keys")
 
@@ -156,33 +155,3 @@ class SigningKeyStore:
         return [
             PublicKey(r["id"], bytes(r["public_key"]), r["state"], int(r["created_at"].timestamp() * 1000)) for r in rows
         ]
-
-
-async def signing_kek_counts(db: Database) -> dict[str, int]:
-    """``{kek_id: signing keys wrapped under it}`` (a KEK is retired only once none is)."""
-    async with db.connection("signing_key_kek_counts") as conn:
-        rows = await conn.fetch("SELECT kek_id, count(*) AS n FROM signing_keys GROUP BY kek_id")
-    return {r["kek_id"]: r["n"] for r in rows}
-
-
-async def rewrap_signing_keys(db: Database, provider: KeyProvider) -> tuple[int, list[str]]:
-    """Re-wrap every signing key not under the active KEK (``bankhub keys rotate``).
-    Returns ``(re-wrapped, failures)``; a failure names the key, never its bytes."""
-    target = provider.active_kek_id()
-    async with db.connection("signing_keys_not_under") as conn:
-        rows = await conn.fetch("SELECT id, kek_id, wrapped_private FROM signing_keys WHERE kek_id <> $1", target)
-    done, failed = 0, []
-    for r in rows:
-        try:
-            seed = await call_provider(provider, provider.unwrap, r["kek_id"], bytes(r["wrapped_private"]))
-            kek_id, wrapped = await call_provider(provider, provider.wrap, seed)
-        except Exception as exc:
-            failed.append(f"signing key {r['id']} (KEK {r['kek_id']}): {type(exc).__name__}")
-            continue
-        async with db.connection("signing_key_rewrap") as conn:
-            status = await conn.execute(
-                "UPDATE signing_keys SET kek_id = $2, wrapped_private = $3 WHERE id = $1 AND kek_id = $4 AND wrapped_private = $5",
-                r["id"], kek_id, wrapped, r["kek_id"], r["wrapped_private"],
-            )
-        done += int(status.rsplit(" ", 1)[-1])
-    return done, failed

@@ -33,7 +33,6 @@ import msgspec
 
 from ..compliance.supervision import EMPTY, RuleSet, RuleSpec
 from ..crypto.keyring import Keyring, call_provider
-from ..crypto.keys import KeyProvider
 from ..ids import uuid7
 from .db import Conn, Database
 
@@ -47,8 +46,6 @@ __all__ = [
     "RuleFigures",
     "SampleFigures",
     "NameTaken",
-    "supervision_kek_counts",
-    "rewrap_supervision_key",
 ]
 
 
@@ -491,34 +488,3 @@ class SupervisionStore:
                 list(terms),
             )
         await SupervisionStore._bump_txn(conn)
-
-
-# --- the sampling key under the KEKs (bankhub keys rotate / retire) ----------------------------
-
-
-async def supervision_kek_counts(db: Database) -> dict[str, int]:
-    """``{kek_id: 1}`` for the KEK wrapping the sampling key (a KEK is retired only once none is)."""
-    async with db.connection("supervision_key_kek_counts") as conn:
-        kek_id = await conn.fetchval("SELECT kek_id FROM supervision_state WHERE kek_id IS NOT NULL")
-    return {} if kek_id is None else {kek_id: 1}
-
-
-async def rewrap_supervision_key(db: Database, provider: KeyProvider) -> tuple[int, list[str]]:
-    """Re-wrap the sampling key when it is not under the active KEK (``bankhub keys rotate``).
-    Returns ``(re-wrapped, failures)``; a failure names the KEK, never the key's bytes."""
-    target = provider.active_kek_id()
-    async with db.connection("supervision_key_not_under") as conn:
-        row = await conn.fetchrow("SELECT kek_id, wrapped_sample_key FROM supervision_state WHERE kek_id <> $1", target)
-    if row is None:
-        return 0, []
-    try:
-        secret = await call_provider(provider, provider.unwrap, row["kek_id"], bytes(row["wrapped_sample_key"]))
-        kek_id, wrapped = await call_provider(provider, provider.wrap, secret)
-    except Exception as exc:
-        return 0, [f"supervision sampling key (KEK {row['kek_id']}): {type(exc).__name__}"]
-    async with db.connection("supervision_key_rewrap") as conn:
-        status = await conn.execute(
-            "UPDATE supervision_state SET kek_id = $1, wrapped_sample_key = $2 WHERE kek_id = $3 AND wrapped_sample_key = $4",
-            kek_id, wrapped, row["kek_id"], row["wrapped_sample_key"],
-        )
-    return int(status.rsplit(" ", 1)[-1]), []

@@ -182,25 +182,3 @@ class WidgetStore:
                 uuid.UUID(partner.id), external_id, user_id,
             )
         return user_from_row(row)
-
-    async def not_under(self, kek_id: str) -> list[tuple[uuid.UUID, WrappedSecret]]:
-        """Partner secrets wrapped under another KEK than ``kek_id``."""
-        async with self.db.connection("widget_secrets_to_rewrap") as conn:
-            rows = await conn.fetch("SELECT id, kek_id, wrapped_secret FROM widget_partners WHERE kek_id <> $1", kek_id)
-        return [(r["id"], WrappedSecret(r["kek_id"], r["wrapped_secret"])) for r in rows]
-
-    async def rewrap(self, partner_id: uuid.UUID, old: WrappedSecret, new: WrappedSecret) -> bool:
-        """Replace a wrapped secret by the same secret under another KEK, if it is still ``old``."""
-        async with self.db.connection("widget_secret_rewrap") as conn:
-            status = await conn.execute(
-                """UPDATE widget_partners SET kek_id = $4, wrapped_secret = $5
-                   WHERE id = $1 AND kek_id = $2 AND wrapped_secret = $3""",
-                partner_id, old.kek_id, old.wrapped, new.kek_id, new.wrapped,
-            )
-        return str(status).endswith(" 1")
-
-    async def kek_counts(self) -> dict[str, int]:
-        """How many partner secrets each KEK wraps."""
-        async with self.db.connection("widget_kek_counts") as conn:
-            rows = await conn.fetch("SELECT kek_id, count(*) AS n FROM widget_partners GROUP BY kek_id")
-        return {r["kek_id"]: int(r["n"]) for r in rows}
