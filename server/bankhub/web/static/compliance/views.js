@@ -4,6 +4,7 @@
 // Message text is only ever fetched after the reason prompt (reason.js): lists show metadata.
 
 import { h } from "../app/dom.js";
+import { TabbedConsole } from "../console/shell.js";
 import { lang, t } from "./i18n.js";
 import { askReason, REASONS } from "./reason.js";
 
@@ -81,7 +82,7 @@ function status() {
   return h("p", { class: "result", role: "status", "aria-live": "polite" });
 }
 
-export class ComplianceConsole {
+export class ComplianceConsole extends TabbedConsole {
   /**
    * @param {HTMLElement} root
    * @param {any} session HubSession (cookie mode)
@@ -89,11 +90,7 @@ export class ComplianceConsole {
    * @param {() => HTMLElement} langButton
    */
   constructor(root, session, signOut, langButton) {
-    this.root = root;
-    this.session = session;
-    this.signOut = signOut;
-    this.langButton = langButton;
-    this.section = "holds";
+    super(root, session, signOut, langButton, SECTIONS, t);
     /** @type {Set<number>} pending re-reads (see poll) */
     this.timers = new Set();
     /** @type {(() => void) | null} waiting for the page to be visible again */
@@ -155,64 +152,7 @@ export class ComplianceConsole {
 
   render() {
     const user = this.session.user;
-    this.panel = h("section", { id: "panel", role: "tabpanel", tabindex: "-1", class: "panel" });
-    const tabs = SECTIONS.map((name) =>
-      h("button", {
-        type: "button",
-        role: "tab",
-        id: `tab-${name}`,
-        "aria-controls": "panel",
-        "aria-selected": String(name === this.section),
-        tabindex: name === this.section ? "0" : "-1",
-        class: "section-tab",
-        text: t(`tab_${name}`),
-        onclick: () => this.select(name),
-        onkeydown: (/** @type {KeyboardEvent} */ e) => this.arrow(e, name),
-      }),
-    );
-    this.tablist = h("div", { role: "tablist", "aria-label": t("sections"), "aria-orientation": "vertical" }, tabs);
-    this.root.replaceChildren(
-      h(
-        "div",
-        { class: "console" },
-        h(
-          "header",
-          { class: "console-top" },
-          h("h1", { text: t("title") }),
-          h("p", { class: "who", text: t("signed_in_as", { name: user.display_name || user.username, role: t("role_compliance") }) }),
-          this.langButton(),
-          h("button", { type: "button", class: "link", text: t("sign_out"), onclick: () => this.signOut() }),
-        ),
-        h("nav", { class: "console-nav", "aria-label": t("sections") }, this.tablist),
-        h("main", { class: "console-main" }, this.panel),
-      ),
-    );
-    this.show();
-  }
-
-  /** @param {string} name */
-  select(name) {
-    this.section = name;
-    for (const tab of this.tablist.querySelectorAll('[role="tab"]')) {
-      const on = tab.id === `tab-${name}`;
-      tab.setAttribute("aria-selected", String(on));
-      tab.setAttribute("tabindex", on ? "0" : "-1");
-    }
-    this.show();
-  }
-
-  /** @param {KeyboardEvent} event @param {string} name */
-  arrow(event, name) {
-    let next = null;
-    const i = SECTIONS.indexOf(name);
-    if (event.key === "ArrowDown" || event.key === "ArrowRight") next = SECTIONS[(i + 1) % SECTIONS.length];
-    else if (event.key === "ArrowUp" || event.key === "ArrowLeft") next = SECTIONS[(i - 1 + SECTIONS.length) % SECTIONS.length];
-    else if (event.key === "Home") next = SECTIONS[0];
-    else if (event.key === "End") next = SECTIONS[SECTIONS.length - 1];
-    if (!next) return;
-    event.preventDefault();
-    this.select(next);
-    /** @type {HTMLElement} */ (this.tablist.querySelector(`#tab-${next}`)).focus();
+    this.layout(t("signed_in_as", { name: user.display_name || user.username, role: t("role_compliance") }));
   }
 
   show() {

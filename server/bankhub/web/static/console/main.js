@@ -3,65 +3,17 @@
 // tablist. Anyone else is told the console is not for them (the hub's policy decides every call
 // anyway: this gate only spares them a screen of refusals).
 
-import { h } from "../app/dom.js";
-import { renderSignIn, resumeSession } from "../app/signin.js";
 import { onLangChange, t, toggleLang } from "./i18n.js";
+import { startConsole } from "./shell.js";
 import { Console } from "./views.js";
 
 const ADMIN_ROLES = ["head_office_admin", "branch_admin"];
-const root = /** @type {HTMLElement} */ (document.getElementById("console"));
-/** @type {any} */
-let session = null;
-/** @type {Console | null} */
-let view = null;
 
-function langButton() {
-  return h("button", { type: "button", class: "link lang", "aria-label": t("language_label"), text: t("language"), onclick: toggleLang });
-}
-
-function showSignIn() {
-  session = null;
-  view = null;
-  renderSignIn(root, start, { t, heading: "title", iconSize: "64", langButton });
-}
-
-async function signOut() {
-  try {
-    await session?.signOut();
-  } finally {
-    showSignIn();
-  }
-}
-
-function showNotAllowed() {
-  view = null;
-  root.replaceChildren(
-    h(
-      "main",
-      { class: "signin-page" },
-      h("h1", { text: t("not_allowed_title") }),
-      h("p", { role: "alert", text: t("not_allowed") }),
-      h("p", {}, h("a", { href: "/app/", text: t("open_app") }), " · ", h("a", { href: "/staff/", text: t("open_staff") })),
-      h("button", { type: "button", class: "primary", text: t("sign_out"), onclick: signOut }),
-      langButton(),
-    ),
-  );
-}
-
-/** @param {any} s HubSession */
-function start(s) {
-  session = s;
-  if (!ADMIN_ROLES.includes(s.user?.role)) {
-    showNotAllowed();
-    return;
-  }
-  view = new Console(root, s, signOut, langButton);
-}
-
-onLangChange(() => {
-  if (view) view.render();
-  else if (session) showNotAllowed();
-  else showSignIn();
+startConsole({
+  root: /** @type {HTMLElement} */ (document.getElementById("console")),
+  t,
+  toggleLang,
+  onLangChange,
+  allowed: (user) => ADMIN_ROLES.includes(user?.role),
+  open: (root, session, signOut, langButton) => new Console(root, session, signOut, langButton),
 });
-
-resumeSession(start, showSignIn);

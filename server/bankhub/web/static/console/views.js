@@ -3,6 +3,7 @@
 // Every call goes through the SDK session (cookie + CSRF); the hub's policy decides each one.
 
 import { h } from "../app/dom.js";
+import { TabbedConsole } from "./shell.js";
 import { lang, t } from "./i18n.js";
 
 const SECTIONS = ["accounts", "compose", "approvals", "notices"];
@@ -36,7 +37,7 @@ function field(id, label, control, hint = null) {
   return h("div", { class: "field" }, h("label", { for: id, text: label }), control, hint ? h("p", { class: "hint", id: `${id}-hint`, text: hint }) : null);
 }
 
-export class Console {
+export class Console extends TabbedConsole {
   /**
    * @param {HTMLElement} root
    * @param {any} session HubSession (cookie mode)
@@ -44,11 +45,7 @@ export class Console {
    * @param {() => HTMLElement} langButton
    */
   constructor(root, session, signOut, langButton) {
-    this.root = root;
-    this.session = session;
-    this.signOut = signOut;
-    this.langButton = langButton;
-    this.section = "accounts";
+    super(root, session, signOut, langButton, SECTIONS, t);
     /** @type {any[] | null} accounts this administrator manages */
     this.managed = null;
     /** @type {any[] | null} */
@@ -60,60 +57,7 @@ export class Console {
 
   render() {
     const user = this.session.user;
-    this.panel = h("section", { id: "panel", role: "tabpanel", tabindex: "-1", class: "panel" });
-    const tabs = SECTIONS.map((name) =>
-      h("button", {
-        type: "button",
-        role: "tab",
-        id: `tab-${name}`,
-        "aria-controls": "panel",
-        "aria-selected": String(name === this.section),
-        tabindex: name === this.section ? "0" : "-1",
-        class: "section-tab",
-        text: t(`tab_${name}`),
-        onclick: () => this.select(name),
-        onkeydown: (/** @type {KeyboardEvent} */ e) => this.arrow(e, name),
-      }),
-    );
-    this.tablist = h("div", { role: "tablist", "aria-label": t("sections"), "aria-orientation": "vertical" }, tabs);
-    this.root.replaceChildren(
-      h(
-        "div",
-        { class: "console" },
-        h(
-          "header",
-          { class: "console-top" },
-          h("h1", { text: t("title") }),
-          h("p", { class: "who", text: t("signed_in_as", { name: user.display_name, role: t(`role_${user.role}`) }) }),
-          this.langButton(),
-          h("button", { type: "button", class: "link", text: t("sign_out"), onclick: () => this.signOut() }),
-        ),
-        h("nav", { class: "console-nav", "aria-label": t("sections") }, this.tablist),
-        h("main", { class: "console-main" }, this.panel),
-      ),
-    );
-    this.show();
-  }
-
-  /** @param {string} name */
-  select(name) {
-    this.section = name;
-    for (const tab of this.tablist.querySelectorAll('[role="tab"]')) {
-      const on = tab.id === `tab-${name}`;
-      tab.setAttribute("aria-selected", String(on));
-      tab.setAttribute("tabindex", on ? "0" : "-1");
-    }
-    this.show();
-  }
-
-  /** @param {KeyboardEvent} event @param {string} name */
-  arrow(event, name) {
-    const step = event.key === "ArrowDown" || event.key === "ArrowRight" ? 1 : event.key === "ArrowUp" || event.key === "ArrowLeft" ? -1 : 0;
-    if (!step) return;
-    event.preventDefault();
-    const next = SECTIONS[(SECTIONS.indexOf(name) + step + SECTIONS.length) % SECTIONS.length];
-    this.select(next);
-    /** @type {HTMLElement} */ (this.tablist.querySelector(`#tab-${next}`)).focus();
+    this.layout(t("signed_in_as", { name: user.display_name, role: t(`role_${user.role}`) }));
   }
 
   show() {
