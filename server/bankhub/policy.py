@@ -1273,7 +1273,7 @@ def may_check_audit_chain(actor: User) -> Decision:
     if (denied := _active(actor)) is not None:
         return denied
     if actor.role is not Role.COMPLIANCE:
-        return Decision(False, "forbidden", "the audit chain is for compliance officers")
+        return Decision(False, "forbidden", "not a compliance officer: the audit chain is for compliance officers")
     return ALLOW
 
 

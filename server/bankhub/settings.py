@@ -587,7 +587,7 @@ class Settings:
     export_max_attachment_bytes: int = setting(
         256 * 1024 * 1024, env="EXPORT_MAX_ATTACHMENT_BYTES", ge=0, le=64 * 1024 * 1024 * 1024,
         doc="most bytes of pictures and voice notes one export copies; attachments past it are listed "
-        "with `problem: size cap` instead of their bytes",
+        "with `problem: size cap (BANKHUB_EXPORT_MAX_ATTACHMENT_BYTES)` instead of their bytes",
     )
     export_max_zip_bytes: int = setting(
         4 * 1024 * 1024 * 1024, env="EXPORT_MAX_ZIP_BYTES", ge=1024 * 1024, le=1024 * 1024 * 1024 * 1024,

@@ -4,9 +4,10 @@ and a MATRIX over every ordered pair of segments — investment banking (``ib``)
 where two people could communicate: contact add (by username and by phone), accept, invite-code
 redeem, direct conversation open, group create, group member add, group rename, directories
 (the RM directory, the contact list), presence, a send into a direct or group conversation that
-existed before the policy, an edit, typing, live read receipts and the read-positions snapshot.
-With one policy between ib and research, each path is allowed exactly when no policy separates
-the pair. Then single cases: a card, the service desk between agents, users in several
+existed before the policy, an edit, typing, live read receipts and the read-positions snapshot,
+RM assignment and book handover, service-desk routing and transfer, and an RM's card to their
+customer. With one policy between ib and research, each path is allowed exactly when no policy
+separates the pair. Then single cases: a card, the service desk between agents, users in several
 segments, the SQL rules against the pure ones, a policy committed while a send is in flight,
 disabled members, presence along the RM relationship, officers' edge cases, and the cost shape
 of the send path's check.
@@ -455,6 +456,51 @@ async def test_customers_rm_assignment_and_customer_contacts(node: RunningNode) 
         assert (await zhang.get("/v1/contacts/requests/incoming")).json()["requests"] == []
 
 
+async def test_matrix_rm_assignment(node: RunningNode) -> None:
+    """``PUT /v1/customers/{username}/rm`` by the head-office admin (in no segment): an RM of
+    every class is assigned a customer of every class exactly when no policy separates them."""
+    extra = tuple((f"rm-{x}", Role.RM, x) for x in CLASSES) + tuple((f"cust-{y}", Role.CUSTOMER, y) for y in CLASSES)
+    world = await _world(node, extra=extra)
+    try:
+        await _bar(world)
+        async with api(node, await token_for(node, "ho.admin")) as admin:
+
+            async def check(x: str, y: str) -> bool:
+                r = await admin.put(f"/v1/customers/cust-{y}/rm", json={"rm": f"rm-{x}"})
+                assert r.status_code == 200 or _barrier_refusal(r), (x, y, r.text)
+                return r.status_code == 200
+
+            await _matrix(check, "RM assignment")
+    finally:
+        await world.close()
+
+
+async def test_matrix_rm_book_handover(node: RunningNode) -> None:
+    """``POST /v1/rm/{username}/handover``: a book holding a customer of every class goes to an
+    RM of every class exactly when no policy separates the customer from the new RM."""
+    extra = tuple((f"rm-{y}", Role.RM, y) for y in CLASSES)
+    world = await _world(node, extra=extra)
+    try:
+        await _bar(world)
+        async with api(node, await token_for(node, "ho.admin")) as admin:
+
+            async def check(x: str, y: str) -> bool:
+                # a fresh book per pair: an RM in no segment with one customer of class x
+                source, customer = f"src-{x}-{y}", f"bk-{x}-{y}"
+                await make_user(node, source, Role.RM)
+                await make_user(node, customer, Role.CUSTOMER, rm=source)
+                if x != "none":
+                    r = await world.officer.put(f"/v1/compliance/barriers/segments/{x}/members/{customer}")
+                    assert r.status_code == 200, r.text
+                r = await admin.post(f"/v1/rm/{source}/handover", json={"to": f"rm-{y}"})
+                assert r.status_code == 200 or _barrier_refusal(r), (x, y, r.text)
+                return r.status_code == 200
+
+            await _matrix(check, "RM book handover")
+    finally:
+        await world.close()
+
+
 async def test_service_desk_routes_around_a_barrier(node: RunningNode) -> None:
     """A customer is never routed, nor transferred, to an agent a barrier separates them
     from: they wait for another agent."""
@@ -612,6 +658,114 @@ async def test_a_card_from_an_rm_does_not_cross_a_barrier(node: RunningNode) -> 
                 assert await conn.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1 AND kind = 'card'", uuid.UUID(conv)) == 1
         finally:
             await wang.close()
+
+
+async def test_matrix_card_from_an_rm_to_their_customer(node: RunningNode) -> None:
+    """A card from an RM of every class to their own customer of every class, in a
+    conversation opened before the policy: sent exactly when no policy separates them."""
+    extra = tuple((f"rm-{x}", Role.RM, x) for x in CLASSES)
+    world = await _world(node, extra=extra)
+    card = {"kind": "card", "template": "offer", "title": "Wealth product", "fields": [{"label": "Yield", "value": "2.35%"}]}
+    sockets = {x: await RawClient.connect(node.ws_url, world.tokens[f"rm-{x}"]) for x in CLASSES}
+    try:
+        direct: dict[tuple[str, str], str] = {}
+        for x, y in PAIRS:
+            customer = f"cu-{x}-{y}"
+            await make_user(node, customer, Role.CUSTOMER, rm=f"rm-{x}")
+            if y != "none":
+                assert (await world.officer.put(f"/v1/compliance/barriers/segments/{y}/members/{customer}")).status_code == 200
+            r = await world.http(f"rm-{x}").post("/v1/conversations", json={"kind": "direct", "peer": customer})
+            assert r.status_code in (200, 201), r.text
+            direct[(x, y)] = r.json()["conversation"]["id"]
+        await _bar(world)
+
+        async def send_card(x: str, y: str) -> bool:
+            frame = {"type": "send", "conversation_id": direct[(x, y)], "client_msg_id": f"k-{uuid.uuid4()}", "body": card}
+            return await _sent_or_refused(sockets[x], frame)
+
+        await _matrix(send_card, "card (RM to their customer)")
+    finally:
+        for sock in sockets.values():
+            await sock.close()
+        await world.close()
+
+
+async def test_matrix_service_desk_transfer(node: RunningNode) -> None:
+    """A service session of a customer of every class, served by an agent in no segment, is
+    transferred to an agent of every class exactly when no policy separates the customer from
+    that agent (checked in the transfer's own transaction)."""
+    extra = tuple((f"agent-{x}", Role.AGENT, x) for x in CLASSES) + (("agent-free", Role.AGENT, "none"),)
+    world = await _world(node, extra=extra)
+    try:
+        async with api(node, await token_for(node, "ho.admin")) as admin:
+            assert (await admin.put("/v1/service/agents/agent-free", json={"capacity": 20, "queues": ["cards"]})).status_code == 200
+            for x in CLASSES:
+                assert (await admin.put(f"/v1/service/agents/agent-{x}", json={"capacity": 10, "queues": ["cards"]})).status_code == 200
+        free = world.http("agent-free")
+        assert (await free.put("/v1/service/agents/me/state", json={"state": "available"})).status_code == 200
+        sessions: dict[tuple[str, str], str] = {}
+        for x, y in PAIRS:
+            customer = f"dc-{x}-{y}"
+            await make_user(node, customer, Role.CUSTOMER)
+            if y != "none":
+                assert (await world.officer.put(f"/v1/compliance/barriers/segments/{y}/members/{customer}")).status_code == 200
+            async with api(node, await token_for(node, customer)) as http:
+                sid = (await http.post("/v1/service/sessions", json={"queue": "cards"})).json()["session_id"]
+                await http.post(f"/v1/service/sessions/{sid}/human")
+                current = (await http.get("/v1/service/sessions/current")).json()
+                assert current["state"] == "active" and current["agent"]["username"] == "agent-free", current
+            sessions[(x, y)] = sid
+        await _bar(world)
+        for x in CLASSES:
+            r = await world.http(f"agent-{x}").put("/v1/service/agents/me/state", json={"state": "available"})
+            assert r.status_code == 200, r.text
+
+        async def transfer(x: str, y: str) -> bool:
+            r = await free.post(f"/v1/service/sessions/{sessions[(x, y)]}/transfer", json={"agent": f"agent-{x}", "note": "over to you"})
+            assert r.status_code == 200 or _barrier_refusal(r), (x, y, r.text)
+            return r.status_code == 200
+
+        await _matrix(transfer, "service-desk transfer")
+    finally:
+        await world.close()
+
+
+async def test_matrix_service_desk_routing(node: RunningNode) -> None:
+    """With only an agent of class x on the desk, a customer of class y who asks for a human
+    is routed to that agent exactly when no policy separates them (else they wait)."""
+    extra = tuple((f"agent-{x}", Role.AGENT, x) for x in CLASSES)
+    world = await _world(node, extra=extra)
+    try:
+        async with api(node, await token_for(node, "ho.admin")) as admin:
+            for x in CLASSES:
+                assert (await admin.put(f"/v1/service/agents/agent-{x}", json={"capacity": 20, "queues": ["cards"]})).status_code == 200
+        await _bar(world)
+        on_desk: list[str] = []
+
+        async def routed(x: str, y: str) -> bool:
+            if on_desk != [x]:
+                for other in on_desk:
+                    assert (await world.http(f"agent-{other}").put("/v1/service/agents/me/state", json={"state": "away"})).status_code == 200
+                r = await world.http(f"agent-{x}").put("/v1/service/agents/me/state", json={"state": "available"})
+                assert r.status_code == 200, r.text
+                on_desk[:] = [x]
+            customer = f"rc-{x}-{y}"
+            await make_user(node, customer, Role.CUSTOMER)
+            if y != "none":
+                assert (await world.officer.put(f"/v1/compliance/barriers/segments/{y}/members/{customer}")).status_code == 200
+            async with api(node, await token_for(node, customer)) as http:
+                sid = (await http.post("/v1/service/sessions", json={"queue": "cards"})).json()["session_id"]
+                await http.post(f"/v1/service/sessions/{sid}/human")
+                current = (await http.get("/v1/service/sessions/current")).json()
+            assert current["state"] in ("active", "waiting"), current
+            if current["state"] == "active":
+                assert current["agent"]["username"] == f"agent-{x}", current
+                return True
+            return False
+
+        await _matrix(routed, "service-desk routing")
+    finally:
+        await world.close()
 
 
 async def test_users_in_several_segments(node: RunningNode) -> None:

@@ -16,7 +16,7 @@ import pytest
 from starlette.routing import Route
 
 from bankhub.app import create_app
-from bankhub.http.openapi import openapi_document
+from bankhub.http.openapi import FREE_TEXT_FIELDS, PATH_PARAMETERS, openapi_document
 from bankhub.runner import RunningNode
 from bankhub.web import ROUTES as WEB_ROUTES
 
@@ -187,6 +187,40 @@ def test_every_operation_declares_its_path_parameters() -> None:
             for p in op.get("parameters", []):
                 if p["in"] == "path":
                     assert p["required"] is True and p["schema"], (method, path, p)
+
+
+def test_every_path_parameter_has_the_one_shared_schema() -> None:
+    # no module declares its own {id}: an id is a uuid everywhere, a segment name its pattern
+    doc = openapi_document()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            for p in op.get("parameters", []):
+                if p["in"] == "path":
+                    assert p["schema"] == PATH_PARAMETERS[p["name"]], (method, path, p)
+    for name in ("hold_id", "export_id", "policy_id"):
+        assert PATH_PARAMETERS[name] == {"type": "string", "format": "uuid"}
+    assert PATH_PARAMETERS["name"]["pattern"] == "^[a-z][a-z0-9_-]{1,31}$"
+
+
+def test_free_text_kept_in_the_audit_log_documents_its_refusal() -> None:
+    doc = openapi_document()
+    for (method, path), fields in FREE_TEXT_FIELDS.items():
+        problem = doc["paths"][path][method]["responses"]["422"]
+        assert "`sensitive_data`" in problem["description"] and fields in problem["description"], (method, path)
+
+
+async def test_an_id_that_is_not_a_uuid_is_not_found_like_any_unknown_one(node: RunningNode) -> None:
+    async with await _client(node, "co.sun") as sun:
+        for method, path in [
+            ("GET", "/v1/compliance/holds/not-a-uuid"),
+            ("POST", "/v1/compliance/holds/not-a-uuid/release/approve"),
+            ("GET", "/v1/compliance/exports/not-a-uuid"),
+            ("POST", "/v1/compliance/exports/not-a-uuid/approve"),
+            ("DELETE", "/v1/compliance/barriers/policies/not-a-uuid"),
+            ("GET", "/v1/compliance/barriers/segments/Not_A_Name!/members"),
+        ]:
+            r = await sun.request(method, path)
+            assert r.status_code == 404 and r.json()["code"] == "not_found", (method, path, r.text)
 
 
 def test_every_route_is_documented_with_its_methods(node: RunningNode) -> None:

@@ -1062,3 +1062,19 @@ async def test_a_blob_store_failing_at_the_start_of_a_run_fails_the_run_resumabl
     final = await RetentionStore(rnode.hub.db).get_run(run.id)
     assert final is not None and final.state == "failed" and final.error == "RuntimeError"
     assert any(r.action == audit.RETENTION_PURGE_FINISHED and r.target == f"purge_run:{run.id}" for r in await rnode.hub.audit.recent(limit=10))
+
+
+async def test_approving_a_request_the_floor_has_risen_above_is_422_below_floor(nodes: Nodes, tmp_path: Path) -> None:
+    """The floor is checked again where a policy takes effect: a request filed under a 30-day
+    floor, approved after it rose to 500, is refused 422 below_floor and changes nothing."""
+    low = await nodes.start("low", media_dir=str(tmp_path / "media"), retention_floor_days=FLOOR, supervision_sample_rate=0)
+    async with _client(low, await login(low, "co.sun")) as co:
+        filed = await co.post(POLICIES, json={"scope": "kind", "value": "direct", "days": 40})
+        assert filed.status_code == 202 and filed.json()["state"] == "pending", filed.text
+    high = await nodes.start("high", media_dir=str(tmp_path / "media"), retention_floor_days=500, supervision_sample_rate=0)
+    async with _client(high, await login(high, "co.sun")) as co:
+        assert (await co.get(POLICIES)).json()["floor_days"] == 500
+    async with _client(low, await login(low, "co.qian")) as qian:
+        below = await qian.post(f"{REQUESTS}/{filed.json()['request_id']}/approve")
+        assert (below.status_code, below.json()["code"]) == (422, "below_floor"), below.text
+        assert (await qian.get(POLICIES)).json()["policies"] == []

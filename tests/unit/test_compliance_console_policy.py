@@ -23,3 +23,5 @@ def test_a_disabled_officer_may_not() -> None:
 def test_no_other_role_may(role: Role) -> None:
     decision = policy.may_check_audit_chain(User("x", "someone", "Someone", role, "hq"))
     assert not decision.allowed and decision.code == "forbidden"
+    # the 403 of /v1/compliance/audit/head and /audit/verify says why
+    assert decision.reason is not None and "not a compliance officer" in decision.reason

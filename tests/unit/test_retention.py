@@ -131,3 +131,39 @@ def test_a_production_node_purges_at_most_once_a_minute() -> None:
     Settings(**base, retention_purge_interval_seconds=60).validate()  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least 60"):
         Settings(**base, retention_purge_interval_seconds=0.5).validate()  # type: ignore[arg-type]
+
+
+# --- the erasure verdict (PIPL art. 47) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("staff", ["rm", "agent", "staff", "branch_admin", "head_office_admin", "compliance"])
+@pytest.mark.parametrize("kind", ["direct", "group"])
+def test_a_conversation_staff_was_ever_in_is_a_record(kind: str, staff: str) -> None:
+    from bankhub.compliance.retention import erasure_verdict
+
+    assert erasure_verdict(kind, {"customer", staff}, 0) == "records"
+    # records wins over shared and held: it is kept for its retention whatever else is true
+    assert erasure_verdict(kind, {"customer", staff}, 3, held=True) == "records"
+
+
+def test_a_service_desk_conversation_is_a_record_even_with_customers_only() -> None:
+    from bankhub.compliance.retention import erasure_verdict
+
+    assert erasure_verdict("service", {"customer"}, 0) == "records"
+
+
+def test_a_customer_group_others_are_still_in_is_shared() -> None:
+    from bankhub.compliance.retention import erasure_verdict
+
+    assert erasure_verdict("group", {"customer"}, 1) == "shared"
+    assert erasure_verdict("group", {"customer"}, 2, held=True) == "shared"
+
+
+def test_a_customer_only_chat_is_shredded_unless_held() -> None:
+    from bankhub.compliance.retention import ERASURE_REFUSALS, erasure_verdict
+
+    assert erasure_verdict("direct", {"customer"}, 1) is None  # both parties' copy goes
+    assert erasure_verdict("group", {"customer"}, 0) is None  # the subject is its last member
+    assert erasure_verdict("direct", {"customer"}, 1, held=True) == "held"
+    assert erasure_verdict("group", set(), 0, held=True) == "held"
+    assert ERASURE_REFUSALS == ("records", "shared", "held")

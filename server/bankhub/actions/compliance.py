@@ -20,6 +20,7 @@ from ..models import MessageRevision, User
 from ..protocol.frames import Message
 from .audit import PRIVILEGED_READ, record
 from .errors import ActionError, require
+from .sensitive import refuse_sensitive
 
 __all__ = ["read_conversation"]
 
@@ -40,6 +41,7 @@ async def read_conversation(
     """A page of the conversation's history as members see it (newest first), whether more
     precede it, and the bodies recalls and edits replaced in the page's messages."""
     require(policy.may_read_privileged(actor, reason))
+    refuse_sensitive(case_ref=case_ref)  # kept in the privileged_read audit row
     try:
         uuid.UUID(conversation_id)
     except ValueError:

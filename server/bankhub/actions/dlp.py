@@ -44,6 +44,7 @@ from ..storage.messages import Locked
 from ..ratelimit import Limit
 from .audit import DLP_SEARCHED, record
 from .errors import ActionError, require
+from .sensitive import refuse_sensitive
 from .limits import enforce
 
 __all__ = [
@@ -326,8 +327,8 @@ async def search(
     canonical = core.canonical(kind, value)  # type: ignore[arg-type]
     if canonical is None:
         raise ActionError("invalid_value", _INVALID[kind])
-    if case_ref and core.scan(case_ref):  # the case reference is kept in the audit row: never a value
-        raise ActionError("invalid_value", "case_ref must not carry a card, resident ID or account number, a CVV or a code")
+    # the case reference is kept in the audit row: never a value (answered `invalid_value`, as before)
+    refuse_sensitive("invalid_value", case_ref=case_ref)
     # a masked ID has ~3,300 candidates, a card with a known prefix ~100,000: each search is a
     # guess, so an officer's searches are bounded, and refused when the limiter cannot count them
     # (fail closed); the next page of a search already made is not a new guess

@@ -17,6 +17,11 @@ class ActionError(Exception):
         "csrf_failed": 403,
         "unauthorized": 401,
         "invalid_request": 400,
+        # a WebSocket frame's shape or fields; an alert POST without its Idempotency-Key header
+        "invalid_frame": 400,
+        "idempotency_key_required": 400,
+        # a supervision rule that does not compile (actions/supervision.py)
+        "invalid_rule": 400,
         "conflict": 409,
         # a group at its size cap (Settings.group_max_members)
         "group_full": 409,

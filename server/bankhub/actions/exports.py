@@ -85,8 +85,10 @@ from .audit import (
     record,
 )
 from .errors import ActionError, require
+from .sensitive import refuse_sensitive
 
 __all__ = [
+    "SIZE_CAP_PROBLEM",
     "ExportDeps",
     "ExportView",
     "Progress",
@@ -110,6 +112,9 @@ __all__ = [
     "sensitive_keyword",
     "view",
 ]
+
+# the `problem` of an attachment past BANKHUB_EXPORT_MAX_ATTACHMENT_BYTES (the setting's doc quotes it)
+SIZE_CAP_PROBLEM = "size cap (BANKHUB_EXPORT_MAX_ATTACHMENT_BYTES)"
 
 log = logging.getLogger("bankhub.actions.exports")
 
@@ -279,6 +284,7 @@ def _case_ref(case_ref: str | None) -> str | None:
     ref = case_ref.strip()
     if len(ref) > MAX_CASE_REF_CHARS:
         raise ActionError("invalid_request", f"case_ref is at most {MAX_CASE_REF_CHARS} characters")
+    refuse_sensitive(case_ref=ref)  # kept in the audit rows, the manifest and every list of exports
     return ref or None
 
 
@@ -576,7 +582,7 @@ async def _attachment(deps: ExportDeps, conversation_id: str, media_id: str, roo
         rec.problem = "shredded"
         return rec, None
     if row.size > room:
-        rec.problem = "size cap (BANKHUB_EXPORT_MAX_ATTACHMENT_BYTES)"
+        rec.problem = SIZE_CAP_PROBLEM
         return rec, None
     key = await deps.keyring.unwrap(row.kek_id, row.wrapped_dek)
     try:

@@ -39,6 +39,7 @@ from ..storage.holds import HoldRow, HoldStore, lock_holds_exclusive_txn
 from ..storage.users import UserStore
 from . import audit
 from .errors import ActionError, require
+from .sensitive import refuse_sensitive
 
 __all__ = [
     "HoldView",
@@ -162,6 +163,7 @@ async def place(
         validate_hold(name, case_ref, HoldScope("?" if custodian is not None else None, conv_key, from_at, to_at))
     except HoldInvalid as exc:
         raise _invalid(exc) from None
+    refuse_sensitive(name=name, case_ref=case_ref)  # kept in the audit row and every list of holds
     async with _db(hub).transaction("legal_hold_place") as conn:
         # first, before any row lock: every purge batch, erasure and shred in flight ends
         # before this point, and none can start until this transaction ends
@@ -263,6 +265,7 @@ async def request_release(
         validate_release_reason(reason)
     except HoldInvalid as exc:
         raise _invalid(exc) from None
+    refuse_sensitive(reason=reason)  # kept in the audit rows of the request and its decision
     return await _decide(hub, actor, hold_id, "release_request", reason=reason, ip=ip, via=via)
 
 

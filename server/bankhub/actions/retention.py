@@ -62,6 +62,7 @@ from ..storage.retention import (
 from ..storage.users import UserStore
 from . import audit
 from .errors import ActionError, require
+from .sensitive import refuse_sensitive
 
 __all__ = [
     "CONVERSATION_CHUNK",
@@ -678,6 +679,7 @@ def _reason(reason: str) -> str:
     reason = reason.strip()
     if not 1 <= len(reason) <= MAX_REASON_CHARS:
         raise ActionError("invalid_request", f"a reason of 1 to {MAX_REASON_CHARS} characters is required")
+    refuse_sensitive(reason=reason)  # kept in the audit rows and the erasure's record
     return reason
 
 
@@ -690,13 +692,8 @@ async def _customer(db: Database, username: str) -> User:
 
 
 def _why_kept(kind: str, roles: frozenset[str], others_now: int) -> str | None:
-    """Why a conversation of the requester is not shredded: ``records`` (a member of staff was
-    ever in it, or the service desk), ``shared`` (a customer group others are still in), else None."""
-    if kind == "service" or any(r != Role.CUSTOMER.value for r in roles):
-        return "records"
-    if kind == "group" and others_now > 0:
-        return "shared"
-    return None
+    # the verdict is the pure rule's (compliance/retention.py); a hold is checked where the shred runs
+    return rules.erasure_verdict(kind, roles, others_now)
 
 
 async def erase(

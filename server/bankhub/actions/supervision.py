@@ -34,6 +34,7 @@ from ..storage.db import Conn
 from ..storage.supervision import FlagRow, NameTaken, NewFlag, RuleFigures, RuleRow, SampleFigures
 from . import audit
 from .errors import ActionError, require
+from .sensitive import refuse_sensitive
 
 __all__ = [
     "CONTEXT",
@@ -271,6 +272,7 @@ async def read_flag(
     before any text is read. A group title's flag answers the group's title as it stands and
     the group's first messages for context (the last item; None for a message's flag)."""
     require(policy.may_read_privileged(actor, reason))
+    refuse_sensitive(case_ref=case_ref)  # kept in the privileged_read audit row
     flag = await hub.supervision.flag(_flag_id(flag_id))
     if flag is None:
         raise ActionError("not_found", "no such flag")
@@ -305,6 +307,7 @@ async def read_flag(
 async def decide(hub: Hub, actor: User, flag_id: str, decision: str, note: str | None, *, ip: str | None) -> FlagRow:
     """Escalate or close a flag (:func:`bankhub.policy.may_decide_flag`); audited."""
     require(policy.may_supervise(actor))
+    refuse_sensitive(note=note)  # kept in the audit row of the decision
     fid = _flag_id(flag_id)
     async with hub.transaction("supervision_decide") as tx:
         current = await hub.supervision.lock_flag_txn(tx.conn, fid)

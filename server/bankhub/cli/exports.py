@@ -19,13 +19,16 @@
   trust: ``--key`` (a base64url Ed25519 public key, a JWK file, or a saved ``GET
   /v1/signing-keys`` answer) or ``--hub URL`` (fetches ``URL/v1/signing-keys``). Prints the
   files checked, the signer's key id and fingerprint, then the verdict. Exit 0: verifies and
-  the signer is authenticated; 1: a check failed; 2: consistent (the manifest's signature
-  matches the key the manifest itself names, every digest matches) but the signer is NOT
-  authenticated — anyone can make such a zip with a key of their own.
+  the signer is authenticated; 1: FAILED — a check failed, or the pinned key (or keys file, or
+  hub) holds no key of the manifest's id; 2: consistent (the manifest's signature matches the
+  key the manifest itself names, every digest matches) but the signer is NOT authenticated —
+  anyone can make such a zip with a key of their own; 3: could not run (no such file, an
+  unreadable or malformed ``--key``, ``--hub`` unreachable or not a signing-keys answer), no verdict.
 
 Every step is audited as through the HTTP API (``export.requested`` ... ``export.downloaded``),
 with the officer named by ``--as`` as the actor and ``"via": "cli"`` and the operating-system
-user in the details. Exit codes otherwise as every command: 1 a refusal, 2 could not run.
+user in the details. Exit codes otherwise as every command: 1 a refusal, 2 could not run
+(``verify`` alone uses 2 for NOT AUTHENTICATED and 3 for could not run).
 """
 
 from __future__ import annotations
@@ -47,9 +50,17 @@ if TYPE_CHECKING:
     from ..models import User
     from ..storage.db import Database
 
-__all__ = ["register", "parse_key", "ProgressBar"]
+__all__ = ["register", "parse_key", "ProgressBar", "NoSuchKey", "VERIFY_COULD_NOT_RUN"]
 
 BAR_WIDTH = 30
+
+# `export verify` answers 0 OK, 1 FAILED, 2 NOT AUTHENTICATED: "could not run" needs a code of its own
+VERIFY_COULD_NOT_RUN = 3
+
+
+class NoSuchKey(Exception):
+    """A keys file (a JWK set) that holds Ed25519 keys, none of them the manifest's ``kid``:
+    the pinned keys are not the signer's — a FAILED verdict, not a failure to run."""
 
 
 class ProgressBar:
@@ -101,6 +112,8 @@ def parse_key(text: str, key_id: str | None = None) -> bytes:
         if not isinstance(keys, list):
             raise CannotRun(f"{text}: not a JWK file")
         chosen = [k for k in keys if isinstance(k, dict) and (len(keys) == 1 or k.get("kid") == key_id)]
+        if not chosen and any(isinstance(k, dict) and k.get("kty") == "OKP" and k.get("crv") == "Ed25519" for k in keys):
+            raise NoSuchKey(f"{text} holds no key {key_id or '(manifest.sig names none)'}: the signer is not a pinned key")
         if not chosen or chosen[0].get("kty") != "OKP" or chosen[0].get("crv") != "Ed25519":
             raise CannotRun(f"{text}: no Ed25519 JWK" + (f" with kid {key_id}" if key_id else ""))
         text = str(chosen[0].get("x", ""))
@@ -165,6 +178,15 @@ def fetch_hub_key(url: str, key_id: str | None) -> bytes | None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        return _verify(args)
+    except CannotRun as exc:
+        # not a verdict: 2 is NOT AUTHENTICATED here, so "could not run" is 3
+        print(f"bankhub export verify: {exc}", file=sys.stderr)
+        return VERIFY_COULD_NOT_RUN
+
+
+def _verify(args: argparse.Namespace) -> int:
     from ..compliance.export_format import verify_export
 
     if not Path(args.file).is_file():
@@ -173,7 +195,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise CannotRun("give --key or --hub, not both")
     key: bytes | None = None
     if args.key:
-        key = parse_key(args.key, _signature_key_id(args.file))
+        try:
+            key = parse_key(args.key, _signature_key_id(args.file))
+        except NoSuchKey as miss:
+            print(f"signer key id: {_signature_key_id(args.file) or '-'}")
+            print("FAILED:")
+            print(f"  {miss}")
+            return 1
     elif args.hub:
         signer = _signature_key_id(args.file)
         key = fetch_hub_key(args.hub, signer)

@@ -50,6 +50,8 @@ __all__ = [
     "retention_days",
     "cutoff",
     "is_due",
+    "ERASURE_REFUSALS",
+    "erasure_verdict",
 ]
 
 SCOPES = ("kind", "role", "user")
@@ -149,3 +151,29 @@ def is_due(created_at: dt.datetime, now: dt.datetime, days: int | None) -> bool:
     """Whether a message created at ``created_at`` is past its retention at ``now``."""
     limit = cutoff(now, days)
     return limit is not None and created_at < limit
+
+
+ERASURE_REFUSALS = ("records", "shared", "held")
+"""Why an erasure request (PIPL art. 47) leaves a conversation of the data subject in place."""
+
+
+def erasure_verdict(kind: str, member_roles: Iterable[str], others_now: int, *, held: bool = False) -> str | None:
+    """Whether one conversation of a data subject is crypto-shredded on their erasure request:
+    None (shred it), or why not, in this order:
+
+    * ``records`` — a service-desk conversation, or one a member of staff (any role but
+      ``customer``) was ever in (``member_roles``: every role of the membership history): a bank
+      record, kept for its retention;
+    * ``shared`` — a customer group other members (``others_now``, the subject not counted) are
+      still in: the others' conversation is not the subject's to destroy;
+    * ``held`` — an active legal hold covers it (``held``): refused, whatever else is true.
+
+    A customer-only direct chat (both parties' copy goes: it has only the two of them) and a
+    customer-only group the subject is the last member of are shredded."""
+    if kind == "service" or any(role != "customer" for role in member_roles):
+        return "records"
+    if kind == "group" and others_now > 0:
+        return "shared"
+    if held:
+        return "held"
+    return None

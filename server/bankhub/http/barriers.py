@@ -218,7 +218,8 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         o["parameters"] = [*o.get("parameters", []), CURSOR_PARAM, PAGE_LIMIT.openapi()]
         return o
 
-    seg, user, pid = SEGMENT.openapi(), USERNAME.openapi(), POLICY_ID.openapi()
+    # {name} and {policy_id} are declared from openapi.PATH_PARAMETERS (the segment-name pattern, a uuid)
+    user = USERNAME.openapi()
     new_policy = op("Forbid communication between two segments (symmetric)", 201, "BarrierPolicyOut", body=ref("PolicyBody"), extra=(400, 403, 404, 409))
     new_policy["responses"]["200"] = {
         "description": "The policy existed already between the two segments (either way round): unchanged",
@@ -236,7 +237,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         },
         "/v1/compliance/barriers/segments/{name}/members": {
             "get": paged(said(op("A segment's members, by username", 200, "SegmentMemberList", extra=(400, 403, 404)),
-                              officers, {400: bad, 403: forbidden, 404: no_segment}, seg)),
+                              officers, {400: bad, 403: forbidden, 404: no_segment})),
         },
         "/v1/compliance/barriers/segments/{name}/members/{username}": {
             "put": said(
@@ -246,13 +247,13 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
                 {400: bad + ", or the hub's system user (in no segment, ever)", 403: forbidden, 404: no_segment + ", or no such user",
                  409: f"`conflict`: the user is in {MAX_SEGMENTS_PER_USER} segments, the most allowed, or in a segment a "
                  "policy separates from this one (a user on both sides of a policy would be barred from their own segment)"},
-                seg, user,
+                user,
             ),
             "delete": said(
                 op("Take a user out of a segment", 204, None, extra=(400, 403, 404)),
                 officers,
                 {400: bad, 403: forbidden, 404: no_segment + ", no such user, or the user is not in it"},
-                seg, user,
+                user,
             ),
         },
         "/v1/compliance/barriers/policies": {
@@ -275,7 +276,6 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
                 op("Remove a barrier policy", 204, None, extra=(400, 403, 404)),
                 officers,
                 {400: bad, 403: forbidden, 404: "`not_found`: no such policy"},
-                pid,
             ),
         },
     }

@@ -45,8 +45,8 @@ class DlpSearchBody(msgspec.Struct, forbid_unknown_fields=True):
     and why (a reason code of the compliance read; a case reference)."""
 
     kind: Literal["card", "resident_id", "bank_account"]
-    value: Annotated[str, Meta(min_length=1, max_length=64)]
-    reason: Annotated[str, Meta(min_length=1, max_length=64, description=f"one of {', '.join(sorted(PRIVILEGED_READ_REASONS))}")]
+    value: Annotated[text.Line, Meta(min_length=1, max_length=64)]  # digits, spaces, dashes: checked by the action (422)
+    reason: Annotated[text.Line, Meta(min_length=1, max_length=64, description=f"one of {', '.join(sorted(PRIVILEGED_READ_REASONS))}")]
     case_ref: Annotated[text.Line, Meta(min_length=1, max_length=128)] | None = None
 
 

@@ -125,7 +125,7 @@ OPENAPI_TYPES = [ExportRequestBody, ExportList, export_actions.ExportView]
 
 def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     """The OpenAPI paths of this module (``op`` and ``ref`` are openapi.py's builders)."""
-    eid = EXPORT_ID.openapi()
+    # {export_id} is declared from openapi.PATH_PARAMETERS (a uuid; any other id answers 404)
 
     def said(o: dict[str, Any], *path: dict[str, Any], **codes: str) -> dict[str, Any]:
         for status, text_ in codes.items():
@@ -144,7 +144,6 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     listing["parameters"] = [CURSOR_PARAM, PAGE_LIMIT.openapi()]
     download = said(
         op("Download a ready export: the signed zip (its requester or approver only)", 200, None, extra=(400, 403, 404, 409, 410, 503)),
-        eid,
         s400="`invalid_request`: a malformed export id",
         s403=officers + ", or neither the requester nor the approver of this export",
         s404=missing,
@@ -187,7 +186,6 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     request["description"] = "Audited as export.requested (reason, case_ref, scope). The export is pending_approval."
     approve = said(
         op("Approve a requested export: the hub builds it in the background", 202, "ExportView", extra=(400, 403, 404, 409)),
-        eid,
         s400="`invalid_request`: a malformed export id",
         s403=officers + ", or the requester (a second compliance officer must approve)",
         s404=missing,
@@ -203,15 +201,14 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         "/v1/compliance/exports/{export_id}": {
             "get": said(
                 op("One export request: state, scope, progress, result", 200, "ExportView", extra=(400, 403, 404)),
-                eid, s400="`invalid_request`: a malformed export id", s403=officers, s404=missing,
+                s400="`invalid_request`: a malformed export id", s403=officers, s404=missing,
             )
         },
         "/v1/compliance/exports/{export_id}/approve": {"post": approve},
         "/v1/compliance/exports/{export_id}/reject": {
             "post": said(
                 op("Reject a pending export (the requester: withdraw it)", 200, "ExportView", extra=(400, 403, 404, 409)),
-                eid,
-                s400="`invalid_request`: a malformed export id",
+                        s400="`invalid_request`: a malformed export id",
                 s403=officers,
                 s404=missing,
                 s409="`conflict`: not pending approval",
@@ -221,8 +218,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
             "post": said(
                 op("Retry a failed export (interrupted, or a key or the blob store was unavailable)", 202, "ExportView",
                    extra=(400, 403, 404, 409)),
-                eid,
-                s400="`invalid_request`: a malformed export id",
+                        s400="`invalid_request`: a malformed export id",
                 s403=officers + ", or neither the requester nor the approver of this export",
                 s404=missing,
                 s409="`conflict`: the export is not failed",

@@ -29,7 +29,7 @@ from ..actions.errors import ActionError
 from ..compliance.holds import HOLD_STATES, MAX_CASE_REF_CHARS, MAX_NAME_CHARS, MAX_REASON_CHARS, HoldState
 from .handler import RouteTable, client_ip, read_json
 from .paging import CURSOR_PARAM, PAGE_LIMIT, Cursor, cursor_page
-from .params import TextParam
+from .params import LIST_STATE, TextParam
 from .problems import json_response
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class HoldList(msgspec.Struct):
 
 
 def _state(request: Request) -> HoldState | None:
-    raw = request.query_params.get("state")
+    raw = LIST_STATE.read(request)
     if raw is None:
         return None
     for state in HOLD_STATES:
@@ -141,7 +141,6 @@ OPENAPI_TYPES = [NewHoldBody, HoldReleaseBody, HoldList, hold_actions.HoldView, 
 
 def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
     """The OpenAPI paths of this module (``op`` and ``ref`` are openapi.py's builders)."""
-    hold_id = HOLD_ID.openapi()
     not_officer = "`forbidden`: not an active compliance officer"
     no_hold = "`not_found`: no hold with that id"
 
@@ -153,7 +152,7 @@ def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:
         return o
 
     def on_hold(o: dict[str, Any]) -> dict[str, Any]:
-        o["parameters"] = [hold_id, *o.get("parameters", [])]
+        # {hold_id} is declared from openapi.PATH_PARAMETERS (a uuid; any other id answers 404)
         return o
 
     listing = said(

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ..compliance.barriers import SEGMENT_NAME
 from ..models import ConversationSummary, MessageRevision
 from ..policy import PRIVILEGED_READ_REASONS, WIDGET_VISITOR_ROUTES
 from ..protocol.frames import Message
@@ -192,6 +193,10 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "flag_id": _UUID,
     "policy_id": _UUID,  # retention (http/retention.py)
     "run_id": _UUID,
+    "hold_id": _UUID,  # legal holds (http/holds.py)
+    "export_id": _UUID,  # eDiscovery exports (http/exports.py)
+    # an information-barrier segment (http/barriers.py): a name out of this shape is answered 404
+    "name": {"type": "string", "pattern": SEGMENT_NAME.pattern, "minLength": 2, "maxLength": 32},
     # the text types the handlers check these segments with (http/params.py)
     "username": params.USERNAME.openapi()["schema"],
     "code": params.QUEUE_CODE.openapi()["schema"],
@@ -212,6 +217,26 @@ _PROBLEM_TEXT = {
     429: "`rate_limited`: too many requests; retry after Retry-After seconds",
     503: "`unavailable`: storage or a dependency is unreachable, or the node is draining; nothing was changed, retry",
 }
+# The operations whose free text is kept in the audit log, and which fields: a value the DLP
+# detector finds there is refused (actions/sensitive.py), 422 `sensitive_data`
+FREE_TEXT_FIELDS: dict[tuple[str, str], str] = {
+    ("post", "/v1/compliance/holds"): "name, case_ref",
+    ("post", "/v1/compliance/holds/{hold_id}/release"): "reason",
+    ("post", "/v1/compliance/exports"): "case_ref",
+    ("get", "/v1/compliance/conversations/{conversation_id}/messages"): "case_ref",
+    ("get", "/v1/compliance/supervision/flags/{flag_id}"): "case_ref",
+    ("post", "/v1/compliance/supervision/flags/{flag_id}/decision"): "note",
+    ("post", "/v1/compliance/erasures"): "reason",
+}
+
+
+def _sensitive_text(fields: str) -> str:
+    return (
+        f"`sensitive_data`: {fields} (kept in the audit log) carries a card, resident ID or account number, a CVV or a "
+        "code; the value is never echoed — find where one appeared with POST /v1/compliance/dlp/search"
+    )
+
+
 _HEADERS = {
     401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "minLength": 1}}},
     429: {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
@@ -263,6 +288,14 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
             if path != "/healthz":
                 statuses.append(503)
             responses = op["responses"]
+            if (fields := FREE_TEXT_FIELDS.get((method, path))) is not None:
+                if "422" in responses:
+                    responses["422"]["description"] += "; " + _sensitive_text(fields)
+                else:
+                    responses["422"] = {
+                        "description": _sensitive_text(fields),
+                        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                    }
             for status in statuses:
                 responses.setdefault(
                     str(status),

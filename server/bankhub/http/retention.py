@@ -40,7 +40,7 @@ from ..compliance.retention import MAX_DAYS
 from ..storage.retention import PolicyRow, RequestRow, RetentionStore, RunRow
 from .handler import RouteTable, read_json
 from .paging import CURSOR_PARAM, PAGE_LIMIT, Cursor, cursor_page
-from .params import TextParam
+from .params import LIST_STATE, TextParam
 from .problems import json_response
 
 if TYPE_CHECKING:
@@ -303,7 +303,7 @@ async def erase(request: Request, hub: Hub, session: Session) -> Response:
 
 @ROUTES.authenticated("GET", "/v1/compliance/retention/requests")
 async def list_requests(request: Request, hub: Hub, session: Session) -> Response:
-    state = request.query_params.get("state")
+    state = LIST_STATE.read(request)
     if state is not None and state not in REQUEST_STATES:
         raise ActionError("invalid_request", f"state must be one of {', '.join(REQUEST_STATES)}")
 
