@@ -153,6 +153,16 @@ def _active(actor: User) -> Decision | None:
     return Decision(False, "forbidden", "account disabled") if actor.disabled else None
 
 
+def _compliance_officer(actor: User, refusal: str) -> Decision | None:
+    """None for an active compliance officer; otherwise the refusal: the inactive account's,
+    or ``forbidden`` with ``refusal`` (each compliance area says whose it is)."""
+    if (denied := _active(actor)) is not None:
+        return denied
+    if actor.role is not Role.COMPLIANCE:
+        return Decision(False, "forbidden", refusal)
+    return None
+
+
 def may_read_conversation(actor: User, membership: Membership | None) -> Decision:
     """Read history, sync, move the read position: members only."""
     if (denied := _active(actor)) is not None:
@@ -570,10 +580,8 @@ PRIVILEGED_READ_REASONS = frozenset(
 
 def may_read_privileged(actor: User, reason: str) -> Decision:
     """Reading conversations one is not part of: compliance officers only, with a reason code."""
-    if (denied := _active(actor)) is not None:
+    if (denied := _compliance_officer(actor, "privileged reads are for compliance officers")) is not None:
         return denied
-    if actor.role is not Role.COMPLIANCE:
-        return Decision(False, "forbidden", "privileged reads are for compliance officers")
     if reason not in PRIVILEGED_READ_REASONS:
         return Decision(False, "invalid_request", f"a reason code is required: one of {sorted(PRIVILEGED_READ_REASONS)}")
     return ALLOW
@@ -1270,39 +1278,31 @@ def may_attach_media(actor: User, *, uploader_id: str, media_conversation_id: st
 def may_check_audit_chain(actor: User) -> Decision:
     """Read the audit-chain head or re-verify the chain from the compliance console:
     active compliance officers only (the head is what they anchor outside the hub)."""
-    if (denied := _active(actor)) is not None:
+    if (denied := _compliance_officer(actor, "not a compliance officer: the audit chain is for compliance officers")) is not None:
         return denied
-    if actor.role is not Role.COMPLIANCE:
-        return Decision(False, "forbidden", "not a compliance officer: the audit chain is for compliance officers")
     return ALLOW
 
 
 # --- legal holds ---
 
 
-def _compliance_officer(actor: User, what: str) -> Decision | None:
-    if (denied := _active(actor)) is not None:
-        return denied
-    if actor.role is not Role.COMPLIANCE:
-        return Decision(False, "forbidden", f"{what} is for compliance officers")
-    return None
 
 
 def may_place_hold(actor: User) -> Decision:
     """Place a legal hold: active compliance officers only (any user may be its custodian;
     an unknown one is the action's ``not_found``)."""
-    return _compliance_officer(actor, "placing a legal hold") or ALLOW
+    return _compliance_officer(actor, "placing a legal hold is for compliance officers") or ALLOW
 
 
 def may_view_holds(actor: User) -> Decision:
     """List and read legal holds: active compliance officers only."""
-    return _compliance_officer(actor, "legal holds") or ALLOW
+    return _compliance_officer(actor, "legal holds is for compliance officers") or ALLOW
 
 
 def may_request_hold_release(actor: User, *, released: bool, release_pending: bool) -> Decision:
     """Ask for a hold's release (the first of two officers): an active compliance officer,
     on a hold that is active and has no release waiting."""
-    if (denied := _compliance_officer(actor, "releasing a legal hold")) is not None:
+    if (denied := _compliance_officer(actor, "releasing a legal hold is for compliance officers")) is not None:
         return denied
     if released:
         return Decision(False, "conflict", "the hold is already released")
@@ -1319,7 +1319,7 @@ def may_approve_hold_release(
     requester is still an active compliance officer (a request filed by someone who has
     since left the function does not count: reject it and file a new one). A request older
     than ``BANKHUB_HOLD_RELEASE_TTL_HOURS`` (``expired``) is not approved either."""
-    if (denied := _compliance_officer(actor, "releasing a legal hold")) is not None:
+    if (denied := _compliance_officer(actor, "releasing a legal hold is for compliance officers")) is not None:
         return denied
     if released:
         return Decision(False, "conflict", "the hold is already released")
@@ -1337,7 +1337,7 @@ def may_approve_hold_release(
 def may_reject_hold_release(actor: User, *, released: bool, release_pending: bool) -> Decision:
     """Reject (or, for the requester, withdraw) a requested release: any active compliance
     officer, the requester included; the hold stays active."""
-    if (denied := _compliance_officer(actor, "releasing a legal hold")) is not None:
+    if (denied := _compliance_officer(actor, "releasing a legal hold is for compliance officers")) is not None:
         return denied
     if released:
         return Decision(False, "conflict", "the hold is already released")
@@ -1352,10 +1352,8 @@ def may_reject_hold_release(actor: User, *, released: bool, release_pending: boo
 def may_manage_barriers(actor: User) -> Decision:
     """Create segments, put users in them and take them out, add and remove barrier
     policies, and list them: active compliance officers only (every change is audited)."""
-    if (denied := _active(actor)) is not None:
+    if (denied := _compliance_officer(actor, "information barriers are managed by compliance officers")) is not None:
         return denied
-    if actor.role is not Role.COMPLIANCE:
-        return Decision(False, "forbidden", "information barriers are managed by compliance officers")
     return ALLOW
 
 
@@ -1449,11 +1447,7 @@ def may_send_across(sender: User, decision: Decision, *, barred: bool) -> Decisi
 
 
 def _export_officer(actor: User) -> Decision | None:
-    if (denied := _active(actor)) is not None:
-        return denied
-    if actor.role is not Role.COMPLIANCE:
-        return Decision(False, "forbidden", "eDiscovery exports are for compliance officers")
-    return None
+    return _compliance_officer(actor, "eDiscovery exports are for compliance officers")
 
 
 def may_request_export(actor: User, reason: str) -> Decision:
@@ -1629,10 +1623,8 @@ def may_search_dlp(actor: User, reason: str) -> Decision:
 
 def may_read_dlp_figures(actor: User) -> Decision:
     """Counts of masked values and refused sends (no message, no value): active compliance officers."""
-    if (denied := _active(actor)) is not None:
+    if (denied := _compliance_officer(actor, "data-loss prevention figures are for compliance officers")) is not None:
         return denied
-    if actor.role is not Role.COMPLIANCE:
-        return Decision(False, "forbidden", "data-loss prevention figures are for compliance officers")
     return ALLOW
 
 
@@ -1642,10 +1634,8 @@ def may_read_dlp_figures(actor: User) -> Decision:
 def may_manage_retention(actor: User) -> Decision:
     """Read and set retention policies, start or resume a purge, file an erasure request:
     active compliance officers only (a purge and an erasure destroy records)."""
-    if (denied := _active(actor)) is not None:
+    if (denied := _compliance_officer(actor, "retention and erasure are for compliance officers")) is not None:
         return denied
-    if actor.role is not Role.COMPLIANCE:
-        return Decision(False, "forbidden", "retention and erasure are for compliance officers")
     return ALLOW
 
 
@@ -1699,10 +1689,8 @@ def supervised(sender: User) -> tuple[bool, bool]:
 
 def may_supervise(actor: User) -> Decision:
     """Manage supervision rules, see the review queue and the figures: active compliance officers."""
-    if (denied := _active(actor)) is not None:
+    if (denied := _compliance_officer(actor, "supervision is for compliance officers")) is not None:
         return denied
-    if actor.role is not Role.COMPLIANCE:
-        return Decision(False, "forbidden", "supervision is for compliance officers")
     return ALLOW
 
 
