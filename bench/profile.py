@@ -31,6 +31,8 @@ CATEGORIES: list[tuple[str, str]] = [
     ("fan-out after commit: outbox publish -> registry -> connection queues", "Outbox.publish"),
     ("group-commit batcher bookkeeping", "Batcher._run"),
     ("WebSocket writes: Connection.writer -> send_text", "Connection.writer"),
+    ("WebSocket writes: framed bytes -> transport.write", "HubWebSocketProtocol.write_wire"),
+    ("WebSocket writes: framed bytes -> transport.write", "Connection._write_out"),
     ("WebSocket reads: _read_loop (receive, ServerSession.receive)", "_read_loop"),
     # "_handle (" and not "_handle": Starlette's sender frame lives in _exception_handler.py
     ("request handling: _handle -> send -> submit", "_handle ("),

@@ -191,7 +191,9 @@ class Bench:
         }
         if with_hub and self.hub is not None:
             hub_pid = self.hub.pid
-            groups["hub"] = lambda: [hub_pid]
+            # `serve --workers N`: the supervisor, its workers and their Valkey
+            hub_pids = self.hub.pids if isinstance(self.hub, HubProcess) else lambda: [hub_pid]
+            groups["hub"] = hub_pids
             groups["loadgen"] = lambda: [p.pid for p, _ in self.workers if p.pid is not None and p.is_alive()]
         return CpuMeter(groups)  # type: ignore[arg-type]
 

@@ -8,20 +8,22 @@
 Scenarios (see bench/README.md for every figure):
 
   fanout   deliveries/s from one sender to N online members of one group (N = 1000, 5000),
-           hub vs a bare ``websockets`` server using ``broadcast()``          target ratio >= 0.8
+           hub vs a bare ``websockets`` server using ``broadcast()``          target ratio >= 1.0
   latency  p50/p99 send->deliver at 2000 msg/s over 2000 clients (bench.run's open loop),
            hub vs a bare Starlette/uvicorn relay                              target p99 <= 10 ms
   memory   server RSS per idle authenticated connection at N = 5000,
            hub vs a bare ``websockets`` server                                target ratio <= 1.5
   durable  bench.run's closed loop, durable msg/s vs raw batched asyncpg inserts  target ratio >= 0.3
   storm    5000 clients drop at once, reconnect and ``sync``: time until all resynced and
-           Postgres statements per reconnect (pg_stat_statements)   targets <= 5 s, <= 1 query
+           Postgres statements per reconnect (pg_stat_statements)   targets <= 3 s, <= 1 query
   publish  official accounts: POST a notice over HTTP to an account with 1,000 followers and
-           one with 1,000,000 (bench/accounts.py)         target mean(1M) / mean(1k) <= 1.2
+           one with 1,000,000 (bench/accounts.py)         target mean(1M) / mean(1k) <= 1.2;
+           the publisher figures query at 1M <= 10 ms and 1M / 1k <= 1.2 (counters, O(1))
   broadcast  official accounts: N notices to 5000 connected followers, deliveries/s,
-           hub vs a bare ``websockets`` server using ``broadcast()``          target ratio >= 0.8
+           hub vs a bare ``websockets`` server using ``broadcast()``          target ratio >= 1.0
   alerts   transactional alerts: alerts/s accepted through the signed API (single and batch),
-           API-to-device latency at a fixed rate (bench/alerts.py)     target p99 <= 1 s, none lost
+           API-to-device latency at a fixed rate (bench/alerts.py)
+           targets: single POST >= 3,000 alerts/s, p99 <= 1 s, none lost
   dlp      data-loss prevention: precision/recall per kind on a seeded labelled corpus of 1,600
            chat texts (bench/dlp_corpus.py) and scan throughput; pure, no hub
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import multiprocessing as mp
@@ -69,15 +72,19 @@ __all__ = ["main", "SCENARIOS"]
 
 SCENARIOS = ("fanout", "latency", "durable", "memory", "storm", "publish", "broadcast", "alerts", "dlp")
 TARGETS = {
-    "fanout_ratio_min": 0.8,
+    "fanout_ratio_min": 1.0,
     "latency_p99_ms_max": TARGET_P99_DELIVER_MS,
     "memory_ratio_max": 1.5,
     "durable_ratio_min": TARGET_DURABLE_RATIO,
-    "storm_resync_s_max": 5.0,
+    "storm_resync_s_max": 3.0,
     "storm_queries_per_reconnect_max": 1.0,
     "publish_ratio_max": 1.2,
-    "broadcast_ratio_min": 0.8,
+    # the publisher figures query (GET /v1/notices/{id}/stats) at the large size, and large / small
+    "publish_stats_ms_max": 10.0,
+    "publish_stats_ratio_max": 1.2,
+    "broadcast_ratio_min": 1.0,
     "alerts_p99_ms_max": 1000.0,
+    "alerts_single_per_s_min": 3000.0,
 }
 _NS = 1_000_000_000
 
@@ -111,6 +118,8 @@ class SuiteConfig:
     storm_concurrency: int
     storm_timeout: float
     hub_env: dict[str, str] = field(default_factory=dict)
+    hub_workers: int = 1
+    hub_valkey: bool = False
     publish_sizes: list[int] = field(default_factory=lambda: [1000, 1_000_000])
     publish_count: int = 200
     publish_warmup: int = 20
@@ -167,6 +176,7 @@ _QUICK: dict[str, Any] = {
     "alerts_rate": 100.0,
 }
 _PUBLISH_SIZES = {"full": [1000, 1_000_000], "quick": [1000, 100_000]}
+_MULTI_WORKER_SCENARIOS = ("latency", "durable", "storm")  # they meter every process of the hub (HubProcess.pids)
 
 
 # --- shared plumbing --------------------------------------------------------------------------
@@ -186,10 +196,31 @@ def _bench(cfg: SuiteConfig, clients: int, **knobs: Any) -> Bench:
 
 
 def _start_hub(cfg: SuiteConfig, pg: PgEnv, name: str) -> HubProcess:
-    hub = HubProcess(pg.dsn, free_port(), cfg.out / f"hub-{name}.log", {**key_file_env(pg.tmp), **cfg.hub_env})
+    hub = HubProcess(pg.dsn, free_port(), cfg.out / f"hub-{name}.log", {**key_file_env(pg.tmp), **cfg.hub_env}, workers=cfg.hub_workers, valkey=cfg.hub_valkey)
     hub.wait_ready()
-    log(f"suite: hub pid {hub.pid} ready on 127.0.0.1:{hub.port}")
+    if cfg.hub_workers > 1:
+        _wait_workers(hub, cfg.hub_workers)
+    shape = f"{cfg.hub_workers} worker(s), embedded Valkey" if cfg.hub_workers > 1 or cfg.hub_valkey else ""
+    log(f"suite: hub pid {hub.pid} ready on 127.0.0.1:{hub.port}" + (f" ({shape})" if shape else ""))
     return hub
+
+
+def _wait_workers(hub: HubProcess, n: int, timeout: float = 60.0) -> None:
+    """Until every worker of ``serve --workers n`` answers ``/readyz`` (one answering is not
+    enough: the others would get no connection that lands while they start)."""
+    import httpx
+
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only workers {sorted(seen)} of {n} answered in {timeout} s; see {hub.log_path}")
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            # a new connection each time: each lands on a worker by its address pair
+            r = httpx.get(f"http://127.0.0.1:{hub.port}/readyz", headers={"connection": "close"}, timeout=2.0)
+            if r.status_code == 200:
+                seen.add(r.json()["node"])
+        time.sleep(0.05)
 
 
 def _stop(server: HubProcess | BareProcess | None, what: str) -> None:
@@ -481,7 +512,7 @@ def scenario_fanout(cfg: SuiteConfig) -> dict[str, Any]:
             bare_rate = per_size["bare"]["deliveries_per_s"]
             per_size["ratio"] = round(hub_rate / bare_rate, 3) if bare_rate else 0.0
             hub_us, bare_us = per_size["hub"]["server_cpu_us_per_delivery"], per_size["bare"]["server_cpu_us_per_delivery"]
-            # the same comparison in CPU per delivery (bare / hub: >= 0.8 means the hub costs at most 1.25x),
+            # the same comparison in CPU per delivery (bare / hub: >= 1.0 means the hub costs at most what bare does),
             # which does not depend on whether the machine or the server process ran out first
             per_size["cpu_ratio"] = round(bare_us / hub_us, 3) if hub_us and bare_us else None
             per_size["payload_bytes"] = len(sample)
@@ -686,8 +717,12 @@ _QUERY_KINDS = [
     ("sync", ("LATERAL",)),
     ("asyncpg pool reset on release", ("pg_advisory_unlock_all", "CLOSE ALL", "UNLISTEN", "RESET ALL")),
     ("session re-check (every 30 s, all connections)", ("s.id = ANY", "inactive")),
-    ("asyncpg set-up of a new pooled connection (pool growing)", ("typeinfo_tree", "set_config(")),
+    # asyncpg reads the codecs of array types (uuid[], bigint[]) once per pooled connection, on
+    # the first statement that uses them: at most the pool size in all, not per reconnect
+    ("asyncpg type introspection, once per pooled connection", ("typeinfo_tree", "set_config(")),
 ]
+_NOT_PER_RECONNECT = ("asyncpg pool reset on release", "asyncpg type introspection, once per pooled connection")
+_IDLE_WINDOW_S = 3.0
 
 
 def _classify(statements: list[tuple[str, int]]) -> dict[str, int]:
@@ -726,7 +761,16 @@ def scenario_storm(cfg: SuiteConfig) -> dict[str, Any]:
         pre = bench._open_loop()
         out["pre_phase"] = {k: pre[k] for k in ("offered_rate", "clients", "sent", "acked", "delivered", "lost", "errors")}
         time.sleep(2.0)
+        # the node's periodic jobs (notice scheduler, desk and alert sweeps, presence flushes) run
+        # whatever the clients do: their rate, measured with every client connected and idle, is
+        # taken out of the per-reconnect figure (the statements table still lists them)
+        idle_from = asyncio.run(statement_counts(pg.dsn, pg.stat_statements))
+        idle_t0 = time.monotonic()
+        time.sleep(_IDLE_WINDOW_S)
         before = asyncio.run(statement_counts(pg.dsn, pg.stat_statements))
+        idle_s = time.monotonic() - idle_t0
+        idle = statement_delta(idle_from, before)
+        window_t0 = time.monotonic()
         meter = bench._meter()
         drop_ns = time.time_ns() + _NS
         plan = StormPlan(drop_ns, cfg.storm_behind, cfg.storm_concurrency, cfg.storm_timeout)
@@ -755,6 +799,7 @@ def scenario_storm(cfg: SuiteConfig) -> dict[str, Any]:
         cpu = CpuMeter.delta(cpu_start, meter.snapshot(every_process=True))
         time.sleep(2.0)  # pg_stat_database is flushed by idle backends at most once a second
         after = asyncio.run(statement_counts(pg.dsn, pg.stat_statements))
+        window_s = time.monotonic() - window_t0
         if profiler is not None:
             summary = profiler.finish()
             (cfg.out / "hub-storm.profile.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -777,9 +822,14 @@ def scenario_storm(cfg: SuiteConfig) -> dict[str, Any]:
             per = {label: round(calls / reconnected, 3) for label, calls in kinds.items()} if reconnected else {}
             total = sum(kinds.values())
             reset = kinds.get("asyncpg pool reset on release", 0)
-            app = total - reset
+            once = sum(kinds.get(k, 0) for k in _NOT_PER_RECONNECT) - reset
+            idle_kinds = _classify(idle["statements"])
+            idle_calls = sum(v for k, v in idle_kinds.items() if k not in _NOT_PER_RECONNECT)
+            background = round(idle_calls * window_s / idle_s, 1)
+            app = max(0.0, total - reset - once - background)
         else:
-            kinds, total, reset, app = {}, delta["xacts"], 0, delta["xacts"]
+            kinds, total, reset, once, app = {}, delta["xacts"], 0, 0, delta["xacts"]
+            background = round(idle["xacts"] * window_s / idle_s, 1)
         all_synced = sum(r.synced for r in results)
         out.update(
             {
@@ -806,6 +856,9 @@ def scenario_storm(cfg: SuiteConfig) -> dict[str, Any]:
                     "statements_per_reconnect": round(total / reconnected, 3) if reconnected else None,
                     "app_queries_per_reconnect": round(app / reconnected, 3) if reconnected else None,
                     "pool_reset_statements_per_reconnect": round(reset / reconnected, 3) if reconnected else None,
+                    "per_pooled_connection_statements": once,
+                    "background_statements_estimated": background,
+                    "background_idle_window": {"seconds": round(idle_s, 2), "statements": idle.get("statements", [])[:10]},
                     "transactions": delta["xacts"],
                     "transactions_per_reconnect": round(delta["xacts"] / reconnected, 3) if reconnected else None,
                 },
@@ -904,7 +957,10 @@ def table(name: str, r: dict[str, Any]) -> str:
             f"  drop->hello   {_lat(r['hello_ms'])}",
             f"  drop->synced  {_lat(r['synced_ms'])}",
             f"  queries    {q['statements_per_reconnect']} statements per reconnect: {q['by_kind_per_reconnect']}",
-            f"             app queries per reconnect {q['app_queries_per_reconnect']}   [target <= 1: {_ok(bool(q['app_queries_per_reconnect'] is not None and q['app_queries_per_reconnect'] <= 1))}]",
+            f"             app queries per reconnect {q['app_queries_per_reconnect']}   [target <= {TARGETS['storm_queries_per_reconnect_max']:g}: "
+            f"{_ok(bool(q['app_queries_per_reconnect'] is not None and q['app_queries_per_reconnect'] <= TARGETS['storm_queries_per_reconnect_max']))}]"
+            f"  (not counted: {q.get('per_pooled_connection_statements', 0)} once-per-pooled-connection statements, "
+            f"~{q.get('background_statements_estimated', 0)} of the node's periodic jobs at their idle rate)",
             f"  cpu        {_cpu_brief(r['cpu'], ('hub', 'postgres', 'loadgen'))}",
             f"  saturated  {r['saturated']}",
         ]
@@ -921,7 +977,7 @@ def ratios(all_results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                          "baseline_name": "bare websockets broadcast()", "ratio": s["ratio"], "target": f">= {TARGETS['fanout_ratio_min']}", "met": s["ratio"] >= TARGETS["fanout_ratio_min"]})
             rows.append({"scenario": f"fanout N={n}", "figure": "server CPU us/delivery", "hub": s["hub"]["server_cpu_us_per_delivery"],
                          "baseline": s["bare"]["server_cpu_us_per_delivery"], "baseline_name": "bare websockets broadcast()",
-                         "ratio": s.get("cpu_ratio"), "target": "bare/hub >= 0.8", "met": bool(s.get("cpu_ratio") and s["cpu_ratio"] >= TARGETS["fanout_ratio_min"])})
+                         "ratio": s.get("cpu_ratio"), "target": f"bare/hub >= {TARGETS['fanout_ratio_min']}", "met": bool(s.get("cpu_ratio") and s["cpu_ratio"] >= TARGETS["fanout_ratio_min"])})
     lat = all_results.get("latency")
     if lat:
         s = lat["summary"]
@@ -942,7 +998,7 @@ def ratios(all_results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     if st:
         q = st["queries"]
         rows.append({"scenario": "storm", "figure": "s until all resynced", "hub": st["full_resync_s"], "baseline": None, "baseline_name": "-",
-                     "ratio": None, "target": f"<= {TARGETS['storm_resync_s_max']:g} s", "met": bool(st["full_resync_s"] is not None and st["full_resync_s"] <= 5 and st["all_resynced"])})
+                     "ratio": None, "target": f"<= {TARGETS['storm_resync_s_max']:g} s", "met": bool(st["full_resync_s"] is not None and st["full_resync_s"] <= TARGETS["storm_resync_s_max"] and st["all_resynced"])})
         rows.append({"scenario": "storm", "figure": "app queries per reconnect", "hub": q["app_queries_per_reconnect"], "baseline": None, "baseline_name": "-",
                      "ratio": None, "target": "<= 1", "met": bool(q["app_queries_per_reconnect"] is not None and q["app_queries_per_reconnect"] <= 1)})
         rows.append({"scenario": "storm", "figure": "all statements per reconnect", "hub": q["statements_per_reconnect"], "baseline": None, "baseline_name": "-",
@@ -1079,6 +1135,19 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
     p.add_argument("--alerts-rate", type=float, help="alerts: offered alerts/s in the latency run (default 500)")
     p.add_argument("--broadcast-inflight", type=int, default=4, help="broadcast: publish requests in flight in the first hub run (default 4)")
     p.add_argument("--hub-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for the hub")
+    p.add_argument(
+        "--hub-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the hub as `bankhub serve --workers N` with an embedded Valkey as its broker (default 1: one process, "
+        "in-process broker); its CPU figures then count the supervisor, the workers and Valkey (latency, durable, storm only)",
+    )
+    p.add_argument(
+        "--hub-valkey",
+        action="store_true",
+        help="a hub of one process with the embedded Valkey broker too (compare with --hub-workers N alike)",
+    )
     a = p.parse_args(argv)
     unknown = [x for x in a.scenarios if x not in SCENARIOS]
     if unknown:
@@ -1095,6 +1164,12 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
         if not sep or not name.startswith("BANKHUB_"):
             p.error(f"--hub-env wants BANKHUB_NAME=VALUE, got {item!r}")
         hub_env[name] = value
+    if a.hub_workers < 1:
+        p.error("--hub-workers wants at least 1")
+    # the other scenarios meter (CPU, RSS) the hub's one process
+    multi = [x for x in (list(dict.fromkeys(a.scenarios)) or list(SCENARIOS)) if x not in _MULTI_WORKER_SCENARIOS]
+    if (a.hub_workers > 1 or a.hub_valkey) and multi:
+        p.error(f"--hub-workers/--hub-valkey work with {', '.join(_MULTI_WORKER_SCENARIOS)} only, not {', '.join(multi)}")
     return SuiteConfig(
         scenarios=list(dict.fromkeys(a.scenarios)) or list(SCENARIOS),
         quick=a.quick,
@@ -1119,6 +1194,8 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
         storm_concurrency=a.storm_concurrency,
         storm_timeout=a.storm_timeout,
         hub_env=hub_env,
+        hub_workers=a.hub_workers,
+        hub_valkey=a.hub_valkey,
         publish_sizes=sorted(publish_sizes),
         publish_count=max(1, int(pick["publish_count"])),
         publish_warmup=max(0, int(pick["publish_warmup"])),

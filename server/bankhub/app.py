@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import logredact
+from . import logredact, logs, metrics
 from .actions.errors import ActionError
 from .gateway.endpoint import websocket_endpoint
 from .http.openapi import PATH_PARAMETERS, openapi_document
@@ -43,6 +43,7 @@ from .http.retention import ROUTES as RETENTION_ROUTES
 from .http.exports import ROUTES as EXPORTS_ROUTES
 from .http.dlp import ROUTES as DLP_ROUTES
 from .http.supervision import ROUTES as SUPERVISION_ROUTES
+from .http.metrics import ROUTES as METRICS_ROUTES
 from .web import ROUTES as WEB_ROUTES
 from .web import SecurityHeaders
 from .hub import Hub
@@ -114,6 +115,7 @@ API_ENDPOINTS: tuple[Endpoint, ...] = (
     *EXPORTS_ROUTES,
     *DLP_ROUTES,
     *SUPERVISION_ROUTES,
+    *METRICS_ROUTES,
 )
 """Every HTTP API route the hub serves, each declared with how it authenticates (the tests walk them all)."""
 
@@ -241,8 +243,15 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        # SecurityHeaders outermost: every answer, a 500 included, carries the CSP and nosniff
-        middleware=[Middleware(SecurityHeaders), Middleware(ContainErrors)],
+        # RequestIds outermost: every answer carries X-Request-Id and its lines the request_id;
+        # SecurityHeaders next: every answer, a 500 included, carries the CSP and nosniff
+        middleware=[
+            Middleware(logs.RequestIds, node=hub.settings.node_name),
+            Middleware(SecurityHeaders),
+            # inside SecurityHeaders and outside ContainErrors: a 500 is counted as one
+            Middleware(metrics.HttpMetrics, templates=metrics.route_templates(routes)),
+            Middleware(ContainErrors),
+        ],
         exception_handlers={
             ActionError: _action_error,
             StorageUnavailable: _unavailable,

@@ -47,6 +47,11 @@ class Batcher(Generic[T, R]):
         self.batches = 0
         self.items = 0
 
+    @property
+    def backlog(self) -> int:
+        """Items submitted and not yet taken into a batch (the metrics' committer backlog)."""
+        return sum(q.qsize() for q in self._queues)
+
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(q), name=f"batcher-{i}") for i, q in enumerate(self._queues)]
 

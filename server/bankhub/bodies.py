@@ -40,9 +40,22 @@ class BodyUnreadable(Exception):
     """The stored bytes do not open under this key and row: tampered, moved, or not ours."""
 
 
+def _uuid_bytes(value: str) -> bytes:
+    # the canonical form (every id the hub stores or makes) without building a UUID object;
+    # anything else as uuid.UUID reads it
+    if len(value) == 36 and value.count("-") == 4 and value[8] == value[13] == value[18] == value[23] == "-":
+        try:
+            raw = bytes.fromhex(value.replace("-", ""))
+        except ValueError:
+            raw = b""
+        if len(raw) == 16:  # 32 hex digits exactly (whitespace, which fromhex skips, makes it shorter)
+            return raw
+    return uuid.UUID(value).bytes
+
+
 def associated_data(conversation_id: str, message_id: str, seq: int) -> bytes:
     """Fixed-width encoding of the row a body belongs to (no two rows share it)."""
-    return _AD_PREFIX + uuid.UUID(conversation_id).bytes + uuid.UUID(message_id).bytes + seq.to_bytes(8, "big", signed=True)
+    return _AD_PREFIX + _uuid_bytes(conversation_id) + _uuid_bytes(message_id) + seq.to_bytes(8, "big", signed=True)
 
 
 class BodyCodec(Protocol):

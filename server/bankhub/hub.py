@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from .delivery.alerting import AlertRuntime
+from . import metrics
+from . import tracing
 from .batching import Batcher
 from .bodies import BodyCodec
 from .broker import BROADCAST_CHANNEL, Broker, make_broker
@@ -30,13 +32,14 @@ from .delivery.notices import NoticeFanout
 from .delivery.presence import LocalDirectory, PresenceRuntime, RedisDirectory
 from .delivery.registry import ConnectionRegistry
 from .delivery.following import Tasks
-from .models import User
+from .models import Session, User
 from .outbox import Outbox, Transaction
 from .protocol.frames import CloseCode, Message
 from .protocol.session import SessionLimits
 from .ratelimit import RateLimiter, make_limiter
 from .settings import NO_KEY_PROVIDER, Settings
-from .signals import RmStatusSignal, Signal
+from .session_cache import SessionCache
+from .signals import PrincipalSignal, RmStatusSignal, Signal, encode_signal
 from .storage import Appended, ConversationStore, Database, MessageStore, NewMessage, SessionStore, UserStore
 from .storage.db import Isolation
 from .storage.accounts import AccountStore
@@ -55,7 +58,7 @@ from .storage.supervision import SupervisionStore
 from .storage.signing_keys import SigningKeyStore
 from .storage.dlp import DlpKeyStore
 
-__all__ = ["Hub", "Pending", "Flush", "Job", "DeskState"]
+__all__ = ["Hub", "Pending", "Flush", "Job", "DeskState", "SESSION_RECHECK_BATCH", "REPUBLISH_SECONDS"]
 
 log = logging.getLogger("bankhub")
 
@@ -65,6 +68,7 @@ class Pending(msgspec.Struct, gc=False):
 
     new: NewMessage
     origin: str | None
+    trace: Any = None  # the ws.send span's context (bankhub.tracing.current): the commit span links to it
 
 
 Flush = Callable[["Hub", Sequence[Pending]], Awaitable[list[Appended]]]
@@ -182,6 +186,12 @@ class DeskState:
                 self._locks[key] = (lock, users - 1)
 
 
+# cached sessions the periodic re-check compares with storage per tick (one query)
+SESSION_RECHECK_BATCH = 5_000
+# the pause before a PrincipalSignal whose publish failed is published again
+REPUBLISH_SECONDS = 1.0
+
+
 class Hub:
     """See the module docstring. Build one with :func:`bankhub.node.build_hub`."""
 
@@ -226,6 +236,15 @@ class Hub:
         self.barriers = BarrierStore(self.db)
         self.fanout = NoticeFanout(self.accounts.events)
         self.registry = ConnectionRegistry(self.broker, self._catch_up, self.fanout)
+        # verified sessions, so a reconnect authenticates without Postgres; every node drops a
+        # user's entries on their PrincipalSignal, and everything when the broker link drops
+        self.session_cache: SessionCache[Session] = SessionCache(settings.session_cache_size, settings.session_cache_seconds)
+        self.registry.broadcast_handlers.append(self._on_principal_signal)
+        self.broker.on_lost = self.session_cache.flush
+        # a PrincipalSignal whose publish failed is published again until no node can still hold
+        # a session cached before it (session_cache_seconds)
+        self.outbox.on_publish_failed = self._republish_principals
+        self._republishing: set[asyncio.Task[None]] = set()
         # relationship managers and the service desk: routing, bot, auto-replies, live statuses
         self.desk = DeskState(self.db, self.keyring)
         self.registry.broadcast_handlers.append(self.desk.on_broadcast)
@@ -258,7 +277,8 @@ class Hub:
         # retention: the purge runs this node started over HTTP, running in the background
         self.purges = Tasks()
         self.committer: Batcher[Pending, Appended] = Batcher(
-            lambda batch: commit(self, batch),
+            # one span per batch, linked to each send's (a no-op while tracing is off)
+            lambda batch: tracing.within("messages.commit", commit(self, batch), (p.trace for p in batch), messages=len(batch)),
             max_batch=settings.commit_batch_max,
             writers=settings.commit_writers,
             shard=lambda p: p.new.conversation_id,
@@ -268,15 +288,20 @@ class Hub:
         self._jobs = list(jobs)
         self._started = False
         self._loops: list[asyncio.Task[None]] = []
+        self._metrics: object = None  # this node's handle in bankhub.metrics while it runs
+        self.trace_handle: object = None  # bankhub.tracing.setup's handle (build_hub sets it): released by stop
 
-    def transaction(self, name: str, *, isolation: Isolation = "read_committed") -> AbstractAsyncContextManager[Transaction]:
+    def transaction(
+        self, name: str, *, isolation: Isolation = "read_committed", shared_locks: Sequence[int] = ()
+    ) -> AbstractAsyncContextManager[Transaction]:
         """A named transaction whose emitted signals are published after it commits
-        (:class:`~bankhub.outbox.Outbox`)."""
-        return self.outbox.transaction(name, isolation=isolation)
+        (:class:`~bankhub.outbox.Outbox`); ``shared_locks`` are advisory locks taken shared
+        with its ``BEGIN`` (:meth:`~bankhub.storage.db.Database.transaction`)."""
+        return self.outbox.transaction(name, isolation=isolation, shared_locks=shared_locks)
 
     async def start(self) -> None:
         await self.db.open()
-        await self.broker.start(self.registry.on_signal, self.registry.on_resync)
+        await self.broker.start(self.registry.on_signal, self._on_resync)
         await self.broker.subscribe(BROADCAST_CHANNEL)
         self.committer.start()
         await self.desk.start()
@@ -301,6 +326,8 @@ class Hub:
         ]
         self._loops = [asyncio.create_task(self._every(job), name=job.name) for job in jobs]
         self._started = True
+        # its connections and queues sampled, the tallies flushed once a second
+        self._metrics = metrics.attach(self.settings.node_name, self.registry, db=self.db, committer=self.committer)
         log.info("node %s started (broker: %s)", self.settings.node_name, self.broker.name)
 
     async def drain(self, timeout: float = 5.0) -> None:
@@ -332,6 +359,7 @@ class Hub:
         if not self._started:
             return
         self._started = False
+        metrics.detach(self._metrics)
         for task in self._loops:
             task.cancel()
         # a sweep half-way through routing finishes unwinding before the drain starts
@@ -353,22 +381,74 @@ class Hub:
             await self.flush_notice_stats()
         except Exception:
             log.warning("online delivery counts not saved at shutdown", exc_info=True)
+        for task in list(self._republishing):
+            task.cancel()
+        await asyncio.gather(*self._republishing, return_exceptions=True)
         await self.broker.close()
         await self.limiter.close()
         await self.db.close()
+        # the spans still batched go out now, not at interpreter exit (a worker killed at the drain deadline has none)
+        handle, self.trace_handle = self.trace_handle, None
+        await tracing.release(handle)
+
+    def _on_principal_signal(self, signal: Signal) -> None:
+        if isinstance(signal, PrincipalSignal):
+            self.session_cache.forget_user(signal.user_id)
+
+    def _republish_principals(self, signals: Sequence[Signal]) -> None:
+        lost = [s for s in signals if isinstance(s, PrincipalSignal)]
+        if lost and self.session_cache.enabled and self._started:
+            task = asyncio.create_task(self._republish(lost), name="principal-republish")
+            self._republishing.add(task)
+            task.add_done_callback(self._republishing.discard)
+
+    async def _republish(self, lost: list[PrincipalSignal]) -> None:
+        """Every :data:`REPUBLISH_SECONDS` until published, for at most ``session_cache_seconds``:
+        after that every entry cached before the change has expired on every node anyway."""
+        await self.outbox.republish(
+            [(BROADCAST_CHANNEL, s) for s in lost], every=REPUBLISH_SECONDS, within=self.settings.session_cache_seconds
+        )
+
+    def _on_resync(self) -> None:
+        """The broker link is back: revocations may have been missed meanwhile."""
+        self.session_cache.flush()
+        self.registry.on_resync()
 
     async def recheck_sessions(self) -> int:
-        """Close sockets whose session was revoked, expired or whose user was disabled.
+        """Close sockets whose session was revoked, expired or whose user was disabled, then
+        re-check a batch of the cached sessions (:meth:`recheck_cached_sessions`).
 
         The safety net behind revocation signals: one query for all of this node's
-        connections. Returns how many connections were closed.
+        connections, one for the cached batch. Returns how many connections were closed.
         """
         conns = self.registry.connections()
         dead = await self.sessions.inactive_among(sorted({c.session.id for c in conns}))
         closing = [c for c in conns if c.session.id in dead]
         for conn in closing:
+            self.session_cache.forget_user(conn.user.id)  # e.g. a user disabled in the database
             conn.close(CloseCode.POLICY_VIOLATION, "session is no longer valid")
+        await self.recheck_cached_sessions()
         return len(closing)
+
+    async def recheck_cached_sessions(self) -> int:
+        """Compare up to :data:`SESSION_RECHECK_BATCH` cached sessions (the least recently
+        checked) with storage in one query, and forget the users of those that ended or whose
+        principal changed (a user disabled, a role, org, RM or follows changed outside the
+        hub, sessions revoked by the CLI). Returns how many users were forgotten."""
+        cache = self.session_cache
+        due = cache.due(SESSION_RECHECK_BATCH)
+        if not due:
+            return 0
+        fresh = await self.sessions.active_by_ids(sorted({p.id for _, p in due}))
+        stale: set[str] = set()
+        for key, principal in due:
+            if fresh.get(principal.id) == principal:
+                cache.confirm(key, principal)
+            else:
+                stale.add(principal.user.id)
+        for user_id in stale:
+            cache.forget_user(user_id)
+        return len(stale)
 
     async def flush_notice_stats(self) -> None:
         """Add this node's online notice deliveries to storage: one statement per flush."""

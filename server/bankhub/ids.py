@@ -12,11 +12,10 @@ import secrets
 import time
 import uuid
 
-__all__ = ["uuid7", "new_token", "token_hash"]
+__all__ = ["uuid7", "uuid7_str", "new_token", "token_hash"]
 
 
-def uuid7() -> uuid.UUID:
-    """An RFC 9562 version-7 UUID: 48 bits of Unix milliseconds, then 74 random bits."""
+def _uuid7_int() -> int:
     ms = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80
@@ -24,7 +23,19 @@ def uuid7() -> uuid.UUID:
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a (12 bits)
     value |= 0b10 << 62  # variant
     value |= rand & ((1 << 62) - 1)  # rand_b
-    return uuid.UUID(int=value)
+    return value
+
+
+def uuid7() -> uuid.UUID:
+    """An RFC 9562 version-7 UUID: 48 bits of Unix milliseconds, then 74 random bits."""
+    return uuid.UUID(int=_uuid7_int())
+
+
+def uuid7_str() -> str:
+    """:func:`uuid7` in its canonical text form, without the UUID object (the group commit
+    makes one per message)."""
+    h = "%032x" % _uuid7_int()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_token(nbytes: int = 32) -> str:

@@ -8,6 +8,7 @@ starts a node — ``bankhub serve``, ``bankhub dev``, the tests' harness — bui
 
 from __future__ import annotations
 
+from . import tracing
 from .actions import accounts, exports, groups, media, messages, retention, routing
 from .broker import Broker
 from .bodies import BodyCodec
@@ -62,7 +63,10 @@ def build_hub(
                 lambda hub: retention.periodic_purge(hub.db, hub.media.blobs, hub.settings),
             )
         )
-    return Hub(
+    # spans to the OTLP collector when BANKHUB_OTEL_ENDPOINT is set (a ValueError, one line, when the
+    # exporter is not installed: serve and its workers exit 2); unset, tracing stays as it is (off)
+    traced = tracing.setup(settings.otel_endpoint, sample_ratio=settings.otel_sample_ratio, node=settings.node_name)
+    hub = Hub(
         settings,
         commit=messages.commit,
         jobs=jobs,
@@ -72,3 +76,5 @@ def build_hub(
         limiter=limiter,
         key_provider=key_provider,
     )
+    hub.trace_handle = traced  # Hub.stop releases it: the last hub of the process exports what is batched
+    return hub

@@ -14,12 +14,15 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from . import gctune, logredact
+from . import gctune, logredact, logs, metrics
 from .app import create_app
+from .gateway.endpoint import DirectWebSocket
 from .gateway.transport import HubWebSocketProtocol, http_protocol
 from .hub import Hub
 
@@ -37,8 +40,14 @@ def uvicorn_config(
     ``/openapi.json``."""
     s = hub.settings
     logredact.install()
-    app: ASGIApp = create_app(hub, manage_hub=manage_hub)
-    return uvicorn.Config(
+    # JSON lines: every logger, uvicorn's included, goes to the root handler logs installs
+    json_logs = logs.configure(s.log_format, node=s.node_name, level=log_level)
+    # /v1/ws straight to its endpoint: no middleware frames held per open socket
+    app: ASGIApp = DirectWebSocket(create_app(hub, manage_hub=manage_hub))
+    warning = metrics.open_scrape_warning(s.metrics_token, host)
+    if warning:
+        logging.getLogger("bankhub.metrics").warning(warning)
+    config = uvicorn.Config(
         wrap_app(app) if wrap_app is not None else app,
         host=host,
         port=port,
@@ -51,12 +60,19 @@ def uvicorn_config(
         ws_ping_timeout=s.ws_ping_seconds,
         lifespan="on",
         log_level=log_level,
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
         access_log=False,
         ssl_certfile=s.tls_cert,
         ssl_keyfile=s.tls_key,
         timeout_graceful_shutdown=10,
         server_header=False,
+        proxy_headers=False,  # applied below, inside the wrapper that keeps the socket's own peer
     )
+    # uvicorn's proxy-header rewrite of scope["client"] (trusting FORWARDED_ALLOW_IPS, as uvicorn
+    # would), with the socket's peer kept outside it: GET /metrics decides on that one
+    proxied: Any = ProxyHeadersMiddleware(cast(Any, config.app), trusted_hosts=config.forwarded_allow_ips)
+    config.app = metrics.SocketPeer(proxied)
+    return config
 
 
 class HubServer(uvicorn.Server):

@@ -20,6 +20,7 @@ import binascii
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -128,6 +129,28 @@ def _domains(text: str) -> tuple[str, ...]:
     return tuple(d.lower().rstrip("/.") for d in _words(text))
 
 
+def _otlp_url(text: str) -> str:
+    url = text.strip()
+    if url and not (url.startswith(("http://", "https://")) and len(url) > len("https://")):
+        raise ValueError("an http:// or https:// OTLP traces URL, or empty")
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # credentials in the URL would be shown wherever the setting is (bankhub settings, errors)
+        raise ValueError("an OTLP traces URL without user:password@ (set OTEL_EXPORTER_OTLP_HEADERS for the collector's auth)")
+    return url
+
+
+METRICS_TOKEN_MIN = 16
+"""The shortest ``BANKHUB_METRICS_TOKEN`` accepted."""
+
+
+def _metrics_token(text: str) -> str:
+    # stripped (a trailing newline of a file would never match); visible ASCII: headers arrive latin-1 decoded
+    token = text.strip()
+    if len(token) < METRICS_TOKEN_MIN or not all("!" <= c <= "~" for c in token):
+        raise ValueError(f"at least {METRICS_TOKEN_MIN} visible ASCII characters, no spaces (openssl rand -hex 32)")
+    return token
+
+
 _LIMITS = SessionLimits()
 """The protocol's default per-connection limits: the WebSocket settings' defaults."""
 
@@ -192,6 +215,22 @@ class Settings:
         "info", env="LOG_LEVEL", choices=LOG_LEVELS, parse=str.lower,
         doc="the server's log level: `debug`, `info`, `warning`, `error`, `critical` (or `trace`)",
     )
+    log_format: str = setting(
+        "text", env="LOG_FORMAT", choices=("text", "json"), parse=str.lower,
+        doc="`text`, or `json`: one JSON object per line with `timestamp` (UTC), `level`, `logger`, `event`, `node` and, "
+        "where they apply, `request_id`, `connection_id`, `user_id`, `exception` (set `json` in production: "
+        "[docs/operations.md](docs/operations.md#logs-and-traces))",
+    )
+    otel_endpoint: str = setting(
+        "", env="OTEL_ENDPOINT", shown="unset: no tracing", parse=_otlp_url,
+        doc="an OTLP/HTTP traces URL (`http://collector:4318/v1/traces`): OpenTelemetry spans of each message's send, "
+        "commit, publish and delivery go there (needs the `otel` extra: `pip install bankhub[otel]`)",
+    )
+    otel_sample_ratio: float = setting(
+        1.0, env="OTEL_SAMPLE_RATIO", ge=0, le=1,
+        doc="the share of sends traced when `BANKHUB_OTEL_ENDPOINT` is set (a sampled send's commit, publish and deliveries "
+        "are recorded with it: [docs/operations.md](docs/operations.md#traces))",
+    )
 
     # --- sessions -----------------------------------------------------------------------------
     session_ttl_hours: float = setting(
@@ -211,7 +250,19 @@ class Settings:
     session_recheck_seconds: float = setting(
         30.0, env="SESSION_RECHECK_SECONDS", gt=0,
         doc="how often each node closes its WebSockets whose session was revoked or expired or whose user was "
-        "disabled (with 1008; the safety net behind revocation signals)",
+        "disabled (with 1008; the safety net behind revocation signals) and compares up to 5,000 of its cached "
+        "sessions with Postgres (docs/security.md)",
+    )
+    session_cache_size: int = setting(
+        50_000, env="SESSION_CACHE_SIZE", ge=0,
+        doc="verified sessions each node keeps (least recently used first out) so that a reconnect or a bearer "
+        "request authenticates without Postgres; dropped on every revocation signal and whenever the broker link "
+        "is lost; about 2 KB each, per worker; 0 turns the cache off (docs/security.md)",
+    )
+    session_cache_seconds: float = setting(
+        60.0, env="SESSION_CACHE_SECONDS", ge=0, le=300,
+        doc="longest time a cached session is used without asking Postgres again (never past the session's "
+        "own expiry; 0 turns the cache off)",
     )
 
     # --- WebSocket gateway, per node ----------------------------------------------------------
@@ -265,8 +316,9 @@ class Settings:
     )
     ws_outbound_queue: int = setting(
         _LIMITS.outbound_queue, env="WS_OUTBOUND_QUEUE", ge=1,
-        doc="frames a node buffers for a slow reader before closing its connection with 4008; "
-        "`hello.limits.outbound_queue`",
+        doc="frames a node queues for a connection whose socket does not take them before closing it with "
+        "4008 (besides these, its transport buffers up to its 64 KiB high-water mark plus one batch of at "
+        "most 64 KiB); a burst to a client that keeps up is written, however long; `hello.limits.outbound_queue`",
     )
     ws_max_strikes: int = setting(
         _LIMITS.max_strikes, env="WS_MAX_STRIKES", ge=0,
@@ -361,6 +413,14 @@ class Settings:
         doc="how often a node writes the last-seen times of users whose last connection closed (one statement)",
     )
 
+    # --- metrics (docs/operations.md, "Metrics") ------------------------------------------------
+    metrics_token: str = setting(
+        "", env="METRICS_TOKEN", secret=True, shown="unset: loopback clients only", parse=_metrics_token,
+        doc="bearer token a Prometheus server presents to `GET /metrics` (at least 16 visible ASCII characters); unset, "
+        "only unproxied clients on a loopback address are answered. Any other request is answered 404 "
+        "([docs/operations.md](docs/operations.md#metrics))",
+    )
+
     # --- periodic work of each node -----------------------------------------------------------
     notice_scheduler_seconds: float = setting(
         1.0, env="NOTICE_SCHEDULER_SECONDS", gt=0,
@@ -418,6 +478,11 @@ class Settings:
     alert_sweep_seconds: float = setting(
         10.0, env="ALERT_SWEEP_SECONDS", gt=0,
         doc="how often each node expires unread alerts past their time (unread counts never wait for it)",
+    )
+    alert_ingest_batch_max: int = setting(
+        64, env="ALERT_INGEST_BATCH_MAX", ge=1, le=1000,
+        doc="most single alerts (`POST /v1/notifications`) one group-commit transaction writes; concurrent requests "
+        "share a transaction, each keeping its own answer",
     )
 
     # --- contacts (docs/protocol.md, "Contacts"): every list a user can grow is bounded
@@ -733,7 +798,7 @@ class Settings:
 def _shown_value(spec: Setting, value: object) -> str:
     if spec.secret:
         return "a value that is not shown (it is secret)"
-    text = repr(value)
+    text = re.sub(r"://[^/@\s]*@", "://[userinfo]@", repr(value))  # a URL's credentials are never echoed
     return text if len(text) <= 80 else text[:77] + "..."
 
 

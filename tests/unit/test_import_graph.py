@@ -19,7 +19,7 @@ PACKAGE = ROOT / "bankhub"
 
 # lowest first; a module belongs to the layer of the longest prefix that names it
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundations", ["bankhub", "bankhub.text", "bankhub.ids", "bankhub.passwords", "bankhub.logredact", "bankhub.gctune", "bankhub.tlsgen"]),
+    ("foundations", ["bankhub", "bankhub.text", "bankhub.ids", "bankhub.passwords", "bankhub.logredact", "bankhub.gctune", "bankhub.tlsgen", "bankhub.logs", "bankhub.tracing", "bankhub.metrics"]),
     (
         "pure core",
         ["bankhub.protocol", "bankhub.models", "bankhub.targeting", "bankhub.settings", "bankhub.policy", "bankhub.desk", "bankhub.alerts", "bankhub.crypto", "bankhub.bodies", "bankhub.media", "bankhub.widget", "bankhub.compliance"],

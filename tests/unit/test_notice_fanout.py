@@ -14,12 +14,16 @@ import pytest
 from bankhub.delivery.notices import NoticeFanout
 from bankhub.models import Role, User
 from bankhub.protocol.frames import Notice, TextNotice
+from bankhub.protocol.wire import payload_of
 from bankhub.signals import NoticeSignal
 from bankhub.models import NoticeEventRow, Target
 from bankhub.targeting import matches
 
 ACC = "acc-1"
 HO, BJ, SH = "ho", "bj", "sh"
+
+
+_TEXTS: dict[int, tuple[bytes, str]] = {}
 
 
 @dataclass(eq=False)
@@ -29,9 +33,24 @@ class FakeConn:
     follows: set[str] = field(default_factory=lambda: {ACC})
     notice_seen: dict[str, int] = field(default_factory=dict)
     frames: list[str] = field(default_factory=list)
+    wires: list[bytes] = field(default_factory=list)
 
-    def push(self, text: str, *, now: bool = False) -> None:
+    def push(self, text: str) -> None:
         self.frames.append(text)
+
+    def send_wire(self, wire: bytes) -> None:
+        self.wires.append(wire)
+        # the same text object for the same bytes object: one encode stays visible as identity
+        held = _TEXTS.get(id(wire))
+        if held is None or held[0] is not wire:
+            held = _TEXTS[id(wire)] = (wire, payload_of(wire))
+        self.frames.append(held[1])
+
+    send_now = send_wire
+
+    @property
+    def _notice_seen(self) -> dict[str, int]:
+        return self.notice_seen
 
     def decoded(self) -> list[dict[str, Any]]:
         return [json.loads(f) for f in self.frames]
@@ -97,6 +116,17 @@ def test_only_targeted_connected_followers_get_it_encoded_once() -> None:
     assert [len(c.frames) for c in (li, zhou, wang)] == [2, 0, 2]
     assert fanout.take_delivered() == {"notice-1": 2, "notice-2": 1, "notice-3": 1}
     assert fanout.take_delivered() == {}
+
+
+def test_a_notice_is_framed_once_and_every_follower_gets_the_same_bytes() -> None:
+    conns = [FakeConn(_user(f"u{i}"), (BJ, HO)) for i in range(3)]
+    fanout = _fanout(conns)
+    fanout.on_signal(_signal(1))
+    wire = conns[0].wires[0]
+    assert all(c.wires == [wire] and c.wires[0] is wire for c in conns)
+    # an unmasked, unfragmented text frame whose payload is the notice frame
+    assert wire[0] == 0x81 and not wire[1] & 0x80
+    assert json.loads(payload_of(wire))["notice"]["notice_id"] == "notice-1"
 
 
 def test_an_event_the_client_already_synced_is_not_pushed_again() -> None:
@@ -212,3 +242,54 @@ async def test_a_large_fan_out_is_written_in_slices_and_keeps_each_connection_in
         await asyncio.sleep(0)
     assert all([f["notice"]["seq"] for f in c.decoded()] == [1, 2] for c in conns)
     assert fanout.take_delivered() == {"notice-1": len(conns), "notice-2": len(conns)}
+
+
+@dataclass(eq=False)
+class BrokenConn(FakeConn):
+    """A follower whose socket write raises."""
+
+    closes: list[int] = field(default_factory=list)
+    id: str = "broken"
+
+    def send_now(self, wire: bytes) -> None:
+        raise OSError("broken socket")
+
+    def close(self, code: int, reason: str) -> None:
+        self.closes.append(code)
+
+
+def test_a_write_that_raises_closes_that_follower_and_the_others_get_the_notice() -> None:
+    broken = BrokenConn(_user("broken"), (BJ, HO))
+    others = [FakeConn(_user(f"u{i}"), (BJ, HO)) for i in range(3)]
+    fanout = _fanout([broken, *others])
+    fanout.on_signal(_signal(1))
+    assert broken.closes == [1001]  # going away: the client reconnects and syncs
+    assert all([f["notice"]["seq"] for f in c.decoded()] == [1] for c in others)
+
+
+async def test_a_write_that_raises_in_a_large_fan_out_does_not_stop_it_nor_later_notices() -> None:
+    from bankhub.delivery.notices import SLICE
+
+    broken = BrokenConn(_user("broken"), (BJ, HO))
+    others = [FakeConn(_user(f"u{i}"), (BJ, HO)) for i in range(SLICE * 2)]
+    fanout = _fanout([broken, *others])
+    fanout.on_signal(_signal(1))
+    await _settle()
+    fanout.on_signal(_signal(2))  # after the large one: the node's fan-out is not stuck
+    await _settle()
+    assert broken.closes == [1001, 1001]
+    assert all([f["notice"]["seq"] for f in c.decoded()] == [1, 2] for c in others)
+
+
+async def test_a_notice_creates_no_per_connection_state_on_followers_it_does_not_target() -> None:
+    from tests.unit.test_connection_outbound import _conn
+
+    li, _, li_out = _conn(name="c.li")
+    zhou, _, zhou_out = _conn(name="c.zhou")
+    li.org_path, zhou.org_path = (BJ, HO), (SH, HO)
+    li.follows = zhou.follows = {ACC}
+    fanout = _fanout([li, zhou])  # type: ignore[list-item]
+    fanout.on_signal(_signal(1, Target(org_ids=[BJ])))
+    await _settle()
+    assert li._notice_seen == {ACC: 1} and len(li_out.texts()) == 1
+    assert zhou._notice_seen is None and zhou_out.writes == []  # not targeted: nothing allocated

@@ -55,7 +55,11 @@ def _other_value(f: dataclasses.Field[Any]) -> tuple[str, Any]:
         return f" {value} ", value
     if tp is float:
         value = default * 2 + 1 if spec.le is None else (default + spec.le) / 2
+        if value == default:  # the default is the upper bound (a ratio of 1.0)
+            value = (default + (spec.ge or 0)) / 2
         return repr(value), value
+    if tp is str and spec.parse is not None:  # a URL the parser checks
+        return " https://collector.example:4318/v1/traces ", "https://collector.example:4318/v1/traces"
     if tp == tuple[str, ...]:
         return " https://a.example/, ,https://b.example ", ("https://a.example", "https://b.example")
     return "some text", "some text"

@@ -25,7 +25,7 @@ from ..hub import Hub
 from ..models import AccountKey, FollowedAccount, NoticeRecord, NoticeStats, OfficialAccount, OrgRow, Target, User, account_key
 from ..outbox import Transaction
 from ..protocol.frames import AccountReceipt, AccountSync, Notice, NoticeBody
-from ..signals import AccountReadSignal, FollowSignal, NoticeSignal
+from ..signals import AccountReadSignal, FollowSignal, NoticeSignal, PrincipalSignal
 from . import cards, dlp
 from .audit import record
 from .errors import ActionError, require
@@ -187,6 +187,8 @@ async def follow(hub: Hub, actor: User, account_id: str) -> OfficialAccount:
         # the user's nodes start delivering the account's notices live (else: at the next connection)
         if await hub.accounts.follow(tx.conn, account.id, actor.id):
             tx.emit(user_channel(actor.id), FollowSignal(actor.id, account.id, True))
+            tx.emit(BROADCAST_CHANNEL, PrincipalSignal(actor.id))  # cached sessions carry the follows
+    hub.session_cache.forget_user(actor.id)
     return account
 
 
@@ -198,6 +200,8 @@ async def unfollow(hub: Hub, actor: User, account_id: str) -> None:
     async with hub.transaction("account_unfollow") as tx:
         if await hub.accounts.unfollow(tx.conn, account.id, actor.id):
             tx.emit(user_channel(actor.id), FollowSignal(actor.id, account.id, False))
+            tx.emit(BROADCAST_CHANNEL, PrincipalSignal(actor.id))
+    hub.session_cache.forget_user(actor.id)
 
 
 async def _validated_target(hub: Hub, account: OfficialAccount, org_codes: list[str] | None, target: Target) -> Target:

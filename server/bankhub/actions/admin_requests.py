@@ -25,7 +25,7 @@ from ..storage.admin_requests import AdminRequestRow, AdminRequestStore
 from ..storage.users import UsernameTaken, UserStore
 from . import audit, groups
 from .errors import ActionError, require
-from .sessions import end_sessions
+from .sessions import end_sessions, signal_principal_changed
 from .users import USER_CREATED, AdminRequestView, request_view
 
 __all__ = ["list_pending", "approve", "reject", "MAX_PAGE"]
@@ -65,7 +65,8 @@ async def list_pending(hub: Hub, actor: User, *, after: RequestKey | None, limit
 
 async def _decide(hub: Hub, actor: User, request_id: str, *, approve_it: bool, ip: str | None) -> AdminRequestView:
     expired, done, target = False, None, None
-    async with hub.db.transaction("admin_request_decide") as conn:
+    async with hub.transaction("admin_request_decide") as tx:
+        conn = tx.conn
         locked = await AdminRequestStore.lock(conn, request_id)
         if locked is None:
             raise ActionError("not_found", "no such request")
@@ -146,6 +147,8 @@ async def _decide(hub: Hub, actor: User, request_id: str, *, approve_it: bool, i
         else:
             assert target is not None
             await UserStore.set_role_in(conn, target.id, role)
+            # every node drops its cached sessions of the target when (and only if) the role commits
+            signal_principal_changed(tx, target.id)
             done = await AdminRequestStore.decide(conn, request_id, "approved", actor.id, target.id)
             await audit.record(
                 hub,
@@ -162,13 +165,17 @@ async def _decide(hub: Hub, actor: User, request_id: str, *, approve_it: bool, i
     if expired:
         raise ActionError("conflict", "this request has expired; file it again")
     assert done is not None
-    if approve_it and done.result_user_id is not None:
-        await groups.reconcile_user(hub, done.result_user_id)  # the account created or moved: its org groups
-    if approve_it and target is not None:
-        # the user signs in again, on every node (as for a direct role change)
-        await end_sessions(
-            hub, actor, target.id, reason="role changed", told="role changed: sign in again", audit_target=f"user:{target.id}", ip=ip
-        )
+    try:
+        if approve_it and target is not None:
+            hub.session_cache.forget_user(target.id)  # this node at once (the others on the signal)
+            # the user signs in again, on every node (as for a direct role change); before the
+            # org groups, so a slow or failing reconcile neither delays nor skips it
+            await end_sessions(
+                hub, actor, target.id, reason="role changed", told="role changed: sign in again", audit_target=f"user:{target.id}", ip=ip
+            )
+    finally:
+        if approve_it and done.result_user_id is not None:
+            await groups.reconcile_user(hub, done.result_user_id)  # the account created or moved: its org groups
     return request_view(done)
 
 

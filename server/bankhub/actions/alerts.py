@@ -15,10 +15,18 @@ Ingest (:func:`authenticate_system`, then :func:`ingest`):
 
 A request is all or nothing: one bad alert in a batch refuses the batch (the problem
 names its index) and nothing is stored.
+
+A single alert (``POST /v1/notifications``: :func:`authenticate_system_deferred`, then
+:func:`ingest_single`) takes the same steps, but concurrent ones share one transaction (a
+group commit): its signature is checked against the node's recent copy of the system's
+credentials, and that transaction checks the system's state, the nonce, the system's rate
+limit (for a fresh nonce only) and the key for each request in turn, each keeping its own
+answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
@@ -34,14 +42,17 @@ from msgspec import Meta
 from .. import policy
 from ..alerts import rules, signing, templates
 from ..delivery.alerting import ms, to_frame
+from ..batching import Batcher
 from ..broker import user_channel
 from ..hub import Hub
 from ..models import AlertSystem, User
 from ..protocol.frames import InboxSynced, InboxUpdate
 from ..ratelimit import Limit
 from ..signals import AlertSignal, InboxSignal
+from ..storage.alert_systems import SystemCredentials
 from ..storage.alerts import AlertRecord, AlertStore, InboxCounts, IngestOutcome, PlannedAlert, Recipient
 from ..storage.db import Database
+from ..storage.service.rows import is_retryable
 from ..text import Line, Username
 from . import audit
 from .errors import ActionError, require
@@ -53,6 +64,8 @@ __all__ = [
     "BatchIn",
     "PreferencesIn",
     "authenticate_system",
+    "authenticate_system_deferred",
+    "ingest_single",
     "ingest",
     "alert_status",
     "delivery_status",
@@ -120,31 +133,88 @@ async def authenticate_system(
     Neither the secret nor the signature is ever logged; a failure is logged with the
     claimed system name and the reason only. Failures are rate-limited per address.
     """
+    signed, creds, _ = await _verified(hub, method, path, query, headers, body, ip, cached=False)
+    system = creds.system
+    if system.disabled:
+        raise ActionError("system_disabled", f"system {system.name} is disabled")
+    if not await hub.alerting.systems.use_nonce(system.id, signed.nonce):
+        log.warning("refused a replayed request of system %s from %s", system.name, ip)
+        raise ActionError("replayed_request", _REPLAYED)
+    await enforce(hub, f"alerts:{system.id}", Limit(rate=system.rate_per_second, burst=system.burst), fail_closed=False)
+    return system, signed
+
+
+async def authenticate_system_deferred(
+    hub: Hub, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, ip: str | None
+) -> tuple[AlertSystem, signing.SignedHeaders, bytes]:
+    """:func:`authenticate_system` for a single alert (:func:`ingest_single`): the signature
+    is checked against the node's copy of the system's credentials (read at most
+    ``CREDENTIALS_TTL`` seconds ago; read again when the signature does not match it), and
+    what only storage can say is left to the ingest transaction, which commits nothing for
+    a request it refuses: that the system is still enabled and the secret that matched
+    still valid (the answers are then the same ``system_disabled``/``invalid_signature``),
+    and that the nonce is new (``replayed_request``). Also returns the SHA-256 fingerprint
+    of the secret that matched."""
+    signed, creds, matched = await _verified(hub, method, path, query, headers, body, ip, cached=True)
+    system = creds.system
+    if system.disabled:
+        raise ActionError("system_disabled", f"system {system.name} is disabled")
+    # the system's rate limit is taken in the group's transaction, once the nonce is known to
+    # be fresh: a replayed request never uses up the calling system's budget
+    return system, signed, matched
+
+
+_REPLAYED = "this nonce was used before: a request is accepted once; sign a new one"
+
+
+async def _verified(
+    hub: Hub, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, ip: str | None, *, cached: bool
+) -> tuple[signing.SignedHeaders, SystemCredentials, bytes]:
+    """The signed headers, the system's credentials and the fingerprint of the secret the
+    signature matched; raises :class:`ActionError` (401) for a request that does not authenticate."""
+    alerting = hub.alerting
     try:
         signed = signing.parse_headers(headers)
         signing.check_timestamp(signed.timestamp, time.time())
-        creds = await hub.alerting.systems.credentials(signed.system)
         canonical = signing.canonical_request(
             method, path, query, signed.timestamp, signed.nonce, signed.system, signed.idempotency_key, body
         )
-        # an unknown system is checked against a throw-away key: it fails like a wrong secret,
-        # in about the same time
-        keys = [await hub.alerting.secret(s.kek_id, s.wrapped) for s in creds.secrets] if creds else [_NO_SYSTEM]
-        if not signing.verify(keys, canonical, signed.signature) or creds is None:
+        creds = alerting.cached_credentials(signed.system) if cached else None
+        # a disabled system is read again: it may have been enabled since
+        from_cache = creds is not None and not creds.system.disabled
+        if not from_cache:
+            creds = await alerting.systems.credentials(signed.system)
+        matched = await _match(hub, creds, canonical, signed.signature)
+        if matched is None and from_cache:
+            # a secret rotated since the node read it: read again before refusing
+            creds = await alerting.systems.credentials(signed.system)
+            matched = await _match(hub, creds, canonical, signed.signature)
+        if matched is None or creds is None:
             raise signing.SignatureError("invalid_signature", "the signature does not match (unknown system or wrong secret)")
     except signing.SignatureError as exc:
         # the claimed name is attacker-controlled: logged quoted (%r), never the signature
         log.warning("refused a signed request from %s: %s (system %r)", ip, exc.code, headers.get(signing.HEADER_SYSTEM, "")[:64])
         await enforce(hub, f"alert-auth-fail:{ip}", SIGNATURE_FAILURES_PER_IP, fail_closed=False)
         raise ActionError(exc.code, exc.message) from None
-    system = creds.system
-    if system.disabled:
-        raise ActionError("system_disabled", f"system {system.name} is disabled")
-    if not await hub.alerting.systems.use_nonce(system.id, signed.nonce):
-        log.warning("refused a replayed request of system %s from %s", system.name, ip)
-        raise ActionError("replayed_request", "this nonce was used before: a request is accepted once; sign a new one")
-    await enforce(hub, f"alerts:{system.id}", Limit(rate=system.rate_per_second, burst=system.burst), fail_closed=False)
-    return system, signed
+    if cached and not from_cache:
+        alerting.keep_credentials(signed.system, creds)
+    return signed, creds, matched
+
+
+async def _match(hub: Hub, creds: SystemCredentials | None, canonical: bytes, signature: str) -> bytes | None:
+    """The fingerprint of the secret under which ``signature`` is right, or None. An unknown system is
+    checked against a throw-away key: it fails like a wrong secret, in about the same time."""
+    if creds is None:
+        signing.verify_which([_NO_SYSTEM], canonical, signature)
+        return None
+    keys = [await hub.alerting.secret(s.kek_id, s.wrapped) for s in creds.secrets]
+    i = signing.verify_which(keys, canonical, signature)
+    return None if i is None else _fingerprint(keys[i])
+
+
+def _fingerprint(secret: str) -> bytes:
+    """Names a secret without holding it (a KEK rotation re-wraps it: the blob changes, not this)."""
+    return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
 # --- ingest -----------------------------------------------------------------------------
@@ -244,6 +314,220 @@ async def ingest(
             if a.seq is not None and a.superseded_by is None and (a.expires_at is None or a.expires_at > now):
                 tx.emit(user_channel(a.user_id), AlertSignal(user_id=a.user_id, alert=to_frame(a)))
     return outcome.status == "replayed", outcome.alerts
+
+
+# --- single alerts, group-committed -------------------------------------------------------
+
+
+class _Single(msgspec.Struct):
+    """A single alert (:func:`ingest_single`) waiting for its group commit."""
+
+    system: AlertSystem
+    matched: bytes  # the fingerprint of the secret its signature matched
+    nonce: str
+    idempotency_key: str
+    body_sha256: bytes
+    checked: _Checked
+    ip: str | None
+    charged: bool = False  # its token of the system's rate limit is taken (a group run again does not take another)
+
+
+_AGAIN = object()  # the same key is already in this group: submit again (it lands in the next one)
+_Answer = tuple[bool, list[AlertRecord]] | ActionError | object
+
+
+async def ingest_single(
+    hub: Hub, system: AlertSystem, signed: signing.SignedHeaders, matched: bytes, body: bytes, item: NotificationIn, ip: str | None
+) -> tuple[bool, list[AlertRecord]]:
+    """:func:`ingest` of one alert authenticated by :func:`authenticate_system_deferred`.
+
+    Concurrent single alerts are committed together, one transaction per group (as
+    messages are: :class:`~bankhub.batching.Batcher`), each request keeping its own answer:
+    in that transaction, in this order, the system's state (refused: ``system_disabled``,
+    or ``invalid_signature`` when the secret that matched is no longer valid), the nonce
+    (``replayed_request``), the system's rate limit (``rate_limited``: taken only for a fresh
+    nonce, so replays never use up the system's budget), the idempotency key (``replayed``,
+    ``idempotency_conflict``), the recipient and the policy; a request refused there writes
+    nothing (its nonce stays used). Two requests with one key never share a group: the later
+    one waits for the earlier's commit. A request that fails for another reason (it cannot
+    be written) fails alone (see :func:`_commit_singles`).
+    """
+    if signed.idempotency_key is None:
+        raise ActionError("idempotency_key_required", "send an Idempotency-Key header: a retry with it never creates a second alert")
+    if hub.draining:
+        raise ActionError("unavailable", "this node is restarting: nothing was stored; retry (same Idempotency-Key)")
+    single = _Single(system, matched, signed.nonce, signed.idempotency_key, hashlib.sha256(body).digest(), _check(None, item), ip)
+    batcher = _batcher(hub)
+    while True:
+        try:
+            answer = await batcher.submit(single)
+        except RuntimeError:  # the node stopped its writers: it is shutting down
+            raise ActionError("unavailable", "this node is restarting: nothing was stored; retry (same Idempotency-Key)") from None
+        if answer is _AGAIN:
+            continue
+        if isinstance(answer, Exception):  # a refusal, or this request's own failure (M3: only its own)
+            raise answer
+        return answer  # type: ignore[return-value]
+
+
+def _batcher(hub: Hub) -> Batcher[_Single, _Answer]:
+    runtime = hub.alerting
+    if runtime.ingest is None:
+        batcher: Batcher[_Single, _Answer] = Batcher(
+            lambda group: _commit_singles(hub, group),
+            max_batch=hub.settings.alert_ingest_batch_max,
+            writers=2,
+            # one key always goes to one writer: its retries queue behind it
+            shard=lambda s: (s.system.id, s.idempotency_key),
+        )
+        batcher.start()
+        runtime.ingest = batcher
+    return runtime.ingest
+
+
+async def _commit_singles(hub: Hub, group: Sequence[_Single]) -> list[_Answer]:
+    """One transaction for a group of single alerts; one answer per alert, in order.
+
+    A group lost to a deadlock or a serialisation failure runs once more. A group that
+    fails for any other reason (anything but the per-request refusals, which are answers)
+    is committed again one request per transaction, so a request that cannot be written
+    fails alone (its answer is its exception) and every other one keeps its own answer."""
+    try:
+        return await _commit_retrying(hub, group)
+    except Exception as exc:
+        if len(group) == 1:
+            raise
+        # the type only: an error's text may carry SQL or key detail
+        log.warning("a group of %d alerts failed (%s); committing them one by one", len(group), type(exc).__name__)
+    answers: list[_Answer] = []
+    for s in group:
+        try:
+            answers += await _commit_retrying(hub, [s])
+        except Exception as exc:
+            log.warning("an alert of system %s could not be stored (%s)", s.system.name, type(exc).__name__)
+            answers.append(exc)
+    return answers
+
+
+async def _commit_retrying(hub: Hub, group: Sequence[_Single]) -> list[_Answer]:
+    """:func:`_commit_group`, run once more if it lost to a deadlock or serialisation failure."""
+    try:
+        return await _commit_group(hub, group)
+    except Exception as exc:
+        if not is_retryable(exc):
+            raise
+    return await _commit_group(hub, group)
+
+
+async def _commit_group(hub: Hub, group: Sequence[_Single]) -> list[_Answer]:
+    """One transaction for a group of single alerts (see :func:`_commit_singles`)."""
+    answers: list[_Answer | None] = [None] * len(group)
+    keys: set[tuple[str, str]] = set()
+    todo: list[int] = []
+    for i, s in enumerate(group):
+        key = (s.system.id, s.idempotency_key)
+        if key in keys:
+            answers[i] = _AGAIN
+        else:
+            keys.add(key)
+            todo.append(i)
+    store = hub.alerting.store
+    async with hub.transaction("alerts_ingest") as tx:
+        conn = tx.conn
+        states = await hub.alerting.systems.states_txn(conn, [group[i].system.id for i in todo])
+        valid = {sid: {_fingerprint(await hub.alerting.secret(w.kek_id, w.wrapped)) for w in ws} for sid, (_, ws) in states.items()}
+        live: list[int] = []
+        nonces: set[tuple[str, str]] = set()  # of the requests whose nonce this transaction records
+        for i in todo:
+            s = group[i]
+            state = states.get(s.system.id)
+            if state is not None and state[0]:
+                answers[i] = ActionError("system_disabled", f"system {s.system.name} is disabled")
+            elif state is None or s.matched not in valid[s.system.id]:
+                log.warning("refused a signed request from %s: invalid_signature (system %r)", s.ip, s.system.name)
+                answers[i] = ActionError("invalid_signature", "the signature does not match (unknown system or wrong secret)")
+            elif (s.system.id, s.nonce) in nonces:  # one nonce twice in the group: the later is the replay
+                answers[i] = _replayed(s)
+            else:
+                nonces.add((s.system.id, s.nonce))
+                live.append(i)
+        fresh = await hub.alerting.systems.use_nonces_txn(conn, [(group[i].system.id, group[i].nonce) for i in live])
+        unused: list[int] = []
+        for i in live:
+            if (group[i].system.id, group[i].nonce) in fresh:
+                unused.append(i)
+            else:
+                answers[i] = _replayed(group[i])
+        # the system's rate limit, for a fresh nonce only (a replay costs the system nothing);
+        # a request refused here keeps its nonce used, as every refusal in this transaction
+        charges = await asyncio.gather(*(_charge(hub, group[i]) for i in unused))
+        claimed: list[int] = []
+        for i, refusal in zip(unused, charges, strict=True):
+            if refusal is None:
+                claimed.append(i)
+            else:
+                answers[i] = refusal
+        outcomes = await store.claim_requests_txn(
+            conn, [(group[i].system.id, group[i].idempotency_key, group[i].body_sha256) for i in claimed]
+        ) if claimed else {}
+        new: list[int] = []
+        for i in claimed:
+            outcome = outcomes[(group[i].system.id, group[i].idempotency_key)]
+            if outcome is None:
+                new.append(i)
+            elif outcome.status == "conflict":
+                answers[i] = ActionError(
+                    "idempotency_conflict", "this Idempotency-Key was used for a different request; use a new key for a new alert"
+                )
+            else:
+                answers[i] = (True, outcome.alerts)
+        written: list[int] = []
+        planned: list[PlannedAlert] = []
+        if new:
+            recipients = await store.recipients_txn(conn, [group[i].checked.item.recipient for i in new])
+            refused: list[int] = []
+            for i in new:
+                s = group[i]
+                try:
+                    planned += _plan(s.system, [s.checked], False, hub.alerting.fallback_after, recipients.by_username)
+                    written.append(i)
+                except ActionError as exc:
+                    answers[i] = exc
+                    refused.append(i)
+            if refused:  # their keys stay free for a corrected request
+                await store.release_requests_txn(conn, [(group[i].system.id, group[i].idempotency_key) for i in refused])
+            if written:
+                records = await store.write_many_txn(
+                    conn, [(group[i].system.id, group[i].idempotency_key) for i in written], planned, recipients
+                )
+                for i, rec in zip(written, records, strict=True):
+                    answers[i] = (False, [rec])
+        # after the commit the alerts go out (a replay is published again, as in ingest)
+        now = dt.datetime.now(dt.timezone.utc)
+        for answer in answers:
+            if isinstance(answer, tuple):
+                for a in answer[1]:
+                    if a.seq is not None and a.superseded_by is None and (a.expires_at is None or a.expires_at > now):
+                        tx.emit(user_channel(a.user_id), AlertSignal(user_id=a.user_id, alert=to_frame(a)))
+    return [a for a in answers]
+
+
+async def _charge(hub: Hub, s: _Single) -> ActionError | None:
+    """Take ``s``'s token of its system's rate limit (once); the refusal, or None."""
+    if s.charged:
+        return None
+    system = s.system
+    try:
+        await enforce(hub, f"alerts:{system.id}", Limit(rate=system.rate_per_second, burst=system.burst), fail_closed=False)
+    except ActionError as exc:
+        return exc
+    s.charged = True
+    return None
+
+
+def _replayed(s: _Single) -> ActionError:
+    log.warning("refused a replayed request of system %s from %s", s.system.name, s.ip)
+    return ActionError("replayed_request", _REPLAYED)
 
 
 # --- status -----------------------------------------------------------------------------

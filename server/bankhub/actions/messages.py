@@ -13,12 +13,14 @@ and reaches its recipients through gap filling and sync.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 
 import msgspec
 
-from .. import policy
+from .. import metrics, policy
+from .. import tracing
 from ..desk.system import SYSTEM_USER_ID
 from ..hub import Hub, Pending
 from ..models import Membership, User
@@ -27,7 +29,7 @@ from ..signals import MessageSignal, ReceiptSignal
 from ..storage import Appended, NewMessage
 from ..storage.messages import Since
 from ..storage.privacy import PrivacyStore
-from ..storage.barriers import BarrierStore
+from ..storage.barriers import BARRIER_LOCK_KEY, BarrierStore
 from ..storage.retention import link_media_txn
 from . import cards, dlp, media, reactions, supervision
 from .errors import ActionError, require
@@ -66,17 +68,22 @@ _NO_MEDIA = policy.Decision(False, "not_found", "no such media")
 async def commit(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
     """The group committer's flush: commit the batch, publish its signals, then let the
     reactions (bot, auto-replies) see what was committed."""
+    started = time.perf_counter()
     sends = [p.new for p in batch]
     scans = await dlp.prescan(hub, sends)  # data-loss prevention: what each text carries, the key loaded
-    async with hub.transaction("append_messages") as tx:
+    # the shared barrier lock comes with the BEGIN (no round trip of its own): a barrier change,
+    # which holds it exclusively until it commits, applies to this batch exactly from its commit on
+    async with hub.transaction("append_messages", shared_locks=(BARRIER_LOCK_KEY,)) as tx:
         locked = await hub.messages.lock_txn(tx.conn, sends)
         decisions = [_decide(n.sender, locked.membership(n), n, blocked=locked.blocked(n)) for n in sends]
-        # information barriers: one query for the batch; a sender a policy separates from any current member is refused
-        barred = await BarrierStore.barred_txn(tx.conn, [(n.conversation_id, n.sender.id) for n in sends])
-        decisions = [
-            policy.may_send_across(n.sender, d, barred=(n.conversation_id, n.sender.id) in barred)
-            for n, d in zip(sends, decisions, strict=True)
-        ]
+        # information barriers: one query for the batch, when any policy exists (none can appear before
+        # this commits); a sender a policy separates from any current member is refused
+        if locked.barriers:
+            barred = await BarrierStore.barred_txn(tx.conn, [(n.conversation_id, n.sender.id) for n in sends], locked=True)
+            decisions = [
+                policy.may_send_across(n.sender, d, barred=(n.conversation_id, n.sender.id) in barred)
+                for n, d in zip(sends, decisions, strict=True)
+            ]
         # pictures and voice: the items are locked against the unsent-upload sweep until commit,
         # and one it deleted since media.attach checked it is refused, not sent as a dangling id
         carried = [media.carried(n.kind, n.body) for n in sends]
@@ -94,7 +101,12 @@ async def commit(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
         )
         # which message carries which item (the same item may be sent again): a purge keeps an item any message still carries
         await link_media_txn(
-            tx.conn, [(r.message.message_id, m) for m, r in zip(carried, results, strict=True) if m and r.status == "stored" and r.message]
+            tx.conn,
+            [
+                (r.message.conversation_id, r.message.message_id, m)
+                for m, r in zip(carried, results, strict=True)
+                if m and r.status == "stored" and r.message
+            ],
         )
         # supervision: rules and sampling on the stored (masked) text; flags commit with the messages
         await supervision.flag_txn(hub, tx.conn, sends, results)
@@ -103,6 +115,7 @@ async def commit(hub: Hub, batch: Sequence[Pending]) -> list[Appended]:
                 # a duplicate is published again: harmless (receivers drop seen seqs) and it repairs
                 # a delivery lost when the first attempt's node died between commit and publish
                 tx.emit_to_users(result.recipients, MessageSignal(message=result.message, origin=pending.origin))
+    metrics.observe_commit(len(batch), sum(1 for r in results if r.status == "stored"), time.perf_counter() - started)
     try:
         # the bot and RM auto-replies react to committed customer messages (without blocking);
         # the batch is committed and published: nothing here may turn it into a failed send
@@ -132,7 +145,7 @@ async def send(hub: Hub, actor: User, frame: Send, origin: str | None = None) ->
         kind=body.__struct_config__.tag,  # type: ignore[arg-type]
         body=_body_encoder.encode(body),
     )
-    result = await hub.committer.submit(Pending(new=new, origin=origin))
+    result = await hub.committer.submit(Pending(new=new, origin=origin, trace=tracing.current()))
     if result.status == "denied" or result.message is None:
         raise ActionError(result.code or "forbidden", result.reason or "not allowed")
     m = result.message

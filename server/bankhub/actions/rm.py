@@ -24,7 +24,9 @@ from ..desk.system import SystemEvent
 from ..hub import Hub
 from ..models import Role, User
 from ..protocol.frames import ConversationAdded, ConversationRemoved, CustomerCard, Message, RmChanged, StaffCard
+from ..broker import BROADCAST_CHANNEL
 from ..outbox import Emitted
+from ..signals import PrincipalSignal
 from ..models import BookKey, RmListed
 from ..storage.barriers import BarrierStore
 from ..storage.db import Conn
@@ -336,6 +338,9 @@ async def notify_handover(hub: Hub, moved: Sequence[HandedOver], new_rm: User) -
                 routing.access(new_rm.id, m.conversation_id, True, ConversationAdded(conversation_id=m.conversation_id, kind="direct", reason="handover"))
             )
         items.append(routing.push(m.customer_id, RmChanged(rm=routing.staff_card(new_rm), conversation_id=m.conversation_id, previous_rm_id=m.old_rm_id)))
+        # cached sessions carry the customer's RM: every node drops them
+        items.append((BROADCAST_CHANNEL, PrincipalSignal(user_id=m.customer_id)))
+        hub.session_cache.forget_user(m.customer_id)
     await routing.publish(hub, items)
     text = f"Your relationship manager is now {new_rm.display_name}, who can see your earlier messages here and will continue from them."
     data = {"rm": new_rm.username, "rm_name": new_rm.display_name}

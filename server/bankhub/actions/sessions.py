@@ -8,16 +8,18 @@ node's periodic re-check (:meth:`Hub.recheck_sessions`) is the safety net if a s
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
+from collections.abc import Mapping, Sequence
 
 from .. import policy
 from ..hub import Hub
 from ..ids import new_token, token_hash
 from ..models import Role, Session, User
 from ..passwords import hash_password, needs_rehash, verify_password
-from ..broker import user_channel
-from ..outbox import Transaction
-from ..signals import RevokeSignal
+from ..broker import BROADCAST_CHANNEL, user_channel
+from ..outbox import Emitted, Outbox, Transaction
+from ..signals import PrincipalSignal, RevokeSignal
 from ..storage.db import Conn
 from ..models import SessionInfo
 from . import audit
@@ -35,6 +37,8 @@ __all__ = [
     "revoke_all_sessions",
     "change_password",
     "apply_role_change",
+    "signal_principal_changed",
+    "publish_revoked",
     "authenticate_token",
     "issue_ws_ticket",
     "redeem_ws_ticket",
@@ -139,10 +143,33 @@ async def login(hub: Hub, username: str, password: str, *, user_agent: str | Non
 
 
 async def authenticate_token(hub: Hub, token: str) -> Session | None:
-    """The active session a bearer token belongs to, or None."""
+    """The active session a bearer token belongs to, or None.
+
+    Answered from the node's session cache (:mod:`bankhub.session_cache`, keyed by the
+    token's hash) when it holds the session, else from Postgres, and then kept there. The
+    cache is used only while the broker link is up: revocations reach it as
+    :class:`~bankhub.signals.PrincipalSignal` on the broadcast channel."""
     if not token or len(token) > 256:
         return None
-    return await hub.sessions.active_by_token(token_hash(token))
+    digest = token_hash(token)
+    cache = hub.session_cache
+    if not cache.enabled:
+        return await hub.sessions.active_by_token(digest)
+    connected = hub.broker.connected
+    if connected:
+        hit = cache.get(digest, time.monotonic(), _utcnow())
+        if hit is not None:
+            return hit
+    ticket = cache.begin()
+    session = await hub.sessions.active_by_token(digest)
+    # a broker link that dropped meanwhile flushed the cache and moved the ticket floor
+    if session is not None and connected and hub.broker.connected:
+        cache.fill(ticket, digest, session, session.user.id, session.expires_at, time.monotonic(), _utcnow())
+    return session
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 async def end_sessions(
@@ -168,13 +195,34 @@ async def end_sessions(
         if revoked:
             _signal_revoked(tx, user_id, revoked, told)
     if revoked:
+        # this node at once, before the caller answers (the others on the broadcast signal)
+        hub.session_cache.forget_user(user_id)
         await _audit_revoked(hub, actor, user_id, revoked, told, ip, audit_target)
     return revoked
+
+
+def signal_principal_changed(tx: Transaction, user_id: str) -> None:
+    """Once ``tx`` has committed, every node drops its cached sessions of the user (a change
+    of what the user may do: role, org, relationship manager, follows)."""
+    tx.emit(BROADCAST_CHANNEL, PrincipalSignal(user_id=user_id))
+
+
+async def publish_revoked(outbox: Outbox, revoked: Mapping[str, Sequence[str]], told: str) -> None:
+    """For sessions revoked without a hub (the CLI): the signals a hub sends after such a
+    commit (:func:`end_sessions`), published through ``outbox`` — the sockets close and every
+    node drops the users' cached sessions."""
+    items: list[Emitted] = []
+    for user_id, session_ids in revoked.items():
+        items.append((user_channel(user_id), RevokeSignal(user_id=user_id, session_ids=list(session_ids), reason=told)))
+        items.append((BROADCAST_CHANNEL, PrincipalSignal(user_id=user_id)))
+    await outbox.publish(items, what="sessions revoked")
 
 
 def _signal_revoked(tx: Transaction, user_id: str, session_ids: list[str], told: str) -> None:
     """Once ``tx`` has committed, the sockets of the revoked sessions close on every node."""
     tx.emit(user_channel(user_id), RevokeSignal(user_id=user_id, session_ids=session_ids, reason=told))
+    # every node, connected to the user or not, drops its cached sessions of the user
+    tx.emit(BROADCAST_CHANNEL, PrincipalSignal(user_id=user_id))
 
 
 async def _audit_revoked(
@@ -226,6 +274,7 @@ async def refresh(hub: Hub, session: Session, *, user_agent: str | None, ip: str
         if done.session_id is None or done.expires_at is None:
             raise ActionError("unauthorized", "invalid, expired or revoked token")
         _signal_revoked(tx, session.user.id, [session.id], "session refreshed: reconnect with the new token")
+    hub.session_cache.forget_user(session.user.id)
     await _audit_revoked(hub, session, session.user.id, [session.id], "session refreshed: reconnect with the new token", ip)
     return LoginResult(token, done.session_id, done.expires_at, session.user)
 
@@ -270,11 +319,19 @@ async def change_password(hub: Hub, session: Session, current: str, new: str, *,
 
 async def apply_role_change(hub: Hub, actor: User, target: User, new_role: Role) -> User:
     """Give ``target`` ``new_role`` (the caller has checked the policy): audited, and all of
-    ``target``'s sessions end at once so no token carries the old role."""
-    await hub.users.set_role(target.id, new_role)
-    await audit.record(
-        hub, actor=actor, action=audit.USER_ROLE_CHANGED, target=target, details={"from": target.role.value, "to": new_role.value}
-    )
+    ``target``'s sessions end at once so no token carries the old role.
+
+    The role, its audit row and the :class:`~bankhub.signals.PrincipalSignal` commit
+    together: no node serves the old role from its session cache once the role has
+    committed, even if the revocation after it fails."""
+    async with hub.transaction("user_role_change") as tx:
+        await hub.users.set_role_in(tx.conn, target.id, new_role)
+        await audit.record(
+            hub, actor=actor, action=audit.USER_ROLE_CHANGED, target=target, details={"from": target.role.value, "to": new_role.value},
+            conn=tx.conn,
+        )
+        signal_principal_changed(tx, target.id)
+    hub.session_cache.forget_user(target.id)
     await end_sessions(hub, actor, target.id, reason="role changed", told="role changed: sign in again")
     updated = await hub.users.by_username(target.username)
     assert updated is not None

@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .. import policy
@@ -135,11 +135,26 @@ async def list_partners(db: Database) -> list[WidgetPartner]:
     return await WidgetStore(db).all()
 
 
-async def set_enabled(db: Database, name: str, enabled: bool, *, actor: audit.Actor = audit.SYSTEM) -> WidgetPartner:
-    """Enable or disable a partner: a disabled one's frame is 404 and its tokens are refused."""
-    partner = await WidgetStore(db).set_enabled(name, enabled, audit=_audit(db, PARTNER_ENABLED if enabled else PARTNER_DISABLED, actor, {}))
+async def set_enabled(
+    db: Database,
+    name: str,
+    enabled: bool,
+    *,
+    actor: audit.Actor = audit.SYSTEM,
+    announce: Callable[[dict[str, list[str]]], Awaitable[None]] | None = None,
+) -> WidgetPartner:
+    """Enable or disable a partner: a disabled one's frame is 404, its tokens are refused and
+    its visitors' sessions end. ``announce`` is given, after the commit, the revoked sessions
+    (user id -> session ids) to tell the hubs (:func:`~bankhub.actions.sessions.publish_revoked`);
+    without it each node drops them at its next session re-check (docs/security.md)."""
+    revoked: dict[str, list[str]] = {}
+    partner = await WidgetStore(db).set_enabled(
+        name, enabled, audit=_audit(db, PARTNER_ENABLED if enabled else PARTNER_DISABLED, actor, {}), revoked=revoked
+    )
     if partner is None:
         raise ActionError("not_found", f"no widget partner called {name}")
+    if revoked and announce is not None:
+        await announce(revoked)
     return partner
 
 

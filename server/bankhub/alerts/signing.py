@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "parse_headers",
     "check_timestamp",
     "verify",
+    "verify_which",
 ]
 
 SCHEME = "BANKHUB-HMAC-SHA256"
@@ -127,6 +128,17 @@ def check_timestamp(timestamp: str, now: float, max_skew: int = MAX_SKEW_SECONDS
         raise SignatureError(
             "stale_request", f"X-Bankhub-Timestamp is more than {max_skew} s from the hub's clock; sign a fresh request"
         )
+
+
+def verify_which(secrets: Sequence[str], canonical: bytes, hex_signature: str) -> int | None:
+    """The index of the secret under which ``hex_signature`` is the HMAC of ``canonical``,
+    or None. Like :func:`verify`, every secret is tried with a constant-time comparison."""
+    found: int | None = None
+    for i, secret in enumerate(secrets):
+        expected = hmac.new(secret.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(expected, hex_signature) and found is None:
+            found = i
+    return found
 
 
 def verify(secrets: Iterable[str], canonical: bytes, hex_signature: str) -> bool:

@@ -16,7 +16,8 @@ reconnect. The broker therefore promises at-most-once, best-effort delivery:
   handler is a plain (non-async) callable and must not block: it enqueues work.
 * When a broker loses and regains its connection, it resubscribes everything by
   itself and then calls ``on_resync`` so that the node can catch up from storage
-  for whatever may have been published while it was away.
+  for whatever may have been published while it was away. When it notices the loss it
+  calls ``on_lost`` (if set) and reports ``connected`` False until then.
 
 Implementations: :mod:`bankhub.broker.memory` (single node, the default) and
 :mod:`bankhub.broker.redis` (Redis >= 7 / Valkey, sharded pub/sub where available).
@@ -72,6 +73,15 @@ class Broker(abc.ABC):
         """Publish several payloads at once (pipelined where the transport allows)."""
         for channel, payload in items:
             await self.publish(channel, payload)
+
+    on_lost: Callable[[], None] | None = None
+    """Called (plain, must not block) when the broker notices it lost its link: signals
+    published from then until ``on_resync`` may never arrive (the session cache flushes)."""
+
+    @property
+    def connected(self) -> bool:
+        """False while the broker knows its link is down (signals may be missed meanwhile)."""
+        return True
 
     @abc.abstractmethod
     async def ping(self) -> bool:

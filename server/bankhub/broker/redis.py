@@ -20,8 +20,9 @@ Contract (on top of :mod:`bankhub.broker.base`):
   ``ConnectionError``/``TimeoutError``) within about two seconds when the server is
   unreachable. It never retries, so a signal is delivered at most once.
 * When the pub/sub connection drops, stops answering PINGs, or the server drops a
-  subscription by itself, the reader reconnects with capped exponential backoff
-  (0.05 s .. 1 s), resubscribes every registered channel, then calls ``on_resync``.
+  subscription by itself, the broker calls ``on_lost`` (``connected`` is False from then
+  on), and the reader reconnects with capped exponential backoff (0.05 s .. 1 s),
+  resubscribes every registered channel, then calls ``on_resync``.
 * :meth:`~RedisBroker.start` raises if the server is unreachable (fail fast at boot);
   :meth:`~RedisBroker.close` is idempotent.
 """
@@ -42,6 +43,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..metrics import TALLY
 from .base import Broker, Handler, ResyncHandler
 from .sealing import Sealer, SealError
 
@@ -102,6 +104,11 @@ class RedisBroker(Broker):
     @property
     def name(self) -> str:
         return "redis"
+
+    @property
+    def connected(self) -> bool:
+        """True while the pub/sub connection is up and every channel is subscribed."""
+        return self._pubsub is not None and not self._closed
 
     @property
     def sharded(self) -> bool | None:
@@ -297,6 +304,7 @@ class RedisBroker(Broker):
                     await self._connect()
                     delay = BACKOFF_MIN
                     log.info("redis broker reconnected; %d channels resubscribed", len(self._channels))
+                    TALLY.broker_reconnects += 1
                     self._notify_resync()
                 assert self._pubsub is not None
                 await self._read(self._pubsub)
@@ -384,6 +392,11 @@ class RedisBroker(Broker):
         ps, self._pubsub = self._pubsub, None
         self._release_waiters()
         if ps is not None:
+            if self.on_lost is not None and not self._closed:
+                try:
+                    self.on_lost()
+                except Exception:
+                    log.exception("broker on_lost callback failed")
             await _aclose_quietly(ps)
 
 

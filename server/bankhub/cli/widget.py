@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,46 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
     from ..actions.widget import set_enabled
 
-    partner = common.with_db(args, lambda db: set_enabled(db, args.name, enabled))
+    untold: list[str] = []
+
+    async def announce(revoked: dict[str, list[str]]) -> None:
+        if (why := await _tell_hubs(revoked)) is not None:
+            untold.append(why)
+
+    partner = common.with_db(args, lambda db: set_enabled(db, args.name, enabled, announce=announce))
     state = "enabled" if partner.enabled else "disabled: its frame is 404, its tokens are refused, its visitors' sessions ended"
     print(f"widget partner {partner.name} {state}")
+    if untold:
+        print(
+            f"note: the hubs were not told ({untold[0]}): each node stops accepting the visitors' sessions at its next "
+            "session re-check (within BANKHUB_SESSION_RECHECK_SECONDS, see docs/security.md \"Session cache\")",
+            file=sys.stderr,
+        )
     return 0
+
+
+async def _tell_hubs(revoked: dict[str, list[str]]) -> str | None:
+    """Publish the revocations through the cluster's broker, as a hub would; None when done,
+    else why not (no broker configured, or it cannot be reached)."""
+    from ..actions.sessions import publish_revoked
+    from ..broker import make_broker
+    from ..outbox import Outbox
+
+    settings = common.env_settings()
+    if not settings.redis_url:
+        return "no BANKHUB_REDIS_URL"
+    broker = make_broker(settings.redis_url, settings.cluster_key)
+    outbox = Outbox(None, broker)
+    failed: list[bool] = []
+    outbox.on_publish_failed = lambda _signals: failed.append(True)
+    try:
+        await broker.start(lambda _channel, _payload: None)
+        await publish_revoked(outbox, revoked, "widget partner disabled")
+    except Exception as exc:  # the disable has committed: say so, and how long the window is
+        return f"the broker could not be reached: {type(exc).__name__}"
+    finally:
+        await broker.close()
+    return "the broker could not be reached" if failed else None
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -227,6 +227,7 @@ class _Run:
 
 
 _IBAN_HEAD = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}")
+_DIGIT = re.compile(r"[0-9]")
 
 
 def _runs(norm: str) -> list[_Run]:
@@ -247,7 +248,12 @@ def _runs(norm: str) -> list[_Run]:
                              start >= 2 and before == "," and norm[start - 2].isdigit()))
         groups = []
 
-    for i, ch in enumerate(norm):
+    i = -1
+    while True:
+        i += 1
+        if i >= n:
+            break
+        ch = norm[i]
         if "0" <= ch <= "9":
             if gstart < 0:
                 gstart, digits, gsep, pending = i, "", pending, ""
@@ -255,7 +261,12 @@ def _runs(norm: str) -> list[_Run]:
             last = i + 1
             continue
         if gstart < 0 and not groups:
-            continue  # outside a run
+            # outside a run nothing changes until the next digit: go there at C speed
+            nxt = _DIGIT.search(norm, i)
+            if nxt is None:
+                break
+            i = nxt.start() - 1
+            continue
         cls = _char_class(ch)
         if cls == _TRANSPARENT:
             continue

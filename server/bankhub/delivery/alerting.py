@@ -15,15 +15,18 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..alerts.retry import RetryPolicy
 from ..alerts.signing import MAX_SKEW_SECONDS
 from ..crypto import Keyring
 from ..protocol.frames import Alert
 from ..settings import Settings
-from ..storage.alert_systems import AlertSystemStore
+from ..batching import Batcher
+from ..storage.alert_systems import AlertSystemStore, SystemCredentials
 from ..storage.alerts import AlertRecord, AlertStore
 from ..storage.db import Database
 from .alerts import AlertDelivery
@@ -33,6 +36,9 @@ __all__ = ["AlertRuntime", "to_frame", "ms", "secret_text", "IDEMPOTENCY_RETENTI
 
 log = logging.getLogger("bankhub.delivery.alerting")
 
+CREDENTIALS_TTL = 30.0
+"""Seconds a node checks signatures of single alerts against credentials it read before; the
+ingest transaction then re-reads whether the system is enabled and the secret still valid."""
 IDEMPOTENCY_RETENTION = dt.timedelta(days=7)
 """How long an ``Idempotency-Key`` is remembered: a retry within it never creates a second alert."""
 _SECRET_PREFIX = "bhs_"
@@ -85,6 +91,11 @@ class AlertRuntime:
         )
         self.worker = FallbackWorker(self.store, self.channel, self.retry) if self.channel is not None else None
         self._secrets: OrderedDict[tuple[str, bytes], str] = OrderedDict()
+        # systems' credentials by name, for signatures checked before a group commit that
+        # re-reads the system's state (disabled, secrets still valid) in its transaction
+        self._credentials: OrderedDict[str, tuple[float, SystemCredentials]] = OrderedDict()
+        # the group commit of single alerts (actions.alerts creates it on first use)
+        self.ingest: Batcher[Any, Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sweeps = 0
 
@@ -102,6 +113,8 @@ class AlertRuntime:
         self._tasks = [asyncio.create_task(self._every(s, job), name=name) for name, s, job in loops]
 
     async def stop(self) -> None:
+        if self.ingest is not None:
+            await self.ingest.stop()  # commits what was submitted
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -159,6 +172,22 @@ class AlertRuntime:
         while len(self._secrets) > 1000:
             self._secrets.popitem(last=False)
         return text
+
+    def cached_credentials(self, name: str) -> SystemCredentials | None:
+        """The credentials of ``name`` read within :data:`CREDENTIALS_TTL` seconds, or None."""
+        found = self._credentials.get(name)
+        if found is None:
+            return None
+        if time.monotonic() - found[0] >= CREDENTIALS_TTL:
+            del self._credentials[name]
+            return None
+        return found[1]
+
+    def keep_credentials(self, name: str, creds: SystemCredentials) -> None:
+        self._credentials[name] = (time.monotonic(), creds)
+        self._credentials.move_to_end(name)
+        while len(self._credentials) > 1000:
+            self._credentials.popitem(last=False)
 
     async def _fetch_range(self, user_id: str, after: int, upto: int | None) -> list[Alert]:
         return [to_frame(r) for r in await self.store.range(user_id, after, upto if upto is not None else 2**62)]

@@ -21,6 +21,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 
+from ..metrics import TALLY
 from ..protocol.frames import Alert, AlertEvent, encode
 from ..protocol.streams import Decision, Fetch, StreamFollower
 from ..signals import AlertSignal, InboxSignal
@@ -96,6 +97,7 @@ class AlertDelivery:
         if conn.close_code is not None:
             return
         conn.push(text if text is not None else encode(AlertEvent(alert=alert)).decode())
+        TALLY.frames_out["alert"] += 1  # metrics
         self._delivered.add(alert.alert_id)
 
     def _fill(self, conn: Connection, inbox: StreamFollower[Alert], fetch: Fetch) -> None:

@@ -31,6 +31,7 @@ import httpx
 import msgspec
 
 from ..alerts.retry import DeadLetter, RetryPolicy, next_step
+from ..metrics import TALLY
 from ..alerts.signing import canonical_request, signature
 
 if TYPE_CHECKING:
@@ -202,6 +203,7 @@ class FallbackWorker:
             reason = "expired"
         if reason is not None:
             await self.store.fallback_done(alert.id, state="cancelled", reason=reason)
+            TALLY.alert_fallback["cancelled"] += 1
             return
         message = FallbackMessage(
             alert_id=alert.id,
@@ -226,7 +228,10 @@ class FallbackWorker:
             if isinstance(step, DeadLetter):
                 log.warning("alert %s dead-lettered: %s", alert.id, step.reason)
                 await self.store.fallback_done(alert.id, state="dead", error=step.reason)
+                TALLY.alert_fallback["dead_letter"] += 1
             else:
                 await self.store.fallback_done(alert.id, state="pending", next_in=dt.timedelta(seconds=step.delay), error=error)
+                TALLY.alert_fallback["retry"] += 1
             return
         await self.store.fallback_done(alert.id, state="sent")
+        TALLY.alert_fallback["sent"] += 1

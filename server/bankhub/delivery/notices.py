@@ -12,9 +12,9 @@ broadcast channel. This node keeps:
 * per connection, the last event seq it was given per account (``Connection.notice_seen``),
   so an event the client already got through ``sync`` is not pushed again.
 
-Each event is encoded once and handed to each targeted connection (written at once to an
-idle socket, else queued): the cost of a notice on a node is one decode, one encode and one
-write per local follower. The writes are done in slices of :data:`SLICE` connections per
+Each event is encoded and framed once and the same bytes are handed to each targeted
+connection (written at once to an idle socket, else queued): the cost of a notice on a node
+is one decode, one encode and one write per local follower. The writes are done in slices of :data:`SLICE` connections per
 event-loop turn, so a notice to a hundred thousand local followers does not stall every
 other socket on the node while it goes out; a later event waits behind the slices of an
 earlier one, so each connection still gets the account's events in order.
@@ -28,9 +28,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..metrics import TALLY
 from ..models import NoticeEventRow, Target
-from ..protocol.frames import Notice, NoticeEvent, NoticeRecalled, encode
+from ..protocol.frames import CloseCode, Notice, NoticeEvent, NoticeRecalled, encode
 from ..protocol.streams import Decision, Fetch, StreamFollower
+from ..protocol.wire import text_frame
 from ..signals import NoticeSignal
 from ..targeting import EVERYONE, matches
 from .connection import Connection
@@ -50,13 +52,19 @@ _Event = NoticeSignal | NoticeEventRow
 """One account event: as signalled live, or as read back from storage (the same fields)."""
 
 
+def _failed(conn: Connection) -> None:
+    """A write to ``conn`` raised: close it (the client reconnects and syncs what it missed)."""
+    log.warning("notice write failed for connection %s; closing it", conn.id, exc_info=True)
+    conn.close(CloseCode.GOING_AWAY, "write failed")
+
+
 def _event_seq(event: _Event) -> int:
     return event.event_seq
 
 
 @dataclass(slots=True)
 class _FanOut:
-    text: str
+    wire: bytes
     conns: list[Connection]
     next: int = 0
 
@@ -135,24 +143,31 @@ class NoticeFanout:
             frame = NoticeRecalled(
                 account_id=account, notice_id=notice.notice_id, seq=notice.seq, event_seq=event_seq, ts=notice.recalled_ts or 0
             )
-        text = encode(frame).decode()
+        wire = text_frame(encode(frame))  # framed once: the same bytes go to every follower
         everyone = target == EVERYONE
         chosen: list[Connection] = []
         for conn in conns:
-            seen = conn.notice_seen
-            if seen.get(account, 0) >= event_seq:
+            # read without creating it: a follower this notice does not target gets no dict
+            seen = conn._notice_seen
+            if seen is not None and seen.get(account, 0) >= event_seq:
                 continue  # the client has it already (through sync)
             if not everyone and not matches(target, conn.user, conn.org_path):
                 continue
+            if seen is None:
+                seen = conn.notice_seen
             seen[account] = event_seq
             chosen.append(conn)
+        TALLY.frames_out["notice" if publication else "notice_recalled"] += len(chosen)  # metrics
         if publication and chosen:
             self._delivered[notice.notice_id] = self._delivered.get(notice.notice_id, 0) + len(chosen)
         if not self._backlog and len(chosen) <= SLICE:
             for conn in chosen:
-                conn.push(text, now=True)
+                try:
+                    conn.send_now(wire)
+                except Exception:  # one broken socket must not cost the other followers theirs
+                    _failed(conn)
             return
-        self._backlog.append(_FanOut(text, chosen))
+        self._backlog.append(_FanOut(wire, chosen))
         if not self._draining:
             self._draining = True
             self._drain()
@@ -160,19 +175,26 @@ class NoticeFanout:
     def _drain(self) -> None:
         """Write up to :data:`SLICE` connections of the oldest fan-out, then yield the loop."""
         budget = SLICE
-        while self._backlog and budget > 0:
-            work = self._backlog[0]
-            end = min(len(work.conns), work.next + budget)
-            for conn in work.conns[work.next : end]:
-                conn.push(work.text, now=True)
-            budget -= end - work.next
-            work.next = end
-            if end == len(work.conns):
-                self._backlog.popleft()
-        if self._backlog:
-            asyncio.get_running_loop().call_soon(self._drain)
-        else:
-            self._draining = False
+        try:
+            while self._backlog and budget > 0:
+                work = self._backlog[0]
+                end = min(len(work.conns), work.next + budget)
+                for conn in work.conns[work.next : end]:
+                    try:
+                        conn.send_now(work.wire)
+                    except Exception:  # one broken socket must not stop the fan-out
+                        _failed(conn)
+                budget -= end - work.next
+                work.next = end
+                if end == len(work.conns):
+                    self._backlog.popleft()
+        finally:
+            # whatever happened, the backlog is written on: a stuck ``_draining`` would hold
+            # every later notice of the node back
+            if self._backlog:
+                asyncio.get_running_loop().call_soon(self._drain)
+            else:
+                self._draining = False
 
     def _fill(self, fetch: Fetch) -> None:
         self._tasks.spawn(fill(self._streams, fetch, self._read, self._hand_over, self._fill_failed))

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import policy
 from ..broker import Broker
+from ..metrics import TALLY
 from ..outbox import Outbox
 from ..models import User
 from ..protocol.frames import PresenceEvent, PresenceInfo, encode
@@ -468,6 +469,7 @@ class PresenceRuntime:
                 setting, contact=contact, viewer_setting=fact.last_seen
             )
             text = encode(PresenceEvent(user_id=uid, online=change.online, last_seen=change.last_seen if show else None)).decode()
+            TALLY.frames_out["presence"] += len(conns)  # metrics
             for conn in conns:
                 conn.push(text)
 

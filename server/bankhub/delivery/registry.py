@@ -2,7 +2,9 @@
 
 The registry subscribes a user's channel when that user's first connection arrives on
 this node and unsubscribes it when the last one leaves. Each received signal is decoded
-once and its frame encoded once, however many of the user's devices are connected here.
+once and its frame encoded and framed once (:func:`~bankhub.protocol.wire.text_frame`),
+however many of the user's devices are connected here; a group message's signal, which
+arrives once per member channel with the same bytes, is decoded and framed once for all.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from .. import tracing
 from ..broker import BROADCAST_CHANNEL, Broker, user_channel
+from ..metrics import TALLY, frame_type, observe_fanout
 from ..protocol.frames import AccountReceipt, CloseCode, Message, MessageEvent, Receipt, encode
+from ..protocol.wire import text_frame
 from ..signals import (
     AccountReadSignal,
     AlertSignal,
@@ -106,10 +111,11 @@ class ConnectionRegistry:
         # a group message arrives once per member channel with the same bytes: decode it and
         # encode its frame once, not once per member
         self._last_payload = b""
-        self._last: tuple[Signal, str | None] | None = None
+        self._last: tuple[Signal, bytes | None] | None = None  # the signal, its framed message frame
+        self.open = 0  # registered connections, kept by add/remove: metrics read it each second without a scan
 
     def __len__(self) -> int:
-        return sum(len(c) for c in self.by_user.values())
+        return self.open
 
     def connections(self) -> list[Connection]:
         return [c for conns in self.by_user.values() for c in conns]
@@ -123,6 +129,7 @@ class ConnectionRegistry:
             conns = self.by_user.setdefault(uid, set())
             first = not conns
             conns.add(conn)
+            self.open += 1
             if self.fanout is not None:
                 self.fanout.add(conn)
             if first:
@@ -130,6 +137,7 @@ class ConnectionRegistry:
                     await self.broker.subscribe(user_channel(uid))
                 except BaseException:
                     conns.discard(conn)
+                    self.open -= 1
                     if self.fanout is not None:
                         self.fanout.remove(conn)
                     if not conns:
@@ -146,6 +154,7 @@ class ConnectionRegistry:
             if conns is None or conn not in conns:
                 return False
             conns.discard(conn)
+            self.open -= 1
             if self.fanout is not None:
                 self.fanout.remove(conn)
             if not conns:
@@ -172,19 +181,27 @@ class ConnectionRegistry:
         if not conns:
             return
         if self._last is not None and payload == self._last_payload:
-            signal, text = self._last
+            signal, wire = self._last
         else:
             try:
                 signal = decode_signal(payload)
             except Exception:
                 log.warning("undecodable signal on %s dropped", channel)
                 return
-            text = encode(MessageEvent(message=signal.message)).decode() if isinstance(signal, MessageSignal) else None
-            self._last_payload, self._last = payload, (signal, text)
+            # framed once: server frames are unmasked, so every receiver gets the same bytes
+            wire = text_frame(encode(MessageEvent(message=signal.message))) if isinstance(signal, MessageSignal) else None
+            self._last_payload, self._last = payload, (signal, wire)
+            if isinstance(signal, MessageSignal):  # metrics: once per message per node, not per delivery
+                observe_fanout(signal.message.ts)
         if isinstance(signal, MessageSignal):
-            for conn in list(conns):
-                conn.deliver(signal.message, text, signal.origin)
+            TALLY.messages_out += len(conns)  # metrics: one add per signal, not per delivery
+            # deliver never adds or removes a connection (that is the endpoint's, after an await)
+            if tracing.enabled:  # tracing: one check while off; one span per signal per node, not per recipient
+                tracing.delivered(self, signal, len(conns))
+            for conn in conns:
+                conn.deliver(signal.message, wire, signal.origin)
         elif isinstance(signal, ReceiptSignal):
+            TALLY.frames_out["receipt"] += len(conns)
             for conn in list(conns):
                 mine = signal.user_id == conn.user.id
                 frame = Receipt(
@@ -203,19 +220,24 @@ class ConnectionRegistry:
                 for conn in list(conns):
                     self.fanout.follow(conn, signal.account_id, signal.following)
         elif isinstance(signal, AccountReadSignal):
-            text = encode(AccountReceipt(account_id=signal.account_id, read_seq=signal.read_seq, unread=signal.unread)).decode()
+            wire = text_frame(encode(AccountReceipt(account_id=signal.account_id, read_seq=signal.read_seq, unread=signal.unread)))
+            TALLY.frames_out["account_receipt"] += len(conns)
             for conn in list(conns):
-                conn.push(text)
+                conn.send_wire(wire)
         elif isinstance(signal, PushSignal):
+            TALLY.frames_out[frame_type(signal.frame)] += len(conns)
+            wire = text_frame(signal.frame.encode())
             for conn in list(conns):
-                conn.push(signal.frame)
+                conn.send_wire(wire)
         elif isinstance(signal, AccessSignal):
+            TALLY.frames_out[frame_type(signal.frame)] += len(conns)
+            wire = text_frame(signal.frame.encode())
             for conn in list(conns):
                 if signal.granted:
                     conn.cursors.restore(signal.conversation_id)
                 else:
                     conn.cursors.revoke(signal.conversation_id)
-                conn.push(signal.frame)
+                conn.send_wire(wire)
         elif isinstance(signal, (AlertSignal, InboxSignal)):
             if self.alerts is not None:
                 self.alerts.on_signal(list(conns), signal)

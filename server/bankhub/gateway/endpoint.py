@@ -33,9 +33,13 @@ import time
 import uuid
 from collections.abc import Callable
 
+from starlette.applications import Starlette
+from starlette.types import Receive as AsgiReceive
+from starlette.types import Scope as AsgiScope
+from starlette.types import Send as AsgiSend
 from starlette.websockets import WebSocket
 
-from .. import logredact
+from .. import logredact, logs, tracing
 from ..actions import accounts as account_actions
 from ..actions import alerts as alert_actions
 from ..actions import liveness as liveness_actions
@@ -46,6 +50,7 @@ from .. import policy
 from ..actions.errors import ActionError, require
 from ..actions.limits import HANDSHAKES_PER_IP, enforce
 from ..http.problems import problem
+from ..metrics import TALLY
 from ..hub import Hub
 from ..models import Session
 from ..protocol.frames import (
@@ -77,13 +82,43 @@ from ..protocol.session import Accept, Close, Reject, ServerSession
 from ..storage import StorageUnavailable
 from ..delivery.connection import Connection
 
-__all__ = ["websocket_endpoint"]
+__all__ = ["websocket_endpoint", "DirectWebSocket", "WS_PATH"]
+
+WS_PATH = "/v1/ws"
 
 log = logging.getLogger("bankhub.gateway")
 
 CLOSE_FLUSH_TIMEOUT = 5.0
 """Seconds a closing connection waits for its accepted requests, and then for their answers
 to be written, before it closes anyway (a client that stopped reading cannot hold it open)."""
+
+
+class DirectWebSocket:
+    """The hub's ASGI app, with WebSockets to :data:`WS_PATH` handed straight to
+    :func:`websocket_endpoint`.
+
+    Every middleware of the app passes WebSockets through untouched, and the endpoint answers
+    every error itself; but each layer's coroutine frame lives as long as the socket does —
+    about 5 KiB per open connection for the middlewares and the router. Everything else
+    (HTTP, lifespan, other WebSocket paths) goes to ``app``.
+    """
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    async def __call__(self, scope: AsgiScope, receive: AsgiReceive, send: AsgiSend) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path == WS_PATH:
+                scope["app"] = self.app  # what Starlette sets: the endpoint finds the hub through it
+                await websocket_endpoint(WebSocket(scope, receive=receive, send=send))
+                return
+        await self.app(scope, receive, send)
 
 
 def _now_ms() -> int:
@@ -124,27 +159,33 @@ def _too_many(detail: str) -> tuple[int, str, str]:
     return 429, "too_many_connections", detail
 
 
+async def _deny(ws: WebSocket, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+    """Refuse the handshake with a problem response, counted by ``code`` (bankhub.metrics)."""
+    TALLY.refused[code] += 1  # metrics
+    await ws.send_denial_response(problem(status, code, detail, headers))
+
+
 async def websocket_endpoint(ws: WebSocket) -> None:
     hub: Hub = ws.app.state.hub
     if hub.draining:
-        await ws.send_denial_response(problem(503, "draining", "this node is shutting down; connect to another"))
+        await _deny(ws, 503, "draining", "this node is shutting down; connect to another")
         return
     ip = ws.client.host if ws.client else "unknown"
     sockets = hub.registry.sockets
     # the address's slot is taken before any await, so a flood of parallel handshakes from
     # one address cannot pass the check together (nor make the hub verify their credentials)
     if not sockets.take_ip(ip, hub.settings.max_sockets_per_ip):
-        await ws.send_denial_response(problem(*_too_many("too many open connections from this address; close some first")))
+        await _deny(ws, *_too_many("too many open connections from this address; close some first"))
         return
     try:
         auth = await _authenticate(hub, ws)
         if not isinstance(auth, Session):
             status, code, detail = auth
-            await ws.send_denial_response(problem(status, code, detail, {"WWW-Authenticate": "Bearer"} if status == 401 else None))
+            await _deny(ws, status, code, detail, {"WWW-Authenticate": "Bearer"} if status == 401 else None)
             return
         uid = auth.user.id
         if not sockets.take_user(uid, hub.settings.max_sockets_per_user):
-            await ws.send_denial_response(problem(*_too_many("too many open connections for this user; close some first")))
+            await _deny(ws, *_too_many("too many open connections for this user; close some first"))
             return
         try:
             await _serve(hub, ws, auth)
@@ -165,8 +206,12 @@ async def _serve(hub: Hub, ws: WebSocket, session: Session) -> None:
         queue_limit=limits.outbound_queue,
         fill_gap=hub.messages.range,
     )
+    # this task's lines, and those of the request tasks created below, carry the ids; the
+    # connection's writer and gap-fill tasks bind its ids themselves (Connection._own_context)
+    logs.bind(connection_id=conn.id, user_id=session.user.id, node=hub.settings.node_name)
     # queued before the connection is registered: a signal that arrives while the user's
     # channel is being subscribed is queued behind it, so hello stays the first frame
+    TALLY.frames_out["hello"] += 1  # metrics
     conn.push(
         encode(
             Hello(
@@ -187,9 +232,11 @@ async def _serve(hub: Hub, ws: WebSocket, session: Session) -> None:
             hub.presence.arrived(session.user.id)  # queued: no task of this connection's
     except Exception:
         log.warning("broker unavailable; refusing connection", exc_info=True)
-        await ws.close(CloseCode.INTERNAL_ERROR, "broker unavailable")
+        # through the connection, so what it batched (hello) and its close code agree with the socket
+        conn.close(CloseCode.INTERNAL_ERROR, "broker unavailable")
+        await conn.finish(CLOSE_FLUSH_TIMEOUT)
         return
-    writer = asyncio.create_task(conn.writer(), name=f"ws-writer-{conn.id}")
+    log.debug("connection opened")  # the ids bound above say whose
     proto = ServerSession(limits)
     idle = _IdleWatch(conn, limits.idle_timeout, ws.scope.get("extensions", {}).get("bankhub.last_heard"))
     ending: Close | None = None
@@ -208,7 +255,9 @@ async def _serve(hub: Hub, ws: WebSocket, session: Session) -> None:
         if conn.close_code is None:
             conn.close(CloseCode.NORMAL, "")
         conn.cancel_tasks()
-        await _finish_writer(conn, writer)
+        # what is queued is written (bounded wait), then the socket is closed
+        await conn.finish(CLOSE_FLUSH_TIMEOUT)
+        log.debug("connection closed with %s", conn.close_code)
 
 
 async def _close_after_answers(conn: Connection, ending: Close) -> None:
@@ -218,14 +267,6 @@ async def _close_after_answers(conn: Connection, ending: Close) -> None:
         await asyncio.wait(inflight, timeout=CLOSE_FLUSH_TIMEOUT)
     # the queued answers are written before the close frame
     conn.close(ending.code, ending.reason, flush=True)
-
-
-async def _finish_writer(conn: Connection, writer: asyncio.Task[None]) -> None:
-    """Wait for the writer to close the socket; a client that stopped reading is cut off."""
-    done, _ = await asyncio.wait([writer], timeout=CLOSE_FLUSH_TIMEOUT)
-    if not done:
-        conn.close(conn.close_code or CloseCode.NORMAL, conn.close_reason)  # drops what is still queued
-        await writer
 
 
 async def _read_loop(hub: Hub, ws: WebSocket, conn: Connection, proto: ServerSession) -> Close | None:
@@ -239,11 +280,16 @@ async def _read_loop(hub: Hub, ws: WebSocket, conn: Connection, proto: ServerSes
         text = message.get("text")
         outcome = proto.receive(text if text is not None else message.get("bytes"), binary=text is None)
         if isinstance(outcome, Accept):
+            TALLY.frames_in[str(outcome.frame.__struct_config__.tag)] += 1  # metrics
             if isinstance(outcome.frame, Ping):
+                TALLY.frames_out["pong"] += 1
                 conn.push(encode(Pong(server_time=_now_ms(), id=outcome.frame.id)).decode())
             else:
                 conn._spawn(_handle(hub, conn, outcome.frame))
         elif isinstance(outcome, Reject):
+            TALLY.frames_in["rejected"] += 1
+            TALLY.frames_out["error"] += 1
+            TALLY.errors[outcome.error.code] += 1
             conn.push(encode(outcome.error).decode())
         elif isinstance(outcome, Close):
             return outcome  # read no further: the requests accepted so far are answered first
@@ -294,7 +340,8 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
         # a service-widget visitor sends only the frames of the service-desk chat
         require(policy.may_use_frame(conn.user, str(type(frame).__struct_config__.tag)))
         if isinstance(frame, Send):
-            reply = await message_actions.send(hub, conn.user, frame, origin=conn.id)
+            with tracing.span("ws.send", conversation_id=frame.conversation_id):
+                reply = await message_actions.send(hub, conn.user, frame, origin=conn.id)
         elif isinstance(frame, Read):
             reply = await message_actions.read(hub, conn.user, frame)
         elif isinstance(frame, Sync):
@@ -356,4 +403,7 @@ async def _handle(hub: Hub, conn: Connection, frame: ClientFrame) -> None:
         )
         reply = Error(code=ErrorCode.INTERNAL, message=f"internal error; nothing was stored (reference {ref})", id=frame_id)
     if reply is not None:
+        TALLY.frames_out[str(reply.__struct_config__.tag)] += 1  # metrics
+        if isinstance(reply, Error):
+            TALLY.errors[reply.code] += 1  # metrics: error frames by code
         conn.push(encode(reply).decode())

@@ -13,11 +13,21 @@ A refused handshake is complete once its HTTP response is sent: uvicorn would ot
 log "ASGI callable returned without completing handshake" as an error for every
 refusal (401, 403, ...), drowning real errors.
 
-Data frames can be written at once. An idle connection's frame (nothing queued, nothing
-being sent) need not go through a writer task wake-up and an awaited ``send``: the
-``bankhub.write_now`` ASGI extension frames and writes it synchronously while the transport
-takes data without waiting, and says False otherwise (the caller then queues it). For a
-notice fanned out to thousands of idle followers this halves the CPU per delivery.
+Data frames are written as bytes framed once. The ``bankhub.outlet`` ASGI extension is the
+protocol itself (:class:`HubWebSocketProtocol`, see :class:`~bankhub.delivery.connection.Outlet`):
+:meth:`~HubWebSocketProtocol.write_wire` writes an already framed server frame
+(:func:`bankhub.protocol.wire.text_frame`; server frames are unmasked, so a frame fanned out
+to many sockets is framed once and the same bytes go to every transport) synchronously while
+the socket is open and the transport takes data without waiting, and says False otherwise
+(the connection then queues it, bounded, and waits with
+:meth:`~HubWebSocketProtocol.until_writable`). No ASGI ``send`` and no task wake-up per frame.
+A socket whose close was sent or received, or whose transport is closing, is never written.
+The extension is offered only while no WebSocket extension (compression) is configured.
+
+Memory per open socket is kept small: uvicorn's receive queue (an :class:`asyncio.Queue`,
+three deques) and its ``writable`` event (a deque) are replaced by equivalents that allocate
+only while something waits, and the handshake's parsed request and response are let go
+once the socket is accepted.
 
 The time of the client's last frame is kept. The ``bankhub.last_heard`` ASGI extension
 gives the loop time (``loop.time()``) at which the last frame came from the client: a
@@ -41,7 +51,6 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 
 __all__ = ["HubWebSocketProtocol", "HubHttpProtocol", "http_protocol"]
@@ -117,15 +126,89 @@ def http_protocol(request_timeout: float) -> type[HubHttpProtocol]:
     return Configured
 
 
+class _Flag:
+    """:class:`asyncio.Event`'s ``set``/``clear``/``is_set``/``wait`` for one connection, with
+    no waiter deque until someone waits (an idle connection never does)."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self, value: bool = True) -> None:
+        self._set = value
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+class _Inbox:
+    """The ASGI receive queue of one connection (``put_nowait``, ``get``, ``empty`` of
+    :class:`asyncio.Queue`, unbounded as uvicorn's is): a list only while something waits in
+    it, and no deques. uvicorn pauses reading after each message, so it holds a few at most."""
+
+    __slots__ = ("_items", "_ready")
+
+    def __init__(self) -> None:
+        self._items: list[Any] | None = None
+        self._ready = _Flag(False)
+
+    def put_nowait(self, item: Any) -> None:
+        if self._items is None:
+            self._items = [item]
+        else:
+            self._items.append(item)
+        self._ready.set()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        items = self._items
+        item = items.pop(0)
+        if not items:
+            self._items = None
+        return item
+
+
 class HubWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.close_timeout = 5.0
         self.last_heard = 0.0
+        # held for as long as the socket is open: the same behaviour in less memory
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = self._writable = _Flag()  # type: ignore[assignment]
 
     async def run_asgi(self) -> None:
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})  # type: ignore[assignment]
-        extensions["bankhub.write_now"] = self.write_text_now
+        if not self.config.ws_per_message_deflate:  # pre-framed bytes carry no compression
+            extensions["bankhub.outlet"] = self
         extensions["bankhub.last_heard"] = self.heard_at
         self.last_heard = self.loop.time()
         await super().run_asgi()
@@ -151,18 +234,53 @@ class HubWebSocketProtocol(WebSocketsSansIOProtocol):
         self.last_heard = self.loop.time()
         super().handle_ping()
 
-    def write_text_now(self, text: str) -> bool:
-        """Frame and write ``text`` now if the transport takes data without waiting; else False."""
-        if not self.handshake_complete or self.close_sent or self.initial_response is not None or self.disconnected:
-            return False
-        if not self.writable.is_set() or self.transport.is_closing():
-            return False  # the peer is not keeping up: the caller queues (and bounds) it
-        try:
-            self.conn.send_text(text.encode())
-        except InvalidState:
-            return False
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        return True
+    def open_for_data(self) -> bool:
+        """Data frames may still be written (now or once writable): no close sent or received."""
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and not self.transport.is_closing()
+        )
+
+    def ready(self) -> bool:
+        """:meth:`write_wire` would write now: the socket is open and the transport takes data."""
+        return (
+            self.writable.is_set()
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.handshake_complete
+            and not self.transport.is_closing()
+        )
+
+    def write_wire(self, data: bytes) -> bool:
+        """Write framed server frames (one or more, whole) now if :meth:`ready`; else False
+        (nothing written). A write that raises aborts the transport (the socket is broken:
+        :meth:`open_for_data` is then False, so no writer waits on it) and says False; it
+        never raises into the fan-out that called it."""
+        # :meth:`ready`, inlined: this runs once per delivery of a fan-out
+        if (
+            self._writable._set
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.handshake_complete
+        ):
+            transport = self.transport
+            if not transport.is_closing():
+                try:
+                    transport.write(data)
+                except Exception:
+                    transport.abort()
+                    return False
+                return True
+        return False
+
+    async def until_writable(self) -> None:
+        """Return once the transport takes data again (at once if it does; also once the socket is lost)."""
+        await self.writable.wait()
 
     async def send(self, message: Any) -> None:
         if message["type"] == "websocket.close" and self.handshake_complete and not self.writable.is_set():
@@ -175,3 +293,6 @@ class HubWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
             self.handshake_complete = True
+        elif message["type"] == "websocket.accept" and self.handshake_complete:
+            # the handshake's request and response (their headers) are not read again
+            del self.request, self.response

@@ -134,10 +134,11 @@ def _ingested(data: dict[str, Any], replayed: bool) -> Response:
     return response
 
 
-@ROUTES.signed("POST", "/v1/notifications", max_bytes=MAX_SINGLE_BYTES, json_body=True)
+@ROUTES.signed("POST", "/v1/notifications", max_bytes=MAX_SINGLE_BYTES, json_body=True, deferred=True)
 async def post_notification(request: Request, hub: Hub, call: SignedCall) -> Response:
     item = decode_json(call.body, alert_actions.NotificationIn)
-    replayed, alerts = await alert_actions.ingest(hub, call.system, call.headers.idempotency_key, call.body, [item], batch=False)
+    assert call.matched is not None  # a deferred route: the group commit checks system, nonce and rate limit
+    replayed, alerts = await alert_actions.ingest_single(hub, call.system, call.headers, call.matched, call.body, item, client_ip(request))
     return _ingested({"notification": alert_actions.notification_json(alerts[0], item.recipient)}, replayed)
 
 

@@ -93,6 +93,9 @@ class SignedCall:
     system: AlertSystem
     headers: SignedHeaders
     body: bytes
+    matched: bytes | None = None
+    """Set for a ``deferred`` route: the fingerprint of the secret the signature matched; the handler's
+    ingest transaction checks the nonce and the system's state (``ingest_single``)."""
 
 
 SessionHandler = Callable[[Request, "Hub", Session], Awaitable[Response]]
@@ -180,9 +183,13 @@ class RouteTable:
 
         return register
 
-    def signed(self, method: str, path: str, *, max_bytes: int, json_body: bool) -> Callable[[SignedHandler], Handler]:
+    def signed(
+        self, method: str, path: str, *, max_bytes: int, json_body: bool, deferred: bool = False
+    ) -> Callable[[SignedHandler], Handler]:
         """A route for a calling system's HMAC-signed request with a body of at most ``max_bytes``
-        (``json_body``: ``Content-Type: application/json`` is required, checked first)."""
+        (``json_body``: ``Content-Type: application/json`` is required, checked first).
+        ``deferred``: the nonce, the system's state and its rate limit are left to the handler's ingest
+        transaction (:func:`~bankhub.actions.alerts.authenticate_system_deferred`)."""
 
         def register(handler: SignedHandler) -> Handler:
             @functools.wraps(handler)
@@ -195,9 +202,11 @@ class RouteTable:
                     # the path and query exactly as sent: that is what the system signed
                     raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
                     query: bytes = request.scope.get("query_string", b"")
-                    system, headers = await alert_actions.authenticate_system(
-                        hub, request.method, raw_path.decode("latin-1"), query.decode("latin-1"), request.headers, body, client_ip(request)
-                    )
+                    args = (hub, request.method, raw_path.decode("latin-1"), query.decode("latin-1"), request.headers, body, client_ip(request))
+                    if deferred:
+                        system, headers, matched = await alert_actions.authenticate_system_deferred(*args)
+                        return await handler(request, hub, SignedCall(system, headers, body, matched))
+                    system, headers = await alert_actions.authenticate_system(*args)
                     return await handler(request, hub, SignedCall(system, headers, body))
                 except ActionError as exc:
                     return _signed_problem(exc)

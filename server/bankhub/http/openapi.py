@@ -34,6 +34,7 @@ from . import retention as retention_routes
 from . import exports as exports_routes
 from . import dlp as dlp_routes
 from . import supervision as supervision_routes
+from . import metrics as metrics_routes
 from . import params
 from .handler import AUDITED_READS
 from .paging import BEFORE_SEQ, CURSOR_PARAM, PAGE_LIMIT
@@ -243,6 +244,15 @@ _HEADERS = {
 }
 
 
+# every answer carries it (bankhub.logs.RequestIds): a request's own valid X-Request-Id, else a new one
+_REQUEST_ID_HEADER = {
+    "description": "the request's id, also in its log lines (`request_id`): the request's own `X-Request-Id` when that is "
+    "1 to 64 of `A-Za-z0-9._-`, else a new one (docs/operations.md)",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+}
+
+
 def operation_id(method: str, path: str) -> str:
     """The ``operationId`` of an operation: its method and path, e.g. ``get_v1_accounts_account_id``."""
     return method + "_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
@@ -304,6 +314,8 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
             for status, headers in _HEADERS.items():
                 if str(status) in responses:
                     responses[str(status)].setdefault("headers", headers)
+            for response in responses.values():  # every answer, whatever its status
+                response["headers"] = {**response.get("headers", {}), "X-Request-Id": _REQUEST_ID_HEADER}
     return doc
 
 
@@ -521,5 +533,6 @@ def openapi_document() -> dict[str, Any]:
             **exports_routes.openapi_paths(_op, _ref),
             **dlp_routes.openapi_paths(_op, _ref),
             **supervision_routes.openapi_paths(_op, _ref),
+            **metrics_routes.openapi_paths(_op, _ref),
         },
     })

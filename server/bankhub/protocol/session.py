@@ -144,11 +144,13 @@ def _peek(data: bytes) -> tuple[str | None, object]:
 class ServerSession:
     """Validates and meters the frames of one connection. Pure: no I/O, injected clock."""
 
+    __slots__ = ("limits", "_clock", "_bucket", "_strikes", "closed")  # one per open connection
+
     def __init__(self, limits: SessionLimits | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits or SessionLimits()
         self._clock = clock
         self._bucket = TokenBucket(self.limits.frames_per_second, self.limits.frame_burst, clock())
-        self._strikes: deque[float] = deque()
+        self._strikes: deque[float] | None = None  # created at the first strike: most sessions have none
         self.closed: Close | None = None
 
     def receive(self, data: str | bytes | None, *, binary: bool = False) -> Outcome:
@@ -196,10 +198,13 @@ class ServerSession:
     def _strike(self, frame_id: str | None, code: str, message: str, retry_after: float | None = None) -> Outcome:
         now = self._clock()
         window_start = now - self.limits.strike_window
-        while self._strikes and self._strikes[0] < window_start:
-            self._strikes.popleft()
-        self._strikes.append(now)
-        if len(self._strikes) > self.limits.max_strikes:
+        strikes = self._strikes
+        if strikes is None:
+            strikes = self._strikes = deque()
+        while strikes and strikes[0] < window_start:
+            strikes.popleft()
+        strikes.append(now)
+        if len(strikes) > self.limits.max_strikes:
             self.closed = Close(CloseCode.POLICY_VIOLATION, "too many invalid or rate-limited frames")
             return self.closed
         retry_ms = None if retry_after is None else max(1, int(retry_after * 1000))

@@ -8,7 +8,15 @@ Cost model — what makes broadcast O(1) in the number of followers:
 * a follower's inbox state is one row per account (``account_follows.read_seq``); unread
   counts, history and sync are derived at read time from the notices after it that target
   the follower (the rule of :mod:`bankhub.targeting`, written here in SQL);
-* the online delivered count is summed per node (:meth:`AccountStore.add_delivered`).
+* the online delivered count is summed per node (:meth:`AccountStore.add_delivered`);
+* the publisher figures of a notice addressed to every follower (targeted followers, read)
+  are counters kept by triggers in the transactions that follow, unfollow, read and publish
+  (delta 0026): a base on the notice row plus up to 64 slot rows (``notice_counts``, the slot
+  chosen by the follower's user id, so readers of one notice do not queue on one row):
+  :meth:`AccountStore.stats` reads at most 65 rows, whatever the number of followers.
+  A follow records the stream position it happened at (``account_follows.since_seq``),
+  under a share lock of the account row that a publication's update waits for, so
+  "followed before the notice" is decided in stream order.
 
 Every publication and every recall takes the next seq of its account's event stream,
 under the account row lock, so the stream is gap-free and gateway nodes can detect a
@@ -50,16 +58,18 @@ _TARGETS_ME = """(n.target_org_ids IS NULL OR n.target_org_ids && me.path)
     AND (NOT n.staff_only OR me.role <> 'customer')"""
 
 # bankhub.targeting.matches over an account's followers, counted: the targeted audience of a
-# notice (its figures) and of a draft (the live count before sending). $1 account, $2 the read
-# position counted as "read" (NULL: none), $3 target org ids, $4 followed at or before (NULL:
-# any time), $5 tags, $6 segments, $7 staff only. The account id is a parameter, so the plan
-# starts from the account's follows rather than from every user.
+# targeted notice (its figures) and of a draft (the live count before sending). $1 account, $2
+# the read position counted as "read" (NULL: none), $3 target org ids, $4 the notice's seq: who
+# followed before it in the account's stream (``since_seq < seq``; NULL: any follower), $5 tags,
+# $6 segments, $7 staff only. The account id is a parameter, so the plan starts from the
+# account's follows rather than from every user. A notice addressed to every follower is not
+# counted here: its figures are counters (delta 0026), and this is their recount.
 _TARGETED_FOLLOWERS = """WITH RECURSIVE sub(id) AS (
         SELECT o.id FROM orgs o WHERE o.id = ANY ($3::uuid[])
         UNION SELECT o.id FROM orgs o JOIN sub ON o.parent_id = sub.id)
     SELECT count(*) AS targeted, count(*) FILTER (WHERE f.read_seq >= $2::bigint) AS read
     FROM account_follows f JOIN users u ON u.id = f.user_id
-    WHERE f.account_id = $1 AND ($4::timestamptz IS NULL OR f.followed_at <= $4)
+    WHERE f.account_id = $1 AND ($4::bigint IS NULL OR f.since_seq < $4)
       AND ($3::uuid[] IS NULL OR u.org_id IN (SELECT id FROM sub))
       AND ($5::text[] IS NULL OR $5::text[] && u.tags)
       AND ($6::text[] IS NULL OR u.segment = ANY ($6::text[]))
@@ -204,7 +214,10 @@ class AccountStore:
 
     @staticmethod
     async def follow(conn: Conn, account_id: str, user_id: str) -> bool:
-        """Follow from now on: earlier notices are history, not unread. False if already following."""
+        """Follow from now on: earlier notices are history, not unread. False if already following.
+        (Delta 0026's triggers record the stream position of the follow, ``since_seq``, under
+        a share lock of the account row, and count the follower in its slot of
+        ``account_follower_counts``.)"""
         sql = """INSERT INTO account_follows (account_id, user_id, read_seq)
                  SELECT id, $2, last_seq FROM official_accounts WHERE id = $1
                  ON CONFLICT DO NOTHING RETURNING true"""
@@ -230,6 +243,7 @@ class AccountStore:
             """INSERT INTO account_follows (account_id, user_id, read_seq)
                SELECT id, $1, last_seq FROM official_accounts WHERE is_default AND audience = ANY ($2::text[])
                  AND (audience = 'staff' OR $3)
+               ORDER BY id
                ON CONFLICT DO NOTHING RETURNING account_id""",
             uuid.UUID(user_id),
             audiences,
@@ -566,19 +580,49 @@ class AccountStore:
             )
         return int(count or 0)
 
-    async def stats(self, notice_id: str) -> NoticeStats | None:
-        """Delivery and read figures of one notice. Counts targeted followers at query time
-        (one scan of the account's followers), never at publication."""
-        async with self.db.transaction("notice_stats") as conn:
+    async def recount(self, notice_id: str) -> tuple[int, int] | None:
+        """A published notice's ``(targeted followers, read)`` counted from the followers' rows
+        (O(followers)), whatever its counters say: what the counters of
+        :meth:`stats` must equal. None for an unknown or unpublished notice."""
+        async with self.db.connection("notice_recount") as conn:
             n = await conn.fetchrow(
-                """SELECT id, account_id, status, seq, published_at, delivered_online, target_org_ids, target_tags,
-                          target_segments, staff_only FROM notices WHERE id = $1""",
+                """SELECT account_id, seq, target_org_ids, target_tags, target_segments, staff_only
+                   FROM notices WHERE id = $1 AND seq IS NOT NULL""",
+                uuid.UUID(notice_id),
+            )
+            if n is None:
+                return None
+            row = await conn.fetchrow(
+                _TARGETED_FOLLOWERS, n["account_id"], n["seq"], n["target_org_ids"], n["seq"], n["target_tags"],
+                n["target_segments"], n["staff_only"],
+            )
+        assert row is not None  # an aggregate always returns a row
+        return int(row["targeted"]), int(row["read"])
+
+    async def stats(self, notice_id: str) -> NoticeStats | None:
+        """Delivery and read figures of one notice. A notice addressed to every follower
+        reads its counters (the notice row and at most 64 slot rows of ``notice_counts``,
+        whatever the number of followers); a targeted one counts
+        its targeted followers at query time (one scan of the account's followers: their
+        org, tags, segment and role may change after publication)."""
+        async with self.db.connection("notice_stats") as conn:
+            n = await conn.fetchrow(
+                """SELECT n.id, n.account_id, n.status, n.seq, n.delivered_online, n.target_org_ids, n.target_tags,
+                          n.target_segments, n.staff_only,
+                          n.followers_targeted + coalesce(c.targeted, 0) AS followers_targeted,
+                          n.followers_read + coalesce(c.read, 0) AS followers_read
+                   FROM notices n
+                   LEFT JOIN LATERAL (SELECT sum(targeted)::bigint AS targeted, sum(read)::bigint AS read
+                                      FROM notice_counts WHERE notice_id = n.id) c ON n.followers_targeted IS NOT NULL
+                   WHERE n.id = $1""",
                 uuid.UUID(notice_id),
             )
             if n is None:
                 return None
             counted = {"targeted": 0, "read": 0}
-            if n["seq"] is not None:
+            if n["seq"] is not None and n["followers_targeted"] is not None:
+                counted = {"targeted": n["followers_targeted"], "read": n["followers_read"]}
+            elif n["seq"] is not None:
                 # the account id is a parameter, so the plan starts from the account's follows
                 # rather than from every user
                 row = await conn.fetchrow(
@@ -586,7 +630,7 @@ class AccountStore:
                     n["account_id"],
                     n["seq"],
                     n["target_org_ids"],
-                    n["published_at"],
+                    n["seq"],
                     n["target_tags"],
                     n["target_segments"],
                     n["staff_only"],

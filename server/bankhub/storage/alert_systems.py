@@ -168,6 +168,41 @@ class AlertSystemStore:
             )
         return bool(fresh)
 
+    @staticmethod
+    async def states_txn(conn: Conn, system_ids: Sequence[str]) -> dict[str, tuple[bool, list[WrappedSecret]]]:
+        """For each system that exists: ``(disabled, the secrets valid now)`` (the current one,
+        and the previous one while its grace period lasts), in the caller's transaction: what
+        a signature checked against cached credentials is held to."""
+        rows = await conn.fetch(
+            """SELECT id, disabled, kek_id, wrapped_secret, prev_kek_id, prev_wrapped, prev_valid_until > now() AS prev_valid
+               FROM alert_systems WHERE id = ANY($1::uuid[])""",
+            [uuid.UUID(i) for i in set(system_ids)],
+        )
+        out: dict[str, tuple[bool, list[WrappedSecret]]] = {}
+        for r in rows:
+            valid = [WrappedSecret(r["kek_id"], r["wrapped_secret"])]
+            if r["prev_wrapped"] is not None and r["prev_valid"]:
+                valid.append(WrappedSecret(r["prev_kek_id"], r["prev_wrapped"]))
+            out[str(r["id"])] = (r["disabled"], valid)
+        return out
+
+    @staticmethod
+    async def use_nonces_txn(conn: Conn, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Record ``(system id, nonce)`` pairs in the caller's transaction; returns those not
+        seen before (the others are replays). Inserted in key order: two transactions never
+        wait on each other in a cycle."""
+        if not pairs:
+            return set()
+        ordered = sorted(set(pairs))
+        rows = await conn.fetch(
+            """INSERT INTO alert_nonces (system_id, nonce)
+               SELECT * FROM unnest($1::uuid[], $2::text[]) ORDER BY 1, 2
+               ON CONFLICT DO NOTHING RETURNING system_id, nonce""",
+            [uuid.UUID(s) for s, _ in ordered],
+            [n for _, n in ordered],
+        )
+        return {(str(r["system_id"]), r["nonce"]) for r in rows}
+
     async def prune(self, nonces_older_than: dt.timedelta, requests_older_than: dt.timedelta) -> tuple[int, int]:
         """Forget nonces past the signature window and idempotency keys past their retention."""
         async with self.db.connection("alert_prune") as conn:

@@ -322,6 +322,55 @@ class AlertStore:
             return IngestOutcome("conflict")
         return IngestOutcome("replayed", await self._by_ids(conn, list(row["alert_ids"])))
 
+    async def claim_requests_txn(
+        self, conn: Conn, requests: Sequence[tuple[str, str, bytes]]
+    ) -> dict[tuple[str, str], IngestOutcome | None]:
+        """:meth:`claim_request_txn` for several requests at once (distinct ``(system id,
+        key)`` pairs, with their body hashes): claimed in key order, so two transactions never
+        wait on each other in a cycle. None for a new request, else its retry's answer."""
+        ordered = sorted(requests)
+        fresh_rows = await conn.fetch(
+            """INSERT INTO alert_requests (system_id, idempotency_key, body_sha256)
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[]) ORDER BY 1, 2
+               ON CONFLICT DO NOTHING RETURNING system_id, idempotency_key""",
+            [uuid.UUID(s) for s, _, _ in ordered],
+            [k for _, k, _ in ordered],
+            [h for _, _, h in ordered],
+        )
+        fresh = {(str(r["system_id"]), r["idempotency_key"]) for r in fresh_rows}
+        out: dict[tuple[str, str], IngestOutcome | None] = {(s, k): None for s, k, _ in ordered if (s, k) in fresh}
+        seen = [(s, k, h) for s, k, h in ordered if (s, k) not in fresh]
+        if not seen:
+            return out
+        rows = await conn.fetch(
+            """SELECT r.system_id, r.idempotency_key, r.body_sha256, r.alert_ids
+               FROM alert_requests r JOIN unnest($1::uuid[], $2::text[]) AS v(s, k) ON r.system_id = v.s AND r.idempotency_key = v.k""",
+            [uuid.UUID(s) for s, _, _ in seen],
+            [k for _, k, _ in seen],
+        )
+        # the conflicting inserts committed: their rows are visible now
+        found = {(str(r["system_id"]), r["idempotency_key"]): r for r in rows}
+        wanted = [i for s, k, h in seen if found[(s, k)]["body_sha256"] == h for i in found[(s, k)]["alert_ids"]]
+        by_id = {rec.id: rec for rec in await self._by_ids(conn, wanted)} if wanted else {}
+        for s, k, h in seen:
+            row = found[(s, k)]
+            if row["body_sha256"] != h:
+                out[(s, k)] = IngestOutcome("conflict")
+            else:
+                out[(s, k)] = IngestOutcome("replayed", [by_id[str(i)] for i in row["alert_ids"] if str(i) in by_id])
+        return out
+
+    @staticmethod
+    async def release_requests_txn(conn: Conn, requests: Sequence[tuple[str, str]]) -> None:
+        """Give back keys claimed in this transaction whose request was refused (a corrected
+        request may use them)."""
+        await conn.execute(
+            """DELETE FROM alert_requests r USING unnest($1::uuid[], $2::text[]) AS v(s, k)
+               WHERE r.system_id = v.s AND r.idempotency_key = v.k""",
+            [uuid.UUID(s) for s, _ in requests],
+            [k for _, k in requests],
+        )
+
     @staticmethod
     async def recipients_txn(conn: Conn, usernames: Sequence[str]) -> Recipients:
         """The recipients that exist, by username, with their preferences and wrapped data
@@ -344,13 +393,23 @@ class AlertStore:
         self, conn: Conn, system_id: str, idempotency_key: str, planned: list[PlannedAlert], recipients: Recipients
     ) -> list[AlertRecord]:
         """Store the planned alerts of a claimed request (see :meth:`claim_request_txn`)."""
-        return await self._write(conn, uuid.UUID(system_id), idempotency_key, planned, recipients.known_keys)
+        owner = (uuid.UUID(system_id), idempotency_key)
+        return await self._write(conn, [owner] * len(planned), planned, recipients.known_keys)
+
+    async def write_many_txn(
+        self, conn: Conn, requests: Sequence[tuple[str, str]], planned: list[PlannedAlert], recipients: Recipients
+    ) -> list[AlertRecord]:
+        """Store the planned alerts of several claimed requests at once (a group commit of
+        single alerts): ``requests[i]`` is the ``(system id, idempotency key)`` that
+        ``planned[i]`` belongs to. The alerts are written as if the requests came one after
+        the other in this order (seqs, collapse keys)."""
+        owners = [(uuid.UUID(sid), key) for sid, key in requests]
+        return await self._write(conn, owners, planned, recipients.known_keys)
 
     async def _write(
         self,
         conn: Conn,
-        system_id: uuid.UUID,
-        idempotency_key: str,
+        owners: list[tuple[uuid.UUID, str]],
         planned: list[PlannedAlert],
         known_keys: dict[uuid.UUID, tuple[str, bytes]],
     ) -> list[AlertRecord]:
@@ -421,20 +480,25 @@ class AlertStore:
         # the request row learns its alerts in the same statement (a retry returns them)
         rows = await conn.fetch(
             f"""WITH request AS (
-                    UPDATE alert_requests SET alert_ids = $2 WHERE system_id = $1 AND idempotency_key = $16)
+                    UPDATE alert_requests r SET alert_ids = g.ids
+                    FROM (SELECT x.s, x.k, array_agg(x.id ORDER BY x.o) AS ids
+                          FROM unnest($1::uuid[], $16::text[], $2::uuid[]) WITH ORDINALITY AS x(s, k, id, o)
+                          GROUP BY x.s, x.k) g
+                    WHERE r.system_id = g.s AND r.idempotency_key = g.k)
                 INSERT INTO alerts AS a (id, system_id, user_id, seq, category, priority, template, locale, content,
                                     content_key_id, collapse_key, silent, expires_at, state, superseded_by, superseded_at,
                                     replaces)
-                SELECT v.id, $1, v.user_id, v.seq, v.category, v.priority, v.template, v.locale, v.content, $17,
+                SELECT v.id, v.system_id, v.user_id, v.seq, v.category, v.priority, v.template, v.locale, v.content, $17,
                        v.collapse_key, v.silent, v.expires_at,
                        CASE WHEN v.seq IS NULL THEN 'suppressed' ELSE 'unread' END,
                        v.superseded_by, CASE WHEN v.superseded_by IS NOT NULL THEN now() END, v.replaces
                 FROM unnest($2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
-                            $9::bytea[], $10::text[], $11::text[], $12::bool[], $13::timestamptz[], $14::uuid[], $15::uuid[])
+                            $9::bytea[], $10::text[], $11::text[], $12::bool[], $13::timestamptz[], $14::uuid[], $15::uuid[],
+                            $1::uuid[])
                      AS v(id, user_id, seq, category, priority, template, locale, content, unused, collapse_key, silent,
-                          expires_at, superseded_by, replaces)
+                          expires_at, superseded_by, replaces, system_id)
                 RETURNING {_ALERT_COLS}""",
-            system_id,
+            [sid for sid, _ in owners],
             [p.id for p in planned],
             [uuid.UUID(p.user_id) for p in planned],
             [seqs.get(p.id) for p in planned],
@@ -449,7 +513,7 @@ class AlertStore:
             [p.expires_at for p in planned],
             [superseded_in_batch.get(p.id) for p in planned],
             [replaces.get(p.id) for p in planned],
-            idempotency_key,
+            [key for _, key in owners],
             CONTENT_KEY_ID,
         )
         fallback = [p for p in live if p.fallback_at is not None and p.id not in superseded_in_batch]

@@ -13,8 +13,10 @@ policies between them; :func:`bankhub.compliance.barriers.barred` decides),
 :meth:`BarrierStore.barred_txn` (the send path: one query per batch), and
 :data:`NOT_SEPARATED_SQL` for directory queries, which omit barred users in SQL so that
 keyset paging stays exact. Every read returns at once when no policy exists. Every
-enforcement read takes the barrier lock shared first (:func:`read_lock_txn`), so an officer's
-change, which holds it exclusively until commit, applies from its commit on exactly.
+enforcement read takes the barrier lock shared first (:func:`read_lock_txn`, or with the
+transaction's ``BEGIN``: the group commit's ``shared_locks``, which then skips the barrier
+query while no policy exists), so an officer's change, which holds it exclusively until
+commit, applies from its commit on exactly.
 """
 
 from __future__ import annotations
@@ -331,7 +333,7 @@ class BarrierStore:
             return await self.facts_txn(conn, user_ids)
 
     @staticmethod
-    async def barred_txn(conn: Conn, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    async def barred_txn(conn: Conn, pairs: Sequence[tuple[str, str]], *, locked: bool = False) -> set[tuple[str, str]]:
         """Of the ``(conversation_id, sender_id)`` pairs, those where a barrier policy
         separates the sender from any current member of the conversation who is not
         disabled (a disabled account reads nothing, so it silences nobody): one query for
@@ -340,10 +342,14 @@ class BarrierStore:
         Set-based, from the sender's side: the sender's segments, the policies naming them,
         the other sides' members, then a primary-key probe of ``conversation_members`` —
         no per-member function call, so a large group costs what the other side of the
-        wall holds, and nothing but an index probe when the sender is in no segment."""
+        wall holds, and nothing but an index probe when the sender is in no segment.
+
+        ``locked``: the transaction took the shared barrier lock already (with its ``BEGIN``,
+        ``shared_locks=(BARRIER_LOCK_KEY,)``, as the group commit does)."""
         if not pairs:
             return set()
-        await read_lock_txn(conn)
+        if not locked:
+            await read_lock_txn(conn)
         rows = await conn.fetch(
             """SELECT DISTINCT p.conversation_id, p.sender_id
                FROM unnest($1::uuid[], $2::uuid[]) AS p(conversation_id, sender_id)

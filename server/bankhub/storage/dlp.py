@@ -205,7 +205,7 @@ async def search(
         rows = await conn.fetch(
             """SELECT DISTINCT ON (d.created_at, d.message_id)
                       d.conversation_id, d.message_id, m.seq, m.sender_id, d.created_at
-               FROM dlp_matches d JOIN messages m ON m.id = d.message_id
+               FROM dlp_matches d JOIN messages m ON m.conversation_id = d.conversation_id AND m.id = d.message_id
                WHERE d.kind = $1 AND d.hmac = ANY($2::bytea[])
                  AND ($3::timestamptz IS NULL OR (d.created_at, d.message_id) < ($3, $4::uuid))
                ORDER BY d.created_at DESC, d.message_id DESC LIMIT $5""",

@@ -6,10 +6,17 @@ stores many concurrent sends in one, group commit):
 1. :meth:`MessageStore.lock_txn` locks the touched ``conversations`` rows in id order (no
    deadlocks between batches) and loads their members: the facts the caller's policy
    decides each send on (:meth:`Locked.membership`);
-2. :meth:`MessageStore.append_txn` takes those verdicts, gets the data keys, looks up the
-   ``client_msg_id``s already stored (idempotent resend), allocates consecutive seqs after
-   ``last_seq`` and writes it back, inserts the messages and raises each sender's read
-   position to its own message.
+2. :meth:`MessageStore.append_txn` takes those verdicts, gets the data keys, allocates
+   consecutive seqs after ``last_seq`` and, in one statement, checks that no
+   ``client_msg_id`` of the batch is stored already (idempotent resend), writes ``last_seq``
+   back, inserts the messages and raises each sender's read position to its own message.
+   When the check finds resends it writes nothing; they are answered with the originals and
+   the rest is written again (a second round trip, only then).
+
+With the group commit's ``BEGIN`` (which takes the shared barrier lock in its round trip)
+and ``COMMIT``, a batch of any size costs four round trips; the barrier query
+(:meth:`~bankhub.storage.barriers.BarrierStore.barred_txn`) adds one only while a barrier
+policy exists (:attr:`Locked.barriers`).
 
 Because the seq is bumped under the row lock in the inserting transaction, seqs are
 gap-free: a rolled-back batch allocates nothing. The returned results carry the member
@@ -40,7 +47,7 @@ import msgspec
 from ..bodies import AesGcmBodyCodec, BodyCodec, BodyUnreadable
 from ..crypto.keyring import DataKey, Keyring
 from ..desk.system import SYSTEM_USER_ID
-from ..ids import uuid7
+from ..ids import uuid7_str
 from ..models import Membership, User
 from ..policy import Decision
 from ..protocol.frames import ConversationSync, DlpNotice, ErrorCode, Message, MessageBody, ShreddedBody, UndecryptableBody
@@ -106,7 +113,7 @@ class Locked:
     """What :meth:`MessageStore.lock_txn` read under the conversations' row locks: the
     facts the policy decides each send on."""
 
-    __slots__ = ("convs", "known_keys", "members", "blocked_convs", "now")
+    __slots__ = ("convs", "known_keys", "members", "blocked_convs", "now", "barriers")
 
     def __init__(self) -> None:
         self.convs: dict[str, tuple[str, int]] = {}  # id -> (kind, last_seq)
@@ -116,6 +123,9 @@ class Locked:
         # the database's clock at the lock: new messages are stamped with it, so every node
         # stamps by one clock (the recall/edit windows are measured against it, revisions.py)
         self.now: dt.datetime | None = None
+        # whether any information barrier policy exists (read under the shared barrier lock the
+        # transaction took first): without one no send can be barred, and the check is skipped
+        self.barriers = False
 
     def blocked(self, send: NewMessage) -> bool:
         """Whether one member of the send's direct conversation blocks the other (either way)."""
@@ -196,11 +206,13 @@ class MessageStore:
         """Step 1 of an append: lock the batch's conversations (in id order: no deadlocks
         between batches) and read their kinds, last seqs, keys and members — and, for a direct
         conversation, whether its members block one another (:meth:`Locked.blocked`) — in one
-        round trip."""
-        conv_ids = sorted({uuid.UUID(n.conversation_id) for n in batch})
+        round trip — with whether any information barrier policy exists (:attr:`Locked.barriers`;
+        meaningful when the transaction holds the shared barrier lock)."""
+        conv_ids = sorted({uuid.UUID(c) for c in {n.conversation_id for n in batch}})
         rows = await conn.fetch(
             """SELECT c.id, c.kind, c.last_seq, k.kek_id, k.wrapped_dek, k.shredded_at IS NOT NULL AS shredded,
                       m.user_id, m.role, m.read_seq, now() AS db_now,
+                      EXISTS (SELECT 1 FROM barrier_policies) AS barriers,
                       -- each member's side, for data-loss prevention's per-direction verdict
                       u.role AS user_role, u.widget_visitor,
                       -- a direct conversation's members blocking one another (contact_blocks, either way)
@@ -220,6 +232,7 @@ class MessageStore:
         for r in rows:
             cid = str(r["id"])
             locked.now = r["db_now"]
+            locked.barriers = r["barriers"]
             if cid not in locked.convs:
                 locked.convs[cid] = (r["kind"], r["last_seq"])
                 if r["kek_id"] is not None or r["shredded"]:
@@ -243,9 +256,21 @@ class MessageStore:
         deks: dict[str, DataKey] = {}
         if allowed:
             deks, allowed = await self._keys_txn(conn, batch, locked, allowed, results)
-        if allowed:
-            stored = await self._resent_txn(conn, batch, allowed, deks)
-            await self._insert_txn(conn, batch, locked, allowed, deks, stored, results)
+        stored: dict[tuple[str, str, str], Message] = {}
+        for _ in range(2):
+            if not allowed:
+                break
+            # the write checks for resends itself (one round trip in the common case); when it
+            # finds some it writes nothing and returns them, and the batch is written again
+            # with those answered by their originals (the row locks keep them current)
+            resent = await self._insert_txn(conn, batch, locked, allowed, deks, dict(stored), results)
+            if not resent:
+                break
+            for r in resent:
+                m = self._message(r, deks.get(str(r["conversation_id"])))
+                stored[(m.conversation_id, m.sender_id, m.client_msg_id)] = m
+        else:
+            raise RuntimeError("append: resends found after they were answered")  # the row locks make this impossible
         return [r for r in results if r is not None]
 
     async def _keys_txn(
@@ -271,27 +296,6 @@ class MessageStore:
                 still_allowed.append(i)
         return deks, still_allowed
 
-    async def _resent_txn(
-        self, conn: Conn, batch: Sequence[NewMessage], allowed: list[int], deks: Mapping[str, DataKey]
-    ) -> dict[tuple[str, str, str], Message]:
-        """The messages already stored under the sends' ``client_msg_id``s (idempotent resend)."""
-        # a join from the keys, so that even a plan cached while the table was empty
-        # probes the unique index instead of scanning the table
-        existing = await conn.fetch(
-            f"""SELECT {", ".join("x." + c.strip() for c in _COLS.split(","))}
-                FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(conversation_id, sender_id, client_msg_id)
-                JOIN messages x ON x.conversation_id = k.conversation_id AND x.sender_id = k.sender_id
-                               AND x.client_msg_id = k.client_msg_id""",
-            [uuid.UUID(batch[i].conversation_id) for i in allowed],
-            [uuid.UUID(batch[i].sender.id) for i in allowed],
-            [batch[i].client_msg_id for i in allowed],
-        )
-        stored: dict[tuple[str, str, str], Message] = {}
-        for r in existing:
-            m = self._message(r, deks.get(str(r["conversation_id"])))
-            stored[(m.conversation_id, m.sender_id, m.client_msg_id)] = m
-        return stored
-
     async def _insert_txn(
         self,
         conn: Conn,
@@ -301,65 +305,104 @@ class MessageStore:
         deks: Mapping[str, DataKey],
         stored: dict[tuple[str, str, str], Message],
         results: list[Appended | None],
-    ) -> None:
+    ) -> list[Any]:
         """Allocate consecutive seqs after ``last_seq``, seal and insert the new messages,
-        write ``last_seq`` back and raise each sender's read position to its own message."""
+        write ``last_seq`` back and raise each sender's read position to its own message —
+        unless a message is already stored under one of their ``client_msg_id``s (an
+        idempotent resend): then nothing is written and those stored rows are returned (the
+        caller answers them with the originals, ``stored``, and writes the rest again).
+
+        An allowed send's conversation id is the canonical one (its membership was found by
+        it) and a sender's id comes from the database: both go to Postgres as they are."""
         convs, members = locked.convs, locked.members
         now = locked.now or dt.datetime.now(dt.timezone.utc)
         ts = _ms(now)
         next_seq = {cid: kind_last[1] for cid, kind_last in convs.items()}
-        rows: list[tuple[Any, ...]] = []
+        conv_col: list[str] = []
+        seq_col: list[int] = []
+        id_col: list[str] = []
+        sender_col: list[str] = []
+        cmid_col: list[str] = []
+        kind_col: list[str] = []
+        body_col: list[bytes] = []
+        key_col: list[str] = []
+        seal = self.codec.seal
         for i in allowed:
             n = batch[i]
-            key = (n.conversation_id, n.sender.id, n.client_msg_id)
-            recipients = list(members[n.conversation_id])
+            cid, sender_id = n.conversation_id, n.sender.id
+            key = (cid, sender_id, n.client_msg_id)
+            recipients = list(members[cid])
             if key in stored:
                 # stored by an earlier batch, or earlier in this one: answer with the original
-                results[i] = Appended(status="duplicate", message=stored[key], recipients=recipients, kind=convs[n.conversation_id][0])
+                results[i] = Appended(status="duplicate", message=stored[key], recipients=recipients, kind=convs[cid][0])
                 continue
-            seq = next_seq[n.conversation_id] + 1
-            next_seq[n.conversation_id] = seq
-            mid = uuid7()
+            seq = next_seq[cid] + 1
+            next_seq[cid] = seq
+            mid = uuid7_str()
             # a card gets the hub's signature, binding it to its conversation, id, sender and time
-            body = self._sign_card(n, str(mid), ts) if n.kind == "card" else n.body
-            body_stored, key_id = self.codec.seal(deks[n.conversation_id], n.conversation_id, str(mid), seq, body)
+            body = self._sign_card(n, mid, ts) if n.kind == "card" else n.body
+            body_stored, key_id = seal(deks[cid], cid, mid, seq, body)
             message = Message(
-                conversation_id=n.conversation_id,
-                message_id=str(mid),
+                conversation_id=cid,
+                message_id=mid,
                 seq=seq,
-                sender_id=n.sender.id,
+                sender_id=sender_id,
                 client_msg_id=n.client_msg_id,
                 body=_body_decoder.decode(body),
                 ts=ts,
             )
             stored[key] = message
-            rows.append(
-                (uuid.UUID(n.conversation_id), seq, mid, uuid.UUID(n.sender.id), n.client_msg_id, n.kind, body_stored, key_id, now)
-            )
-            results[i] = Appended(status="stored", message=message, recipients=recipients, kind=convs[n.conversation_id][0])
-        if not rows:
-            return
-        bumped = [(uuid.UUID(c), s) for c, s in next_seq.items() if s != convs[c][1]]
-        columns = list(zip(*rows, strict=True))
-        # one round trip for the three writes. Sending implies having read up to one's own
-        # message; grouped first, because UPDATE ... FROM applies only one of several
+            conv_col.append(cid)
+            seq_col.append(seq)
+            id_col.append(mid)
+            sender_col.append(sender_id)
+            cmid_col.append(n.client_msg_id)
+            kind_col.append(n.kind)
+            body_col.append(body_stored)
+            key_col.append(key_id)
+            results[i] = Appended(status="stored", message=message, recipients=recipients, kind=convs[cid][0])
+        if not conv_col:
+            return []
+        bumped = [(c, s) for c, s in next_seq.items() if s != convs[c][1]]
+        # one round trip for the resend check and the three writes, guarded by it. The check is
+        # a join from the keys, so that even a plan cached while the table was empty probes the
+        # unique index instead of scanning the table. Sending implies having read up to one's
+        # own message; grouped first, because UPDATE ... FROM applies only one of several
         # matching source rows (two messages of one sender in a batch must not lower it)
-        await conn.execute(
-            """WITH bump AS (
+        return await conn.fetch(
+            f"""WITH resent AS MATERIALIZED (
+                   SELECT {", ".join("x." + c.strip() for c in _COLS.split(","))}
+                   FROM unnest($3::uuid[], $6::uuid[], $7::text[]) AS k(conversation_id, sender_id, client_msg_id)
+                   JOIN messages x ON x.conversation_id = k.conversation_id AND x.sender_id = k.sender_id
+                                  AND x.client_msg_id = k.client_msg_id
+               ), go AS (SELECT NOT EXISTS (SELECT 1 FROM resent) AS ok
+               ), bump AS (
                    UPDATE conversations c SET last_seq = v.last_seq
-                   FROM unnest($1::uuid[], $2::bigint[]) AS v(id, last_seq) WHERE c.id = v.id
+                   FROM unnest($1::uuid[], $2::bigint[]) AS v(id, last_seq), go WHERE c.id = v.id AND go.ok
                ), ins AS (
                    INSERT INTO messages (conversation_id, seq, id, sender_id, client_msg_id, kind, body, body_key_id, created_at)
-                   SELECT * FROM unnest($3::uuid[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[], $8::text[],
-                                        $9::bytea[], $10::text[], $11::timestamptz[])
+                   SELECT v.*, $11::timestamptz
+                   FROM unnest($3::uuid[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::bytea[], $10::text[]) AS v,
+                        go
+                   WHERE go.ok
+               ), mark AS (
+                   UPDATE conversation_members m SET read_seq = GREATEST(m.read_seq, v.seq)
+                   FROM (SELECT c, u, max(s) AS seq FROM unnest($3::uuid[], $6::uuid[], $4::bigint[]) AS t(c, u, s)
+                         GROUP BY c, u) AS v, go
+                   WHERE m.conversation_id = v.c AND m.user_id = v.u AND go.ok
                )
-               UPDATE conversation_members m SET read_seq = GREATEST(m.read_seq, v.seq)
-               FROM (SELECT c, u, max(s) AS seq FROM unnest($3::uuid[], $6::uuid[], $4::bigint[]) AS t(c, u, s)
-                     GROUP BY c, u) AS v
-               WHERE m.conversation_id = v.c AND m.user_id = v.u""",
+               SELECT * FROM resent""",
             [b[0] for b in bumped],
             [b[1] for b in bumped],
-            *[list(col) for col in columns],
+            conv_col,
+            seq_col,
+            id_col,
+            sender_col,
+            cmid_col,
+            kind_col,
+            body_col,
+            key_col,
+            now,
         )
 
     async def history(self, conversation_id: str, before_seq: int | None, limit: int) -> list[Message]:

@@ -89,10 +89,12 @@ _KEEP_SQL = f"""{HELD_MESSAGE_SQL}
         -- a held edit or recall of this message: its revision (the text it replaced) goes with this message
         SELECT 1 FROM message_revisions _rv
         JOIN messages _ch ON _ch.conversation_id = _rv.conversation_id AND _ch.seq = _rv.change_seq
-        WHERE _rv.message_id = m.id AND ({_held_as("_ch")}))
+        WHERE _rv.conversation_id = m.conversation_id AND _rv.message_id = m.id AND ({_held_as("_ch")}))
     OR EXISTS (
         -- under supervision review: the evidence stays until the flag is closed
-        SELECT 1 FROM supervision_flags _sf WHERE _sf.message_id = m.id AND _sf.state IN ('open', 'escalated'))"""
+        -- (a message id is unique per conversation only, delta 0027: the conversation is named too)
+        SELECT 1 FROM supervision_flags _sf
+        WHERE _sf.conversation_id = m.conversation_id AND _sf.message_id = m.id AND _sf.state IN ('open', 'escalated'))"""
 """True iff the due message ``m`` must be kept (module docstring, step 4)."""
 
 DUE_SQL = f"""SELECT m.conversation_id, m.seq, m.id, m.kind, m.created_at, ({_KEEP_SQL}) AS held
@@ -271,14 +273,16 @@ async def lock_policies_exclusive_txn(conn: Conn) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", RETENTION_LOCK_KEY)
 
 
-async def link_media_txn(conn: Conn, links: Sequence[tuple[str, str]]) -> None:
-    """In a send's transaction: message ``message_id`` carries media item ``media_id`` (pairs)."""
+async def link_media_txn(conn: Conn, links: Sequence[tuple[str, str, str]]) -> None:
+    """In a send's transaction: message ``message_id`` of ``conversation_id`` carries media item
+    ``media_id`` (triples ``(conversation_id, message_id, media_id)``)."""
     if links:
         await conn.execute(
-            """INSERT INTO message_media (message_id, media_id)
-               SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING""",
-            [uuid.UUID(m) for m, _ in links],
-            [uuid.UUID(d) for _, d in links],
+            """INSERT INTO message_media (conversation_id, message_id, media_id)
+               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) ON CONFLICT DO NOTHING""",
+            [uuid.UUID(c) for c, _, _ in links],
+            [uuid.UUID(m) for _, m, _ in links],
+            [uuid.UUID(d) for _, _, d in links],
         )
 
 
@@ -642,31 +646,42 @@ class RetentionStore:
         ids = [r["id"] for r in rows]
         # an edit/recall message whose revision belongs to a message not deleted now (a held
         # one) stays: the held message's replaced body refers to it
+        # (a message id is unique per conversation only, delta 0027: a message is named by both,
+        # as one text value, so that the filter stays a plain one over the change_seq index lookup)
         keep = await conn.fetch(
             """SELECT DISTINCT r.conversation_id, r.change_seq FROM message_revisions r
                JOIN unnest($1::uuid[], $2::bigint[]) AS d(c, s) ON r.conversation_id = d.c AND r.change_seq = d.s
-               WHERE r.message_id <> ALL($3::uuid[])""",
+               WHERE r.conversation_id::text || '/' || r.message_id::text <> ALL($3::text[])""",
             convs,
             seqs,
-            ids,
+            [f"{c}/{i}" for c, i in zip(convs, ids)],
         )
         kept = {(r["conversation_id"], r["change_seq"]) for r in keep}
         if kept:
             rows = [r for r in rows if (r["conversation_id"], r["seq"]) not in kept]
-            ids = [r["id"] for r in rows]
         if not rows:
             return 0, 0, [], len(kept), []
         # the media items these messages carry (message_media, written by the send)
         carried = [
             r["media_id"]
             for r in await conn.fetch(
-                "SELECT DISTINCT media_id FROM message_media WHERE message_id = ANY($1::uuid[]) ORDER BY media_id", ids
+                """SELECT DISTINCT l.media_id FROM message_media l
+                   JOIN unnest($1::uuid[], $2::uuid[]) AS d(c, i) ON l.conversation_id = d.c AND l.message_id = d.i
+                   ORDER BY l.media_id""",
+                [r["conversation_id"] for r in rows],
+                [r["id"] for r in rows],
             )
         ]
         # their message_revisions (as the target, or as the edit/recall that made the change) and
         # their message_media links go by ON DELETE CASCADE: the hub's role has no DELETE on the
         # append-only revisions (delta 0022)
-        status = await conn.execute("DELETE FROM messages WHERE id = ANY($1::uuid[])", ids)
+        # by the primary key: each row's conversation picks its partition (delta 0027)
+        status = await conn.execute(
+            """DELETE FROM messages m USING unnest($1::uuid[], $2::bigint[]) AS d(c, s)
+               WHERE m.conversation_id = d.c AND m.seq = d.s""",
+            [r["conversation_id"] for r in rows],
+            [r["seq"] for r in rows],
+        )
         blob_keys: list[str] = []
         media_deleted = 0
         if carried:

@@ -132,9 +132,10 @@ class RevisionStore:
                       m.recalled_at,
                       -- the wall clock now (not the transaction's start: a wait for the lock counts)
                       EXTRACT(EPOCH FROM clock_timestamp() - m.created_at)::float8 AS elapsed,
-                      (SELECT count(*) FROM message_revisions r WHERE r.message_id = m.id AND r.kind = 'edit') AS edits,
+                      (SELECT count(*) FROM message_revisions r
+                         WHERE r.conversation_id = m.conversation_id AND r.message_id = m.id AND r.kind = 'edit') AS edits,
                       (SELECT r.change_seq FROM message_revisions r
-                         WHERE r.message_id = m.id AND r.kind = 'recall') AS recall_seq
+                         WHERE r.conversation_id = m.conversation_id AND r.message_id = m.id AND r.kind = 'recall') AS recall_seq
                FROM messages m WHERE m.conversation_id = $1 AND m.id = $2 FOR UPDATE OF m""",
             uuid.UUID(conversation_id),
             uuid.UUID(message_id),
@@ -173,7 +174,9 @@ class RevisionStore:
         cid, mid = facts.conversation_id, facts.message_id
         current = new_body if change == "edit" and new_body is not None else RECALLED_BODY
         revision = await conn.fetchval(
-            "SELECT COALESCE(max(revision), 0) + 1 FROM message_revisions WHERE message_id = $1", uuid.UUID(mid)
+            "SELECT COALESCE(max(revision), 0) + 1 FROM message_revisions WHERE conversation_id = $1 AND message_id = $2",
+            uuid.UUID(cid),
+            uuid.UUID(mid),
         )
         nonce = os.urandom(_NONCE)
         kept = nonce + key.aead.encrypt(nonce, target.current, revision_associated_data(cid, mid, revision, _ms(now), change))
@@ -182,7 +185,8 @@ class RevisionStore:
         earlier = await conn.fetch(
             """SELECT m.id, m.seq FROM message_revisions r
                JOIN messages m ON m.conversation_id = r.conversation_id AND m.seq = r.change_seq
-               WHERE r.message_id = $1 AND r.kind = 'edit'""",
+               WHERE r.conversation_id = $1 AND r.message_id = $2 AND r.kind = 'edit'""",
+            uuid.UUID(cid),
             uuid.UUID(mid),
         )
         wrapped = _edit_target.decode(current)

@@ -55,14 +55,16 @@ async def grant_app_role(conn: Conn, role: str, *, schema: str = "public") -> Gr
     if owned:
         names = ", ".join(sorted(r["relname"] for r in owned))
         raise AppRoleError(f"role {role!r} owns (or inherits ownership of) {names}: run the hub as a role that owns nothing")
-    tables = [
-        r["relname"]
-        for r in await conn.fetch(
-            """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname""",
-            schema,
-        )
-    ]
+    relations = await conn.fetch(
+        """SELECT c.relname, c.relispartition FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname""",
+        schema,
+    )
+    tables = [r["relname"] for r in relations if not r["relispartition"]]
+    # a partition (delta 0027: messages_p00, message_revisions_p00, ...) is reached through its
+    # parent, whose privileges are the ones checked; a grant on the partition itself would let
+    # the hub bypass them (DELETE on a partition of the append-only message_revisions)
+    partitions = [r["relname"] for r in relations if r["relispartition"]]
     if "audit_log" not in tables:
         raise AppRoleError("table audit_log not found: run `bankhub migrate` first")
     quote = await conn.fetchval("SELECT quote_ident($1)", role)
@@ -84,17 +86,28 @@ async def grant_app_role(conn: Conn, role: str, *, schema: str = "public") -> Gr
             else:
                 await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {ident} TO {quote}")
                 read_write.append(table)
+        for table in partitions:
+            await conn.execute(f"REVOKE ALL ON {nsp}.{await conn.fetchval('SELECT quote_ident($1)', table)} FROM {quote}")
         await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {nsp} TO {quote}")
         for table in APPEND_ONLY_TABLES:
-            # privileges can also come through PUBLIC or a group role: refuse rather than pretend
-            leaked = await conn.fetchval(
-                """SELECT array_agg(p) FROM unnest(ARRAY['UPDATE', 'DELETE', 'TRUNCATE']) p
-                   WHERE has_table_privilege($1, $2, p)""",
+            if table not in tables:
+                continue
+            # privileges can also come through PUBLIC or a group role: refuse rather than pretend.
+            # Checked on the table and on every partition of it (delta 0027): a DELETE granted on
+            # a partition deletes its rows whatever the parent's privileges say
+            leaked = await conn.fetch(
+                """SELECT t.relid::regclass::text AS rel, array_agg(p ORDER BY p) AS privs
+                   FROM pg_partition_tree(format('%I.%I', $2::text, $3::text)::regclass) t,
+                        unnest(ARRAY['UPDATE', 'DELETE', 'TRUNCATE']) p
+                   WHERE has_table_privilege($1, t.relid, p)
+                   GROUP BY t.relid ORDER BY 1""",
                 role,
-                f"{schema}.{table}",
+                schema,
+                table,
             )
             if leaked:
-                raise AppRoleError(f"role {role!r} still has {', '.join(leaked)} on {table} through PUBLIC or a group role")
+                where = "; ".join(f"{', '.join(r['privs'])} on {r['rel']}" for r in leaked)
+                raise AppRoleError(f"role {role!r} still has {where} through PUBLIC or a group role")
     return GrantResult(
         role=role,
         read_write=read_write,

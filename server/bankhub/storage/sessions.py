@@ -191,6 +191,15 @@ class SessionStore:
             owner = await conn.fetchval("SELECT user_id FROM sessions WHERE id = $1", key)
         return None if owner is None else str(owner)
 
+    async def active_by_ids(self, session_ids: list[str]) -> dict[str, Session]:
+        """The sessions among ``session_ids`` that are still active, as the token lookup would
+        load them now (one query; the session cache's re-check compares them with its copies)."""
+        if not session_ids:
+            return {}
+        async with self.db.connection("sessions_revalidate") as conn:
+            rows = await conn.fetch(_ACTIVE_SESSION.format(where="s.id = ANY($1::uuid[])"), [uuid.UUID(i) for i in session_ids])
+        return {str(r["session_id"]): _session(r) for r in rows}
+
     async def inactive_among(self, session_ids: list[str]) -> set[str]:
         """Which of these sessions are no longer valid (revoked, expired, or their user disabled)."""
         if not session_ids:

@@ -103,20 +103,27 @@ class WidgetStore:
             rows = await conn.fetch(f"SELECT {_COLS} FROM widget_partners ORDER BY name LIMIT $1", limit)
         return [_partner(r) for r in rows]
 
-    async def set_enabled(self, name: str, enabled: bool, audit: AuditHook | None = None) -> WidgetPartner | None:
+    async def set_enabled(
+        self, name: str, enabled: bool, audit: AuditHook | None = None, *, revoked: dict[str, list[str]] | None = None
+    ) -> WidgetPartner | None:
         """Enable or disable a partner. Disabling also revokes its visitors' sessions in the same
-        transaction (their sockets close at each node's next session re-check)."""
+        transaction (their sockets close at each node's next session re-check, or at once when
+        the caller signals them); ``revoked``, when given, receives user id -> revoked session ids."""
         async with self.db.transaction("widget_partner_enable") as conn:
             row = await conn.fetchrow(f"UPDATE widget_partners SET enabled = $2 WHERE name = $1 RETURNING {_COLS}", name, enabled)
             if row is None:
                 return None
             partner = _partner(row)
             if not enabled:
-                await conn.execute(
+                rows = await conn.fetch(
                     """UPDATE sessions SET revoked_at = now(), revoked_reason = 'widget partner disabled'
-                       WHERE revoked_at IS NULL AND user_id IN (SELECT user_id FROM widget_visitors WHERE partner_id = $1)""",
+                       WHERE revoked_at IS NULL AND user_id IN (SELECT user_id FROM widget_visitors WHERE partner_id = $1)
+                       RETURNING user_id, id""",
                     uuid.UUID(partner.id),
                 )
+                if revoked is not None:
+                    for r in rows:
+                        revoked.setdefault(str(r["user_id"]), []).append(str(r["id"]))
             if audit is not None:
                 await audit(conn, partner)
         return partner
