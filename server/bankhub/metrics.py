@@ -519,7 +519,8 @@ def detach(handle: object) -> None:
         return
     _NODES.remove(handle)
     name = handle.name
-    if all(n.name != name for n in _NODES):
+    # a worker's series go with its file (worker_exited); prometheus-client cannot remove labels there
+    if not MULTIPROCESS and all(n.name != name for n in _NODES):
         try:
             NODE_INFO.remove(name, __version__)
         except KeyError:
