@@ -16,6 +16,7 @@ import pytest
 from bankhub.runner import RunningNode
 from bankhub.storage.migrate import MigrationError, load_deltas, migrate, pending
 
+from ..support.nodeproc import poll_ready
 from ..support.postgres import PostgresForTests, database_name
 
 
@@ -37,13 +38,7 @@ async def test_bankhub_dev_starts_seeds_once_and_prints_logins(tmp_path: Path) -
         )
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                for _ in range(900):  # initdb on first run; generous for a busy CI machine
-                    try:
-                        if (await http.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+                await poll_ready(http, 900)  # initdb on first run; generous for a busy CI machine
                 r = await http.post("/v1/sessions", json={"username": "co.sun", "password": "bankhub-demo"})
                 assert r.status_code == 201 and r.json()["user"]["role"] == "compliance"
             # while it runs, other commands find its database through the same data dir

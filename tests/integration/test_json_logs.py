@@ -25,6 +25,7 @@ from bankhub import logs
 from bankhub.runner import RunningNode
 
 from ..conftest import DEMO_PASSWORD, Nodes, open_direct
+from ..support.nodeproc import poll_ready
 from ..support.wsclient import RawClient
 
 REQUIRED = {"timestamp", "level", "logger", "event", "node"}
@@ -146,13 +147,7 @@ async def test_bankhub_serve_writes_only_json_lines(dsn: str, key_file: str) -> 
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(600):
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            await poll_ready(http, 600)
             r = await http.post("/v1/sessions", json={"username": "c.li", "password": "not-the-password-4711"})
             assert r.status_code == 401
     finally:

@@ -30,7 +30,7 @@ import httpx
 
 from .valkey import free_port
 
-__all__ = ["BANKHUB", "NodeProcess", "NodeProcesses"]
+__all__ = ["BANKHUB", "NodeProcess", "NodeProcesses", "poll_ready"]
 
 BANKHUB = Path(sys.executable).with_name("bankhub")
 """The ``bankhub`` console script of this virtualenv."""
@@ -48,6 +48,19 @@ if os.getppid() != parent:
     sys.exit(70)
 os.execv(sys.argv[2], sys.argv[2:])
 """
+
+
+async def poll_ready(http: httpx.AsyncClient, tries: int) -> None:
+    """Ask ``http``'s node ``GET /readyz`` up to ``tries`` times, 0.1 s apart, until it answers
+    200 (a node still starting refuses the connection); the caller's next request tells
+    whether it came up."""
+    for _ in range(tries):
+        try:
+            if (await http.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
 
 
 class NodeProcess:
