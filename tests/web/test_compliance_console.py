@@ -672,13 +672,15 @@ async def test_the_export_list_polls_slowly_while_pending_survives_a_stale_read_
     page = await context.new_page()
     await page.clock.install()
     first_page = re.compile(r"/v1/compliance/exports\?limit=50$")
+    # counted as the route sees them: the page's "request" event may reach the test after a
+    # routed answer was already handled (the 401 below would then be counted late)
     reads: list[str] = []
-    page.on("request", lambda request: reads.append(request.url) if first_page.search(request.url) else None)
     held: list[Route] = []
     holding = asyncio.Event()
     plan = {"hold": False, "refuse": False}
 
     async def route(r: Route) -> None:
+        reads.append(r.request.url)
         if plan["refuse"]:
             await r.fulfill(status=401, content_type="application/problem+json", body='{"code": "unauthorized", "status": 401, "title": "Unauthorized", "detail": "session ended"}')
         elif plan["hold"]:
