@@ -57,11 +57,13 @@ async def _send(node: RunningNode, core: System, body: dict[str, Any], **kw: Any
 async def test_an_alert_reaches_the_online_device_rendered_masked_and_lands_in_the_inbox(node: RunningNode, core: System) -> None:
     token = await login(node, "c.li")
     phone = await RawClient.connect(node.ws_url, token)
-    started = time.monotonic()
     n = await _send(node, core, card_debit())
+    # pushed at once: it is published before the answer, so it is there or on its way (the
+    # bound leaves room for a loaded machine, far below any retry or sync a miss would need)
+    started = time.monotonic()
     assert n["status"] == "accepted" and n["recipient"] == "c.li" and n["category"] == "transaction"
-    frame = (await phone.expect("alert", timeout=1.0))["alert"]
-    assert time.monotonic() - started < 1.0
+    frame = (await phone.expect("alert", timeout=2.0))["alert"]
+    assert time.monotonic() - started < 2.0
     assert frame["alert_id"] == n["alert_id"] and frame["seq"] == 1 and frame["priority"] == "high"
     # rendered by the hub in the customer's default language and zone: only the last four digits
     assert frame["title"] == "消费提醒"
@@ -346,10 +348,10 @@ async def test_quiet_hours_deliver_silently_except_security(node: RunningNode, c
 
 async def test_an_expired_alert_is_not_synced_and_its_status_says_expired(node: RunningNode, core: System) -> None:
     token = await login(node, "c.li")
-    short = await _send(node, core, card_debit(ttl_seconds=1))
+    short = await _send(node, core, card_debit(ttl_seconds=3))
     keep = await _send(node, core, card_debit())
     assert (await _http(node, token, "GET", "/v1/inbox/unread")).json() == {"unread": 2, "last_seq": 2}
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(3.2)
     page = await _inbox(node, token)
     assert [a["alert_id"] for a in page["alerts"]] == [keep["alert_id"]] and page["unread"] == 1
     phone = await RawClient.connect(node.ws_url, token)

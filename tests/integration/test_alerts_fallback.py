@@ -99,7 +99,8 @@ async def test_an_offline_customer_gets_the_alert_through_the_fallback_after_ret
 
 
 async def test_an_alert_delivered_online_never_goes_to_the_fallback(nodes: Nodes, gateway: WebhookGateway) -> None:
-    node = await _node(nodes, gateway)
+    # the delivered mark is written by a loop every 0.2 s: the fallback waits well past it
+    node = await _node(nodes, gateway, alert_fallback_after_seconds=2.0)
     core = await register(node)
     token = await login(node, "c.li")
     phone = await RawClient.connect(node.ws_url, token)

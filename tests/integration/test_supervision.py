@@ -411,7 +411,8 @@ async def test_a_rules_change_is_compiled_in_the_background_not_in_the_send(node
         while time.monotonic() - start < 0.5:  # the event loop keeps running while b compiles
             await asyncio.sleep(0.05)
             ticks += 1
-        assert time.monotonic() - start < 1.0 and ticks >= 5
+        # a compile on the loop would hold it for 1.5 s; a loaded machine may still stretch a tick
+        assert time.monotonic() - start < 1.0 and ticks >= 3
         deadline = time.monotonic() + 10
         while not await _queue(http) and time.monotonic() < deadline:
             await _send(wang, conv, "再送您一张礼品卡")

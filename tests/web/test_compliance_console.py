@@ -384,13 +384,15 @@ async def test_the_purge_list_keeps_the_focus_through_its_re_reads_says_what_cha
             reads: list[str] = []
             page.on("request", lambda request: reads.append(request.url) if first_page.search(request.url) else None)
             await _officer(page, "co.sun")
+            # the clock stands still before the list is read: its re-read timer is armed on
+            # paused time, so only run_for below fires it, however long the steps take
+            await page.clock.pause_at((await page.evaluate("Date.now()") + 500) / 1000)  # seconds
             await _section(page, "保留策略")
             runs = page.get_by_role("table", name="历次清理")
             await expect(runs.get_by_role("row").filter(has_text="进行中")).to_have_count(1)
             resume = page.locator(f"#run-{earlier}-resume")
             await resume.focus()
             await expect(resume).to_be_focused()
-            await page.clock.pause_at((await page.evaluate("Date.now()") + 500) / 1000)  # seconds
             busy = page.locator(".runs")
 
             # re-read while the run is going: the same figures, nothing redrawn, the focus stays
@@ -701,10 +703,11 @@ async def test_the_export_list_polls_slowly_while_pending_survives_a_stale_read_
 
     await page.route(first_page, route)
     await _officer(page, "co.sun")
+    # paused before the list is read: its 15 s timer is armed on paused time
+    await page.clock.pause_at((await page.evaluate("Date.now()") + 500) / 1000)  # seconds
     await _section(page, "电子取证导出")
     await expect(page.get_by_role("row").filter(has_text="c.li")).to_contain_text("待批准")
     assert len(reads) == 1
-    await page.clock.pause_at((await page.evaluate("Date.now()") + 500) / 1000)  # seconds
 
     # awaiting approval: the first page is re-read every 15 s, not every 1.5 s
     await page.clock.run_for(13_000)
