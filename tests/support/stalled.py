@@ -1,7 +1,11 @@
 """A WebSocket client that stops reading right after the handshake, as a frozen app does.
 
-It is a raw socket with a tiny receive buffer (set before connecting, so the TCP window
-stays small and backpressure reaches the hub at once). It reads exactly the handshake
+It is a raw socket with a small receive buffer (set before connecting, so the TCP window
+stays small and backpressure reaches the hub soon). A test that reads what was sent after
+the stall should give it a normal one (``rcvbuf=256 << 10``): behind a window of a few KiB,
+Linux resumes a stalled loopback stream only at the pace of its zero-window probes, seconds
+apart on a loaded machine, so the close frame can arrive after the hub gave up waiting
+(``close_timeout``) and aborted the socket. It reads exactly the handshake
 response and then nothing, until the test calls :meth:`StalledReader.read_until_closed`
 to see what the hub had sent: the frames that got through before the stall and the close
 frame (4008 for a slow consumer).
