@@ -18,8 +18,10 @@ through the environment the test sets:
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import threading
 from typing import Any
 
 import httpx
@@ -36,6 +38,21 @@ SESSION_ENDING = {
     ("PUT", "/v1/users/{username}/role"),
 }
 SIGNED_PREFIX = "/v1/notifications"
+
+# Hypothesis reads the source of a strategy's lambdas with ast.parse, here in schemathesis's two
+# worker threads at once; CPython 3.11's AST construction keeps its recursion count per
+# interpreter, so two parses that interleave fail with "SystemError: AST constructor recursion
+# depth mismatch" (python/cpython#106905) and schemathesis reports a runtime error for the case.
+# One parse at a time in this process (the run's own code, not the hub's).
+_parse, _parsing = ast.parse, threading.Lock()
+
+
+def _one_parse_at_a_time(*args: Any, **kwargs: Any) -> Any:
+    with _parsing:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _one_parse_at_a_time
 
 _URL = os.environ.get("BANKHUB_FUZZ_URL", "")
 _USER = os.environ.get("BANKHUB_FUZZ_USER")
